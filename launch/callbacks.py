@@ -1,0 +1,149 @@
+"""Driver-side Tune callbacks: Parquet rows (via lowbit_core.results) and one progress line."""
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from ray import tune
+
+from lowbit_core.config import flatten
+from lowbit_core.families import Family
+from lowbit_core.results import ResultsWriter
+from lowbit_core.sweep import resolve_trial as resolve
+
+
+def _error_line(trial) -> str:
+    """Last non-empty line of the trial's error (the exception), or a generic note."""
+    path = getattr(trial, "error_file", None)
+    if not path:
+        return "failed (no error message recorded)"
+    try:
+        with open(path) as fh:
+            lines = [ln.strip() for ln in fh if ln.strip()]
+    except OSError:
+        return "failed (error file unreadable)"
+    return lines[-1] if lines else "failed"
+
+
+class ParquetCallback(tune.Callback):
+    """Turns every reported result into one long-format row; records each trial's end."""
+
+    def __init__(self, writer: ResultsWriter, family: Family, sweep: str, provenance: dict):
+        self.writer, self.family = writer, family
+        self.static = {"sweep": sweep, "family": family.name, "run_id": writer.run_id, **provenance}
+        self._trials: dict[str, tuple[str, str, dict]] = {}
+
+    def _trial(self, trial) -> tuple[str, str, dict]:
+        if trial.trial_id not in self._trials:
+            cfg, key = resolve(self.family, trial.config)
+            cols = {f"cfg.{k}": v for k, v in flatten(cfg).items()}
+            self._trials[trial.trial_id] = (key, trial.config.get("study", ""), cols)
+        return self._trials[trial.trial_id]
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        key, study, cols = self._trial(trial)
+        row = {k: v for k, v in result.items() if k in self.family.metrics}
+        row.update(self.static)
+        row.update(cols)
+        row.update(
+            trial_id=trial.trial_id, trial_key=key, study=study, step=int(result.get("step", result.get("training_iteration", 0))),
+            seed=cols.get("cfg.seed"), host=result.get("_host") or result.get("hostname"),
+            node_ip=result.get("node_ip"), device=result.get("_device"), time=datetime.now(timezone.utc),
+            **{"ver.python": result.get("_ver_python"), "ver.torch": result.get("_ver_torch"),
+               "ver.ray": result.get("_ver_ray"), "ver.lowbit_sweeps": result.get("_ver_lowbit_sweeps")},
+        )
+        self.writer.add(row)
+
+    def _ended(self, trial, status: str, error: str = "") -> None:
+        key, study, _ = self._trial(trial)
+        self.writer.trial_ended({"trial_key": key, "trial_id": trial.trial_id, "run_id": self.writer.run_id,
+                                 "study": study, "status": status, "error": error,
+                                 "time": datetime.now(timezone.utc)})
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self._ended(trial, "TERMINATED")
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._ended(trial, "ERROR", _error_line(trial))
+
+    def on_step_end(self, iteration, trials, **info):
+        self.writer._maybe_flush()
+
+    def on_experiment_end(self, trials, **info):
+        self.writer.flush()
+
+
+@dataclass
+class Progress:
+    """Counts across every Tuner of one sweep run (Optuna sweeps run one Tuner per study)."""
+
+    total: int
+    metric: str
+    mode: str
+    already_done: int = 0
+    done: int = 0
+    failed: int = 0
+    running: int = 0
+    best: float = math.nan
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    def offer(self, value) -> None:
+        if value is None or not isinstance(value, (int, float)) or math.isnan(value):
+            return
+        if math.isnan(self.best) or (value < self.best if self.mode == "min" else value > self.best):
+            self.best = float(value)
+
+    def line(self) -> str:
+        best = "-" if math.isnan(self.best) else f"{self.best:.5g}"
+        prior = f" ({self.already_done} from before)" if self.already_done else ""
+        return (f"trials {self.already_done + self.done}/{self.total} done{prior}, {self.running} running, "
+                f"{self.failed} failed | best {self.metric} {best}")
+
+
+class ProgressCallback(tune.Callback):
+    """One progress line: rewritten in place on a terminal, a line per change (at most every 10 s) in logs."""
+
+    def __init__(self, progress: Progress, family: Family, stream=None):
+        self.p, self.family = progress, family
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self._last_line, self._last_time = "", 0.0
+
+    def _show(self, force: bool = False) -> None:
+        line = self.p.line()
+        now = time.monotonic()
+        if line == self._last_line and not force:
+            return
+        if self.tty:
+            self.stream.write("\r" + line.ljust(len(self._last_line)))
+        elif force or now - self._last_time >= 10.0:
+            self.stream.write(line + "\n")
+        else:
+            return
+        self.stream.flush()
+        self._last_line, self._last_time = line, now
+
+    def on_step_end(self, iteration, trials, **info):
+        self.p.running = sum(1 for t in trials if t.status == "RUNNING")
+        self._show()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        self.p.done += 1
+        self.p.offer((trial.last_result or {}).get(self.p.metric))
+        self._show()
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self.p.failed += 1
+        _, key = resolve(self.family, trial.config)
+        self.p.failures.append((key, _error_line(trial)))
+        self._show()
+
+    def finish(self) -> None:
+        self.p.running = 0
+        self._show(force=True)
+        if self.tty:
+            self.stream.write("\n")
+            self.stream.flush()

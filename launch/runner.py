@@ -1,0 +1,193 @@
+"""Running a planned sweep with Ray Tune: resume bookkeeping, Tuner set-up, the run summary."""
+from __future__ import annotations
+
+import fcntl
+import math
+import os
+import platform
+import subprocess
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lowbit_core.config import ConfigError
+from lowbit_core.results import ResultsWriter, data_parts, finished_trials, results_schema
+from lowbit_core.sweep import LogUniform, Plan, Study, Uniform
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Outcome:
+    total: int
+    done: int
+    failed: int
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    interrupted: bool = False
+    rows_written: int = 0
+    folder: Path | None = None
+    best: float = math.nan
+
+    @property
+    def ok(self) -> bool:
+        return not self.interrupted and self.failed == 0 and self.done >= self.total
+
+
+def git_sha() -> str:
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
+
+
+class FolderLock:
+    """An exclusive flock on ``<folder>/_lock`` (released by the OS even on SIGKILL)."""
+
+    def __init__(self, folder: Path):
+        self.path = folder / "_lock"
+
+    def __enter__(self):
+        self.fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.fh.close()
+            raise ConfigError(f"another run is writing to {self.path.parent}; wait for it or use --results") from None
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self.fh, fcntl.LOCK_UN)
+        self.fh.close()
+
+
+def prepare_folder(results: Path, sweep_name: str, resume: bool) -> Path:
+    """The sweep's result folder; without --resume it must not already hold results."""
+    folder = results / sweep_name
+    if not resume and data_parts(folder):
+        raise ConfigError(f"{folder} already holds results; pass --resume to continue that sweep, or "
+                          f"--results DIR to write somewhere else")
+    return folder
+
+
+def _tune_domain(dist):
+    from ray import tune
+
+    if isinstance(dist, LogUniform):
+        return tune.loguniform(dist.low, dist.high)
+    if isinstance(dist, Uniform):
+        return tune.uniform(dist.low, dist.high)
+    return tune.randint(dist.low, dist.high + 1)
+
+
+def _prior_evaluations(folder: Path, study: Study, metric: str, done: set[str]):
+    """(points, rewards) of this study's finished trials, to warm-start Optuna on --resume."""
+    import pyarrow.parquet as pq
+
+    points, rewards = [], []
+    keys = list(study.distributions)
+    last: dict[str, dict] = {}
+    for part in data_parts(folder):
+        cols = ["trial_key", "study", "step", metric] + [f"cfg.{k}" for k in keys]
+        for row in pq.read_table(part, columns=cols).to_pylist():
+            if row["study"] != study.key or row["trial_key"] not in done:
+                continue
+            prev = last.get(row["trial_key"])
+            if prev is None or row["step"] > prev["step"]:
+                last[row["trial_key"]] = row
+    for row in last.values():
+        if row[metric] is not None:
+            points.append({k: row[f"cfg.{k}"] for k in keys})
+            rewards.append(row[metric])
+    return points, rewards
+
+
+def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None) -> Outcome:
+    """Run every trial of ``plan`` that has not finished before; write Parquet under results/<sweep>."""
+    from launch.cluster import cluster_resources, start_ray
+    from launch.callbacks import ParquetCallback, Progress, ProgressCallback
+    from lowbit_core.config import flatten
+    from lowbit_core.trainables import TRAINABLES
+    from ray import tune
+
+    sweep = plan.sweep
+    folder = prepare_folder(results, sweep.name, resume)
+    start_ray(address)
+    res = cluster_resources()
+    if sweep.resources.cpu > res.get("CPU", 0):
+        raise ConfigError(f"each trial needs {sweep.resources.cpu} CPU but the Ray cluster has {res.get('CPU', 0)}")
+    request = {"cpu": sweep.resources.cpu}
+    if sweep.resources.gpu > 0 and res.get("GPU", 0) > 0:
+        request["gpu"] = sweep.resources.gpu
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with FolderLock(folder):
+        done = finished_trials(folder) if resume else set()
+        run_id = new_run_id()
+        writer = ResultsWriter(folder, results_schema(plan.family.config_cls, plan.family.metrics), run_id)
+        prov = {"git_sha": git_sha()}
+        progress = Progress(total=plan.n_trials, metric=sweep.metric, mode=sweep.mode)
+        parquet_cb = ParquetCallback(writer, plan.family, sweep.name, prov)
+        progress_cb = ProgressCallback(progress, plan.family)
+        trainable = tune.with_resources(TRAINABLES[plan.family.name], request)
+
+        def tuner(param_space: dict, num_samples: int = 1, search_alg=None):
+            return tune.Tuner(
+                trainable,
+                param_space=param_space,
+                tune_config=tune.TuneConfig(
+                    metric=sweep.metric, mode=sweep.mode, num_samples=num_samples, search_alg=search_alg,
+                    max_concurrent_trials=max_concurrent, reuse_actors=True,
+                    trial_dirname_creator=lambda t: t.trial_id,
+                ),
+                run_config=tune.RunConfig(
+                    name=run_id, storage_path=str((folder / "_ray").resolve()), verbose=0,
+                    callbacks=[parquet_cb, progress_cb], failure_config=tune.FailureConfig(max_failures=0),
+                ),
+            )
+
+        interrupted = False
+        try:
+            if not plan.is_optuna:
+                todo = [t for t in plan.trials if t.key not in done]
+                progress.already_done = len(plan.trials) - len(todo)
+                if todo:
+                    tuner({"base": tune.grid_search([t.flat for t in todo]), "study": ""}).fit()
+            else:
+                import optuna
+                from ray.tune.search import ConcurrencyLimiter
+                from ray.tune.search.optuna import OptunaSearch
+
+                optuna.logging.set_verbosity(optuna.logging.WARNING)
+                for study in plan.studies:
+                    points, rewards = _prior_evaluations(folder, study, sweep.metric, done) if resume else ([], [])
+                    remaining = study.num_samples - len(points)
+                    progress.already_done += len(points)
+                    if remaining <= 0:
+                        continue
+                    searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=sweep.search.sampler_seed,
+                                            points_to_evaluate=points or None, evaluated_rewards=rewards or None)
+                    limiter = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent or max(1, int(res.get("CPU", 1) // sweep.resources.cpu)))
+                    space = {"base": flatten(study.config), "study": study.key,
+                             **{k: _tune_domain(d) for k, d in study.distributions.items()}}
+                    tuner(space, num_samples=remaining, search_alg=limiter).fit()
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            writer.close()
+            progress_cb.finish()
+    return Outcome(total=plan.n_trials, done=progress.already_done + progress.done, failed=progress.failed,
+                   failures=progress.failures, interrupted=interrupted, rows_written=writer.rows_written,
+                   folder=folder, best=progress.best)
+
+
+def host_summary() -> str:
+    return f"{platform.node()} ({os.cpu_count()} CPUs)"

@@ -1,0 +1,128 @@
+#!/usr/bin/env python
+"""lowbit-sweeps CLI: ``python launch/sweep.py SWEEP_FILE [options]``.
+
+Runs the sweep with Ray Tune on this machine (or the cluster at ``--address`` / ``$RAY_ADDRESS``) and
+writes long-format Parquet under ``--results/<sweep name>/``. Exit status: 0 when every trial
+finished, 1 when some failed (a summary is printed), 2 for bad input (one line, nothing written),
+130 when interrupted (what was reported is kept; rerun with --resume).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import launch.cluster  # noqa: E402,F401  -- sets Ray/Tune environment defaults before ray is imported
+from lowbit_core.config import ConfigError  # noqa: E402
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage + message otherwise)
+        sys.stderr.write(f"error: {message} (see --help)\n")
+        raise SystemExit(2)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="python launch/sweep.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("sweep_file", help="a sweep module, e.g. sweeps/vste_window.py")
+    p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
+                   help="Ray cluster to join (host:port); default $RAY_ADDRESS, else start Ray here")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a config key (typed), e.g. --set multi.lr=0.01 --set seeds=[0,1]")
+    p.add_argument("--smoke", action="store_true", help="the smoke profile (about a minute on 2 CPUs)")
+    p.add_argument("--profile", default=None, help="named profile: default, smoke, full, ...")
+    p.add_argument("--dry-run", action="store_true", help="print the trials and resources, then exit")
+    p.add_argument("--results", default="results", help="results root (default: results/)")
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same folder")
+    p.add_argument("--max-concurrent", type=int, default=None, metavar="N", help="at most N trials at once")
+    return p
+
+
+def _profile(args) -> str:
+    if args.smoke and args.profile not in (None, "smoke"):
+        raise ConfigError(f"--smoke conflicts with --profile {args.profile}; give one of them")
+    return "smoke" if args.smoke else (args.profile or "default")
+
+
+def print_plan(plan) -> None:
+    from lowbit_core.config import flatten
+
+    s = plan.sweep
+    print(f"sweep {s.name} (family {plan.family.name}, profile {plan.profile}): {plan.n_trials} trials, "
+          f"metric {s.metric} ({s.mode}), resources per trial: {s.resources.cpu} CPU"
+          + (f", {s.resources.gpu} GPU when present" if s.resources.gpu else ""))
+    rows = [(t.key, flatten(t.config)) for t in plan.trials] or [(st.key, flatten(st.config)) for st in plan.studies]
+    varying = [k for k in rows[0][1] if len({str(r[1][k]) for r in rows}) > 1] if rows else []
+    if plan.is_optuna:
+        print(f"Optuna (TPE) search: {len(plan.studies)} studies x {plan.sweep.search.num_samples} samples")
+    table = [["study" if plan.is_optuna else "trial"] + varying + (["searched"] if plan.is_optuna else [])]
+    for i, (key, flat) in enumerate(rows):
+        cells = [key] + [str(flat[k]) for k in varying]
+        if plan.is_optuna:
+            cells.append(", ".join(f"{k}~{type(d).__name__}({d.low:g},{d.high:g})"
+                                   for k, d in plan.studies[i].distributions.items()))
+        table.append(cells)
+    widths = [max(len(r[j]) for r in table) for j in range(len(table[0]))]
+    for r in table:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        from lowbit_core.sweep import load_sweep, parse_set, plan
+
+        if args.max_concurrent is not None and args.max_concurrent < 1:
+            raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+        sweep = load_sweep(args.sweep_file)
+        from lowbit_core.families import get_family
+
+        overrides, seeds = parse_set(get_family(sweep.family), args.sets)
+        the_plan = plan(sweep, _profile(args), overrides, seeds)
+        if args.dry_run:
+            print_plan(the_plan)
+            return 0
+        if args.address:
+            from launch.cluster import check_reachable
+
+            check_reachable(args.address)
+        from launch.runner import prepare_folder, run_plan
+
+        prepare_folder(Path(args.results), sweep.name, args.resume)
+        outcome = run_plan(the_plan, Path(args.results), args.address, args.resume, args.max_concurrent)
+    except ConfigError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        return 2
+    finally:
+        if "ray" in sys.modules:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+
+    print(f"results: {outcome.folder} ({outcome.rows_written} rows written this run)")
+    if outcome.interrupted:
+        print(f"interrupted: {outcome.done}/{outcome.total} trials done; continue with:\n  python launch/sweep.py "
+              f"{' '.join(sys.argv[1:] if argv is None else argv)} --resume", file=sys.stderr)
+        return 130
+    if outcome.failed:
+        print(f"{outcome.failed} of {outcome.total} trials failed:", file=sys.stderr)
+        for key, line in outcome.failures[:20]:
+            print(f"  {key}: {line}", file=sys.stderr)
+        return 1
+    if not outcome.ok:
+        print(f"only {outcome.done} of {outcome.total} trials finished", file=sys.stderr)
+        return 1
+    print(f"all {outcome.total} trials finished; report: python analysis/report.py {outcome.folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BrokenPipeError:  # e.g. `--dry-run | head`
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)

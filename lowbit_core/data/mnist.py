@@ -1,0 +1,42 @@
+"""MNIST from torchvision's on-disk format (never downloaded here).
+
+``torchvision.datasets.MNIST(root, download=False)`` reads ``<root>/MNIST/raw/`` (the four IDX files,
+``train-images-idx3-ubyte`` etc., gunzipped or ``.gz``). Pixels are scaled to [0, 1] and standardized
+with the usual MNIST mean 0.1307 and std 0.3081, then flattened to 784 features.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+MEAN, STD = 0.1307, 0.3081
+RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
+
+
+class DataMissingError(FileNotFoundError):
+    """A data set is not on disk; the message says where to put it."""
+
+
+def mnist_missing(root: str | Path) -> str | None:
+    """None when the MNIST IDX files are under ``root``, else a one-line message saying where to put them."""
+    raw = Path(root) / "MNIST" / "raw"
+    missing = [f for f in RAW_FILES if not (raw / f).exists() and not (raw / (f + ".gz")).exists()]
+    if not missing:
+        return None
+    return (
+        f"MNIST not found: {raw}/ lacks {', '.join(missing)}; put the four IDX files (or their .gz) "
+        f"there, or set data.root to the folder that holds MNIST/raw/"
+    )
+
+
+def load_mnist(root: str | Path, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(x float32 [N, 784] standardized, y int64 [N])`` from ``<root>/MNIST/raw``."""
+    from torchvision.datasets import MNIST
+
+    message = mnist_missing(root)
+    if message:
+        raise DataMissingError(message)
+    ds = MNIST(str(root), train=train, download=False)
+    x = (ds.data.reshape(len(ds.data), -1).float() / 255.0 - MEAN) / STD
+    return x, ds.targets.long()

@@ -1,0 +1,68 @@
+"""Registry of experiment families: config class, Ray-free run function, declared metrics.
+
+A family is what a sweep's ``family`` names. ``run(cfg, report, device)`` calls ``report(metrics)`` once
+per reported step; every metric it reports is declared in ``metrics`` (name -> "float" | "int" | "str"
+| "list[float]"), which fixes the Parquet schema before the first trial starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from lowbit_core.config import ConfigError
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str
+    config_cls: type
+    run: Callable[..., Any]
+    metrics: dict[str, str]
+    canonicalize: Callable[[Any], Any] = lambda cfg: cfg
+    preflight: Callable[[Any], str | None] = lambda cfg: None
+    """Driver-side check before Ray starts; returns an error line (e.g. data not on disk) or None."""
+
+
+def _probe_family() -> Family:
+    from lowbit_core.data.mnist import mnist_missing
+    from lowbit_core.probes.config import EstimatorConfig, ProbeConfig
+    from lowbit_core.probes.run import PROBE_METRICS, run_probe
+
+    def canonicalize(cfg: ProbeConfig) -> ProbeConfig:
+        # Parameters that do not act are reset to their defaults so equivalent trials get one key:
+        # the FP model ignores the estimator; each estimator ignores the other one's parameter.
+        default = EstimatorConfig()
+        est = cfg.estimator
+        if cfg.model.kind == "fp":
+            est = default
+        else:
+            est = dataclasses.replace(
+                est,
+                clip=est.clip if est.name == "value_clip" else default.clip,
+                window=est.window if est.name == "window" else default.window,
+            )
+        multi = cfg.multi
+        if multi.optimizer != "sgdm":
+            multi = dataclasses.replace(multi, momentum=type(multi)().momentum)
+        if multi.optimizer != "adam":
+            multi = dataclasses.replace(multi, beta1=type(multi)().beta1, beta2=type(multi)().beta2)
+        return dataclasses.replace(cfg, estimator=est, multi=multi)
+
+    def preflight(cfg: ProbeConfig) -> str | None:
+        return mnist_missing(cfg.data.root) if cfg.data.name == "mnist" else None
+
+    return Family("probe", ProbeConfig, run_probe, PROBE_METRICS, canonicalize, preflight)
+
+
+_BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family}
+
+
+def get_family(name: str) -> Family:
+    if name not in _BUILDERS:
+        raise ConfigError(f"unknown family {name!r}; valid: {', '.join(sorted(_BUILDERS))}")
+    return _BUILDERS[name]()
+
+
+def family_names() -> list[str]:
+    return sorted(_BUILDERS)

@@ -1,0 +1,148 @@
+"""Typed configuration of the one-layer budget probes (the ``probe`` family).
+
+A sweep states only what differs from these defaults, as dotted keys (``"multi.optimizer"``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lowbit_core.config import ConfigError
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The fixed probe batch.
+
+    ``teacher``: synthetic teacher-student classification (no download), see
+    :mod:`lowbit_core.data.teacher`. ``mnist``: torchvision's MNIST files under ``root``.
+    """
+
+    name: Literal["teacher", "mnist"] = "teacher"
+    root: str = "data"
+    batch_size: int = 1024
+    n_features: int = 64
+    n_classes: int = 10
+    teacher_hidden: int = 32
+
+    def __post_init__(self):
+        if self.batch_size < 1:
+            raise ConfigError(f"data.batch_size must be >= 1, got {self.batch_size}")
+        if self.n_features < 1 or self.n_classes < 2 or self.teacher_hidden < 1:
+            raise ConfigError("data.n_features >= 1, data.n_classes >= 2 and data.teacher_hidden >= 1 are required")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Toy MLP: ``fp`` (float weights, exact gradient) or ``binary`` (sign of latent weights)."""
+
+    kind: Literal["fp", "binary"] = "binary"
+    hidden: tuple[int, ...] = (128, 128)
+    pretrain_steps: int = 200
+    pretrain_lr: float = 1e-3
+    pretrain_batch: int = 256
+
+    def __post_init__(self):
+        if not self.hidden or any(h < 1 for h in self.hidden):
+            raise ConfigError(f"model.hidden must be a non-empty tuple of positive ints, got {self.hidden}")
+        if self.pretrain_steps < 0 or self.pretrain_lr <= 0 or self.pretrain_batch < 1:
+            raise ConfigError("model.pretrain_steps >= 0, model.pretrain_lr > 0, model.pretrain_batch >= 1 are required")
+
+
+@dataclass(frozen=True)
+class EstimatorConfig:
+    """Backward estimator of sign(w) (ignored by the FP model, whose gradient is exact).
+
+    ``identity`` (nSTE), ``value_clip`` (clip the gradient's values to [-clip, clip]),
+    ``window`` (g * 1{|w| <= window}); see :mod:`lowbit_core.quant.estimators`.
+    """
+
+    name: Literal["identity", "value_clip", "window"] = "identity"
+    clip: float = 0.5
+    window: float = 1.0
+
+    def __post_init__(self):
+        if self.clip <= 0 or self.window <= 0:
+            raise ConfigError(f"estimator.clip and estimator.window must be > 0, got {self.clip}, {self.window}")
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """L-infinity box ``|w - w0| <= epsilon`` around the start, on layer ``layer`` only."""
+
+    epsilon: float = 0.1
+    layer: int = 0
+
+    def __post_init__(self):
+        if not self.epsilon > 0:
+            raise ConfigError(f"budget.epsilon must be > 0, got {self.epsilon}")
+        if self.layer < 0:
+            raise ConfigError(f"budget.layer must be >= 0, got {self.layer}")
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """Single-step lr scan: lr = lr_min, lr_min + lr_step, ..., <= lr_max (the seed: 1e-5..1e-1 by 1e-5)."""
+
+    lr_min: float = 1e-5
+    lr_max: float = 1e-1
+    lr_step: float = 1e-3
+    normalize: Literal["max", "l2", "sign"] = "max"
+
+    def __post_init__(self):
+        if not 0 < self.lr_min <= self.lr_max or self.lr_step <= 0:
+            raise ConfigError(
+                f"scan needs 0 < lr_min <= lr_max and lr_step > 0, got {self.lr_min}, {self.lr_max}, {self.lr_step}"
+            )
+        if (self.lr_max - self.lr_min) / self.lr_step > 1e6:
+            raise ConfigError("scan has more than 10^6 points; raise scan.lr_step")
+
+
+@dataclass(frozen=True)
+class MultiConfig:
+    """Multi-step search inside the box: optimizer steps on w, then delta clipped back to the box."""
+
+    optimizer: Literal["sgd", "sgdm", "adam"] = "sgd"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    steps: int = 100
+    noise: float = 0.0
+    normalize: Literal["max", "none"] = "max"
+    report_every: int = 10
+
+    def __post_init__(self):
+        if self.lr <= 0 or self.steps < 0 or self.report_every < 1:
+            raise ConfigError(
+                f"multi.lr > 0, multi.steps >= 0 and multi.report_every >= 1 are required, got "
+                f"{self.lr}, {self.steps}, {self.report_every}"
+            )
+        if not 0 <= self.momentum < 1 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise ConfigError("multi.momentum, multi.beta1 and multi.beta2 must lie in [0, 1)")
+        if self.noise < 0:
+            raise ConfigError(f"multi.noise must be >= 0, got {self.noise}")
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    """One probe trial: model at a pretrained start, fixed batch, single-step scan and multi-step search."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    estimator: EstimatorConfig = field(default_factory=EstimatorConfig)
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    scan: ScanConfig = field(default_factory=ScanConfig)
+    multi: MultiConfig = field(default_factory=MultiConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.multi.noise > self.budget.epsilon:
+            raise ConfigError(
+                f"multi.noise={self.multi.noise} exceeds budget.epsilon={self.budget.epsilon}; the noise "
+                "amplitude must satisfy 0 <= noise <= epsilon"
+            )
+        if self.budget.layer > len(self.model.hidden):
+            raise ConfigError(
+                f"budget.layer={self.budget.layer} but the MLP has layers 0..{len(self.model.hidden)}"
+            )

@@ -1,0 +1,109 @@
+"""One budget-probe trial, Ray-free: ``run_probe(cfg, report)``.
+
+1. Seeded set-up: the task (teacher fixed, or MNIST), the MLP (FP or binary) initialized from
+   ``cfg.seed`` and pretrained for ``model.pretrain_steps`` Adam steps on fresh batches (the binary
+   MLP through nSTE, whatever estimator is probed, so every estimator starts from the same w0).
+2. One fixed probe batch of ``data.batch_size`` examples (from ``cfg.seed``): every method of the
+   trial sees it, and so does every trial with the same seed and data config.
+3. Gradient of the probed layer at w0 through the estimator, compared with nSTE's.
+4. Single-step STE lr scan (:mod:`lowbit_core.probes.lr_scan`).
+5. Multi-step search (:mod:`lowbit_core.probes.multistep`), reporting every ``multi.report_every``
+   steps and at the last; the last report carries the scan curve.
+
+Metrics (see :data:`PROBE_METRICS`): relative improvement is ``(L_single - L_multi) / L_single``,
+positive when the multi-step search found a lower loss than the best single step.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from lowbit_core.data.probe_batches import ProbeData
+from lowbit_core.device import pick_device
+from lowbit_core.models.mlp import MLP
+from lowbit_core.probes import lr_scan, multistep
+from lowbit_core.probes.budget import random_start
+from lowbit_core.probes.config import ProbeConfig
+from lowbit_core.probes.gradient import batch_loss_fn, compare_to_identity, gradient_at, normalize
+
+Report = Callable[[dict], None]
+
+PROBE_METRICS: dict[str, str] = {
+    "loss": "float", "best_loss": "float", "max_abs_delta": "float", "start_loss": "float",
+    "single_best_loss": "float", "single_best_lr": "float", "rel_improvement": "float",
+    "rel_improvement_best": "float", "grad_cos_identity": "float", "grad_clipped_frac": "float",
+    "scan_lr": "list[float]", "scan_loss": "list[float]",
+}
+
+
+def _estimator_param(cfg: ProbeConfig) -> float | None:
+    return {"value_clip": cfg.estimator.clip, "window": cfg.estimator.window}.get(cfg.estimator.name)
+
+
+def pretrained_mlp(cfg: ProbeConfig, data: ProbeData, device: torch.device) -> MLP:
+    """The MLP at its probe start w0: seeded init, then nSTE/exact Adam pretraining."""
+    torch.manual_seed(cfg.seed)
+    model = MLP(data.in_dim, cfg.model.hidden, data.n_classes, cfg.model.kind).to(device)
+    gen = torch.Generator().manual_seed(1_000 + cfg.seed)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.model.pretrain_lr)
+    for _ in range(cfg.model.pretrain_steps):
+        x, y = data.sample(cfg.model.pretrain_batch, gen)
+        loss = F.cross_entropy(model(x.to(device)), y.to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    model.requires_grad_(False)
+    return model
+
+
+def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = None) -> dict:
+    """Run one probe trial, calling ``report(metrics)`` per reported step; returns the last metrics."""
+    device = device or pick_device()
+    d = cfg.data
+    data = ProbeData(d.name, d.root, d.n_features, d.n_classes, d.teacher_hidden)
+    model = pretrained_mlp(cfg, data, device)
+    x, y = data.sample(d.batch_size, torch.Generator().manual_seed(2_000 + cfg.seed))
+    x, y = x.to(device), y.to(device)
+
+    layer, eps = cfg.budget.layer, cfg.budget.epsilon
+    w0 = model.layers[layer].weight.detach().clone()
+    loss_fn = batch_loss_fn(model, layer, w0, x, y)
+    zero = torch.zeros_like(w0)
+
+    start_loss, g_id = gradient_at(loss_fn, zero)
+    model.estimator, model.estimator_param = cfg.estimator.name, _estimator_param(cfg)
+    _, g = gradient_at(loss_fn, zero)
+    cos, frac = compare_to_identity(g, g_id)
+
+    lrs = lr_scan.lr_grid(cfg.scan.lr_min, cfg.scan.lr_max, cfg.scan.lr_step)
+    single = lr_scan.scan(loss_fn, normalize(g, cfg.scan.normalize), lrs, eps)
+
+    m = cfg.multi
+    delta0 = random_start(w0.shape, m.noise, eps, torch.Generator().manual_seed(3_000 + cfg.seed), device)
+    last: dict = {}
+    for p in multistep.search(loss_fn, delta0, eps, m.optimizer, m.lr, m.steps, m.momentum,
+                              (m.beta1, m.beta2), m.normalize):
+        if p.step % m.report_every and p.step != m.steps:
+            continue
+        last = {
+            "step": p.step, "loss": p.loss, "best_loss": p.best_loss, "max_abs_delta": p.max_abs_delta,
+            "start_loss": start_loss, "single_best_loss": single.best_loss, "single_best_lr": single.best_lr,
+            "rel_improvement": _rel(single.best_loss, p.loss),
+            "rel_improvement_best": _rel(single.best_loss, p.best_loss),
+            "grad_cos_identity": cos, "grad_clipped_frac": frac,
+        }
+        if p.step == m.steps:
+            last.update(scan_lr=single.lrs.tolist(), scan_loss=single.losses.tolist())
+        report(dict(last))
+    return last
+
+
+def _rel(single: float, multi: float) -> float:
+    return (single - multi) / single if single != 0 else float("nan")
+
+
+def describe(cfg: ProbeConfig) -> str:
+    return ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items())

@@ -1,0 +1,179 @@
+"""Long-format Parquet results: a Ray-free writer (the driver's Tune callback feeds it) and readers.
+
+Layout of ``<results>/<sweep>/``::
+
+    part-<run_id>-<seq>.parquet   data: one row per reported step of a trial
+    _trials/<run_id>-<seq>.parquet  one row per ended trial: trial_key, status, error
+    _ray/                          Ray Tune's own state
+
+Readers of Parquet folders (``pandas.read_parquet``, pyarrow datasets) skip names starting with ``_``
+or ``.``, so ``pandas.read_parquet("results/<sweep>")`` returns exactly the data rows.
+
+Guarantees:
+- every part is written to a hidden temp file, fsynced, then renamed: a crash loses at most the rows
+  not yet flushed and never leaves a truncated part;
+- a trial's status row is written only after its data rows are on disk;
+- the writer loads the (trial_key, step) pairs already present and never writes one twice, so a
+  resumed run adds no duplicates;
+- all parts of a sweep share one schema fixed from the family's declared metrics and config fields,
+  so columns never vanish when pyarrow unifies parts. List metrics (curves) are ``list<double>``.
+"""
+from __future__ import annotations
+
+import os
+import time
+import typing
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from lowbit_core.config import dotted_keys
+
+PROVENANCE: dict[str, pa.DataType] = {
+    "sweep": pa.string(), "family": pa.string(), "run_id": pa.string(), "trial_id": pa.string(),
+    "trial_key": pa.string(), "study": pa.string(), "step": pa.int64(), "seed": pa.int64(),
+    "git_sha": pa.string(), "host": pa.string(), "node_ip": pa.string(), "device": pa.string(),
+    "time": pa.timestamp("ms", tz="UTC"), "ver.python": pa.string(), "ver.torch": pa.string(),
+    "ver.ray": pa.string(), "ver.lowbit_sweeps": pa.string(),
+}
+
+TRIAL_STATUS = pa.schema([
+    ("trial_key", pa.string()), ("trial_id", pa.string()), ("run_id", pa.string()), ("study", pa.string()),
+    ("status", pa.string()), ("error", pa.string()), ("time", pa.timestamp("ms", tz="UTC")),
+])
+
+_METRIC_TYPES = {"float": pa.float64(), "int": pa.int64(), "str": pa.string(), "list[float]": pa.list_(pa.float64())}
+
+
+def _arrow_type(tp: Any) -> pa.DataType:
+    if tp is bool:
+        return pa.bool_()
+    if tp is int:
+        return pa.int64()
+    if tp is float:
+        return pa.float64()
+    if tp is str or typing.get_origin(tp) in (Literal, tuple):
+        return pa.string()  # tuples are stored as JSON text so they can be grouped on
+    raise TypeError(f"no Parquet type for config type {tp}")
+
+
+def results_schema(config_cls: type, metrics: dict[str, str]) -> pa.Schema:
+    """Provenance columns, then every metric, then ``cfg.<dotted key>`` for every config field."""
+    fields = [pa.field(k, t) for k, t in PROVENANCE.items()]
+    clash = set(metrics) & set(PROVENANCE)
+    if clash:
+        raise ValueError(f"metric names clash with provenance columns: {sorted(clash)}")
+    fields += [pa.field(k, _METRIC_TYPES[t]) for k, t in metrics.items()]
+    fields += [pa.field(f"cfg.{k}", _arrow_type(t)) for k, t in dotted_keys(config_cls).items()]
+    return pa.schema(fields)
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as fh:
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def data_parts(folder: str | Path) -> list[Path]:
+    return sorted(Path(folder).glob("part-*.parquet"))
+
+
+def existing_steps(folder: str | Path) -> set[tuple[str, int]]:
+    """(trial_key, step) pairs already on disk."""
+    seen: set[tuple[str, int]] = set()
+    for part in data_parts(folder):
+        t = pq.read_table(part, columns=["trial_key", "step"])
+        seen.update(zip(t.column("trial_key").to_pylist(), t.column("step").to_pylist()))
+    return seen
+
+
+def trial_status(folder: str | Path) -> dict[str, str]:
+    """Latest status per trial_key from ``_trials/`` ('TERMINATED' or 'ERROR')."""
+    status: dict[str, tuple[Any, str]] = {}
+    for part in sorted((Path(folder) / "_trials").glob("*.parquet")):
+        for row in pq.read_table(part).to_pylist():
+            prev = status.get(row["trial_key"])
+            if prev is None or row["time"] >= prev[0]:
+                status[row["trial_key"]] = (row["time"], row["status"])
+    return {k: v[1] for k, v in status.items()}
+
+
+def finished_trials(folder: str | Path) -> set[str]:
+    return {k for k, s in trial_status(folder).items() if s == "TERMINATED"}
+
+
+def read_results(folder: str | Path):
+    """All data rows of a sweep folder as a pandas DataFrame (union of columns across parts)."""
+    import pandas as pd
+
+    parts = [pq.read_table(p).to_pandas() for p in data_parts(folder)]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+class ResultsWriter:
+    """Buffers rows and writes them as atomic Parquet parts; skips (trial_key, step) already written."""
+
+    def __init__(self, folder: str | Path, schema: pa.Schema, run_id: str,
+                 flush_rows: int = 2000, flush_seconds: float = 5.0):
+        self.folder = Path(folder)
+        self.schema, self.run_id = schema, run_id
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self._seen = existing_steps(self.folder)
+        self._rows: list[dict] = []
+        self._status: list[dict] = []
+        self._seq = 0
+        self._status_seq = 0
+        self._last_flush = time.monotonic()
+        self.rows_written = 0
+        self.rows_skipped = 0
+
+    def add(self, row: dict) -> None:
+        ident = (row["trial_key"], int(row["step"]))
+        if ident in self._seen:
+            self.rows_skipped += 1
+            return
+        unknown = set(row) - set(self.schema.names)
+        if unknown:
+            raise KeyError(f"columns not in the results schema: {sorted(unknown)}")
+        self._seen.add(ident)
+        self._rows.append(row)
+        self._maybe_flush()
+
+    def trial_ended(self, status_row: dict) -> None:
+        """Record a trial's end (a dict with the TRIAL_STATUS columns); written after its data."""
+        self._status.append(status_row)
+        self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
+        if len(self._rows) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write buffered data rows, then buffered trial statuses (so a status implies its data)."""
+        self._last_flush = time.monotonic()
+        if self._rows:
+            table = pa.Table.from_pylist(self._rows, schema=self.schema)
+            _write_atomic(table, self.folder / f"part-{self.run_id}-{self._seq:05d}.parquet")
+            self._seq += 1
+            self.rows_written += len(self._rows)
+            self._rows = []
+        if self._status:
+            table = pa.Table.from_pylist(self._status, schema=TRIAL_STATUS)
+            (self.folder / "_trials").mkdir(exist_ok=True)
+            _write_atomic(table, self.folder / "_trials" / f"{self.run_id}-{self._status_seq:05d}.parquet")
+            self._status_seq += 1
+            self._status = []
+
+    def close(self) -> None:
+        self.flush()

@@ -1,0 +1,357 @@
+"""The Sweep spec, the loader for sweep files, and planning a sweep into trials.
+
+A sweep file is a module in ``sweeps/`` that defines one :class:`Sweep`; importing it runs nothing.
+The sweep names a family (:mod:`lowbit_core.families`), states only what differs from the family's
+typed defaults (``base``, dotted keys), and a search space: :class:`Grid` axes (the cartesian product,
+like Ray's ``grid_search``) and, for Optuna sweeps, distributions (:class:`LogUniform`,
+:class:`Uniform`, :class:`IntUniform`). Seeds are an explicit axis. Profiles are named variants
+(``smoke``: about a minute on 2 CPU cores; ``full``: the seed's scale) that override parts of it.
+
+Planning turns a sweep into concrete trials *before* Ray starts, so every mistake (unknown key,
+wrong type, a value out of range) surfaces as one :class:`ConfigError` line:
+
+- grid search: one trial per point of the product, canonicalized by the family (parameters that do
+  not act are reset) and de-duplicated; each trial has a stable ``key`` (hash of its config);
+- Optuna search: one study per point of the grid axes (seeds included), each sampling
+  ``num_samples`` trials from the distributions that apply to that point (``when``).
+"""
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import itertools
+import json
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from lowbit_core.config import (
+    ConfigError, check_value, flatten, parse_text, resolve_key, to_dict, with_overrides,
+)
+from lowbit_core.families import Family, get_family
+
+
+# ---------------------------------------------------------------- search-space primitives
+@dataclass(frozen=True)
+class Grid:
+    """Every value is tried (Ray's ``grid_search``)."""
+
+    values: tuple
+
+    def __post_init__(self):
+        object.__setattr__(self, "values", tuple(self.values))
+        if not self.values:
+            raise ConfigError("a grid axis needs at least one value")
+
+
+def grid(*values: Any) -> Grid:
+    return Grid(values)
+
+
+@dataclass(frozen=True)
+class LogUniform:
+    """Optuna distribution: log-uniform on [low, high]; applies only where ``when`` matches."""
+
+    low: float
+    high: float
+    when: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Uniform:
+    """Optuna distribution: uniform on [low, high]; applies only where ``when`` matches."""
+
+    low: float
+    high: float
+    when: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class IntUniform:
+    """Optuna distribution: integers in [low, high]; applies only where ``when`` matches."""
+
+    low: int
+    high: int
+    when: Mapping[str, Any] = field(default_factory=dict)
+
+
+Distribution = LogUniform | Uniform | IntUniform
+
+
+@dataclass(frozen=True)
+class Resources:
+    """Per-trial resources. ``gpu`` (a fraction) is requested only when the cluster has GPUs, so the
+    same sweep runs on a CPU laptop; the trial's device is picked at run time."""
+
+    cpu: float = 1.0
+    gpu: float = 0.0
+
+    def __post_init__(self):
+        if self.cpu <= 0 or self.gpu < 0:
+            raise ConfigError(f"resources need cpu > 0 and gpu >= 0, got cpu={self.cpu}, gpu={self.gpu}")
+
+
+@dataclass(frozen=True)
+class Optuna:
+    """Search with Optuna's TPE sampler through Ray Tune's ``OptunaSearch``."""
+
+    num_samples: int = 16
+    sampler_seed: int = 0
+
+    def __post_init__(self):
+        if self.num_samples < 1:
+            raise ConfigError(f"Optuna.num_samples must be >= 1, got {self.num_samples}")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """A named variant: ``base`` and ``space`` entries replace the sweep's; ``seeds``, ``num_samples``
+    replace the sweep's when given. A space entry set to None removes that axis."""
+
+    base: Mapping[str, Any] = field(default_factory=dict)
+    space: Mapping[str, Any] = field(default_factory=dict)
+    seeds: tuple[int, ...] | None = None
+    num_samples: int | None = None
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """One sweep: what to run (family + config diff + space), how to judge it, and its scales."""
+
+    name: str
+    family: str
+    base: Mapping[str, Any] = field(default_factory=dict)
+    space: Mapping[str, Any] = field(default_factory=dict)
+    metric: str = ""
+    mode: Literal["min", "max"] = "min"
+    seeds: tuple[int, ...] = (0,)
+    resources: Resources = field(default_factory=Resources)
+    search: Literal["grid"] | Optuna = "grid"
+    profiles: Mapping[str, Profile] = field(default_factory=dict)
+    doc: str = ""
+
+
+# ---------------------------------------------------------------- plans
+@dataclass(frozen=True)
+class Trial:
+    key: str
+    study: str
+    config: Any  # the family's typed config
+
+    @property
+    def flat(self) -> dict[str, Any]:
+        return flatten(self.config)
+
+
+@dataclass(frozen=True)
+class Study:
+    """One Optuna study: a fixed config (a grid point) and the distributions searched around it."""
+
+    key: str
+    config: Any
+    distributions: Mapping[str, Distribution]
+    num_samples: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    sweep: Sweep
+    profile: str
+    family: Family
+    seeds: tuple[int, ...]
+    trials: tuple[Trial, ...] = ()
+    studies: tuple[Study, ...] = ()
+
+    @property
+    def is_optuna(self) -> bool:
+        return isinstance(self.sweep.search, Optuna)
+
+    @property
+    def n_trials(self) -> int:
+        return len(self.trials) if not self.is_optuna else sum(s.num_samples for s in self.studies)
+
+
+def config_key(cfg: Any) -> str:
+    """Stable 12-hex-digit key of a typed config (same config, same key, on any machine)."""
+    text = json.dumps(to_dict(cfg), sort_keys=True)
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+PROFILES_BUILTIN = ("default",)
+
+
+def profile_names(sweep: Sweep) -> list[str]:
+    return ["default", *sweep.profiles]
+
+
+def _apply_profile(sweep: Sweep, profile: str) -> Sweep:
+    if profile == "default":
+        return sweep
+    if profile not in sweep.profiles:
+        raise ConfigError(f"unknown profile {profile!r} for sweep {sweep.name}; valid: {', '.join(profile_names(sweep))}")
+    p = sweep.profiles[profile]
+    space = dict(sweep.space)
+    for key, value in p.space.items():
+        if value is None:
+            space.pop(key, None)
+        else:
+            space[key] = value
+    search = sweep.search
+    if p.num_samples is not None and isinstance(search, Optuna):
+        search = replace(search, num_samples=p.num_samples)
+    return replace(sweep, base={**sweep.base, **p.base}, space=space,
+                   seeds=p.seeds if p.seeds is not None else sweep.seeds, search=search)
+
+
+def parse_set(family: Family, items: list[str]) -> tuple[dict[str, Any], tuple[int, ...] | None]:
+    """``["multi.lr=0.01", "seeds=[0,1]"]`` -> (typed dotted overrides, seeds or None)."""
+    overrides: dict[str, Any] = {}
+    seeds = None
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value, got {item!r}")
+        if key == "seeds":
+            seeds = _check_seeds(parse_text("seeds", tuple[int, ...], text))
+            continue
+        overrides[key] = parse_text(key, resolve_key(family.config_cls, key), text.strip())
+    return overrides, seeds
+
+
+def _check_seeds(seeds: Any) -> tuple[int, ...]:
+    seeds = check_value("seeds", tuple[int, ...], seeds)
+    if not seeds:
+        raise ConfigError("seeds must be a non-empty tuple of ints")
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"seeds contain duplicates: {list(seeds)}")
+    return seeds
+
+
+def _check_distribution(key: str, dist: Any, tp: Any, family: Family) -> None:
+    if isinstance(dist, (LogUniform, Uniform)) and tp is not float:
+        raise ConfigError(f"space[{key!r}]: {type(dist).__name__} needs a float field, {key} is {tp}")
+    if isinstance(dist, IntUniform) and tp is not int:
+        raise ConfigError(f"space[{key!r}]: IntUniform needs an int field, {key} is {tp}")
+    if not dist.low < dist.high or (isinstance(dist, LogUniform) and dist.low <= 0):
+        raise ConfigError(f"space[{key!r}]: need low < high (and low > 0 for LogUniform), got {dist.low}, {dist.high}")
+    for wkey, wval in dist.when.items():
+        check_value(wkey, resolve_key(family.config_cls, wkey), wval)
+
+
+def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | None = None,
+         seeds: tuple[int, ...] | None = None) -> Plan:
+    """Check a sweep under a profile and ``--set`` overrides, and expand it into trials or studies.
+
+    An override of a key that is also a grid axis pins that axis to the one value.
+    """
+    family = get_family(sweep.family)
+    if not isinstance(sweep.name, str) or not sweep.name.replace("_", "").replace("-", "").isalnum():
+        raise ConfigError(f"sweep name must be letters, digits, '_' or '-', got {sweep.name!r}")
+    if sweep.mode not in ("min", "max"):
+        raise ConfigError(f"sweep mode must be 'min' or 'max', got {sweep.mode!r}")
+    if sweep.metric not in family.metrics:
+        raise ConfigError(f"sweep metric {sweep.metric!r} is not a metric of family {family.name}; valid: "
+                          f"{', '.join(family.metrics)}")
+    for name, p in sweep.profiles.items():
+        if not isinstance(p, Profile):
+            raise ConfigError(f"profile {name!r} must be a Profile, got {type(p).__name__}")
+    s = _apply_profile(sweep, profile)
+    overrides = dict(overrides or {})
+    seeds = _check_seeds(seeds if seeds is not None else s.seeds)
+
+    base_cfg = with_overrides(family.config_cls(), {**s.base, **overrides})
+    axes: dict[str, tuple] = {}
+    dists: dict[str, Distribution] = {}
+    for key, axis in s.space.items():
+        tp = resolve_key(family.config_cls, key)
+        if key == "seed":
+            raise ConfigError("seeds are the sweep's `seeds` field (or --set seeds=[...]), not a space axis")
+        if key in overrides:
+            continue
+        if isinstance(axis, Grid):
+            axes[key] = tuple(check_value(key, tp, v) for v in axis.values)
+        elif isinstance(axis, (LogUniform, Uniform, IntUniform)):
+            if not isinstance(s.search, Optuna):
+                raise ConfigError(f"space[{key!r}] is a distribution but the sweep's search is grid; "
+                                  "use Grid(...) or search=Optuna(...)")
+            _check_distribution(key, axis, tp, family)
+            dists[key] = axis
+        else:
+            raise ConfigError(f"space[{key!r}] must be Grid, LogUniform, Uniform or IntUniform, got {axis!r}")
+    axes["seed"] = seeds
+
+    points: dict[str, Any] = {}
+    names = list(axes)
+    for values in itertools.product(*(axes[k] for k in names)):
+        cfg = family.canonicalize(with_overrides(base_cfg, dict(zip(names, values))))
+        err = family.preflight(cfg)
+        if err:
+            raise ConfigError(err)
+        points.setdefault(config_key(cfg), cfg)
+
+    if not isinstance(s.search, Optuna):
+        trials = tuple(Trial(k, "", c) for k, c in points.items())
+        return Plan(s, profile, family, seeds, trials=trials)
+    studies = []
+    for key, cfg in points.items():
+        flat = flatten(cfg)
+        applicable = {k: d for k, d in dists.items() if all(flat.get(wk) == wv for wk, wv in d.when.items())}
+        if not applicable:
+            raise ConfigError(f"no distribution applies to grid point {key}; check the `when` conditions")
+        studies.append(Study(key, cfg, applicable, s.search.num_samples))
+    return Plan(s, profile, family, seeds, studies=tuple(studies))
+
+
+def trial_config(family: Family, base_flat: Mapping[str, Any], sampled: Mapping[str, Any]) -> Any:
+    """A trial's typed, canonical config from a flat base and the values a searcher sampled."""
+    base = with_overrides(family.config_cls(), {k: _unflatten_value(family, k, v) for k, v in base_flat.items()})
+    return family.canonicalize(with_overrides(base, dict(sampled)))
+
+
+def resolve_trial(family: Family, ray_config: Mapping[str, Any]) -> tuple[Any, str]:
+    """(typed config, key) of a Ray trial config ``{"base": {...}, "study": str, <sampled keys>}``.
+
+    The trainable (on a worker) and the results callback (on the driver) both call this, so they
+    agree on the trial's config and key.
+    """
+    sampled = {k: v for k, v in ray_config.items() if k not in ("base", "study")}
+    cfg = trial_config(family, ray_config["base"], sampled)
+    return cfg, config_key(cfg)
+
+
+def _unflatten_value(family: Family, key: str, value: Any) -> Any:
+    tp = resolve_key(family.config_cls, key)
+    if getattr(tp, "__origin__", None) is tuple and isinstance(value, str):
+        return tuple(json.loads(value))
+    return value
+
+
+# ---------------------------------------------------------------- loading sweep files
+def load_sweep(path: str | Path) -> Sweep:
+    """Import a sweep file and return its one :class:`Sweep`; errors are one-line ConfigErrors."""
+    p = Path(path)
+    if not p.is_file():
+        near = sorted(str(q) for q in Path("sweeps").glob("*.py") if q.name != "__init__.py") if Path("sweeps").is_dir() else []
+        hint = f"; available: {', '.join(near)}" if near else ""
+        raise ConfigError(f"sweep file {str(path)!r} not found{hint}")
+    if p.suffix != ".py":
+        raise ConfigError(f"sweep file {str(path)!r} is not a Python module (.py)")
+    name = f"_lowbit_sweep_{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
+    spec = importlib.util.spec_from_file_location(name, p)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:  # noqa: BLE001 -- any error in user code becomes one line
+        raise ConfigError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    sweeps = [v for v in vars(module).values() if isinstance(v, Sweep)]
+    if len(sweeps) != 1:
+        what = "no Sweep object" if not sweeps else f"{len(sweeps)} Sweep objects"
+        raise ConfigError(f"{path} defines {what}; a sweep file must define exactly one lowbit_core.sweep.Sweep")
+    sweep = sweeps[0]
+    if not sweep.doc and module.__doc__:
+        sweep = replace(sweep, doc=module.__doc__.strip())
+    sys.modules.pop(name, None)
+    return sweep
