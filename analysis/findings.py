@@ -75,8 +75,9 @@ def fp_vs_binary(final: pd.DataFrame) -> list[str]:
         return []
     same = math.copysign(1, means["fp"][0]) == math.copysign(1, means["binary"][0])
     text = ", ".join(f"{k} {fmt_mean_std(*means[k], signed=True)}" for k in ("fp", "binary"))
-    return [f"FP vs binary: mean {SWEEP_METRIC} {text}; same sign: {'yes' if same else 'no'}"
-            f" (if yes, the multi-step gain is not specific to binarization with STE)."]
+    meaning = ("FP and binary behave alike, so the effect is not specific to binarization with STE" if same
+               else "FP and binary differ")
+    return [f"FP vs binary: mean {SWEEP_METRIC} {text}; same sign: {'yes' if same else 'no'} ({meaning})."]
 
 
 def by_single_key(final: pd.DataFrame, key: str, what: str) -> list[str]:

@@ -38,6 +38,8 @@ def start_ray(address: str | None):
     """Join ``address`` or start a private Ray on this machine (no dashboard, bound to localhost)."""
     import ray
 
+    if ray.is_initialized():
+        return None
     common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     if address:
         check_reachable(address)
