@@ -9,6 +9,7 @@ the key and what is valid -- for unknown keys, wrong types and values outside a 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import typing
 from typing import Any, Literal, get_args, get_origin
@@ -18,16 +19,19 @@ class ConfigError(ValueError):
     """A configuration is invalid; the message is one line naming the key and what is valid."""
 
 
+@functools.cache
 def _hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
-def field_names(cls: type) -> list[str]:
-    return [f.name for f in dataclasses.fields(cls)]
+@functools.cache
+def field_names(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
 
 
+@functools.cache
 def dotted_keys(cls: type, prefix: str = "") -> dict[str, Any]:
-    """All leaf keys of a config class as ``{"a.b": type}``."""
+    """All leaf keys of a config class as ``{"a.b": type}`` (cached: type hints are slow to resolve)."""
     out: dict[str, Any] = {}
     for name, tp in _hints(cls).items():
         if name not in field_names(cls):
