@@ -173,7 +173,10 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
                     progress.already_done += len(points)
                     if remaining <= 0:
                         continue
-                    searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=sweep.search.sampler_seed,
+                    # studies of one seed share the sampler's stream (paired across optimizers);
+                    # different seeds draw independently
+                    sampler_seed = sweep.search.sampler_seed * 100_003 + getattr(study.config, "seed", 0)
+                    searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=sampler_seed,
                                             points_to_evaluate=points or None, evaluated_rewards=rewards or None)
                     limiter = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent or max(1, int(res.get("CPU", 1) // sweep.resources.cpu)))
                     space = {"base": flatten(study.config), "study": study.key,

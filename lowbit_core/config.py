@@ -45,11 +45,12 @@ def dotted_keys(cls: type, prefix: str = "") -> dict[str, Any]:
 
 
 def _type_name(tp: Any) -> str:
+    """'an int', 'a float', 'a tuple of ints', 'one of ...' -- for error messages."""
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
     if get_origin(tp) is tuple:
-        return f"tuple of {_type_name(get_args(tp)[0])}"
-    return getattr(tp, "__name__", str(tp))
+        return f"a tuple of {getattr(get_args(tp)[0], '__name__', 'value')}s"
+    return {int: "an int", float: "a float", str: "a string", bool: "true or false"}.get(tp, str(tp))
 
 
 def check_value(key: str, tp: Any, value: Any) -> Any:
@@ -62,7 +63,7 @@ def check_value(key: str, tp: Any, value: Any) -> Any:
         return value
     if origin is tuple:
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"{key} must be a {_type_name(tp)}, got {value!r}")
+            raise ConfigError(f"{key} must be {_type_name(tp)}, got {value!r}")
         inner = get_args(tp)[0]
         return tuple(check_value(f"{key}[{i}]", inner, v) for i, v in enumerate(value))
     if tp is bool:
@@ -99,7 +100,7 @@ def parse_text(key: str, tp: Any, text: str) -> Any:
     try:
         value = json.loads(text)
     except json.JSONDecodeError:
-        raise ConfigError(f"{key} must be a {_type_name(tp)}, got {text!r}") from None
+        raise ConfigError(f"{key} must be {_type_name(tp)}, got {text!r}") from None
     return check_value(key, tp, value)
 
 

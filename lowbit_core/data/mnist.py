@@ -1,7 +1,7 @@
 """MNIST from torchvision's on-disk format (never downloaded here).
 
-``torchvision.datasets.MNIST(root, download=False)`` reads ``<root>/MNIST/raw/`` (the four IDX files,
-``train-images-idx3-ubyte`` etc., gunzipped or ``.gz``). Pixels are scaled to [0, 1] and standardized
+``torchvision.datasets.MNIST(root, download=False)`` reads ``<root>/MNIST/raw/``: the four IDX files
+``train-images-idx3-ubyte`` etc., gunzipped (torchvision does not read the ``.gz`` files itself). Pixels are scaled to [0, 1] and standardized
 with the usual MNIST mean 0.1307 and std 0.3081, then flattened to 784 features.
 """
 from __future__ import annotations
@@ -21,12 +21,14 @@ class DataMissingError(FileNotFoundError):
 def mnist_missing(root: str | Path) -> str | None:
     """None when the MNIST IDX files are under ``root``, else a one-line message saying where to put them."""
     raw = Path(root) / "MNIST" / "raw"
-    missing = [f for f in RAW_FILES if not (raw / f).exists() and not (raw / (f + ".gz")).exists()]
+    missing = [f for f in RAW_FILES if not (raw / f).exists()]
     if not missing:
         return None
+    if all((raw / (f + ".gz")).exists() for f in missing):
+        return f"MNIST in {raw}/ is still gzipped; run `gunzip -k {raw}/*.gz` (torchvision reads the unpacked IDX files)"
     return (
-        f"MNIST not found: {raw}/ lacks {', '.join(missing)}; put the four IDX files (or their .gz) "
-        f"there, or set data.root to the folder that holds MNIST/raw/"
+        f"MNIST not found: {raw}/ lacks {', '.join(missing)}; put the four unpacked IDX files there, "
+        f"or set data.root to the folder that holds MNIST/raw/"
     )
 
 
