@@ -188,3 +188,16 @@ def test_probe_data_sizes_model():
     assert (d.in_dim, d.n_classes) == (7, 4)
     with pytest.raises(KeyError, match="valid: teacher, mnist"):
         ProbeData("cifar")
+
+
+def test_cached_start_equals_fresh_pretraining():
+    from lowbit_core.probes import run as run_mod
+
+    cfg = with_overrides(ProbeConfig(), {**TINY, "multi.steps": 2})
+    run_mod._START_CACHE.clear()
+    first = run_probe(cfg, lambda r: None, torch.device("cpu"))
+    assert len(run_mod._START_CACHE) == 1
+    second = run_probe(cfg, lambda r: None, torch.device("cpu"))  # from the cache
+    run_mod._START_CACHE.clear()
+    third = run_probe(cfg, lambda r: None, torch.device("cpu"))  # pretrained again
+    assert first == second == third

@@ -43,8 +43,37 @@ def _estimator_param(cfg: ProbeConfig) -> float | None:
     return {"value_clip": cfg.estimator.clip, "window": cfg.estimator.window}.get(cfg.estimator.name)
 
 
+_DATA_CACHE: dict = {}
+_START_CACHE: dict = {}
+_CACHE_SIZE = 8
+
+
+def _cached(cache: dict, key, make):
+    """Small FIFO cache: a reused Ray actor runs many trials that share data and start weights."""
+    if key not in cache:
+        if len(cache) >= _CACHE_SIZE:
+            cache.pop(next(iter(cache)))
+        cache[key] = make()
+    return cache[key]
+
+
+def probe_data(cfg: ProbeConfig) -> ProbeData:
+    d = cfg.data
+    key = (d.name, d.root, d.n_features, d.n_classes, d.teacher_hidden)
+    return _cached(_DATA_CACHE, key, lambda: ProbeData(*key))
+
+
 def pretrained_mlp(cfg: ProbeConfig, data: ProbeData, device: torch.device) -> MLP:
-    """The MLP at its probe start w0: seeded init, then nSTE/exact Adam pretraining."""
+    """The MLP at its probe start w0 (a fresh module; the weights are computed once per process)."""
+    key = (cfg.data, cfg.model, cfg.seed, str(device))
+    state = _cached(_START_CACHE, key, lambda: _pretrain(cfg, data, device).state_dict())
+    model = MLP(data.in_dim, cfg.model.hidden, data.n_classes, cfg.model.kind).to(device)
+    model.load_state_dict(state)
+    return model.requires_grad_(False)
+
+
+def _pretrain(cfg: ProbeConfig, data: ProbeData, device: torch.device) -> MLP:
+    """Seeded init, then Adam pretraining (nSTE for the binary MLP, exact gradient for FP)."""
     torch.manual_seed(cfg.seed)
     model = MLP(data.in_dim, cfg.model.hidden, data.n_classes, cfg.model.kind).to(device)
     gen = torch.Generator().manual_seed(1_000 + cfg.seed)
@@ -55,17 +84,15 @@ def pretrained_mlp(cfg: ProbeConfig, data: ProbeData, device: torch.device) -> M
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-    model.requires_grad_(False)
     return model
 
 
 def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = None) -> dict:
     """Run one probe trial, calling ``report(metrics)`` per reported step; returns the last metrics."""
     device = device or pick_device()
-    d = cfg.data
-    data = ProbeData(d.name, d.root, d.n_features, d.n_classes, d.teacher_hidden)
+    data = probe_data(cfg)
     model = pretrained_mlp(cfg, data, device)
-    x, y = data.sample(d.batch_size, torch.Generator().manual_seed(2_000 + cfg.seed))
+    x, y = data.sample(cfg.data.batch_size, torch.Generator().manual_seed(2_000 + cfg.seed))
     x, y = x.to(device), y.to(device)
 
     layer, eps = cfg.budget.layer, cfg.budget.epsilon
