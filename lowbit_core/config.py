@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import typing
 from typing import Any, Literal, get_args, get_origin
 
@@ -77,6 +78,8 @@ def check_value(key: str, tp: Any, value: Any) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key} must be a float, got {value!r}")
+        if not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite float, got {value!r}")
         return float(value)
     if tp is str:
         if not isinstance(value, str):

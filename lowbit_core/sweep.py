@@ -217,6 +217,8 @@ def parse_set(family: Family, items: list[str]) -> tuple[dict[str, Any], tuple[i
         if key == "seeds":
             seeds = _check_seeds(parse_text("seeds", tuple[int, ...], text))
             continue
+        if key == "seed":
+            raise ConfigError("seeds are an axis: use --set seeds=[N] (or seeds=[0,1,2]) instead of seed=N")
         overrides[key] = parse_text(key, resolve_key(family.config_cls, key), text.strip())
     return overrides, seeds
 
@@ -342,10 +344,13 @@ def load_sweep(path: str | Path) -> Sweep:
     name = f"_lowbit_sweep_{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, p)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses in the file resolve their module through sys.modules
     try:
         spec.loader.exec_module(module)
     except Exception as exc:  # noqa: BLE001 -- any error in user code becomes one line
         raise ConfigError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        sys.modules.pop(name, None)
     sweeps = [v for v in vars(module).values() if isinstance(v, Sweep)]
     if len(sweeps) != 1:
         what = "no Sweep object" if not sweeps else f"{len(sweeps)} Sweep objects"
@@ -353,5 +358,4 @@ def load_sweep(path: str | Path) -> Sweep:
     sweep = sweeps[0]
     if not sweep.doc and module.__doc__:
         sweep = replace(sweep, doc=module.__doc__.strip())
-    sys.modules.pop(name, None)
     return sweep

@@ -198,8 +198,6 @@ def test_with_overrides_unknown_key_and_wrong_type():
         with_overrides(ProbeConfig(), {"multi": {"lr": 0.1}})  # a section is not a leaf key
 
 
-@pytest.mark.xfail(reason="BUG: NaN passes the range checks written as `x <= 0` / `x < 0` "
-                          "(multi.lr, estimator.clip, multi.noise, scan.lr_step accept NaN)", strict=True)
 @pytest.mark.parametrize("key", ["multi.lr", "estimator.clip", "multi.noise", "scan.lr_step"])
 def test_nan_rejected_by_range_checks(key):
     with pytest.raises(ConfigError):

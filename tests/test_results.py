@@ -258,7 +258,7 @@ writer_plans = st.lists(
     min_size=1, max_size=4)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plans=writer_plans)
 def test_property_union_of_writers_has_exactly_the_flushed_rows(plans):
     with tempfile.TemporaryDirectory() as tmp:
