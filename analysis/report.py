@@ -1,7 +1,8 @@
-"""Write a sweep's plots and report.md next to its Parquet results.
+"""Write a sweep's plots and report.md next to its Parquet results, in ``RESULTS_DIR/_report/``.
 
-Usage: ``python analysis/report.py RESULTS_DIR`` (e.g. results/vste_window). Prints the paths it
-wrote and exits 0. Bad input (missing directory, no part files, no rows) prints one line
+Usage: ``python analysis/report.py RESULTS_DIR`` (e.g. results/vste_window). The report goes into
+the ``_report`` subfolder because Parquet readers skip names starting with ``_``: PNG files beside the
+parts would break ``pandas.read_parquet(RESULTS_DIR)``. Prints the paths it wrote and exits 0. Bad input (missing directory, no part files, no rows) prints one line
 ``error: ...`` to stderr, writes nothing and exits 2.
 """
 from __future__ import annotations
@@ -21,6 +22,7 @@ from analysis.load import ResultsError, load_results, load_trial_status  # noqa:
 from analysis.summary import has_budget_violation, write_report  # noqa: E402
 
 USAGE_EXIT = 2
+REPORT_DIR = "_report"
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
-    for path in write_report(df, status, results_dir):
+    for path in write_report(df, status, results_dir / REPORT_DIR):
         print(path)
     if has_budget_violation(df):
         print("warning: some rows exceed the budget (max_abs_delta > cfg.budget.epsilon); see report.md",

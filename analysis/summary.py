@@ -151,6 +151,7 @@ def write_report(df: pd.DataFrame, status: pd.DataFrame | None, out_dir: str | P
     """Compute the analysis, write the figures and report.md into ``out_dir``; return the paths."""
     out_dir = Path(out_dir)
     analysis = Analysis(df, status)
+    out_dir.mkdir(parents=True, exist_ok=True)
     paths = analysis.make_figures(out_dir)
     report = out_dir / REPORT_NAME
     report.write_text(analysis.markdown(paths), encoding="utf-8")

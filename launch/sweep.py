@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -105,8 +106,9 @@ def main(argv=None) -> int:
 
     print(f"results: {outcome.folder} ({outcome.rows_written} rows written this run)")
     if outcome.interrupted:
+        words = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--resume"]
         print(f"interrupted: {outcome.done}/{outcome.total} trials done; continue with:\n  python launch/sweep.py "
-              f"{' '.join(sys.argv[1:] if argv is None else argv)} --resume", file=sys.stderr)
+              f"{' '.join(map(shlex.quote, words))} --resume", file=sys.stderr)
         return 130
     if outcome.failed:
         print(f"{outcome.failed} of {outcome.total} trials failed:", file=sys.stderr)

@@ -57,15 +57,16 @@ def test_report_writes_plots_and_summary(vste_results):
     res = run_script("analysis/report.py", folder, timeout=120)
     assert res.returncode == 0, res.stderr
     for name in ("report.md", "improvement_vs_step.png", "estimator_comparison.png", "lr_scan.png"):
-        assert (folder / name).stat().st_size > 1000, name
-    text = (folder / "report.md").read_text()
+        assert (folder / "_report" / name).stat().st_size > 1000, name
+    assert len(pd.read_parquet(folder)) == expected_rows("sweeps/vste_window.py")[1]
+    text = (folder / "_report" / "report.md").read_text()
     assert "vSTE vs nSTE" in text and "(n=2)" in text
 
 
 def test_resume_finishes_only_what_is_missing(vste_results, tmp_path):
     folder, _ = vste_results
     copy = tmp_path / "res" / "vste_window"
-    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("_ray", "*.png", "*.md", "_lock"))
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("_ray", "_report", "_lock"))
     before = pd.read_parquet(copy)
     # simulate a run cut short: drop the status of three trials and the last data rows of one of them
     status_files = sorted((copy / "_trials").glob("*.parquet"))
@@ -110,4 +111,4 @@ def test_optuna_smoke_sweep_and_report(tmp_path):
     assert (sgd["cfg.multi.momentum"] == 0.9).all()  # not searched for plain SGD: the default
     rep = run_script("analysis/report.py", tmp_path / "tune_multistep", timeout=120)
     assert rep.returncode == 0, rep.stderr
-    assert (tmp_path / "tune_multistep" / "report.md").exists()
+    assert (tmp_path / "tune_multistep" / "_report" / "report.md").exists()

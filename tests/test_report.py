@@ -132,12 +132,15 @@ def test_cli_writes_report_and_pngs(sweep_dir):
     proc = run_report(sweep_dir)
     assert proc.returncode == 0, proc.stderr
     printed = proc.stdout.split()
-    assert str(sweep_dir / "report.md") in printed
+    out = sweep_dir / "_report"
+    assert str(out / "report.md") in printed
     for name in EXPECTED_PNGS:
-        png = sweep_dir / name
+        png = out / name
         assert png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
         assert str(png) in printed
-    md = (sweep_dir / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    # the report sits beside the data without breaking pandas.read_parquet on the folder
+    assert len(pd.read_parquet(sweep_dir)) == 72
     assert md.startswith("# Sweep report: fake_probe")
     assert "**trials**: 24" in md and "**rows**: 72" in md and "abc1234" in md
     assert "n failed: 1" in md and "boom" in md
@@ -154,7 +157,7 @@ def test_budget_violation_is_flagged(tmp_path):
     df.loc[df.index[5], "max_abs_delta"] = 0.125
     proc = run_report(write_parts(df, tmp_path / "over"))
     assert proc.returncode == 0
-    md = (tmp_path / "over" / "report.md").read_text()
+    md = (tmp_path / "over" / "_report" / "report.md").read_text()
     assert "BUDGET VIOLATED" in md and "0.025" in md
     assert "warning" in proc.stderr
 
