@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import fcntl
 import math
-import os
-import platform
 import subprocess
 import time
 import uuid
@@ -190,7 +188,3 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
     return Outcome(total=plan.n_trials, done=progress.already_done + progress.done, failed=progress.failed,
                    failures=progress.failures, interrupted=interrupted, rows_written=writer.rows_written,
                    folder=folder, best=progress.best)
-
-
-def host_summary() -> str:
-    return f"{platform.node()} ({os.cpu_count()} CPUs)"

@@ -86,13 +86,8 @@ def main(argv=None) -> int:
         if args.dry_run:
             print_plan(the_plan)
             return 0
-        if args.address:
-            from launch.cluster import check_reachable
+        from launch.runner import run_plan
 
-            check_reachable(args.address)
-        from launch.runner import prepare_folder, run_plan
-
-        prepare_folder(Path(args.results), sweep.name, args.resume)
         outcome = run_plan(the_plan, Path(args.results), args.address, args.resume, args.max_concurrent)
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")

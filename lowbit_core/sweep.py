@@ -179,9 +179,6 @@ def config_key(cfg: Any) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-PROFILES_BUILTIN = ("default",)
-
-
 def profile_names(sweep: Sweep) -> list[str]:
     return ["default", *sweep.profiles]
 

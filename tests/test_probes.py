@@ -11,7 +11,7 @@ from lowbit_core.config import with_overrides
 from lowbit_core.data.probe_batches import ProbeData
 from lowbit_core.models.mlp import MLP
 from lowbit_core.probes import lr_scan, multistep
-from lowbit_core.probes.budget import box_bound, project, random_start
+from lowbit_core.probes.budget import box_bound, random_start
 from lowbit_core.probes.config import ProbeConfig
 from lowbit_core.probes.gradient import batch_loss_fn, compare_to_identity, gradient_at, normalize
 from lowbit_core.probes.run import run_probe

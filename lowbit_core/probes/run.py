@@ -15,7 +15,6 @@ positive when the multi-step search found a lower loss than the best single step
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import torch
@@ -130,7 +129,3 @@ def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = No
 
 def _rel(single: float, multi: float) -> float:
     return (single - multi) / single if single != 0 else float("nan")
-
-
-def describe(cfg: ProbeConfig) -> str:
-    return ", ".join(f"{k}={v}" for k, v in dataclasses.asdict(cfg).items())
