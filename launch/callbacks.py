@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import math
+import re
 import sys
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 
 from ray import tune
 
@@ -16,7 +18,7 @@ from lowbit_core.sweep import resolve_trial as resolve
 
 
 def _error_line(trial) -> str:
-    """Last non-empty line of the trial's error (the exception), or a generic note."""
+    """One line: the exception (last traceback line) and the innermost frame that raised it."""
     path = getattr(trial, "error_file", None)
     if not path:
         return "failed (no error message recorded)"
@@ -25,7 +27,16 @@ def _error_line(trial) -> str:
             lines = [ln.strip() for ln in fh if ln.strip()]
     except OSError:
         return "failed (error file unreadable)"
-    return lines[-1] if lines else "failed"
+    if not lines:
+        return "failed"
+    frames = [ln for ln in lines if ln.startswith('File "')]
+    where = ""
+    if frames:
+        m = re.match(r'File "(.+)", line (\d+), in (.+)', frames[-1])
+        if m:
+            where = f" (at {Path(m.group(1)).name}:{m.group(2)} in {m.group(3)})"
+    stored = getattr(trial, "path", None)  # the trial's folder under <results>/<sweep>/_ray/
+    return f"{lines[-1]}{where}; traceback: {Path(stored) / 'error.txt' if stored else path}"
 
 
 class ParquetCallback(tune.Callback):

@@ -14,6 +14,7 @@ os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no phone-home from clusters without internet
 
 
 def check_reachable(address: str, timeout: float = 3.0) -> None:
@@ -43,9 +44,14 @@ def start_ray(address: str | None):
     common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     if address:
         check_reachable(address)
-        return ray.init(address=address, **common)
-    os.environ.pop("RAY_ADDRESS", None)
-    return ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+        ctx = ray.init(address=address, **common)
+    else:
+        os.environ.pop("RAY_ADDRESS", None)
+        ctx = ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **common)
+    # Tune logs each trial error with its traceback; the CLI prints one line per failure instead
+    # and keeps the full traceback in the trial's error file.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
+    return ctx
 
 
 def cluster_resources() -> dict[str, float]:

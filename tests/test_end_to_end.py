@@ -112,3 +112,35 @@ def test_optuna_smoke_sweep_and_report(tmp_path):
     rep = run_script("analysis/report.py", tmp_path / "tune_multistep", timeout=120)
     assert rep.returncode == 0, rep.stderr
     assert (tmp_path / "tune_multistep" / "_report" / "report.md").exists()
+
+
+def _sweep_file(tmp_path, root):
+    f = tmp_path / "mnist_probe.py"
+    f.write_text(f'''"""MNIST probe for the failure tests."""
+from lowbit_core.sweep import Sweep, grid
+
+SWEEP = Sweep(name="mnist_probe", family="probe", metric="loss",
+              base={{"data.name": "mnist", "data.root": {str(root)!r}, "model.hidden": (8,),
+                     "model.pretrain_steps": 2, "multi.steps": 2, "scan.lr_step": 0.05}},
+              space={{"model.kind": grid("fp", "binary")}})
+''')
+    return f
+
+
+def test_missing_data_is_bad_input_before_ray(tmp_path):
+    res = run_sweep(_sweep_file(tmp_path, tmp_path / "nowhere"), "--results", tmp_path / "res", timeout=60)
+    assert res.returncode == 2 and res.stderr.startswith("error: MNIST not found")
+    assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
+
+
+def test_failing_trials_exit_1_with_summary_and_status(tmp_path):
+    raw = tmp_path / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"):
+        (raw / name).write_bytes(b"not an idx file")
+    res = run_sweep(_sweep_file(tmp_path, tmp_path / "mnist"), "--results", tmp_path / "res")
+    assert res.returncode == 1, res.stderr[-2000:]
+    assert "2 of 2 trials failed" in res.stderr and "Traceback" not in res.stderr
+    status = pq.read_table(tmp_path / "res" / "mnist_probe" / "_trials").to_pandas()
+    assert list(status.status) == ["ERROR", "ERROR"] and status.error.str.len().min() > 0
