@@ -26,7 +26,7 @@ class Family:
 
 def _probe_family() -> Family:
     from lowbit_core.data.mnist import mnist_missing
-    from lowbit_core.probes.config import EstimatorConfig, ProbeConfig
+    from lowbit_core.probes.config import DGConfig, EstimatorConfig, MultiConfig, ProbeConfig
     from lowbit_core.probes.run import PROBE_METRICS, run_probe
 
     def canonicalize(cfg: ProbeConfig) -> ProbeConfig:
@@ -42,12 +42,25 @@ def _probe_family() -> Family:
                 clip=est.clip if est.name == "value_clip" else default.clip,
                 window=est.window if est.name == "window" else default.window,
             )
-        multi = cfg.multi
+        multi, dg = cfg.multi, cfg.dg
         if multi.optimizer != "sgdm":
-            multi = dataclasses.replace(multi, momentum=type(multi)().momentum)
+            multi = dataclasses.replace(multi, momentum=MultiConfig().momentum)
         if multi.optimizer != "adam":
-            multi = dataclasses.replace(multi, beta1=type(multi)().beta1, beta2=type(multi)().beta2)
-        return dataclasses.replace(cfg, estimator=est, multi=multi)
+            multi = dataclasses.replace(multi, beta1=MultiConfig().beta1, beta2=MultiConfig().beta2)
+        # each method ignores the other methods' sections (DG needs no estimator: it measures losses)
+        if cfg.method == "ste":
+            dg = DGConfig()
+        else:
+            keep = {"fp_moves": dg.fp_moves, "report_every": dg.report_every}
+            if cfg.method == "dg":
+                keep.update(steps=dg.steps, select=dg.select, prefix_points=dg.prefix_points,
+                            max_coords=dg.max_coords if dg.select == "count" else 0)
+            else:
+                keep.update(cdg_max_moves=dg.cdg_max_moves, cdg_refresh=dg.cdg_refresh,
+                            cdg_shortlist=dg.cdg_shortlist if dg.cdg_refresh > 1 else DGConfig().cdg_shortlist)
+            dg = DGConfig(**keep)
+            multi = MultiConfig()
+        return dataclasses.replace(cfg, estimator=est, multi=multi, dg=dg)
 
     def preflight(cfg: ProbeConfig) -> str | None:
         return mnist_missing(cfg.data.root) if cfg.data.name == "mnist" else None

@@ -269,7 +269,7 @@ def test_flatten_exact_and_tuples_as_json_text():
     cfg = with_overrides(ProbeConfig(), {"model.hidden": [64, 32], "multi.lr": 0.01, "seed": 2})
     flat = flatten(cfg)
     assert set(flat) == set(dotted_keys(ProbeConfig))
-    assert len(flat) == 6 + 5 + 3 + 2 + 4 + 9 + 1
+    assert len(flat) == 6 + 5 + 3 + 2 + 4 + 9 + 9 + 1 + 1  # data, model, estimator, budget, scan, multi, dg, method, seed
     assert flat["model.hidden"] == "[64, 32]" and isinstance(flat["model.hidden"], str)
     assert flat["multi.lr"] == 0.01 and flat["seed"] == 2 and flat["model.kind"] == "binary"
     assert flat["budget.epsilon"] == 0.1 and flat["data.name"] == "teacher"
@@ -310,7 +310,7 @@ def test_dotted_keys_types():
     assert keys["model.kind"] == Literal["fp", "binary"]
     assert keys["data.root"] is str
     assert "multi" not in keys and "model" not in keys  # only leaves
-    assert len(keys) == 30
+    assert len(keys) == 40  # 30 STE-probe fields + 9 dg.* + method
 
 
 @pytest.mark.parametrize("key, suggestion", [

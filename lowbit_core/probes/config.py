@@ -125,8 +125,39 @@ class MultiConfig:
 
 
 @dataclass(frozen=True)
+class DGConfig:
+    """Discrete Gradient settings (rules in :mod:`lowbit_core.probes.dg`).
+
+    ``steps``: S of multi-step DG (1 = single-step DG); ``fp_moves``: FP candidate moves as fractions of
+    the step's reach; ``select``: ``best_prefix`` (measured loss decides how many of the sorted
+    coordinates to move) or ``count`` (the best ``max_coords``; 0 = every improving one);
+    ``cdg_*``: CDG's move cap, full re-evaluation period and shortlist size.
+    """
+
+    steps: int = 1
+    fp_moves: tuple[float, ...] = (1.0, 0.5)
+    select: Literal["best_prefix", "count"] = "best_prefix"
+    max_coords: int = 0
+    prefix_points: int = 32
+    cdg_max_moves: int = 50
+    cdg_refresh: int = 1
+    cdg_shortlist: int = 64
+    report_every: int = 1
+
+    def __post_init__(self):
+        if self.steps < 1 or self.max_coords < 0 or self.prefix_points < 1 or self.report_every < 1:
+            raise ConfigError("dg.steps >= 1, dg.max_coords >= 0, dg.prefix_points >= 1, dg.report_every >= 1 are required")
+        if not self.fp_moves or any(not 0 < f <= 1 for f in self.fp_moves):
+            raise ConfigError(f"dg.fp_moves must be fractions in (0, 1], got {self.fp_moves}")
+        if self.cdg_max_moves < 0 or self.cdg_refresh < 1 or self.cdg_shortlist < 1:
+            raise ConfigError("dg.cdg_max_moves >= 0, dg.cdg_refresh >= 1, dg.cdg_shortlist >= 1 are required")
+
+
+@dataclass(frozen=True)
 class ProbeConfig:
-    """One probe trial: model at a pretrained start, fixed batch, single-step scan and multi-step search."""
+    """One probe trial: model at a pretrained start, fixed batch, the single-step STE scan, and the
+    method under test: ``ste`` (multi-step STE, section ``multi``), ``dg`` (single-/multi-step DG,
+    section ``dg``) or ``cdg`` (coordinate-descent DG)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -134,6 +165,8 @@ class ProbeConfig:
     budget: BudgetConfig = field(default_factory=BudgetConfig)
     scan: ScanConfig = field(default_factory=ScanConfig)
     multi: MultiConfig = field(default_factory=MultiConfig)
+    dg: DGConfig = field(default_factory=DGConfig)
+    method: Literal["ste", "dg", "cdg"] = "ste"
     seed: int = 0
 
     def __post_init__(self):
@@ -142,6 +175,8 @@ class ProbeConfig:
                 f"multi.noise={self.multi.noise} exceeds budget.epsilon={self.budget.epsilon}; the noise "
                 "amplitude must satisfy 0 <= noise <= epsilon"
             )
+        if self.method != "ste" and self.budget.layer != 0:
+            raise ConfigError(f"method={self.method} probes the first layer only; set budget.layer=0")
         if self.budget.layer > len(self.model.hidden):
             raise ConfigError(
                 f"budget.layer={self.budget.layer} but the MLP has layers 0..{len(self.model.hidden)}"

@@ -32,11 +32,17 @@ class ScanResult:
 
 
 def scan(loss_fn: LossFn, direction: torch.Tensor, lrs: np.ndarray, epsilon: float) -> ScanResult:
-    """Loss at ``P(-lr * direction)`` for every lr in ``lrs`` (one forward pass each)."""
+    """Loss at ``P(-lr * direction)`` for every lr in ``lrs`` (one full forward pass each: the reference
+    that :func:`lowbit_core.probes.structure.scan_losses` must equal)."""
     losses = np.empty(len(lrs), dtype=np.float64)
     with torch.no_grad():
         for i, lr in enumerate(lrs):
             losses[i] = float(loss_fn(project(-float(lr) * direction, epsilon)))
+    return result(lrs, losses, direction, epsilon)
+
+
+def result(lrs: np.ndarray, losses: np.ndarray, direction: torch.Tensor, epsilon: float) -> ScanResult:
+    """The scan's best point: the first lr attaining the smallest loss."""
     k = int(np.argmin(losses))
     best_delta = project(-float(lrs[k]) * direction, epsilon)
     return ScanResult(lrs, losses, float(lrs[k]), float(losses[k]), best_delta)

@@ -12,7 +12,7 @@ projection after the step, as in projected gradient descent).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 
@@ -22,12 +22,14 @@ from lowbit_core.probes.gradient import LossFn, normalize
 
 @dataclass(frozen=True)
 class Point:
-    """The state after ``step`` updates: loss there, best loss so far, largest |delta| so far."""
+    """The state after ``step`` updates: loss there, best loss so far, largest |delta| so far, and how
+    many weights differ from the start (``changed(delta)``; binary: sign flips)."""
 
     step: int
     loss: float
     best_loss: float
     max_abs_delta: float
+    coords_moved: int = 0
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, betas=(0.9, 0.999)):
@@ -41,7 +43,8 @@ def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, betas=(0
 
 
 def search(loss_fn: LossFn, delta0: torch.Tensor, epsilon: float, optimizer: str, lr: float, steps: int,
-           momentum: float = 0.9, betas=(0.9, 0.999), grad_normalize: str = "max") -> Iterator[Point]:
+           momentum: float = 0.9, betas=(0.9, 0.999), grad_normalize: str = "max",
+           changed: Callable[[torch.Tensor], int] | None = None) -> Iterator[Point]:
     """Yield the :class:`Point` after 0, 1, ..., ``steps`` updates."""
     delta = project(delta0.detach().clone(), epsilon).requires_grad_(True)
     opt = make_optimizer(optimizer, [delta], lr, momentum, betas)
@@ -51,7 +54,8 @@ def search(loss_fn: LossFn, delta0: torch.Tensor, epsilon: float, optimizer: str
         loss = float(value.detach())
         best = min(best, loss)
         reach = max(reach, float(delta.detach().abs().max()))
-        yield Point(k, loss, best, reach)
+        moved = changed(delta.detach()) if changed else int((delta.detach() != 0).sum())
+        yield Point(k, loss, best, reach, moved)
         if k == steps:
             return
         opt.zero_grad(set_to_none=True)

@@ -7,15 +7,19 @@
    trial sees it, and so does every trial with the same seed and data config.
 3. Gradient of the probed layer at w0 through the estimator, compared with nSTE's.
 4. Single-step STE lr scan (:mod:`lowbit_core.probes.lr_scan`).
-5. Multi-step search (:mod:`lowbit_core.probes.multistep`), reporting every ``multi.report_every``
-   steps and at the last; the last report carries the scan curve.
+5. The method under test, reporting every ``report_every`` steps and at the last (the last report
+   carries the scan curve): multi-step STE (:mod:`lowbit_core.probes.multistep`; step = iteration),
+   DG (:mod:`lowbit_core.probes.dg`; step = DG step) or CDG (step = accepted coordinate moves).
+
+The scan and DG use the first layer's structure (:mod:`lowbit_core.probes.structure`) when the probed
+layer is the first one; the direct computation otherwise.
 
 Metrics (see :data:`PROBE_METRICS`): relative improvement is ``(L_single - L_multi) / L_single``,
 positive when the multi-step search found a lower loss than the best single step.
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Iterable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -23,10 +27,11 @@ import torch.nn.functional as F
 from lowbit_core.data.probe_batches import ProbeData
 from lowbit_core.device import pick_device
 from lowbit_core.models.mlp import MLP
-from lowbit_core.probes import lr_scan, multistep
+from lowbit_core.probes import dg, lr_scan, multistep
 from lowbit_core.probes.budget import random_start
 from lowbit_core.probes.config import ProbeConfig
 from lowbit_core.probes.gradient import batch_loss_fn, compare_to_identity, gradient_at, normalize
+from lowbit_core.probes.structure import FirstLayerView, scan_losses
 
 Report = Callable[[dict], None]
 
@@ -34,6 +39,7 @@ PROBE_METRICS: dict[str, str] = {
     "loss": "float", "best_loss": "float", "max_abs_delta": "float", "start_loss": "float",
     "single_best_loss": "float", "single_best_lr": "float", "rel_improvement": "float",
     "rel_improvement_best": "float", "grad_cos_identity": "float", "grad_clipped_frac": "float",
+    "coords_moved": "int",
     "scan_lr": "list[float]", "scan_loss": "list[float]",
 }
 
@@ -105,26 +111,59 @@ def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = No
     cos, frac = compare_to_identity(g, g_id)
 
     lrs = lr_scan.lr_grid(cfg.scan.lr_min, cfg.scan.lr_max, cfg.scan.lr_step)
-    single = lr_scan.scan(loss_fn, normalize(g, cfg.scan.normalize), lrs, eps)
+    direction = normalize(g, cfg.scan.normalize)
+    view = FirstLayerView(model, x, y) if layer == 0 else None
+    if view is not None:  # exact, incremental along the scan (lowbit_core.probes.structure)
+        single = lr_scan.result(lrs, scan_losses(view, w0, direction, lrs, eps), direction, eps)
+    else:
+        single = lr_scan.scan(loss_fn, direction, lrs, eps)
 
-    m = cfg.multi
-    delta0 = random_start(w0.shape, m.noise, eps, torch.Generator().manual_seed(3_000 + cfg.seed), device)
+    common = {"start_loss": start_loss, "single_best_loss": single.best_loss, "single_best_lr": single.best_lr,
+              "grad_cos_identity": cos, "grad_clipped_frac": frac}
     last: dict = {}
-    for p in multistep.search(loss_fn, delta0, eps, m.optimizer, m.lr, m.steps, m.momentum,
-                              (m.beta1, m.beta2), m.normalize):
-        if p.step % m.report_every and p.step != m.steps:
+    for p, is_last in _with_last(_method_points(cfg, model, view, loss_fn, w0, device)):
+        every = cfg.multi.report_every if cfg.method == "ste" else cfg.dg.report_every
+        if p.step % every and not is_last:
             continue
-        last = {
-            "step": p.step, "loss": p.loss, "best_loss": p.best_loss, "max_abs_delta": p.max_abs_delta,
-            "start_loss": start_loss, "single_best_loss": single.best_loss, "single_best_lr": single.best_lr,
-            "rel_improvement": _rel(single.best_loss, p.loss),
-            "rel_improvement_best": _rel(single.best_loss, p.best_loss),
-            "grad_cos_identity": cos, "grad_clipped_frac": frac,
-        }
-        if p.step == m.steps:
+        last = {"step": p.step, "loss": p.loss, "best_loss": p.best_loss, "max_abs_delta": p.max_abs_delta,
+                "coords_moved": p.coords_moved, "rel_improvement": _rel(single.best_loss, p.loss),
+                "rel_improvement_best": _rel(single.best_loss, p.best_loss), **common}
+        if is_last:
             last.update(scan_lr=single.lrs.tolist(), scan_loss=single.losses.tolist())
         report(dict(last))
     return last
+
+
+def _method_points(cfg: ProbeConfig, model: MLP, view, loss_fn, w0: torch.Tensor, device) -> Iterator:
+    """The search under test as a stream of points (step, loss, best_loss, max_abs_delta, coords_moved)."""
+    eps, d = cfg.budget.epsilon, cfg.dg
+    if cfg.method == "dg":
+        return dg.multistep_dg(view, w0, eps, d.steps, fp_moves=d.fp_moves, select=d.select,
+                               max_coords=d.max_coords, prefix_points=d.prefix_points)
+    if cfg.method == "cdg":
+        return dg.cdg(view, w0, eps, d.cdg_max_moves, d.cdg_refresh, d.cdg_shortlist, d.fp_moves)
+    m = cfg.multi
+    delta0 = random_start(w0.shape, m.noise, eps, torch.Generator().manual_seed(3_000 + cfg.seed), device)
+    eff0 = model.effective_weight(cfg.budget.layer, w0)
+
+    def changed(delta: torch.Tensor) -> int:
+        return int((model.effective_weight(cfg.budget.layer, w0 + delta) != eff0).sum())
+
+    return multistep.search(loss_fn, delta0, eps, m.optimizer, m.lr, m.steps, m.momentum, (m.beta1, m.beta2),
+                            m.normalize, changed)
+
+
+def _with_last(points: Iterable) -> Iterator[tuple[Any, bool]]:
+    """(point, is_last) pairs: searches such as CDG may stop before their cap."""
+    it = iter(points)
+    try:
+        prev = next(it)
+    except StopIteration:
+        return
+    for p in it:
+        yield prev, False
+        prev = p
+    yield prev, True
 
 
 def _rel(single: float, multi: float) -> float:

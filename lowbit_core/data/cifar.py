@@ -1,0 +1,227 @@
+"""CIFAR-10 / CIFAR-100 from torchvision's on-disk format, or from an ``.npz`` (never downloaded here).
+
+Folders (what ``torchvision.datasets.CIFAR10/CIFAR100(root, download=False)`` read):
+
+- CIFAR-10: ``<root>/cifar-10-batches-py/`` with ``data_batch_1`` .. ``data_batch_5`` and ``test_batch``
+  (``batches.meta`` holds the class names and is optional here);
+- CIFAR-100: ``<root>/cifar-100-python/`` with ``train`` and ``test`` (``meta`` optional; fine labels).
+
+Each batch file is a pickled dict with ``data``: uint8 ``(N, 3072)``, one row per image laid out as
+1024 red, 1024 green, 1024 blue values, each plane row-major 32x32, and ``labels`` (CIFAR-10) or
+``fine_labels`` (CIFAR-100): a list of ints. The keys are ``str`` in the original Python-2 pickles
+read with ``encoding="latin1"``, ``bytes`` when written by Python 3 with bytes keys; both are accepted.
+
+The files are read by :func:`read_cifar_batch`, our own reader that parses them exactly as
+torchvision's ``CIFAR10.__init__`` does (``pickle.load(f, encoding="latin1")``, ``np.vstack`` of the
+``data`` arrays, ``labels`` else ``fine_labels``), not through torchvision's class: torchvision
+refuses any file whose md5 differs from the official archive's (``_check_integrity``), which rules
+out subsets and the small fake folders the tests write. ``verify_md5=True`` restores that check
+against torchvision's own md5 table.
+
+``.npz`` option: arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` with images ``(N, 32, 32, 3)``
+uint8 (HWC, as ``../shared/data/cifar10/cifar10-train10k-test10k.npz`` has them).
+
+Everything is returned as uint8 images ``(N, 3, 32, 32)`` (CHW, RGB) and int64 labels, to be
+augmented and normalised in batches on the model's device (:mod:`lowbit_core.data.augment`,
+:func:`normalize`).
+"""
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .mnist import DataMissingError
+
+__all__ = [
+    "DataMissingError", "NAMES", "FOLDERS", "MEAN", "STD", "cifar_stats", "normalize", "cifar_missing",
+    "read_cifar_batch", "class_names", "load_cifar_folder", "load_cifar_npz", "load_cifar",
+]
+
+NAMES = ("cifar10", "cifar100", "npz")
+URL = "https://www.cs.toronto.edu/~kriz/cifar.html"
+FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
+ARCHIVES = {"cifar10": "cifar-10-python.tar.gz", "cifar100": "cifar-100-python.tar.gz"}
+TRAIN_FILES = {"cifar10": tuple(f"data_batch_{i}" for i in range(1, 6)), "cifar100": ("train",)}
+TEST_FILES = {"cifar10": ("test_batch",), "cifar100": ("test",)}
+META_FILES = {"cifar10": ("batches.meta", "label_names"), "cifar100": ("meta", "fine_label_names")}
+N_CLASSES = {"cifar10": 10, "cifar100": 100}
+NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+# Per-channel (R, G, B) mean and std of the training set's pixels scaled to [0, 1]. CIFAR-10's std is
+# the per-pixel std over the 50k training images (0.2470, 0.2435, 0.2616), not the often-copied
+# (0.2023, 0.1994, 0.2010), which are averages of per-image stds.
+MEAN = {"cifar10": (0.4914, 0.4822, 0.4465), "cifar100": (0.5071, 0.4865, 0.4409)}
+STD = {"cifar10": (0.2470, 0.2435, 0.2616), "cifar100": (0.2673, 0.2564, 0.2762)}
+
+
+def _check_name(name: str, valid=NAMES) -> None:
+    if name not in valid:
+        raise ValueError(f"unknown CIFAR data set {name!r}; valid names: {', '.join(valid)}")
+
+
+def cifar_stats(name: str = "cifar10") -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """``(mean, std)`` per RGB channel on the [0, 1] scale; ``"npz"`` (the CIFAR-10 subset) uses CIFAR-10's."""
+    _check_name(name)
+    key = "cifar10" if name == "npz" else name
+    return MEAN[key], STD[key]
+
+
+def normalize(x: torch.Tensor, name: str = "cifar10", dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """``(x / 255 - mean) / std`` per channel, in ``dtype`` on ``x``'s device; ``x`` is uint8 ``(N, 3, H, W)``.
+
+    A float ``x`` is taken to be on the 0..255 scale too (e.g. a mixup of uint8 images).
+    """
+    mean, std = cifar_stats(name)
+    # fold /255 into the affine map: y = x * (1 / (255 std)) - mean / std, per channel
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=dtype, device=x.device).view(1, -1, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std)], dtype=dtype, device=x.device).view(1, -1, 1, 1)
+    return x.to(dtype, copy=True).mul_(scale).sub_(shift)  # in place on a fresh copy: ~3x faster than addcmul
+
+
+def cifar_missing(name: str, root: str | Path) -> str | None:
+    """None when the data set ``name`` is readable under ``root``, else a message saying what to put where.
+
+    For ``"cifar10"``/``"cifar100"`` ``root`` is the folder holding ``cifar-10-batches-py/`` /
+    ``cifar-100-python/``; for ``"npz"`` it is the ``.npz`` file. Nothing is ever downloaded.
+    """
+    _check_name(name)
+    root = Path(root)
+    npz_hint = ("or use data name 'npz' with root = an .npz holding x_train, y_train, x_test, y_test "
+                "(images (N, 32, 32, 3) uint8)")
+    if name == "npz":
+        if not root.is_file():
+            return (f"CIFAR .npz not found: {root} is not a file; put an .npz with arrays x_train, y_train, "
+                    f"x_test, y_test (images (N, 32, 32, 3) uint8) there, or set data.root to its path")
+        try:
+            with np.load(root) as z:
+                lacking = [k for k in NPZ_KEYS if k not in z.files]
+        except Exception as e:  # not a zip / unreadable
+            return f"CIFAR .npz {root} could not be read ({type(e).__name__}: {e})"
+        if lacking:
+            return f"CIFAR .npz {root} lacks arrays {', '.join(lacking)} (needs {', '.join(NPZ_KEYS)})"
+        return None
+    folder = root / FOLDERS[name]
+    needed = TRAIN_FILES[name] + TEST_FILES[name]
+    missing = [f for f in needed if not (folder / f).is_file()]
+    if not missing:
+        return None
+    archive = root / ARCHIVES[name]
+    if archive.is_file() and not folder.exists():
+        return (f"{name.upper()} in {archive} is still packed; run `tar xzf {archive} -C {root}` "
+                f"(it unpacks to {folder}/)")
+    return (f"{name.upper()} not found: {folder}/ lacks {', '.join(missing)}; download {ARCHIVES[name]} "
+            f"(python version) from {URL} and unpack it in {root}/ (`tar xzf {ARCHIVES[name]} -C {root}` "
+            f"makes {folder}/), or set data.root to the folder that holds {FOLDERS[name]}/; {npz_hint}")
+
+
+def _get(entry: dict, key: str):
+    if key in entry:
+        return entry[key]
+    return entry.get(key.encode())
+
+
+def read_cifar_batch(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """One pickled CIFAR batch file -> ``(data uint8 (N, 3072), labels int64 (N,))``, as torchvision parses it."""
+    with open(path, "rb") as f:
+        entry = pickle.load(f, encoding="latin1")
+    data = _get(entry, "data")
+    labels = _get(entry, "labels")
+    if labels is None:
+        labels = _get(entry, "fine_labels")
+    if data is None or labels is None:
+        keys = ", ".join(map(repr, entry))
+        raise ValueError(f"{path}: not a CIFAR batch file (keys {keys}; expected data and labels or fine_labels)")
+    data = np.asarray(data, dtype=np.uint8).reshape(len(labels), 3 * 32 * 32)
+    return data, np.asarray(labels, dtype=np.int64)
+
+
+def _read_files(folder: Path, files) -> tuple[torch.Tensor, torch.Tensor]:
+    parts = [read_cifar_batch(folder / f) for f in files]
+    data = np.vstack([p[0] for p in parts]).reshape(-1, 3, 32, 32)  # rows are R plane, G plane, B plane
+    labels = np.concatenate([p[1] for p in parts])
+    return torch.from_numpy(np.ascontiguousarray(data)), torch.from_numpy(labels)
+
+
+def _verify(name: str, folder: Path) -> None:
+    from torchvision.datasets import CIFAR10, CIFAR100
+    from torchvision.datasets.utils import check_integrity
+
+    cls = CIFAR10 if name == "cifar10" else CIFAR100
+    bad = [f for f, md5 in cls.train_list + cls.test_list if not check_integrity(str(folder / f), md5)]
+    if bad:
+        raise ValueError(f"{folder}: md5 differs from the official {ARCHIVES[name]} for {', '.join(bad)}")
+
+
+def load_cifar_folder(name: str, root: str | Path, verify_md5: bool = False):
+    """``(x_train, y_train, x_test, y_test)`` from ``<root>/cifar-10-batches-py`` or ``<root>/cifar-100-python``.
+
+    Images uint8 ``(N, 3, 32, 32)``, labels int64 (CIFAR-100: the fine labels). Raises
+    :class:`DataMissingError` (message from :func:`cifar_missing`) when files are absent.
+    """
+    _check_name(name, ("cifar10", "cifar100"))
+    message = cifar_missing(name, root)
+    if message:
+        raise DataMissingError(message)
+    folder = Path(root) / FOLDERS[name]
+    if verify_md5:
+        _verify(name, folder)
+    x_train, y_train = _read_files(folder, TRAIN_FILES[name])
+    x_test, y_test = _read_files(folder, TEST_FILES[name])
+    return x_train, y_train, x_test, y_test
+
+
+def class_names(name: str, root: str | Path) -> list[str] | None:
+    """The class names from ``batches.meta`` / ``meta`` (or the npz's ``classes``), None when absent."""
+    _check_name(name)
+    if name == "npz":
+        with np.load(root) as z:
+            return [str(c) for c in z["classes"]] if "classes" in z.files else None
+    fname, key = META_FILES[name]
+    path = Path(root) / FOLDERS[name] / fname
+    if not path.is_file():
+        return None
+    with open(path, "rb") as f:
+        meta = pickle.load(f, encoding="latin1")
+    names = _get(meta, key)
+    return None if names is None else [n.decode() if isinstance(n, bytes) else str(n) for n in names]
+
+
+def _hwc_to_chw(x: np.ndarray, key: str, path) -> torch.Tensor:
+    x = np.asarray(x)
+    if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
+        raise ValueError(f"{path}: {key} must be uint8 (N, 32, 32, 3), got {x.dtype} {x.shape}")
+    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+
+
+def load_cifar_npz(path: str | Path):
+    """``(x_train, y_train, x_test, y_test)`` from an ``.npz`` with HWC uint8 images; returned CHW uint8, int64."""
+    message = cifar_missing("npz", path)
+    if message:
+        raise DataMissingError(message)
+    with np.load(path) as z:
+        out = []
+        for split in ("train", "test"):
+            x, y = z[f"x_{split}"], z[f"y_{split}"]
+            if len(x) != len(y):
+                raise ValueError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
+            out += [_hwc_to_chw(x, f"x_{split}", path), torch.from_numpy(np.asarray(y).astype(np.int64).reshape(-1))]
+    return tuple(out)
+
+
+def load_cifar(name: str, root: str | Path, verify_md5: bool = False):
+    """``(x_train, y_train, x_test, y_test, n_classes)``; ``name`` in ``NAMES``.
+
+    ``"cifar10"``/``"cifar100"``: ``root`` holds torchvision's folder; ``"npz"``: ``root`` is the ``.npz``
+    path and ``n_classes`` is ``len(classes)`` when stored, else ``max(label) + 1``.
+    Images uint8 ``(N, 3, 32, 32)`` on the CPU, labels int64.
+    """
+    _check_name(name)
+    if name == "npz":
+        x_train, y_train, x_test, y_test = load_cifar_npz(root)
+        names = class_names("npz", root)
+        n_classes = len(names) if names else int(max(y_train.max(), y_test.max())) + 1
+        return x_train, y_train, x_test, y_test, n_classes
+    return (*load_cifar_folder(name, root, verify_md5), N_CLASSES[name])

@@ -1,0 +1,165 @@
+"""Discrete Gradient (DG), multi-step DG and coordinate-descent DG (CDG) inside the budget box.
+
+The meeting record defines DG loosely; these are the exact rules implemented here.
+
+**Objective of a coordinate.** For each first-layer latent weight w_ij, the exact loss change of its
+best candidate move, evaluated on the fixed batch with every other weight held
+(:func:`lowbit_core.probes.structure.coordinate_losses`). Candidate moves at a step with reach r
+(the largest change this step may make), always inside the global box |w - w0| <= epsilon:
+
+- binary MLP: one candidate, the sign flip, moving w_ij just across zero (to 0.0 when w_ij < 0, since
+  sign(0) = +1, and to -1e-30 when w_ij >= 0); reachable only when that target lies within r of the
+  current value and within epsilon of w0;
+- FP MLP: ``w_ij +- f * r`` for each fraction f in ``fp_moves`` (default 1 and 1/2), clipped to the box.
+
+**Selection (one DG step).** The best move per coordinate; coordinates whose best move lowers the loss,
+sorted by it. ``select="best_prefix"`` (default): apply the top k moves together for k on a log grid
+of ``prefix_points`` sizes (always including 1 and all), measure the true loss of each, keep the k
+with the lowest loss (none if no prefix beats the current loss) -- the "take the best coordinates
+until the budget is used" of the record, with the measured loss deciding where to stop.
+``select="count"``: the top ``max_coords`` moves.
+
+**Single-step DG**: one step with r = epsilon. **Multi-step DG** (S steps): the budget split evenly,
+r = epsilon / S per step; objectives recomputed at the updated point, moved coordinates starting
+from their new values. S = 1 is single-step DG.
+
+**CDG**: repeatedly take the single best improving move (r = epsilon around w0, i.e. anywhere in the
+box), apply it, re-evaluate. With ``refresh = 1`` every coordinate is re-evaluated after every accepted
+move (exact coordinate descent); with ``refresh = R > 1`` a full evaluation happens every R moves and in
+between only a shortlist of the ``shortlist`` best coordinates of the last full evaluation is
+re-evaluated exactly (a full evaluation also happens whenever the shortlist has no improving move).
+Stops after ``max_moves`` moves or when no coordinate improves.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from lowbit_core.probes.budget import box_bound
+from lowbit_core.probes.structure import FirstLayerView, coordinate_losses
+
+FLIP_DOWN = -1e-30  # latent value just below zero: sign = -1 (float32 keeps it; not a denormal)
+
+
+@dataclass(frozen=True)
+class DGPoint:
+    step: int
+    loss: float
+    best_loss: float
+    max_abs_delta: float
+    coords_moved: int
+
+
+def candidates(view: FirstLayerView, w0: torch.Tensor, w: torch.Tensor, reach: float, epsilon: float,
+               fp_moves: tuple[float, ...] = (1.0, 0.5)) -> torch.Tensor:
+    """Candidate new latent values (M, H, D); NaN where the move is unreachable or moves nothing."""
+    b = box_bound(epsilon)
+    lo, hi = w0 - b, w0 + b
+    if view.binary:
+        target = torch.where(w >= 0, torch.full_like(w, FLIP_DOWN), torch.zeros_like(w))
+        ok = ((target - w).abs() <= reach) & (target >= lo) & (target <= hi)
+        return torch.where(ok, target, torch.full_like(w, float("nan")))[None]
+    out = []
+    for f in fp_moves:
+        for sgn in (1.0, -1.0):
+            t = torch.minimum(torch.maximum(w + sgn * f * reach, lo), hi)
+            out.append(torch.where(t == w, torch.full_like(w, float("nan")), t))
+    return torch.stack(out)
+
+
+def best_moves(view: FirstLayerView, w: torch.Tensor, cand: torch.Tensor):
+    """(loss change, target) of the best candidate per coordinate; +inf where none is reachable."""
+    losses = coordinate_losses(view, w, cand)
+    base = view.loss(w)
+    change = torch.nan_to_num(losses - base, nan=float("inf"))
+    best, m = change.min(dim=0)
+    target = torch.gather(cand, 0, m[None]).squeeze(0)
+    return best, target
+
+
+def _prefix_sizes(n: int, points: int) -> list[int]:
+    return sorted({1, n, *np.unique(np.round(np.geomspace(1, n, max(2, points))).astype(int)).tolist()})
+
+
+def dg_step(view: FirstLayerView, w0: torch.Tensor, w: torch.Tensor, reach: float, epsilon: float,
+            fp_moves=(1.0, 0.5), select: str = "best_prefix", max_coords: int = 0,
+            prefix_points: int = 32) -> torch.Tensor:
+    """One DG step from ``w``: the new latent weights (``w`` itself when nothing improves)."""
+    change, target = best_moves(view, w, candidates(view, w0, w, reach, epsilon, fp_moves))
+    flat = change.flatten()
+    improving = torch.nonzero(flat < 0).flatten()
+    if len(improving) == 0:
+        return w
+    order = improving[torch.argsort(flat[improving])]
+    if select == "count":
+        k = len(order) if max_coords <= 0 else min(max_coords, len(order))
+        new = w.clone().flatten()
+        new[order[:k]] = target.flatten()[order[:k]]
+        return new.view_as(w)
+    if select != "best_prefix":
+        raise KeyError(f"unknown DG selection {select!r}; valid: best_prefix, count")
+    best_w, best_loss = w, view.loss(w)
+    for k in _prefix_sizes(len(order), prefix_points):
+        new = w.clone().flatten()
+        new[order[:k]] = target.flatten()[order[:k]]
+        new = new.view_as(w)
+        loss = view.loss(new)
+        if loss < best_loss:
+            best_w, best_loss = new, loss
+    return best_w
+
+
+def _point(view, w0, w, step, best) -> DGPoint:
+    loss = view.loss(w)
+    delta = (w - w0).abs()
+    return DGPoint(step, loss, min(best, loss), float(delta.max()), int((view.effective(w) != view.effective(w0)).sum()))
+
+
+def multistep_dg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, steps: int, **kw) -> Iterator[DGPoint]:
+    """Yield the point after 0..S DG steps, each with reach epsilon / S."""
+    w = w0.clone()
+    p = _point(view, w0, w, 0, float("inf"))
+    yield p
+    for s in range(1, steps + 1):
+        w = dg_step(view, w0, w, epsilon / steps, epsilon, **kw)
+        p = _point(view, w0, w, s, p.best_loss)
+        yield p
+
+
+def cdg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, max_moves: int, refresh: int = 1,
+        shortlist: int = 64, fp_moves=(1.0, 0.5)) -> Iterator[DGPoint]:
+    """Yield the point after 0, 1, ... accepted coordinate moves (see the module docstring)."""
+    w = w0.clone()
+    p = _point(view, w0, w, 0, float("inf"))
+    yield p
+    short: torch.Tensor | None = None
+    since_full = refresh
+    moves = 0
+    while moves < max_moves:
+        cand = candidates(view, w0, w, epsilon, epsilon, fp_moves)
+        full = short is None or since_full >= refresh
+        if not full:
+            mask = torch.ones(cand.shape[1:], dtype=torch.bool, device=w.device).flatten()
+            mask[short] = False
+            cand = cand.clone()
+            cand[:, mask.view(cand.shape[1:])] = float("nan")
+        change, target = best_moves(view, w, cand)
+        flat = change.flatten()
+        if full:
+            since_full = 0
+            short = torch.argsort(flat)[:shortlist]
+        j = int(torch.argmin(flat))
+        if not flat[j] < 0:
+            if full:
+                return
+            since_full = refresh  # shortlist exhausted: re-evaluate everything
+            continue
+        w = w.clone()
+        w.view(-1)[j] = target.view(-1)[j]
+        moves += 1
+        since_full += 1
+        p = _point(view, w0, w, moves, p.best_loss)
+        yield p
