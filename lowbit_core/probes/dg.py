@@ -7,9 +7,9 @@ best candidate move, evaluated on the fixed batch with every other weight held
 (:func:`lowbit_core.probes.structure.coordinate_losses`). Candidate moves at a step with reach r
 (the largest change this step may make), always inside the global box |w - w0| <= epsilon:
 
-- binary MLP: one candidate, the sign flip, moving w_ij just across zero (to 0.0 when w_ij < 0, since
-  sign(0) = +1, and to -1e-30 when w_ij >= 0); reachable only when that target lies within r of the
-  current value and within epsilon of w0;
+- binary MLP: one candidate, the sign flip, moving w_ij just across zero (to exactly 0 when w_ij < 0,
+  since sign(0) = +1, and to the negative float32 neighbour of 0 nearest w0's grid when w_ij >= 0);
+  reachable only when that change lies within r of the current change and within epsilon of w0;
 - FP MLP: ``w_ij +- f * r`` for each fraction f in ``fp_moves`` (default 1 and 1/2), clipped to the box.
 
 **Selection (one DG step).** The best move per coordinate; coordinates whose best move lowers the loss,
@@ -40,8 +40,8 @@ import torch
 
 from lowbit_core.probes.budget import box_bound
 from lowbit_core.probes.structure import FirstLayerView, coordinate_losses
+from lowbit_core.quant.estimators import sign
 
-FLIP_DOWN = -1e-30  # latent value just below zero: sign = -1 (float32 keeps it; not a denormal)
 
 
 @dataclass(frozen=True)
@@ -53,27 +53,30 @@ class DGPoint:
     coords_moved: int
 
 
-def candidates(view: FirstLayerView, w0: torch.Tensor, w: torch.Tensor, reach: float, epsilon: float,
+def candidates(view: FirstLayerView, w0: torch.Tensor, delta: torch.Tensor, reach: float, epsilon: float,
                fp_moves: tuple[float, ...] = (1.0, 0.5)) -> torch.Tensor:
-    """Candidate new latent values (M, H, D); NaN where the move is unreachable or moves nothing."""
+    """Candidate new changes ``delta'`` (M, H, D) of the latent weights w0 + delta; NaN where a move is
+    unreachable or moves nothing. Working on delta (not w) keeps |delta'| <= epsilon exact in float32."""
     b = box_bound(epsilon)
-    lo, hi = w0 - b, w0 + b
+    nan = torch.full_like(delta, float("nan"))
     if view.binary:
-        target = torch.where(w >= 0, torch.full_like(w, FLIP_DOWN), torch.zeros_like(w))
-        ok = ((target - w).abs() <= reach) & (target >= lo) & (target <= hi)
-        return torch.where(ok, target, torch.full_like(w, float("nan")))[None]
+        u = w0 + delta
+        # flip up: w0 + (-w0) = 0 exactly, sign +1; flip down: w0 + nextafter(-w0, -inf) = -ulp < 0
+        target = torch.where(u >= 0, torch.nextafter(-w0, torch.full_like(w0, -float("inf"))), -w0)
+        ok = ((target - delta).abs() <= reach) & (target.abs() <= b) & (sign(w0 + target) != sign(u))
+        return torch.where(ok, target, nan)[None]
     out = []
     for f in fp_moves:
         for sgn in (1.0, -1.0):
-            t = torch.minimum(torch.maximum(w + sgn * f * reach, lo), hi)
-            out.append(torch.where(t == w, torch.full_like(w, float("nan")), t))
+            t = torch.clamp(delta + sgn * f * reach, -b, b)
+            out.append(torch.where(t == delta, nan, t))
     return torch.stack(out)
 
 
-def best_moves(view: FirstLayerView, w: torch.Tensor, cand: torch.Tensor):
-    """(loss change, target) of the best candidate per coordinate; +inf where none is reachable."""
-    losses = coordinate_losses(view, w, cand)
-    base = view.loss(w)
+def best_moves(view: FirstLayerView, w0: torch.Tensor, delta: torch.Tensor, cand: torch.Tensor):
+    """(loss change, target delta) of the best candidate per coordinate; +inf where none is reachable."""
+    losses = coordinate_losses(view, w0 + delta, w0 + cand)
+    base = view.loss(w0 + delta)
     change = torch.nan_to_num(losses - base, nan=float("inf"))
     best, m = change.min(dim=0)
     target = torch.gather(cand, 0, m[None]).squeeze(0)
@@ -87,8 +90,8 @@ def _prefix_sizes(n: int, points: int) -> list[int]:
 def dg_step(view: FirstLayerView, w0: torch.Tensor, w: torch.Tensor, reach: float, epsilon: float,
             fp_moves=(1.0, 0.5), select: str = "best_prefix", max_coords: int = 0,
             prefix_points: int = 32) -> torch.Tensor:
-    """One DG step from ``w``: the new latent weights (``w`` itself when nothing improves)."""
-    change, target = best_moves(view, w, candidates(view, w0, w, reach, epsilon, fp_moves))
+    """One DG step from the change ``w`` (= delta): the new delta (``w`` itself when nothing improves)."""
+    change, target = best_moves(view, w0, w, candidates(view, w0, w, reach, epsilon, fp_moves))
     flat = change.flatten()
     improving = torch.nonzero(flat < 0).flatten()
     if len(improving) == 0:
@@ -101,26 +104,26 @@ def dg_step(view: FirstLayerView, w0: torch.Tensor, w: torch.Tensor, reach: floa
         return new.view_as(w)
     if select != "best_prefix":
         raise KeyError(f"unknown DG selection {select!r}; valid: best_prefix, count")
-    best_w, best_loss = w, view.loss(w)
+    best_w, best_loss = w, view.loss(w0 + w)
     for k in _prefix_sizes(len(order), prefix_points):
         new = w.clone().flatten()
         new[order[:k]] = target.flatten()[order[:k]]
         new = new.view_as(w)
-        loss = view.loss(new)
+        loss = view.loss(w0 + new)
         if loss < best_loss:
             best_w, best_loss = new, loss
     return best_w
 
 
-def _point(view, w0, w, step, best) -> DGPoint:
-    loss = view.loss(w)
-    delta = (w - w0).abs()
-    return DGPoint(step, loss, min(best, loss), float(delta.max()), int((view.effective(w) != view.effective(w0)).sum()))
+def _point(view, w0, delta, step, best) -> DGPoint:
+    loss = view.loss(w0 + delta)
+    moved = int((view.effective(w0 + delta) != view.effective(w0)).sum())
+    return DGPoint(step, loss, min(best, loss), float(delta.abs().max()), moved)
 
 
 def multistep_dg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, steps: int, **kw) -> Iterator[DGPoint]:
     """Yield the point after 0..S DG steps, each with reach epsilon / S."""
-    w = w0.clone()
+    w = torch.zeros_like(w0)
     p = _point(view, w0, w, 0, float("inf"))
     yield p
     for s in range(1, steps + 1):
@@ -132,7 +135,7 @@ def multistep_dg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, steps: 
 def cdg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, max_moves: int, refresh: int = 1,
         shortlist: int = 64, fp_moves=(1.0, 0.5)) -> Iterator[DGPoint]:
     """Yield the point after 0, 1, ... accepted coordinate moves (see the module docstring)."""
-    w = w0.clone()
+    w = torch.zeros_like(w0)
     p = _point(view, w0, w, 0, float("inf"))
     yield p
     short: torch.Tensor | None = None
@@ -146,7 +149,7 @@ def cdg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, max_moves: int, 
             mask[short] = False
             cand = cand.clone()
             cand[:, mask.view(cand.shape[1:])] = float("nan")
-        change, target = best_moves(view, w, cand)
+        change, target = best_moves(view, w0, w, cand)
         flat = change.flatten()
         if full:
             since_full = 0
