@@ -13,13 +13,17 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.groups import (BATCH, ESTIMATOR, KIND, NOISE, fmt_value, group_label, iter_groups,
-                             seed_column, short_names)
+from analysis.groups import (BATCH, ESTIMATOR, KIND, METHOD, NOISE, fmt_value, group_label, iter_groups,
+                             method_family, seed_column, short_names)
+from analysis.methods import method_rank, ordered_methods
 from analysis.tables import REFERENCE_ESTIMATOR, mean_std_n
 
 KIND_COLORMAPS = {"fp": "Reds", "binary": "Blues"}
 OTHER_COLORMAPS = ("Greens", "Purples", "Oranges", "Greys")
 MAX_PANELS = 6
+# What ``step`` counts for each method (cfg.method): the x-axis of a "vs step" panel.
+METHOD_STEP_AXIS = {"ste": ("multi-step STE", "STE iteration"), "dg": ("DG / multi-step DG", "DG step"),
+                    "cdg": ("CDG", "accepted coordinate moves")}
 
 
 # ---- colours and layout ------------------------------------------------------------------------
@@ -117,17 +121,34 @@ def curve_over_seeds(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
     return out[out["n"] > 0]
 
 
+def _step_panels(df: pd.DataFrame, keys: list[str]) -> tuple[list, list[str]]:
+    """(title, sub-frame, x label) per panel and the line keys. With a method label, one panel per
+    cfg.method present (step means STE iterations, DG steps or CDG moves: the axes differ)."""
+    if METHOD in df.columns:
+        fam = method_family(df)
+        present = [f for f in (*METHOD_STEP_AXIS, *sorted(set(fam) - set(METHOD_STEP_AXIS))) if (fam == f).any()]
+        panels = []
+        for f in present[:MAX_PANELS]:
+            title, xlabel = METHOD_STEP_AXIS.get(f, (f, "step"))
+            panels.append((title if len(present) > 1 else "", df[fam == f], xlabel))
+        return panels, keys
+    split = panel_keys(df, keys)
+    return [(title, sub, "step") for title, sub in _panels(df, split)], [k for k in keys if k not in split]
+
+
 def plot_improvement_vs_step(df: pd.DataFrame, keys: list[str], path: Path) -> Path | None:
     """The seed's figure: rel_improvement against step, mean over seeds (line) ± 1 std (band),
-    one line per configuration group, a zero line (above it: multi-step better)."""
+    one line per configuration group, a zero line (above it: multi-step better). With several
+    methods, one panel per method family, since ``step`` counts different things."""
     if "rel_improvement" not in df.columns or df["rel_improvement"].notna().sum() == 0:
         return None
-    split = panel_keys(df, keys)
-    line_keys = [k for k in keys if k not in split]
-    panels = list(_panels(df, split))
+    panels, line_keys = _step_panels(df, keys)
     fig, axes = _new_figure(len(panels))
-    for ax, (title, sub) in zip(axes, panels):
+    for ax, (title, sub, xlabel) in zip(axes, panels):
         groups = list(iter_groups(sub, line_keys))
+        if METHOD in line_keys:  # methods in their order (DG S=2 before S=16), so shades follow S
+            groups.sort(key=lambda vg: tuple(method_rank(v) if k == METHOD else (str(v),)
+                                             for k, v in zip(line_keys, vg[0])))
         colors = group_colors([kind_of(line_keys, v, g) for v, g in groups])
         for (values, g), color in zip(groups, colors):
             curve = curve_over_seeds(g, "step", "rel_improvement")
@@ -137,10 +158,15 @@ def plot_improvement_vs_step(df: pd.DataFrame, keys: list[str], path: Path) -> P
             band = curve["std"].fillna(0.0)
             ax.fill_between(curve["step"], curve["mean"] - band, curve["mean"] + band, color=color, alpha=0.2, lw=0)
         ax.axhline(0.0, color="black", lw=0.8)
-        ax.set_xlabel("step")
-        ax.set_ylabel("(L_single - L_multi) / L_single")
-        ax.set_title(title or "relative improvement of multi-step over single-step (mean ± std over seeds)",
-                     fontsize="medium")
+        ax.set_xlabel(xlabel)
+        if METHOD in df.columns:
+            ax.set_ylabel("(L_single-step STE - L) / L_single-step STE")
+            ax.set_title(title or "relative improvement over single-step STE (mean ± std over seeds)",
+                         fontsize="medium")
+        else:
+            ax.set_ylabel("(L_single - L_multi) / L_single")
+            ax.set_title(title or "relative improvement of multi-step over single-step (mean ± std over seeds)",
+                         fontsize="medium")
     return _save(fig, axes, path, _legend_title(line_keys))
 
 
@@ -238,4 +264,48 @@ def plot_lr_scan(final: pd.DataFrame, keys: list[str], path: Path) -> Path | Non
     ax.set_xlabel("lr (step along the normalized gradient)")
     ax.set_ylabel("loss")
     ax.set_title("single-step STE lr scan (x: best lr)", fontsize="medium")
+    return _save(fig, axes, path, "")
+
+
+# ---- 5. methods (STE, DG, CDG) -----------------------------------------------------------------
+
+def plot_methods(table: pd.DataFrame, path: Path) -> Path | None:
+    """One row of two panels per model kind: final best_loss and coords_moved per method (mean ± std
+    over seeds), methods in their order on x, one series per group of the other keys (FP red, binary
+    blue tones)."""
+    if table.empty or METHOD not in table.columns or table[METHOD].nunique() < 2:
+        return None
+    methods = ordered_methods(table[METHOD])
+    kinds = [v[0] for v, _ in iter_groups(table, [KIND])] if KIND in table.columns else [None]
+    rest = [k for k in table.columns if k not in (KIND, METHOD) and not k.endswith((".mean", ".std", ".n"))]
+    fig = Figure(figsize=(max(6.4, 0.75 * len(methods) + 2.5) * 2, 4.4 * len(kinds)))
+    FigureCanvasAgg(fig)
+    axes = []
+    for r, kind in enumerate(kinds):
+        sub = table if kind is None else table[table[KIND] == kind]
+        series = list(iter_groups(sub, rest))
+        colors = group_colors([str(kind or "")] * len(series))
+        row_axes = [fig.add_subplot(len(kinds), 2, 2 * r + 1), fig.add_subplot(len(kinds), 2, 2 * r + 2)]
+        for ax, metric, ylabel in zip(row_axes, ("best_loss", "coords_moved"),
+                                      ("final best_loss (lower is better)", "coords_moved (first-layer weights changed)")):
+            for i, ((values, g), color) in enumerate(zip(series, colors)):
+                if f"{metric}.mean" not in g.columns:
+                    continue
+                g = g[g[f"{metric}.n"] > 0]
+                x = np.array([methods.index(m) for m in g[METHOD]], dtype=float) + (i - (len(series) - 1) / 2) * 0.1
+                label = " ".join(filter(None, [f"kind={kind}" if kind is not None else "",
+                                               group_label(rest, values) if rest else ""]))
+                ax.errorbar(x, g[f"{metric}.mean"], yerr=g[f"{metric}.std"].fillna(0.0), fmt="o", color=color,
+                            capsize=3, label=label or "all trials")
+            if metric == "coords_moved":
+                vals = pd.to_numeric(sub.get("coords_moved.mean", pd.Series(dtype=float)), errors="coerce")
+                pos = vals[vals > 0]
+                if len(pos) and pos.max() > 100 * pos.min():
+                    ax.set_yscale("log")
+            ax.set_xticks(range(len(methods)), methods, rotation=25, ha="right", fontsize="small")
+            ax.set_xlim(-0.5, len(methods) - 0.5)
+            ax.set_ylabel(ylabel, fontsize="small")
+            ax.set_title(f"{kind}: {metric}" if kind is not None else metric, fontsize="medium")
+        axes += row_axes
+    fig.subplots_adjust(hspace=0.6)
     return _save(fig, axes, path, "")

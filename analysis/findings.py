@@ -156,8 +156,9 @@ def budget_line(excess: float, epsilon: float = 1.0) -> str:
 
 
 def findings(final: pd.DataFrame, keys: list[str], comparison: pd.DataFrame, excess: float,
-             epsilon: float = 1.0) -> list[str]:
-    """All findings lines, in report order."""
+             epsilon: float = 1.0, extra: list[str] = ()) -> list[str]:
+    """All findings lines, in report order; ``extra`` lines (the method comparison) go before the
+    budget check. In method sweeps ``final`` and ``keys`` are the multi-step STE trials'."""
     lines = multi_vs_single(final, keys) + fp_vs_binary(final)
     lines += noise_trend(final)
     if OPTIMIZER in keys:
@@ -166,5 +167,6 @@ def findings(final: pd.DataFrame, keys: list[str], comparison: pd.DataFrame, exc
         lines += by_single_key(final, BATCH, "Batch size")
     if ESTIMATOR in keys:
         lines += estimator_finding(comparison)
+    lines += list(extra)
     lines.append(budget_line(excess, epsilon))
     return lines

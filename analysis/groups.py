@@ -5,6 +5,11 @@ one value (other than the seed) define the configuration groups, and statistics 
 seeds inside each group. The three estimator columns collapse into one label (``estimator``)
 because ``clip`` and ``window`` mean something only for their own estimator. In Optuna sweeps the
 keys that vary inside one study are the searched hyperparameters, not grid axes.
+
+Method sweeps (``cfg.method`` in ste/dg/cdg with some non-STE method) get a ``method`` label per trial
+('multi-step STE (sgd)', 'DG S=4', 'CDG (refresh 20)'); the cfg.method, cfg.dg.* and cfg.multi.*
+columns that take one value per label (they vary only because the method does: each method leaves
+the other methods' sections at their defaults) collapse into it, like the estimator columns do.
 """
 from __future__ import annotations
 
@@ -19,6 +24,9 @@ KIND = "cfg.model.kind"
 NOISE = "cfg.multi.noise"
 OPTIMIZER = "cfg.multi.optimizer"
 BATCH = "cfg.data.batch_size"
+METHOD = "method"
+METHOD_COLUMN = "cfg.method"
+METHOD_SECTIONS = ("cfg.dg.", "cfg.multi.")
 
 
 def fmt_value(value) -> str:
@@ -48,6 +56,64 @@ def add_estimator_column(df: pd.DataFrame) -> pd.DataFrame:
     cols = [df[c] if c in df.columns else pd.Series(None, index=df.index, dtype=object) for c in ESTIMATOR_COLUMNS]
     labels = [estimator_label(n, c, w) for n, c, w in zip(*(col.astype(object) for col in cols))]
     return df.assign(**{ESTIMATOR: labels})
+
+
+def _is_null(value) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def method_label(method, steps=None, optimizer=None, refresh=None) -> str:
+    """'multi-step STE (sgd)', 'DG S=1 (single-step)', 'DG S=4', 'CDG' or 'CDG (refresh 20)'.
+    A null method is STE (parts written before methods existed); null parameters take their defaults."""
+    method = "ste" if _is_null(method) else str(method)
+    if method == "ste":
+        return f"multi-step STE ({'sgd' if _is_null(optimizer) else optimizer})"
+    if method == "dg":
+        s = 1 if _is_null(steps) else int(steps)
+        return "DG S=1 (single-step)" if s == 1 else f"DG S={s}"
+    if method == "cdg":
+        r = 1 if _is_null(refresh) else int(refresh)
+        return "CDG" if r <= 1 else f"CDG (refresh {r})"
+    return method
+
+
+def has_other_methods(df: pd.DataFrame) -> bool:
+    """Whether ``df`` holds trials of a method other than STE (then a ``method`` label is added)."""
+    if METHOD_COLUMN not in df.columns:
+        return False
+    return bool((df[METHOD_COLUMN].fillna("ste").astype(str) != "ste").any())
+
+
+def method_family(df: pd.DataFrame) -> pd.Series:
+    """The cfg.method value per row ('ste' where the column is missing or null)."""
+    if METHOD_COLUMN not in df.columns:
+        return pd.Series("ste", index=df.index, dtype=object)
+    return df[METHOD_COLUMN].fillna("ste").astype(str)
+
+
+def add_method_column(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with a ``method`` label column, only when some trial uses a method other than STE
+    (an STE-only sweep keeps the report it always had)."""
+    if not has_other_methods(df):
+        return df
+
+    def col(c):
+        return df[c].astype(object) if c in df.columns else pd.Series(None, index=df.index, dtype=object)
+
+    labels = [method_label(m, s, o, r) for m, s, o, r in
+              zip(col(METHOD_COLUMN), col("cfg.dg.steps"), col(OPTIMIZER), col("cfg.dg.cdg_refresh"))]
+    return df.assign(**{METHOD: labels})
+
+
+def method_collapsed_columns(df: pd.DataFrame) -> list[str]:
+    """The cfg.method / cfg.dg.* / cfg.multi.* columns that vary but take a single value per method
+    label: they vary only because the method does, so the label stands for them."""
+    if METHOD not in df.columns:
+        return []
+    cands = [c for c in df.columns if c == METHOD_COLUMN or c.startswith(METHOD_SECTIONS)]
+    by = df.groupby(df[METHOD], sort=False)
+    return [c for c in cands if _n_values(df[c]) > 1
+            and all(_n_values(g[c]) == 1 for _, g in by)]
 
 
 def seed_column(df: pd.DataFrame) -> str | None:
@@ -83,12 +149,15 @@ def searched_keys(df: pd.DataFrame) -> list[str]:
 
 def group_keys(df: pd.DataFrame) -> list[str]:
     """The keys that define configuration groups: varying cfg.* columns, seed and searched keys
-    excluded, cfg.estimator.* replaced by ``estimator``; model kind first, estimator second."""
-    skip = {"cfg.seed", *searched_keys(df)}
+    excluded, cfg.estimator.* replaced by ``estimator``, method-only columns by ``method``; model
+    kind first, then method, then estimator."""
+    skip = {"cfg.seed", *searched_keys(df), *method_collapsed_columns(df)}
     varying = [c for c in df.columns if c.startswith("cfg.") and c not in skip and _n_values(df[c]) > 1]
     keys = [c for c in varying if c not in ESTIMATOR_COLUMNS]
     if ESTIMATOR in df.columns and _n_values(df[ESTIMATOR]) > 1:
         keys.insert(0, ESTIMATOR)
+    if METHOD in df.columns and _n_values(df[METHOD]) > 1:
+        keys.insert(0, METHOD)
     if KIND in keys:
         keys.remove(KIND)
         keys.insert(0, KIND)

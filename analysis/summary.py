@@ -8,8 +8,11 @@ import pandas as pd
 
 from analysis import figures
 from analysis.findings import budget_line, findings
-from analysis.groups import (ESTIMATOR, add_estimator_column, best_trials_per_study, final_rows,
-                             fmt_value, group_keys, is_optuna, searched_keys, seed_column)
+from analysis.groups import (ESTIMATOR, METHOD, METHOD_COLUMN, add_estimator_column, add_method_column,
+                             best_trials_per_study, final_rows, fmt_value, group_keys, is_optuna,
+                             method_family, searched_keys, seed_column)
+from analysis.methods import (dg_findings, format_methods_table, method_rank, method_settings,
+                              methods_table, with_single_step)
 from analysis.load import failed_trials
 from analysis.tables import (FINAL_METRICS, SWEEP_METRIC, budget_excess, estimator_comparison,
                              format_estimator_comparison, format_mean_std_table, format_study_best,
@@ -21,6 +24,7 @@ FIGURES = {
     "improvement_vs_noise": "Relative improvement vs noise amplitude of the random start",
     "estimator_comparison": "vSTE vs nSTE (estimator settings against identity)",
     "lr_scan": "Single-step lr scan",
+    "methods": "Final best loss and coordinates moved per method (single-step STE, multi-step STE, DG, CDG)",
 }
 
 
@@ -34,7 +38,8 @@ class Analysis:
     """Everything the report shows, computed once from the rows (and trial statuses)."""
 
     def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None = None):
-        self.all_rows = add_estimator_column(df)
+        self.all_rows = add_method_column(add_estimator_column(df))
+        self.methods = METHOD in self.all_rows.columns
         self.optuna = is_optuna(self.all_rows)
         self.searched = searched_keys(self.all_rows)
         self.keys = group_keys(self.all_rows)
@@ -43,7 +48,19 @@ class Analysis:
         self.rows = best_trials_per_study(self.all_rows)
         self.final = final_rows(self.rows)
         self.failed = failed_trials(status)
-        self.comparison = estimator_comparison(self.final, self.keys) if ESTIMATOR in self.keys else pd.DataFrame()
+        # STE-only analyses (multi- vs single-step, noise, estimators) use the multi-step STE trials,
+        # grouped by what varies among them; without a method label that is every trial.
+        if self.methods:
+            ste = method_family(self.all_rows) == "ste"
+            self.ste_keys = group_keys(self.all_rows[ste].drop(columns=[METHOD, METHOD_COLUMN]))
+            self.ste_final = self.final[method_family(self.final) == "ste"]
+            self.final_ws = with_single_step(self.final, self.keys)
+            self.method_table = methods_table(self.final_ws, self.keys)
+        else:
+            self.ste_keys, self.ste_final = self.keys, self.final
+            self.final_ws, self.method_table = self.final, pd.DataFrame()
+        self.comparison = (estimator_comparison(self.ste_final, self.ste_keys) if ESTIMATOR in self.ste_keys
+                           else pd.DataFrame())
         self.excess = budget_excess(self.all_rows)
         eps = pd.to_numeric(self.all_rows.get("cfg.budget.epsilon", pd.Series(dtype=float)), errors="coerce")
         self.epsilon = float(eps.max()) if eps.notna().any() else 1.0
@@ -52,10 +69,12 @@ class Analysis:
         """Draw the figures that apply to this sweep into ``out_dir``; return the paths written."""
         drawn = [
             figures.plot_improvement_vs_step(self.rows, self.keys, out_dir / "improvement_vs_step.png"),
-            figures.plot_improvement_vs_noise(self.final, self.keys, out_dir / "improvement_vs_noise.png"),
+            figures.plot_improvement_vs_noise(self.ste_final, self.ste_keys, out_dir / "improvement_vs_noise.png"),
             figures.plot_estimator_comparison(self.comparison, out_dir / "estimator_comparison.png"),
             figures.plot_lr_scan(self.final, self.keys, out_dir / "lr_scan.png"),
         ]
+        if self.methods:
+            drawn.append(figures.plot_methods(self.method_table, out_dir / "methods.png"))
         return [p for p in drawn if p is not None]
 
     # ---- markdown sections ---------------------------------------------------------------------
@@ -93,7 +112,8 @@ class Analysis:
         return lines
 
     def findings_section(self) -> list[str]:
-        items = findings(self.final, self.keys, self.comparison, self.excess, self.epsilon)
+        extra = dg_findings(self.final_ws, self.keys) if self.methods else []
+        items = findings(self.ste_final, self.ste_keys, self.comparison, self.excess, self.epsilon, extra)
         out = ["## Findings", ""]
         for line in items:
             out.append(("  - " + line.strip()) if line.startswith("  ") else f"- {line}")
@@ -104,16 +124,35 @@ class Analysis:
             return []
         out = ["## Figures", ""]
         for p in paths:
-            out += [f"### {FIGURES.get(p.stem, p.stem)}", "", f"![{p.stem}]({p.name})", ""]
+            title = FIGURES.get(p.stem, p.stem)
+            if self.methods and p.stem == "improvement_vs_step":
+                title = ("Relative improvement over single-step STE vs step, one panel per method "
+                         "(step: STE iteration, DG step, CDG accepted move)")
+            out += [f"### {title}", "", f"![{p.stem}]({p.name})", ""]
         return out
 
     def metrics_section(self) -> list[str]:
         table = mean_std_table(self.final, self.keys, FINAL_METRICS)
+        if METHOD in self.keys and not table.empty:  # methods in their order, not alphabetical
+            order = [k for k in self.keys if k != METHOD]
+            table = (table.assign(_rank=table[METHOD].map(method_rank))
+                     .sort_values(order + ["_rank"], kind="stable").drop(columns="_rank").reset_index(drop=True))
         if not any(f"{m}.mean" in table.columns for m in FINAL_METRICS):
             return []
         return ["## Final-row metrics (mean ± std over seeds)", "",
                 "One final row (largest step) per trial; std is the sample std; n counts non-null values.", "",
                 frame_to_markdown(format_mean_std_table(table, self.keys)), ""]
+
+    def methods_section(self) -> list[str]:
+        if self.method_table.empty:
+            return []
+        return ["## Methods: single-step STE, multi-step STE, DG, CDG (final rows, mean ± std over seeds)", "",
+                "Single-step STE is the lr scan every trial carries (best_loss = single_best_loss, "
+                "rel_improvement_best = 0 by definition). `step` counts STE iterations for multi-step STE, "
+                "DG steps for DG (S steps of reach epsilon/S) and accepted coordinate moves for CDG; "
+                "coords_moved counts first-layer weights that differ from the start (binary: sign flips). "
+                "settings: the method's own settings that differ between methods.", "",
+                frame_to_markdown(format_methods_table(self.method_table, method_settings(self.all_rows))), ""]
 
     def estimator_section(self) -> list[str]:
         if self.comparison.empty:
@@ -142,7 +181,8 @@ class Analysis:
 
     def markdown(self, paths: list[Path]) -> str:
         """The whole report.md text, figures linked by file name (they sit next to it)."""
-        parts = (self.header() + self.findings_section() + self.metrics_section() + self.estimator_section()
+        parts = (self.header() + self.findings_section() + self.methods_section() + self.metrics_section()
+                 + self.estimator_section()
                  + self.optuna_section() + self.figures_section(paths))
         return "\n".join(parts).rstrip() + "\n"
 

@@ -39,11 +39,38 @@ def _error_line(trial) -> str:
     return f"{lines[-1]}{where}; traceback: {Path(stored) / 'error.txt' if stored else path}"
 
 
+class NonFiniteStopper(tune.Stopper):
+    """Stops a trial whose watched metric (the sweep's metric and ``loss``) is reported NaN or inf.
+
+    Runs on the driver before the callbacks see the result, so the row with the non-finite value is
+    still written; the callbacks then record the trial as failed (``reasons[trial_id]``) instead of
+    finished, the sweep goes on, and a later ``--resume`` runs it again. A NaN is deterministic, so
+    it is not retried (``Sweep.retries`` covers trials that raise).
+    """
+
+    def __init__(self, metrics):
+        self.metrics = tuple(dict.fromkeys(metrics))
+        self.reasons: dict[str, str] = {}
+
+    def __call__(self, trial_id, result) -> bool:
+        for name in self.metrics:
+            value = result.get(name)
+            if isinstance(value, (int, float)) and not math.isfinite(value):
+                step = result.get("step", result.get("training_iteration"))
+                self.reasons.setdefault(trial_id, f"stopped: non-finite {name} ({value}) at step {step}")
+                return True
+        return False
+
+    def stop_all(self) -> bool:
+        return False
+
+
 class ParquetCallback(tune.Callback):
     """Turns every reported result into one long-format row; records each trial's end."""
 
-    def __init__(self, writer: ResultsWriter, family: Family, sweep: str, provenance: dict):
-        self.writer, self.family = writer, family
+    def __init__(self, writer: ResultsWriter, family: Family, sweep: str, provenance: dict,
+                 stopper: NonFiniteStopper | None = None):
+        self.writer, self.family, self.stopper = writer, family, stopper
         self.static = {"sweep": sweep, "family": family.name, "run_id": writer.run_id, **provenance}
         self._trials: dict[str, tuple[str, str, dict]] = {}
 
@@ -62,7 +89,7 @@ class ParquetCallback(tune.Callback):
         row.update(
             trial_id=trial.trial_id, trial_key=key, study=study, step=int(result.get("step", result.get("training_iteration", 0))),
             seed=cols.get("cfg.seed"), host=result.get("_host") or result.get("hostname"),
-            node_ip=result.get("node_ip"), device=result.get("_device"), time=datetime.now(timezone.utc),
+            node_ip=result.get("node_ip"), node_id=result.get("_node_id"), device=result.get("_device"), time=datetime.now(timezone.utc),
             **{"ver.python": result.get("_ver_python"), "ver.torch": result.get("_ver_torch"),
                "ver.ray": result.get("_ver_ray"), "ver.lowbit_sweeps": result.get("_ver_lowbit_sweeps")},
         )
@@ -75,7 +102,8 @@ class ParquetCallback(tune.Callback):
                                  "time": datetime.now(timezone.utc)})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self._ended(trial, "TERMINATED")
+        reason = self.stopper.reasons.get(trial.trial_id) if self.stopper else None
+        self._ended(trial, "ERROR" if reason else "TERMINATED", reason or "")
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended(trial, "ERROR", _error_line(trial))
@@ -117,8 +145,8 @@ class Progress:
 class ProgressCallback(tune.Callback):
     """One progress line: rewritten in place on a terminal, a line per change (at most every 10 s) in logs."""
 
-    def __init__(self, progress: Progress, family: Family, stream=None):
-        self.p, self.family = progress, family
+    def __init__(self, progress: Progress, family: Family, stream=None, stopper: NonFiniteStopper | None = None):
+        self.p, self.family, self.stopper = progress, family, stopper
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self._last_line, self._last_time = "", 0.0
@@ -142,8 +170,13 @@ class ProgressCallback(tune.Callback):
         self._show()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        self.p.done += 1
-        self.p.offer((trial.last_result or {}).get(self.p.metric))
+        reason = self.stopper.reasons.get(trial.trial_id) if self.stopper else None
+        if reason:
+            self.p.failed += 1
+            self.p.failures.append((resolve(self.family, trial.config)[1], reason))
+        else:
+            self.p.done += 1
+            self.p.offer((trial.last_result or {}).get(self.p.metric))
         self._show()
 
     def on_trial_error(self, iteration, trials, trial, **info):

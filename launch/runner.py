@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import math
+import os
 import subprocess
 import time
 import uuid
@@ -108,15 +109,43 @@ def _prior_evaluations(folder: Path, study: Study, metric: str, done: set[str]):
     return points, rewards
 
 
-def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None) -> Outcome:
-    """Run every trial of ``plan`` that has not finished before; write Parquet under results/<sweep>."""
+def flush_seconds() -> float:
+    """``$LOWBIT_FLUSH_SECONDS`` (default 5): at most this much reported data is lost if the driver dies."""
+    text = os.environ.get("LOWBIT_FLUSH_SECONDS", "5")
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigError(f"LOWBIT_FLUSH_SECONDS must be a number >= 0, got {text!r}")
+    return value
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temp files of a writer that was killed between write and rename (hidden, never read)."""
+    for pattern in (".part-*.tmp", "_trials/.*.tmp"):
+        for tmp in folder.glob(pattern):
+            tmp.unlink(missing_ok=True)
+
+
+def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None,
+             retries: int | None = None) -> Outcome:
+    """Run every trial of ``plan`` that has not finished before; write Parquet under results/<sweep>.
+
+    A trial that raises is restarted up to ``retries`` times (default: the sweep's ``retries``);
+    one whose loss turns NaN/inf is stopped and counted as failed.
+    """
     from launch.cluster import cluster_resources, start_ray
-    from launch.callbacks import ParquetCallback, Progress, ProgressCallback
+    from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
     from lowbit_core.config import flatten
     from lowbit_core.trainables import TRAINABLES
     from ray import tune
 
     sweep = plan.sweep
+    retries = sweep.retries if retries is None else retries
+    if retries < 0:
+        raise ConfigError(f"--retries must be >= 0, got {retries}")
+    flush_every = flush_seconds()
     folder = prepare_folder(results, sweep.name, resume)
     start_ray(address)
     res = cluster_resources()
@@ -128,13 +157,16 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
 
     folder.mkdir(parents=True, exist_ok=True)
     with FolderLock(folder):
+        remove_stale_temp_files(folder)
         done = finished_trials(folder) if resume else set()
         run_id = new_run_id()
-        writer = ResultsWriter(folder, results_schema(plan.family.config_cls, plan.family.metrics), run_id)
+        writer = ResultsWriter(folder, results_schema(plan.family.config_cls, plan.family.metrics), run_id,
+                               flush_seconds=flush_every)
         prov = {"git_sha": git_sha()}
         progress = Progress(total=plan.n_trials, metric=sweep.metric, mode=sweep.mode)
-        parquet_cb = ParquetCallback(writer, plan.family, sweep.name, prov)
-        progress_cb = ProgressCallback(progress, plan.family)
+        stopper = NonFiniteStopper([sweep.metric] + (["loss"] if "loss" in plan.family.metrics else []))
+        parquet_cb = ParquetCallback(writer, plan.family, sweep.name, prov, stopper=stopper)
+        progress_cb = ProgressCallback(progress, plan.family, stopper=stopper)
         trainable = tune.with_resources(TRAINABLES[plan.family.name], request)
 
         def tuner(param_space: dict, num_samples: int = 1, search_alg=None):
@@ -148,7 +180,8 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
                 ),
                 run_config=tune.RunConfig(
                     name=run_id, storage_path=str((folder / "_ray").resolve()), verbose=0,
-                    callbacks=[parquet_cb, progress_cb], failure_config=tune.FailureConfig(max_failures=0),
+                    callbacks=[parquet_cb, progress_cb], stop=stopper,
+                    failure_config=tune.FailureConfig(max_failures=retries),
                 ),
             )
 

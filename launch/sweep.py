@@ -39,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results", help="results root (default: results/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same folder")
     p.add_argument("--max-concurrent", type=int, default=None, metavar="N", help="at most N trials at once")
+    p.add_argument("--retries", type=int, default=None, metavar="N",
+                   help="restart a trial that raises up to N times (default: the sweep's `retries`, else 0)")
     return p
 
 
@@ -78,6 +80,8 @@ def main(argv=None) -> int:
 
         if args.max_concurrent is not None and args.max_concurrent < 1:
             raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+        if args.retries is not None and args.retries < 0:
+            raise ConfigError(f"--retries must be >= 0, got {args.retries}")
         sweep = load_sweep(args.sweep_file)
         from lowbit_core.families import get_family
 
@@ -88,7 +92,8 @@ def main(argv=None) -> int:
             return 0
         from launch.runner import run_plan
 
-        outcome = run_plan(the_plan, Path(args.results), args.address, args.resume, args.max_concurrent)
+        outcome = run_plan(the_plan, Path(args.results), args.address, args.resume, args.max_concurrent,
+                           args.retries)
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -51,12 +51,12 @@ def _probe_family() -> Family:
         if cfg.method == "ste":
             dg = DGConfig()
         else:
-            keep = {"fp_moves": dg.fp_moves, "report_every": dg.report_every}
+            keep = {"fp_moves": dg.fp_moves}
             if cfg.method == "dg":
                 keep.update(steps=dg.steps, select=dg.select, prefix_points=dg.prefix_points,
                             max_coords=dg.max_coords if dg.select == "count" else 0)
             else:
-                keep.update(cdg_max_moves=dg.cdg_max_moves, cdg_refresh=dg.cdg_refresh,
+                keep.update(cdg_max_moves=dg.cdg_max_moves, cdg_refresh=dg.cdg_refresh, report_every=dg.report_every,
                             cdg_shortlist=dg.cdg_shortlist if dg.cdg_refresh > 1 else DGConfig().cdg_shortlist)
             dg = DGConfig(**keep)
             multi = MultiConfig()

@@ -35,7 +35,8 @@ from lowbit_core.config import dotted_keys
 PROVENANCE: dict[str, pa.DataType] = {
     "sweep": pa.string(), "family": pa.string(), "run_id": pa.string(), "trial_id": pa.string(),
     "trial_key": pa.string(), "study": pa.string(), "step": pa.int64(), "seed": pa.int64(),
-    "git_sha": pa.string(), "host": pa.string(), "node_ip": pa.string(), "device": pa.string(),
+    "git_sha": pa.string(), "host": pa.string(), "node_ip": pa.string(), "node_id": pa.string(),
+    "device": pa.string(),
     "time": pa.timestamp("ms", tz="UTC"), "ver.python": pa.string(), "ver.torch": pa.string(),
     "ver.ray": pa.string(), "ver.lowbit_sweeps": pa.string(),
 }

@@ -131,6 +131,9 @@ class Sweep:
     search: Literal["grid"] | Optuna = "grid"
     profiles: Mapping[str, Profile] = field(default_factory=dict)
     doc: str = ""
+    retries: int = 0
+    """How often a trial that raises is restarted (from its last checkpoint where the family
+    checkpoints) before it counts as failed: Tune's ``FailureConfig(max_failures=retries)``."""
 
 
 # ---------------------------------------------------------------- plans
@@ -249,6 +252,8 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
     family = get_family(sweep.family)
     if not isinstance(sweep.name, str) or not sweep.name.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"sweep name must be letters, digits, '_' or '-', got {sweep.name!r}")
+    if not isinstance(sweep.retries, int) or isinstance(sweep.retries, bool) or sweep.retries < 0:
+        raise ConfigError(f"sweep retries must be an int >= 0, got {sweep.retries!r}")
     if sweep.mode not in ("min", "max"):
         raise ConfigError(f"sweep mode must be 'min' or 'max', got {sweep.mode!r}")
     if sweep.metric not in family.metrics:

@@ -34,6 +34,7 @@ def provenance() -> dict[str, str]:
         "_device": str(pick_device()), "_host": socket.gethostname(),
         "_ver_python": platform.python_version(), "_ver_torch": torch.__version__,
         "_ver_ray": ray.__version__, "_ver_lowbit_sweeps": _version("lowbit-sweeps"),
+        "_node_id": ray.get_runtime_context().get_node_id(),
     }
 
 
@@ -45,13 +46,63 @@ def run_trial(family_name: str, config: dict) -> None:
     extra = {"_key": key, **provenance()}
     declared = set(family.metrics) | {"step"}
 
+    inject = fault_injection_hook(key, config)
+
     def report(metrics: dict) -> None:
         unknown = set(metrics) - declared
         if unknown:
             raise KeyError(f"family {family.name} reported undeclared metrics {sorted(unknown)}")
+        if inject is not None:
+            metrics = inject(metrics)
         tune.report({**metrics, **extra})
 
     family.run(cfg, report, pick_device())
+
+
+def fault_injection_hook(key: str, config: dict):
+    """TEST-ONLY fault injection, off unless ``$LOWBIT_FAULT_INJECT`` is set (tests/test_faults.py).
+
+    The variable holds JSON ``{"dir": DIR, "rules": [RULE, ...]}``; a rule applies to trials whose
+    flat config matches ``rule["match"]`` (dotted key -> value, e.g. ``{"seed": 1}``; empty: all) and
+    acts on each report of a step >= ``rule.get("step", 0)``:
+    ``{"action": "sleep", "seconds": S}`` sleeps before reporting (slows a sweep down);
+    ``{"action": "raise", "times": N}`` raises RuntimeError, at most N times per trial over all
+    its attempts (counted with marker files in DIR, so retries in new processes see the count);
+    ``{"action": "nan", "metric": "loss", "value": "nan"}`` reports that metric as nan (or inf).
+    Returns ``metrics -> metrics`` or None when no rule applies.
+    """
+    import json
+    import os
+    import time
+    from pathlib import Path
+
+    spec = os.environ.get("LOWBIT_FAULT_INJECT")
+    if not spec:
+        return None
+    spec = json.loads(spec)
+    flat = {**config.get("base", {}), **{k: v for k, v in config.items() if k not in ("base", "study")}}
+    rules = [r for r in spec.get("rules", []) if all(flat.get(k) == v for k, v in r.get("match", {}).items())]
+    if not rules:
+        return None
+    marks = Path(spec.get("dir", "."))
+
+    def inject(metrics: dict) -> dict:
+        metrics = dict(metrics)
+        for i, rule in enumerate(rules):
+            if metrics.get("step", 0) < rule.get("step", 0):
+                continue
+            if rule["action"] == "sleep":
+                time.sleep(rule.get("seconds", 0.1))
+            elif rule["action"] == "nan":
+                metrics[rule.get("metric", "loss")] = float(rule.get("value", "nan"))
+            elif rule["action"] == "raise":
+                done = len(list(marks.glob(f"raise-{key}-{i}-*")))
+                if done < rule.get("times", 1):
+                    (marks / f"raise-{key}-{i}-{done}").touch()
+                    raise RuntimeError(f"injected fault {done + 1} at step {metrics.get('step')} (trial {key})")
+        return metrics
+
+    return inject
 
 
 def probe_trainable(config: dict) -> None:

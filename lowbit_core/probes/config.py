@@ -131,7 +131,8 @@ class DGConfig:
     ``steps``: S of multi-step DG (1 = single-step DG); ``fp_moves``: FP candidate moves as fractions of
     the step's reach; ``select``: ``best_prefix`` (measured loss decides how many of the sorted
     coordinates to move) or ``count`` (the best ``max_coords``; 0 = every improving one);
-    ``cdg_*``: CDG's move cap, full re-evaluation period and shortlist size.
+    ``cdg_*``: CDG's move cap, full re-evaluation period and shortlist size; ``report_every``: CDG
+    reports every this many accepted moves (DG reports every step: S is small).
     """
 
     steps: int = 1

@@ -122,7 +122,7 @@ def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = No
               "grad_cos_identity": cos, "grad_clipped_frac": frac}
     last: dict = {}
     for p, is_last in _with_last(_method_points(cfg, model, view, loss_fn, w0, device)):
-        every = cfg.multi.report_every if cfg.method == "ste" else cfg.dg.report_every
+        every = {"ste": cfg.multi.report_every, "dg": 1, "cdg": cfg.dg.report_every}[cfg.method]
         if p.step % every and not is_last:
             continue
         last = {"step": p.step, "loss": p.loss, "best_loss": p.best_loss, "max_abs_delta": p.max_abs_delta,

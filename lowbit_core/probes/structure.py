@@ -88,6 +88,7 @@ def _first_index(expr, k_hi: torch.Tensor, n: int) -> torch.Tensor:
         lo = torch.where(open_ & ~ok, mid + 1, lo)
 
 
+@torch.no_grad()
 def scan_losses(view: FirstLayerView, w0: torch.Tensor, d: torch.Tensor, lrs: np.ndarray, epsilon: float) -> np.ndarray:
     """``L(w0 + clip(-lr * d, -eps, eps))`` for every lr in ``lrs`` (ascending), computed incrementally.
 

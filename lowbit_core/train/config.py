@@ -1,0 +1,235 @@
+"""Typed configuration of CIFAR classification training (the ``train`` family).
+
+A sweep states only what differs from these defaults, as dotted keys (``"train.mixup_alpha"``).
+The sections: ``data`` (which images), ``model`` (architecture, precision, init), ``quant`` (how a
+binary / k-bit model quantizes its inner convs), ``train`` (optimizer, schedule, epochs, the
+pretrain path, mixup, checkpoints), ``perturb`` (periodic weight noise), and ``seed``.
+
+Precision (``model.kind``):
+
+- ``fp``: no quantization (``quant`` is ignored);
+- ``binary``: inner convs use ``sign`` weights (``quant.weight_*``: estimator, its parameter, the
+  XNOR-Net mean-|W| scale, threshold) and, with ``quant.act="quant"``, ``sign`` input activations
+  (``quant.act_estimator`` / ``quant.act_param``);
+- ``kbit``: inner convs use ``quant.kbit`` (``dorefa``, ``lsq`` or ``dsq``) at ``quant.bits`` on the
+  weights and, with ``quant.act="quant"``, on the input activations. ``kbit="dsq", bits=1`` is 1-bit
+  DSQ. DSQ's alpha is learned (``quant.dsq_schedule="learned"``) or set per epoch by a linear /
+  geometric decay from ``quant.dsq_alpha`` to ``quant.dsq_alpha_min`` over the phase.
+
+The pretrain path (``train.pretrain_epochs`` = P > 0, quantized ``model.kind``): an FP model trains
+for P epochs (phase ``pretrain``), its weights are loaded into the quantized model, which trains
+for the remaining ``train.epochs - P`` epochs (phase ``finetune``) with a fresh optimizer and cosine
+schedule. P = 0 trains the configured model from scratch for ``train.epochs`` (phase ``scratch``):
+the two paths have equal total epochs.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+from lowbit_core.config import ConfigError
+
+Estimator = Literal["identity", "value_clip", "window", "approx_sign", "ede"]
+
+
+@dataclass(frozen=True)
+class TrainDataConfig:
+    """Images: ``cifar10`` / ``cifar100`` (torchvision's folders under ``root``), ``npz`` (``root`` is an
+    ``.npz`` with x_train, y_train, x_test, y_test), or ``synthetic`` (generated CIFAR-shaped uint8
+    images with class-dependent structure; no download; see :mod:`lowbit_core.train.data`).
+
+    ``n_train`` / ``n_test``: use the first n images (0: all of them; synthetic: 0 means 2048 / 512).
+    ``n_classes`` applies to ``synthetic`` only. ``augment``: random crop (padding 4) + flip.
+    """
+
+    name: Literal["cifar10", "cifar100", "npz", "synthetic"] = "synthetic"
+    root: str = "data"
+    n_train: int = 0
+    n_test: int = 0
+    n_classes: int = 10
+    augment: bool = True
+
+    def __post_init__(self):
+        if self.n_train < 0 or self.n_test < 0:
+            raise ConfigError(f"data.n_train and data.n_test must be >= 0, got {self.n_train}, {self.n_test}")
+        if not 2 <= self.n_classes <= 1000:
+            raise ConfigError(f"data.n_classes must be in [2, 1000], got {self.n_classes}")
+
+
+@dataclass(frozen=True)
+class TrainModelConfig:
+    """``arch``: CIFAR ResNet-20 or ResNet-18 (:mod:`lowbit_core.models.resnet`); ``width``: channels of
+    the first stage (0: the standard 16 / 64); ``block``: ``basic`` (He et al.) or ``bireal`` (a
+    shortcut around every conv); ``nonlin``: ``auto`` (hardtanh when activations are binarized,
+    else ReLU), ``relu``, ``hardtanh``; ``init``: ``default`` (PyTorch's), ``xavier``, ``kaiming``,
+    ``orthogonal`` (:func:`lowbit_core.models.resnet.init_weights`)."""
+
+    arch: Literal["resnet20", "resnet18"] = "resnet20"
+    width: int = 0
+    kind: Literal["fp", "binary", "kbit"] = "binary"
+    block: Literal["basic", "bireal"] = "basic"
+    nonlin: Literal["auto", "relu", "hardtanh"] = "auto"
+    init: Literal["default", "xavier", "kaiming", "orthogonal"] = "default"
+
+    def __post_init__(self):
+        if self.width < 0:
+            raise ConfigError(f"model.width must be >= 0 (0: the architecture's standard width), got {self.width}")
+
+
+@dataclass(frozen=True)
+class QuantConfig:
+    """How the inner convs quantize (see the module docstring for which fields act per ``model.kind``).
+
+    ``weight_param`` / ``act_param``: the estimator's parameter (window t, clip c); 0 takes the
+    estimator's default. EDE's (t, k) follow IR-Net's schedule per epoch (the param is ignored).
+    """
+
+    act: Literal["quant", "none"] = "quant"
+    weight_estimator: Estimator = "identity"
+    weight_param: float = 0.0
+    weight_scale: Literal["none", "mean_abs"] = "mean_abs"
+    threshold: float = 0.0
+    act_estimator: Estimator = "approx_sign"
+    act_param: float = 0.0
+    kbit: Literal["dorefa", "lsq", "dsq"] = "dorefa"
+    bits: int = 2
+    dsq_alpha: float = 0.2
+    dsq_schedule: Literal["learned", "linear", "geometric"] = "learned"
+    dsq_alpha_min: float = 1e-3
+    dsq_train_forward: Literal["soft", "sign_ste"] = "soft"
+
+    def __post_init__(self):
+        if self.weight_param < 0 or self.act_param < 0:
+            raise ConfigError("quant.weight_param and quant.act_param must be >= 0 (0: the estimator's default)")
+        if not 1 <= self.bits <= 8:
+            raise ConfigError(f"quant.bits must be in [1, 8], got {self.bits}")
+        if not 0 < self.dsq_alpha_min <= self.dsq_alpha < 0.5:
+            raise ConfigError(f"need 0 < quant.dsq_alpha_min <= quant.dsq_alpha < 0.5, got "
+                              f"{self.dsq_alpha_min}, {self.dsq_alpha}")
+        if self.kbit == "lsq" and self.bits < 2:
+            raise ConfigError("quant.kbit='lsq' needs quant.bits >= 2 (signed 1-bit LSQ has levels {-1, 0})")
+
+
+@dataclass(frozen=True)
+class TrainLoopConfig:
+    """Optimizer (``sgd`` with ``momentum``, or ``adam`` with ``beta1``/``beta2``), peak ``lr`` with a cosine
+    decay to 0 over each phase, ``weight_decay`` on conv/linear weights only (not BN, biases or
+    quantizer parameters), ``epochs`` in total, of which ``pretrain_epochs`` FP pretraining
+    (``finetune_lr``: peak lr after it, 0 = ``lr``), ``steps_per_epoch`` (0: one pass over the
+    training set; a cap for smoke runs), ``mixup_alpha`` (0: off), ``checkpoint_every`` (epochs; 0:
+    never; the last epoch is never checkpointed: the trial is done)."""
+
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: float = 0.1
+    finetune_lr: float = 0.0
+    momentum: float = 0.9
+    beta1: float = 0.9
+    beta2: float = 0.999
+    weight_decay: float = 5e-4
+    epochs: int = 10
+    pretrain_epochs: int = 0
+    batch_size: int = 128
+    eval_batch_size: int = 500
+    steps_per_epoch: int = 0
+    mixup_alpha: float = 0.0
+    checkpoint_every: int = 1
+
+    def __post_init__(self):
+        if self.lr <= 0 or self.finetune_lr < 0 or self.weight_decay < 0:
+            raise ConfigError("train.lr > 0, train.finetune_lr >= 0 and train.weight_decay >= 0 are required")
+        if not 0 <= self.momentum < 1 or not 0 <= self.beta1 < 1 or not 0 <= self.beta2 < 1:
+            raise ConfigError("train.momentum, train.beta1 and train.beta2 must lie in [0, 1)")
+        if self.epochs < 1 or not 0 <= self.pretrain_epochs < self.epochs:
+            raise ConfigError(f"need train.epochs >= 1 and 0 <= train.pretrain_epochs < train.epochs, got "
+                              f"{self.epochs}, {self.pretrain_epochs}")
+        if self.batch_size < 2 or self.eval_batch_size < 1 or self.steps_per_epoch < 0:
+            raise ConfigError("train.batch_size >= 2, train.eval_batch_size >= 1, train.steps_per_epoch >= 0 are required")
+        if self.mixup_alpha < 0 or self.checkpoint_every < 0:
+            raise ConfigError("train.mixup_alpha >= 0 and train.checkpoint_every >= 0 are required")
+
+
+@dataclass(frozen=True)
+class PerturbConfig:
+    """Periodic weight perturbation (:func:`lowbit_core.train.init.perturb`): at the start of every epoch
+    e > 0 with e % period == 0, each inner conv's latent weight W gets
+    ``W += amplitude * rms(W) * N(0, 1)``. ``amplitude`` 0: off."""
+
+    amplitude: float = 0.0
+    period: int = 1
+
+    def __post_init__(self):
+        if self.amplitude < 0 or self.period < 1:
+            raise ConfigError(f"perturb.amplitude >= 0 and perturb.period >= 1 are required, got "
+                              f"{self.amplitude}, {self.period}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training trial (family ``train``)."""
+
+    data: TrainDataConfig = field(default_factory=TrainDataConfig)
+    model: TrainModelConfig = field(default_factory=TrainModelConfig)
+    quant: QuantConfig = field(default_factory=QuantConfig)
+    train: TrainLoopConfig = field(default_factory=TrainLoopConfig)
+    perturb: PerturbConfig = field(default_factory=PerturbConfig)
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.model.kind == "kbit" and self.quant.kbit == "lsq" and self.quant.bits < 2:
+            raise ConfigError("model.kind='kbit' with quant.kbit='lsq' needs quant.bits >= 2")
+
+
+_PARAM_ESTIMATORS = ("value_clip", "window")
+
+
+def canonicalize(cfg: TrainConfig) -> TrainConfig:
+    """Reset parameters that do not act, so equivalent trials share one key.
+
+    FP models ignore ``quant`` and have no pretrain path (``pretrain_epochs`` -> 0); binary models
+    ignore the k-bit fields; k-bit models ignore the sign fields; non-DSQ models ignore the DSQ
+    fields; estimators without a parameter ignore theirs; each optimizer ignores the other's
+    fields; ``finetune_lr`` acts only with pretraining; ``perturb.period`` only with an amplitude.
+    """
+    q, d = cfg.quant, QuantConfig()
+    t = cfg.train
+    if cfg.model.kind == "fp":
+        q = d
+        t = dataclasses.replace(t, pretrain_epochs=0)
+    elif cfg.model.kind == "binary":
+        q = dataclasses.replace(q, kbit=d.kbit, bits=d.bits, dsq_alpha=d.dsq_alpha, dsq_schedule=d.dsq_schedule,
+                                dsq_alpha_min=d.dsq_alpha_min, dsq_train_forward=d.dsq_train_forward)
+        if q.weight_estimator not in _PARAM_ESTIMATORS:
+            q = dataclasses.replace(q, weight_param=d.weight_param)
+        if q.act == "none":
+            q = dataclasses.replace(q, act_estimator=d.act_estimator, act_param=d.act_param)
+        elif q.act_estimator not in _PARAM_ESTIMATORS:
+            q = dataclasses.replace(q, act_param=d.act_param)
+    else:
+        q = dataclasses.replace(q, weight_estimator=d.weight_estimator, weight_param=d.weight_param,
+                                weight_scale=d.weight_scale, threshold=d.threshold, act_estimator=d.act_estimator,
+                                act_param=d.act_param)
+        if q.kbit != "dsq":
+            q = dataclasses.replace(q, dsq_alpha=d.dsq_alpha, dsq_schedule=d.dsq_schedule,
+                                    dsq_alpha_min=d.dsq_alpha_min, dsq_train_forward=d.dsq_train_forward)
+        elif q.dsq_schedule == "learned":
+            q = dataclasses.replace(q, dsq_alpha_min=d.dsq_alpha_min)
+    dt = TrainLoopConfig()
+    if t.optimizer == "sgd":
+        t = dataclasses.replace(t, beta1=dt.beta1, beta2=dt.beta2)
+    else:
+        t = dataclasses.replace(t, momentum=dt.momentum)
+    if t.pretrain_epochs == 0:
+        t = dataclasses.replace(t, finetune_lr=dt.finetune_lr)
+    p = cfg.perturb if cfg.perturb.amplitude > 0 else PerturbConfig()
+    data = cfg.data if cfg.data.name == "synthetic" else dataclasses.replace(cfg.data, n_classes=TrainDataConfig().n_classes)
+    return dataclasses.replace(cfg, data=data, quant=q, train=t, perturb=p)
+
+
+def preflight(cfg: TrainConfig) -> str | None:
+    """Driver-side: the data set's files must be readable (the message says where to put them)."""
+    if cfg.data.name == "synthetic":
+        return None
+    from lowbit_core.data.cifar import cifar_missing
+
+    return cifar_missing(cfg.data.name, cfg.data.root)

@@ -1,0 +1,274 @@
+"""CIFAR classification training, Ray-free: ``train(cfg, report, device, start_state)``.
+
+Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`` and ``step``):
+
+1. the phase's model (``pretrain``: FP; ``finetune`` / ``scratch``: ``model.kind``) in train mode;
+   EDE's (t, k) set for the epoch within the phase (:func:`~lowbit_core.quant.layers.set_ede_epoch`);
+   a scheduled DSQ alpha set to ``dsq_alpha_schedule(e, max(E - 1, 1), alpha, alpha_min, kind)``
+   with ``e`` the epoch within the phase of ``E`` epochs (so the last epoch uses ``alpha_min``);
+   at epochs ``e > 0`` with ``e % perturb.period == 0`` the inner convs are perturbed
+   (:func:`~lowbit_core.train.init.perturb`);
+2. ``min(n_train // batch_size, steps_per_epoch or inf)`` SGD/Adam steps on shuffled batches
+   (the final short batch is dropped), each batch cropped + flipped + normalised on the device
+   (:mod:`lowbit_core.data.augment`), optionally mixed (:mod:`lowbit_core.data.mixup`); the lr of
+   step ``s`` of a phase with ``S`` steps is ``cosine_lr(peak, s, S) = peak (1 + cos(pi s / S)) / 2``;
+3. evaluation on the test set (eval mode: BN running statistics, DSQ's hard quantizer);
+4. ``report(metrics)`` -- or ``report(metrics, state=state)`` every ``train.checkpoint_every``
+   epochs except the last: ``state`` (a fresh CPU copy the caller may keep; layout in
+   :mod:`lowbit_core.train.checkpoint`) restarts the run after that epoch when passed back as
+   ``start_state``, bit-identically on the CPU (same thread count).
+
+Pretrain path: at the first finetune epoch the FP model's weights are loaded into the quantized
+model (:func:`~lowbit_core.models.resnet.load_fp_weights`; quantizer parameters start fresh) and a
+new optimizer (no momentum carried over) with its own cosine schedule starts at ``finetune_lr``
+(0: ``lr``).
+
+Randomness, all seeded from ``cfg.seed``: model init (torch's global RNG, or a CPU generator for
+the named init schemes), one CPU generator for data order / crops / flips / mixup, one for
+perturbations. ``train_acc`` under mixup is ``lam acc(y_a) + (1 - lam) acc(y_b)``.
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from lowbit_core.data.augment import augment, batches
+from lowbit_core.data.cifar import normalize
+from lowbit_core.data.mixup import mixup, mixup_loss
+from lowbit_core.device import pick_device
+from lowbit_core.models.resnet import CifarResNet, build_resnet, load_fp_weights
+from lowbit_core.quant.dsq import DSQQuantizer, dsq_alpha_schedule
+from lowbit_core.quant.layers import QuantSpec, set_dsq_alpha, set_ede_epoch
+from lowbit_core.quant.sign import SignQuantizer
+from lowbit_core.train.checkpoint import FORMAT, to_cpu
+from lowbit_core.train.config import TrainConfig
+from lowbit_core.train.data import TrainData, load_train_data
+from lowbit_core.train.init import init_weights, perturb
+
+Report = Callable[..., None]
+
+TRAIN_METRICS: dict[str, str] = {
+    "epoch": "int", "phase": "str", "train_loss": "float", "train_acc": "float", "test_loss": "float",
+    "test_acc": "float", "best_test_acc": "float", "lr": "float", "train_steps": "int",
+    "images_per_s": "float", "epoch_time_s": "float", "dsq_alpha": "float", "ede_t": "float", "perturbed": "int",
+}
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str   # pretrain | finetune | scratch
+    start: int  # first global epoch
+    end: int    # one past the last
+    kind: str   # fp | binary | kbit
+    lr: float
+
+    @property
+    def epochs(self) -> int:
+        return self.end - self.start
+
+
+def plan_phases(cfg: TrainConfig) -> list[Phase]:
+    t = cfg.train
+    if t.pretrain_epochs > 0 and cfg.model.kind != "fp":
+        return [Phase("pretrain", 0, t.pretrain_epochs, "fp", t.lr),
+                Phase("finetune", t.pretrain_epochs, t.epochs, cfg.model.kind, t.finetune_lr or t.lr)]
+    return [Phase("scratch", 0, t.epochs, cfg.model.kind, t.lr)]
+
+
+def quant_spec(cfg: TrainConfig, kind: str) -> QuantSpec | None:
+    """The inner convs' :class:`QuantSpec` for precision ``kind`` (None for FP)."""
+    q = cfg.quant
+    if kind == "fp":
+        return None
+    if kind == "binary":
+        return QuantSpec(weight="sign", weight_estimator=q.weight_estimator, weight_param=q.weight_param or None,
+                         weight_scale=q.weight_scale, weight_threshold=q.threshold,
+                         act="sign" if q.act == "quant" else "none", act_estimator=q.act_estimator,
+                         act_param=q.act_param or None)
+    return QuantSpec(weight=q.kbit, act=q.kbit if q.act == "quant" else "none", bits=q.bits,
+                     dsq_alpha=q.dsq_alpha, dsq_learn_alpha=q.dsq_schedule == "learned",
+                     dsq_train_forward=q.dsq_train_forward)
+
+
+def build_model(cfg: TrainConfig, kind: str, n_classes: int) -> CifarResNet:
+    m = cfg.model
+    return build_resnet(m.arch, n_classes, quant_spec(cfg, kind), m.width, m.block, m.nonlin)
+
+
+def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
+    """Weight decay on conv/linear weights (ndim > 1) only; BN, biases and quantizer scalars get none."""
+    t = cfg.train
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    rest = [p for p in model.parameters() if p.ndim <= 1]
+    groups = [{"params": decay, "weight_decay": t.weight_decay}, {"params": rest, "weight_decay": 0.0}]
+    if t.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=lr, momentum=t.momentum)
+    return torch.optim.Adam(groups, lr=lr, betas=(t.beta1, t.beta2))
+
+
+def cosine_lr(peak: float, step: int, total: int) -> float:
+    """``peak * (1 + cos(pi * step / total)) / 2``: ``peak`` at step 0, 0 at ``total``."""
+    return peak * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: TrainData, batch_size: int) -> tuple[float, float]:
+    """``(mean cross-entropy, accuracy)`` on the test set, eval mode, no augmentation."""
+    model.eval()
+    loss = torch.zeros((), device=data.x_test.device)
+    correct = torch.zeros((), device=data.x_test.device)
+    for xb, yb in batches(data.x_test, data.y_test, batch_size, shuffle=False, drop_last=False):
+        logits = model(normalize(xb, data.stats))
+        loss += F.cross_entropy(logits, yb, reduction="sum")
+        correct += (logits.argmax(1) == yb).sum()
+    n = len(data.y_test)
+    return float(loss) / n, float(correct) / n
+
+
+def _dsq_alpha(model: nn.Module) -> float:
+    alphas = [float(m.effective_alpha()) for m in model.modules() if isinstance(m, DSQQuantizer)]
+    return sum(alphas) / len(alphas) if alphas else math.nan
+
+
+def _ede_t(model: nn.Module) -> float:
+    for m in model.modules():
+        if isinstance(m, SignQuantizer) and m.estimator == "ede" and m.param is not None:
+            return float(m.param[0] if isinstance(m.param, (tuple, list)) else m.param)
+    return math.nan
+
+
+def steps_per_epoch(cfg: TrainConfig, n_train: int) -> int:
+    full = n_train // cfg.train.batch_size
+    if full < 1:
+        raise ValueError(f"{n_train} training images give no batch of {cfg.train.batch_size}; lower train.batch_size")
+    return min(full, cfg.train.steps_per_epoch) if cfg.train.steps_per_epoch else full
+
+
+def _set_rng(gens: dict[str, torch.Generator], rng: dict) -> None:
+    for name, g in gens.items():
+        g.set_state(rng[name])
+    torch.set_rng_state(rng["torch"])
+    if torch.cuda.is_available() and rng.get("cuda") and len(rng["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(rng["cuda"])
+
+
+def _rng(gens: dict[str, torch.Generator]) -> dict:
+    out = {name: g.get_state() for name, g in gens.items()}
+    out["torch"] = torch.get_rng_state()
+    out["cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
+    return out
+
+
+def train(cfg: TrainConfig, report: Report, device: torch.device | None = None,
+          start_state: dict | None = None) -> dict:
+    """Train per ``cfg``; ``report(metrics)`` each epoch (``state=`` on checkpoint epochs, see the module
+    docstring); ``start_state``: a state from an earlier run of the same config to continue from.
+    Returns the last epoch's metrics."""
+    device = device or pick_device()
+    data = load_train_data(cfg.data, device)
+    phases = plan_phases(cfg)
+    n_steps = steps_per_epoch(cfg, len(data.y_train))
+    gens = {"data": torch.Generator().manual_seed(10_000 + cfg.seed),
+            "perturb": torch.Generator().manual_seed(20_000 + cfg.seed)}
+    t = cfg.train
+
+    def phase_of(epoch: int) -> Phase:
+        return next(p for p in phases if p.start <= epoch < p.end)
+
+    if start_state is None:
+        epoch0, phase = 0, phases[0]
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, phase.kind, data.n_classes)
+        init_weights(model, cfg.model.init, torch.Generator().manual_seed(30_000 + cfg.seed))
+        model.to(device)
+        opt = make_optimizer(model, cfg, phase.lr)
+        best, train_steps = 0.0, 0
+    else:
+        epoch0 = int(start_state["epoch"])
+        names = [p.name for p in phases]
+        if start_state["phase"] not in names:
+            raise ValueError(f"start_state phase {start_state['phase']!r} is not a phase of this config ({names})")
+        phase = phases[names.index(start_state["phase"])]
+        model = build_model(cfg, phase.kind, data.n_classes).to(device)
+        model.load_state_dict(start_state["model"])
+        opt = make_optimizer(model, cfg, phase.lr)
+        opt.load_state_dict(start_state["optimizer"])
+        _set_rng(gens, start_state["rng"])
+        best, train_steps = float(start_state["best_test_acc"]), int(start_state["train_steps"])
+
+    last: dict = {}
+    for epoch in range(epoch0, t.epochs):
+        if epoch >= phase.end:  # pretrain -> finetune: FP weights into the quantized model
+            fp_state = model.state_dict()
+            phase = phase_of(epoch)
+            model = build_model(cfg, phase.kind, data.n_classes).to(device)
+            load_fp_weights(model, fp_state)
+            opt = make_optimizer(model, cfg, phase.lr)
+        e = epoch - phase.start
+        model.train()
+        set_ede_epoch(model, e, phase.epochs)
+        q = cfg.quant
+        if phase.kind == "kbit" and q.kbit == "dsq" and q.dsq_schedule != "learned":
+            set_dsq_alpha(model, dsq_alpha_schedule(e, max(phase.epochs - 1, 1), q.dsq_alpha, q.dsq_alpha_min,
+                                                    q.dsq_schedule))
+        perturbed = 0
+        if cfg.perturb.amplitude > 0 and epoch > 0 and epoch % cfg.perturb.period == 0:
+            perturbed = int(perturb(model, cfg.perturb.amplitude, gens["perturb"]) > 0)
+
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device)
+        seen, lr = 0, phase.lr
+        g = gens["data"]
+        for i, (xb, yb) in enumerate(batches(data.x_train, data.y_train, t.batch_size, g)):
+            if i >= n_steps:
+                break
+            lr = cosine_lr(phase.lr, e * n_steps + i, phase.epochs * n_steps)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            x = augment(xb, g, data.stats) if cfg.data.augment else normalize(xb, data.stats)
+            x, ya, yb2, lam = mixup(x, yb, t.mixup_alpha, g)
+            logits = model(x)
+            loss = mixup_loss(logits, ya, yb2, lam)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            with torch.no_grad():
+                pred = logits.argmax(1)
+                loss_sum += loss.detach() * len(yb)
+                correct += lam * (pred == ya).sum() + (1.0 - lam) * (pred == yb2).sum()
+            seen += len(yb)
+            train_steps += 1
+        train_loss, train_acc = float(loss_sum) / seen, float(correct) / seen  # syncs the device
+        train_time = time.perf_counter() - t0
+        test_loss, test_acc = evaluate(model, data, t.eval_batch_size)
+        best = max(best, test_acc)
+        last = {
+            "step": epoch + 1, "epoch": epoch + 1, "phase": phase.name, "train_loss": train_loss,
+            "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc, "best_test_acc": best,
+            "lr": lr, "train_steps": train_steps, "images_per_s": seen / train_time,
+            "epoch_time_s": time.perf_counter() - t0, "dsq_alpha": _dsq_alpha(model), "ede_t": _ede_t(model),
+            "perturbed": perturbed,
+        }
+        every = t.checkpoint_every
+        if every and (epoch + 1) % every == 0 and epoch + 1 < t.epochs:
+            state = to_cpu({
+                "format": FORMAT, "epoch": epoch + 1, "phase": phase.name, "train_steps": train_steps,
+                "best_test_acc": best, "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": {"kind": "cosine", "phase_step": (e + 1) * n_steps, "phase_steps": phase.epochs * n_steps},
+                "rng": _rng(gens),
+            })
+            report(dict(last), state=state)
+        else:
+            report(dict(last))
+    return last
+
+
+__all__ = ["TRAIN_METRICS", "Phase", "plan_phases", "quant_spec", "build_model", "make_optimizer", "cosine_lr",
+           "evaluate", "steps_per_epoch", "train"]
