@@ -22,12 +22,16 @@ class Family:
     canonicalize: Callable[[Any], Any] = lambda cfg: cfg
     preflight: Callable[[Any], str | None] = lambda cfg: None
     """Driver-side check before Ray starts; returns an error line (e.g. data not on disk) or None."""
+    foldable: frozenset = frozenset()
+    """Grid keys a sweep may fold into one trial (``Sweep.fold``): ``run_batch(cfgs, report, device)``
+    runs such points as one batched computation, calling ``report(metrics, point=i)``."""
+    run_batch: Callable[..., Any] | None = None
 
 
 def _probe_family() -> Family:
     from lowbit_core.data.mnist import mnist_missing
     from lowbit_core.probes.config import DGConfig, EstimatorConfig, MultiConfig, ProbeConfig
-    from lowbit_core.probes.run import PROBE_METRICS, run_probe
+    from lowbit_core.probes.run import FOLDABLE, PROBE_METRICS, run_probe, run_probe_batch
 
     def canonicalize(cfg: ProbeConfig) -> ProbeConfig:
         # Parameters that do not act are reset to their defaults so equivalent trials get one key:
@@ -65,7 +69,8 @@ def _probe_family() -> Family:
     def preflight(cfg: ProbeConfig) -> str | None:
         return mnist_missing(cfg.data.root) if cfg.data.name == "mnist" else None
 
-    return Family("probe", ProbeConfig, run_probe, PROBE_METRICS, canonicalize, preflight)
+    return Family("probe", ProbeConfig, run_probe, PROBE_METRICS, canonicalize, preflight,
+                  foldable=FOLDABLE, run_batch=run_probe_batch)
 
 
 _BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family}

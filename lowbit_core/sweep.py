@@ -134,18 +134,38 @@ class Sweep:
     retries: int = 0
     """How often a trial that raises is restarted (from its last checkpoint where the family
     checkpoints) before it counts as failed: Tune's ``FailureConfig(max_failures=retries)``."""
+    fold: tuple[str, ...] = ()
+    """Grid axes run inside one Ray trial as a batched computation (keys the family lists as
+    foldable, e.g. ``multi.noise``); each grid point still gets its own key and Parquet rows."""
 
 
 # ---------------------------------------------------------------- plans
+FOLD = "_fold"
+
+
 @dataclass(frozen=True)
 class Trial:
+    """One Ray trial: one grid point, or several folded ones (``points``: (key, config) pairs that
+    differ only in the sweep's ``fold`` keys; ``key``/``config`` are then those of the first)."""
+
     key: str
     study: str
     config: Any  # the family's typed config
+    points: tuple = ()
+    fold_keys: tuple[str, ...] = ()
+
+    @property
+    def keys(self) -> list[str]:
+        return [k for k, _ in self.points] if self.points else [self.key]
 
     @property
     def flat(self) -> dict[str, Any]:
-        return flatten(self.config)
+        """The flat config Ray passes as ``base``; a folded trial adds ``_fold``: each point's values
+        of the fold keys (see :func:`resolve_points`)."""
+        out = flatten(self.config)
+        if self.points:
+            out[FOLD] = [{k: flatten(c)[k] for k in self.fold_keys} for _, c in self.points]
+        return out
 
 
 @dataclass(frozen=True)
@@ -297,8 +317,7 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
         points.setdefault(config_key(cfg), cfg)
 
     if not isinstance(s.search, Optuna):
-        trials = tuple(Trial(k, "", c) for k, c in points.items())
-        return Plan(s, profile, family, seeds, trials=trials)
+        return Plan(s, profile, family, seeds, trials=_fold(family, tuple(s.fold), points))
     studies = []
     for key, cfg in points.items():
         flat = flatten(cfg)
@@ -315,6 +334,41 @@ def trial_config(family: Family, base_flat: Mapping[str, Any], sampled: Mapping[
     return family.canonicalize(with_overrides(base, dict(sampled)))
 
 
+def _fold(family: Family, fold: tuple[str, ...], points: dict[str, Any]) -> tuple[Trial, ...]:
+    """Group grid points that differ only in the ``fold`` keys into one trial each."""
+    if not fold:
+        return tuple(Trial(k, "", c) for k, c in points.items())
+    bad = [k for k in fold if k not in family.foldable]
+    if bad or family.run_batch is None:
+        raise ConfigError(f"sweep fold key {bad[0] if bad else fold[0]!r} cannot be folded in family {family.name}; "
+                          f"foldable: {', '.join(sorted(family.foldable)) or 'none'}")
+    groups: dict[str, list[tuple[str, Any]]] = {}
+    for key, cfg in points.items():
+        rest = {k: v for k, v in flatten(cfg).items() if k not in fold}
+        groups.setdefault(json.dumps(rest, sort_keys=True), []).append((key, cfg))
+    trials = []
+    for members in groups.values():
+        if len(members) == 1:
+            trials.append(Trial(members[0][0], "", members[0][1]))
+            continue
+        group_key = hashlib.sha1("+".join(k for k, _ in members).encode()).hexdigest()[:12]
+        trials.append(Trial(group_key, "", members[0][1], points=tuple(members), fold_keys=fold))
+    return tuple(trials)
+
+
+def resolve_points(family: Family, ray_config: Mapping[str, Any]) -> list[tuple[Any, str]]:
+    """[(typed config, key)] of every grid point a Ray trial runs: one, or the folded ones."""
+    cfg, key = resolve_trial(family, ray_config)
+    fold = ray_config["base"].get(FOLD) or []
+    if not fold:
+        return [(cfg, key)]
+    out = []
+    for override in fold:
+        c = family.canonicalize(with_overrides(cfg, dict(override)))
+        out.append((c, config_key(c)))
+    return out
+
+
 def resolve_trial(family: Family, ray_config: Mapping[str, Any]) -> tuple[Any, str]:
     """(typed config, key) of a Ray trial config ``{"base": {...}, "study": str, <sampled keys>}``.
 
@@ -322,7 +376,8 @@ def resolve_trial(family: Family, ray_config: Mapping[str, Any]) -> tuple[Any, s
     agree on the trial's config and key.
     """
     sampled = {k: v for k, v in ray_config.items() if k not in ("base", "study")}
-    cfg = trial_config(family, ray_config["base"], sampled)
+    base = {k: v for k, v in ray_config["base"].items() if k != FOLD}
+    cfg = trial_config(family, base, sampled)
     return cfg, config_key(cfg)
 
 

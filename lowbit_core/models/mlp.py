@@ -37,7 +37,7 @@ class MLP(nn.Module):
         """The weight layer ``i`` computes with, given its latent weight."""
         if self.kind == "fp":
             return latent
-        scale = 1.0 / math.sqrt(latent.shape[1])
+        scale = 1.0 / math.sqrt(latent.shape[-1])  # fan_in; also for a batch of weights (S, out, in)
         if torch.is_grad_enabled() and latent.requires_grad:
             return sign_ste(latent, self.estimator, self.estimator_param) * scale
         return sign(latent) * scale

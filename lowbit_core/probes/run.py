@@ -19,6 +19,8 @@ positive when the multi-step search found a lower loss than the best single step
 """
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator
 
 import torch
@@ -27,7 +29,7 @@ import torch.nn.functional as F
 from lowbit_core.data.probe_batches import ProbeData
 from lowbit_core.device import pick_device
 from lowbit_core.models.mlp import MLP
-from lowbit_core.probes import dg, lr_scan, multistep
+from lowbit_core.probes import batched, dg, lr_scan, multistep
 from lowbit_core.probes.budget import random_start
 from lowbit_core.probes.config import ProbeConfig
 from lowbit_core.probes.gradient import batch_loss_fn, compare_to_identity, gradient_at, normalize
@@ -92,9 +94,19 @@ def _pretrain(cfg: ProbeConfig, data: ProbeData, device: torch.device) -> MLP:
     return model
 
 
-def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = None) -> dict:
-    """Run one probe trial, calling ``report(metrics)`` per reported step; returns the last metrics."""
-    device = device or pick_device()
+@dataclass
+class _Setup:
+    """What every method of one (model, seed, batch, estimator) shares: start, batch, scan result."""
+
+    model: MLP
+    w0: torch.Tensor
+    loss_fn: Callable
+    view: FirstLayerView | None
+    single: lr_scan.ScanResult
+    common: dict
+
+
+def _setup(cfg: ProbeConfig, device: torch.device) -> _Setup:
     data = probe_data(cfg)
     model = pretrained_mlp(cfg, data, device)
     x, y = data.sample(cfg.data.batch_size, torch.Generator().manual_seed(2_000 + cfg.seed))
@@ -117,21 +129,67 @@ def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = No
         single = lr_scan.result(lrs, scan_losses(view, w0, direction, lrs, eps), direction, eps)
     else:
         single = lr_scan.scan(loss_fn, direction, lrs, eps)
-
     common = {"start_loss": start_loss, "single_best_loss": single.best_loss, "single_best_lr": single.best_lr,
               "grad_cos_identity": cos, "grad_clipped_frac": frac}
+    return _Setup(model, w0, loss_fn, view, single, common)
+
+
+def _row(s: _Setup, step: int, loss: float, best: float, reach: float, moved: int, is_last: bool) -> dict:
+    best_single = s.single.best_loss
+    row = {"step": step, "loss": loss, "best_loss": best, "max_abs_delta": reach, "coords_moved": moved,
+           "rel_improvement": _rel(best_single, loss), "rel_improvement_best": _rel(best_single, best), **s.common}
+    if is_last:
+        row.update(scan_lr=s.single.lrs.tolist(), scan_loss=s.single.losses.tolist())
+    return row
+
+
+def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = None) -> dict:
+    """Run one probe trial, calling ``report(metrics)`` per reported step; returns the last metrics."""
+    device = device or pick_device()
+    s = _setup(cfg, device)
     last: dict = {}
-    for p, is_last in _with_last(_method_points(cfg, model, view, loss_fn, w0, device)):
+    for p, is_last in _with_last(_method_points(cfg, s.model, s.view, s.loss_fn, s.w0, device)):
         every = {"ste": cfg.multi.report_every, "dg": 1, "cdg": cfg.dg.report_every}[cfg.method]
         if p.step % every and not is_last:
             continue
-        last = {"step": p.step, "loss": p.loss, "best_loss": p.best_loss, "max_abs_delta": p.max_abs_delta,
-                "coords_moved": p.coords_moved, "rel_improvement": _rel(single.best_loss, p.loss),
-                "rel_improvement_best": _rel(single.best_loss, p.best_loss), **common}
-        if is_last:
-            last.update(scan_lr=single.lrs.tolist(), scan_loss=single.losses.tolist())
+        last = _row(s, p.step, p.loss, p.best_loss, p.max_abs_delta, p.coords_moved, is_last)
         report(dict(last))
     return last
+
+
+FOLDABLE = frozenset({"multi.noise", "multi.lr"})
+
+
+def run_probe_batch(cfgs: list[ProbeConfig], report: Callable[..., None], device: torch.device | None = None) -> None:
+    """Run probe trials that differ only in ``multi.noise`` / ``multi.lr`` as one batched search.
+
+    Set-up and the single-step scan are computed once; the multi-step searches run together
+    (:func:`lowbit_core.probes.batched.search_batch`), each point with the random start a separate
+    trial would draw. Calls ``report(metrics, point=i)``; rows equal separate trials' to float32
+    summation order.
+    """
+    device = device or pick_device()
+    base = cfgs[0]
+    for c in cfgs[1:]:
+        other = dataclasses.replace(c, multi=dataclasses.replace(c.multi, noise=base.multi.noise, lr=base.multi.lr))
+        if other != base:
+            raise ValueError(f"folded probe trials may differ only in {sorted(FOLDABLE)}")
+    if base.method != "ste" or base.budget.layer != 0:
+        raise ValueError("only multi-step STE on the first layer (method=ste, budget.layer=0) can be folded")
+    s = _setup(base, device)
+    m, eps = base.multi, base.budget.epsilon
+    starts = torch.stack([random_start(s.w0.shape, c.multi.noise, eps,
+                                       torch.Generator().manual_seed(3_000 + c.seed), device) for c in cfgs])
+    lrs = torch.tensor([c.multi.lr for c in cfgs], device=device)
+    points = batched.search_batch(s.model, s.view, s.w0, starts, eps, m.optimizer, lrs, m.steps, m.momentum,
+                                  (m.beta1, m.beta2), m.normalize)
+    for p in points:
+        is_last = p.step == m.steps
+        if p.step % m.report_every and not is_last:
+            continue
+        for i in range(len(cfgs)):
+            report(_row(s, p.step, float(p.loss[i]), float(p.best_loss[i]), float(p.max_abs_delta[i]),
+                        int(p.coords_moved[i]), is_last), point=i)
 
 
 def _method_points(cfg: ProbeConfig, model: MLP, view, loss_fn, w0: torch.Tensor, device) -> Iterator:

@@ -1,0 +1,66 @@
+"""16 noise starts as one batched trial vs 16 separate trials, both through the launch path.
+
+Same sweep (the default toy MLP 64-128-128-10, batch 1024, 100 SGD steps, noise amplitudes
+a = 0, 0.1/15, ..., 0.1), run twice through ``launch.runner.run_plan`` in one process: once as 16
+trials, once with ``fold=("multi.noise",)`` (one trial running the 16 searches as one batched
+computation, :mod:`lowbit_core.probes.batched`). Both write the same 16 grid points' rows. Ray's
+start-up is excluded; each variant runs ``--repeats`` times into fresh folders (medians printed).
+
+Usage: python benchmarks/fold_speed.py [--repeats 3] [--max-concurrent 2]
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import launch.cluster  # noqa: E402,F401
+from lowbit_core.sweep import Resources, Sweep, grid, plan  # noqa: E402
+
+NOISES = tuple(round(0.1 * i / 15, 6) for i in range(16))
+SWEEP = Sweep(name="fold_speed", family="probe", metric="loss",
+              base={"multi.steps": 100, "multi.report_every": 10, "model.pretrain_steps": 200},
+              space={"multi.noise": grid(*NOISES)}, seeds=(0,), resources=Resources(cpu=1))
+
+
+def run(sweep: Sweep, root: Path, max_concurrent: int) -> float:
+    from launch.runner import run_plan
+
+    t = time.perf_counter()
+    out = run_plan(plan(sweep), root, address=None, resume=False, max_concurrent=max_concurrent)
+    if not out.ok:
+        raise SystemExit(f"run failed: {out.failures[:3]}")
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--max-concurrent", type=int, default=2)
+    args = ap.parse_args()
+    import ray
+
+    from launch.cluster import start_ray
+
+    start_ray(None)
+    sep, fold = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            sep.append(run(SWEEP, Path(tmp) / f"sep{r}", args.max_concurrent))
+            fold.append(run(replace(SWEEP, fold=("multi.noise",)), Path(tmp) / f"fold{r}", args.max_concurrent))
+    ray.shutdown()
+    s, f = statistics.median(sep), statistics.median(fold)
+    print(f"16 noise starts, {args.repeats} repeats, up to {args.max_concurrent} trials at once")
+    print(f"16 separate trials: median {s:.2f} s")
+    print(f"1 folded trial:     median {f:.2f} s")
+    print(f"speed-up of folding: {s / f:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
