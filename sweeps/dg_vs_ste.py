@@ -23,7 +23,7 @@ SWEEP = Sweep(
     name="dg_vs_ste",
     family="probe",
     base={"model.hidden": (64, 64), "data.batch_size": 1024, "multi.optimizer": "sgd", "multi.lr": 0.002,
-          "multi.steps": 100, "dg.cdg_max_moves": 200, "dg.cdg_refresh": 20, "dg.cdg_shortlist": 256,
+          "multi.steps": 100, "dg.fp_moves": (1.0,), "dg.cdg_max_moves": 200, "dg.cdg_refresh": 20, "dg.cdg_shortlist": 256,
           "dg.report_every": 10},
     space={
         "model.kind": grid("fp", "binary"),
