@@ -55,8 +55,12 @@ def test_scan_rejects_unsorted_lrs():
         scan_losses(FirstLayerView(m, x, y), w0, torch.ones_like(w0), np.array([0.2, 0.1]), 0.1)
 
 
+@pytest.mark.parametrize("piecewise_min", [0, 10**9])  # piecewise-linear tail / rank-1 update
 @pytest.mark.parametrize("kind", ["fp", "binary"])
-def test_coordinate_losses_equal_direct_on_every_coordinate(kind):
+def test_coordinate_losses_equal_direct_on_every_coordinate(kind, piecewise_min, monkeypatch):
+    from lowbit_core.probes import structure
+
+    monkeypatch.setattr(structure, "PIECEWISE_MIN_CANDIDATES", piecewise_min)
     m, x, y, w0, lf = problem(kind, hidden=(6, 5), n_in=7, batch=64)
     gen = torch.Generator().manual_seed(1)
     w_cur = w0 + 0.03 * torch.randn(w0.shape, generator=gen)
@@ -81,3 +85,14 @@ def test_view_loss_equals_model_loss():
     m, x, y, w0, lf = problem("binary")
     view = FirstLayerView(m, x, y)
     assert view.loss(w0) == pytest.approx(lf(torch.zeros_like(w0)).item(), rel=1e-6)
+
+
+@pytest.mark.parametrize("hidden", [(6,), (6, 5, 4)])
+def test_coordinate_losses_other_depths(hidden):
+    m, x, y, w0, lf = problem("fp", hidden=hidden, n_in=7, batch=32)
+    w_new = (w0 + 0.05)[None]
+    out = coordinate_losses(FirstLayerView(m, x, y), w0, w_new)
+    for i, j in [(0, 0), (3, 6), (5, 2)]:
+        w = w0.clone()
+        w[i, j] = w_new[0, i, j]
+        assert out[0, i, j].item() == pytest.approx(F.cross_entropy(m(x, override={0: w}), y).item(), rel=1e-5)
