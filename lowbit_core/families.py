@@ -73,7 +73,16 @@ def _probe_family() -> Family:
                   foldable=FOLDABLE, run_batch=run_probe_batch)
 
 
-_BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family}
+def _train_family() -> Family:
+    # CIFAR training (lowbit_core.train): run(cfg, report, device, start_state=None) reports once per
+    # epoch, with report(metrics, state=...) on checkpoint epochs (the trainable saves the state).
+    from lowbit_core.train.config import TrainConfig, canonicalize, preflight
+    from lowbit_core.train.loop import TRAIN_METRICS, train
+
+    return Family("train", TrainConfig, train, TRAIN_METRICS, canonicalize, preflight)
+
+
+_BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family, "train": _train_family}
 
 
 def get_family(name: str) -> Family:

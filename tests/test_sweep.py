@@ -240,10 +240,10 @@ def test_canonicalize_optimizer_rules(family):
 
 
 def test_get_family_unknown_lists_valid():
-    assert family_names() == ["probe"]
+    assert family_names() == ["probe", "train"]
     with pytest.raises(ConfigError) as ei:
         get_family("resnet")
-    assert one_line(ei) == "unknown family 'resnet'; valid: probe"
+    assert one_line(ei) == "unknown family 'resnet'; valid: probe, train"
 
 
 # ---------------------------------------------------------------- overrides and seeds

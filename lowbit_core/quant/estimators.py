@@ -33,8 +33,13 @@ import torch
 
 
 def sign(w: torch.Tensor) -> torch.Tensor:
-    """sign(w) in {-1, +1}, with sign(0) = +1 (never 0)."""
-    return torch.where(w >= 0, torch.ones_like(w), -torch.ones_like(w))
+    """sign(w) in {-1, +1}, with sign(0) = +1 (never 0).
+
+    ``w + 0.0`` turns -0.0 into +0.0, so copysign gives +1 there; copysign is one fused kernel
+    (binary/FP ResNet-20 training-step ratio about 0.6 with a torch.where of two new tensors,
+    0.8-0.9 with copysign; benchmarks/train_speed.py on a loaded 2-core machine).
+    """
+    return torch.copysign(torch.ones_like(w), w + 0.0)
 
 
 def identity_grad(g: torch.Tensor, w: torch.Tensor, param: float | None = None) -> torch.Tensor:

@@ -132,7 +132,7 @@ def evaluate(model: nn.Module, data: TrainData, batch_size: int) -> tuple[float,
 
 
 def _dsq_alpha(model: nn.Module) -> float:
-    alphas = [float(m.effective_alpha()) for m in model.modules() if isinstance(m, DSQQuantizer)]
+    alphas = [float(m.effective_alpha().detach()) for m in model.modules() if isinstance(m, DSQQuantizer)]
     return sum(alphas) / len(alphas) if alphas else math.nan
 
 
