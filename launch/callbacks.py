@@ -14,6 +14,7 @@ from ray import tune
 from lowbit_core.config import flatten
 from lowbit_core.families import Family
 from lowbit_core.results import ResultsWriter
+from lowbit_core.sweep import resolve_points
 from lowbit_core.sweep import resolve_trial as resolve
 
 
@@ -72,17 +73,19 @@ class ParquetCallback(tune.Callback):
                  stopper: NonFiniteStopper | None = None):
         self.writer, self.family, self.stopper = writer, family, stopper
         self.static = {"sweep": sweep, "family": family.name, "run_id": writer.run_id, **provenance}
-        self._trials: dict[str, tuple[str, str, dict]] = {}
+        self._trials: dict[str, tuple[str, list[tuple[str, dict]]]] = {}
 
-    def _trial(self, trial) -> tuple[str, str, dict]:
+    def _trial(self, trial) -> tuple[str, list[tuple[str, dict]]]:
+        """(study, [(key, cfg columns)] of every grid point the trial runs: one unless folded)."""
         if trial.trial_id not in self._trials:
-            cfg, key = resolve(self.family, trial.config)
-            cols = {f"cfg.{k}": v for k, v in flatten(cfg).items()}
-            self._trials[trial.trial_id] = (key, trial.config.get("study", ""), cols)
+            points = [(key, {f"cfg.{k}": v for k, v in flatten(cfg).items()})
+                      for cfg, key in resolve_points(self.family, trial.config)]
+            self._trials[trial.trial_id] = (trial.config.get("study", ""), points)
         return self._trials[trial.trial_id]
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
-        key, study, cols = self._trial(trial)
+        study, points = self._trial(trial)
+        key, cols = points[int(result.get("_point", 0))]
         row = {k: v for k, v in result.items() if k in self.family.metrics}
         row.update(self.static)
         row.update(cols)
@@ -96,10 +99,11 @@ class ParquetCallback(tune.Callback):
         self.writer.add(row)
 
     def _ended(self, trial, status: str, error: str = "") -> None:
-        key, study, _ = self._trial(trial)
-        self.writer.trial_ended({"trial_key": key, "trial_id": trial.trial_id, "run_id": self.writer.run_id,
-                                 "study": study, "status": status, "error": error,
-                                 "time": datetime.now(timezone.utc)})
+        study, points = self._trial(trial)
+        for key, _ in points:
+            self.writer.trial_ended({"trial_key": key, "trial_id": trial.trial_id, "run_id": self.writer.run_id,
+                                     "study": study, "status": status, "error": error,
+                                     "time": datetime.now(timezone.utc)})
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         reason = self.stopper.reasons.get(trial.trial_id) if self.stopper else None

@@ -4,6 +4,9 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
+import tempfile
+from contextlib import contextmanager
 from urllib.parse import urlparse
 
 from lowbit_core.config import ConfigError
@@ -35,8 +38,41 @@ def check_reachable(address: str, timeout: float = 3.0) -> None:
         ) from None
 
 
+@contextmanager
+def _stderr_captured():
+    """Send file descriptor 2 (where Ray's C++ core logs) to a temp file; yields the file."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield tmp
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
+def join_error(address: str, exc: BaseException, core_log: str) -> ConfigError:
+    """One line saying why joining ``address`` failed (token auth is the usual reason)."""
+    if "InvalidAuthToken" in core_log or "Unauthenticated" in core_log or "uthentication" in str(exc):
+        have = ("RAY_AUTH_MODE=token and a token are set but the cluster rejected it"
+                if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else "this driver sent no token")
+        return ConfigError(
+            f"the Ray cluster at {address} requires its auth token ({have}); set RAY_AUTH_MODE=token and "
+            "RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) to the token the head was started with"
+        )
+    return ConfigError(f"could not join the Ray cluster at {address}: {type(exc).__name__}: {exc}")
+
+
 def start_ray(address: str | None):
-    """Join ``address`` or start a private Ray on this machine (no dashboard, bound to localhost)."""
+    """Join ``address`` or start a private Ray on this machine (no dashboard, no Ray Client server).
+
+    A cluster started with ``ray start --head`` uses token authentication (Ray 2.60's default): the
+    driver needs ``RAY_AUTH_MODE=token`` and the token (``RAY_AUTH_TOKEN`` or ``RAY_AUTH_TOKEN_PATH``)
+    in its environment; launch/slurm/ray_sweep.sbatch sets them per job. Ray's C++ retry messages
+    while joining are held back and turned into one error line if the join fails.
+    """
     import ray
 
     if ray.is_initialized():
@@ -44,7 +80,12 @@ def start_ray(address: str | None):
     common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
     if address:
         check_reachable(address)
-        ctx = ray.init(address=address, **common)
+        with _stderr_captured() as core_log:
+            try:
+                ctx = ray.init(address=address, **common)
+            except Exception as exc:  # noqa: BLE001 -- ConnectionError, AuthenticationError, ...
+                core_log.seek(0)
+                raise join_error(address, exc, core_log.read().decode(errors="replace")) from None
     else:
         os.environ.pop("RAY_ADDRESS", None)
         ctx = ray.init(include_dashboard=False, _node_ip_address="127.0.0.1", **common)
@@ -52,6 +93,18 @@ def start_ray(address: str | None):
     # and keeps the full traceback in the trial's error file.
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     return ctx
+
+
+def interrupt_on_sigterm() -> None:
+    """SIGTERM (scancel, a SLURM time limit, kill) stops the sweep like Ctrl-C: the CLI flushes what
+    was reported and exits 130. Installed after ``ray.init``, whose C++ core replaces the handler."""
+    import signal
+
+    def handler(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a second SIGTERM ends the process at once
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def cluster_resources() -> dict[str, float]:

@@ -135,7 +135,7 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
     A trial that raises is restarted up to ``retries`` times (default: the sweep's ``retries``);
     one whose loss turns NaN/inf is stopped and counted as failed.
     """
-    from launch.cluster import cluster_resources, start_ray
+    from launch.cluster import cluster_resources, interrupt_on_sigterm, start_ray
     from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
     from lowbit_core.config import flatten
     from lowbit_core.trainables import TRAINABLES
@@ -148,6 +148,7 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
     flush_every = flush_seconds()
     folder = prepare_folder(results, sweep.name, resume)
     start_ray(address)
+    interrupt_on_sigterm()
     res = cluster_resources()
     if sweep.resources.cpu > res.get("CPU", 0):
         raise ConfigError(f"each trial needs {sweep.resources.cpu} CPU but the Ray cluster has {res.get('CPU', 0)}")
@@ -188,7 +189,7 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
         interrupted = False
         try:
             if not plan.is_optuna:
-                todo = [t for t in plan.trials if t.key not in done]
+                todo = [t for t in plan.trials if not set(t.keys) <= done]
                 progress.already_done = len(plan.trials) - len(todo)
                 if todo:
                     tuner({"base": tune.grid_search([t.flat for t in todo]), "study": ""}).fit()

@@ -4,7 +4,7 @@
 Runs the sweep with Ray Tune on this machine (or the cluster at ``--address`` / ``$RAY_ADDRESS``) and
 writes long-format Parquet under ``--results/<sweep name>/``. Exit status: 0 when every trial
 finished, 1 when some failed (a summary is printed), 2 for bad input (one line, nothing written),
-130 when interrupted (what was reported is kept; rerun with --resume).
+130 when interrupted by Ctrl-C or SIGTERM (what was reported is kept; rerun with --resume).
 """
 from __future__ import annotations
 
@@ -61,6 +61,10 @@ def print_plan(plan) -> None:
     varying = [k for k in rows[0][1] if len({str(r[1][k]) for r in rows}) > 1] if rows else []
     if plan.is_optuna:
         print(f"Optuna (TPE) search: {len(plan.studies)} studies x {plan.sweep.search.num_samples} samples")
+    folded = sum(len(t.points) for t in plan.trials if t.points)
+    if folded:
+        print(f"folded: {', '.join(plan.sweep.fold)} -- {folded} grid points run batched inside "
+              f"{sum(1 for t in plan.trials if t.points)} trials")
     table = [["study" if plan.is_optuna else "trial"] + varying + (["searched"] if plan.is_optuna else [])]
     for i, (key, flat) in enumerate(rows):
         cells = [key] + [str(flat[k]) for k in varying]
@@ -97,6 +101,9 @@ def main(argv=None) -> int:
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
+    except KeyboardInterrupt:  # while Ray was starting, before the sweep ran
+        sys.stderr.write("interrupted before the sweep started; nothing was written by this run\n")
+        return 130
     finally:
         if "ray" in sys.modules:
             import ray

@@ -18,7 +18,7 @@ from ray import tune
 
 from lowbit_core.device import pick_device
 from lowbit_core.families import get_family
-from lowbit_core.sweep import resolve_trial
+from lowbit_core.sweep import resolve_points, resolve_trial
 
 
 def _version(pkg: str) -> str:
@@ -48,15 +48,52 @@ def run_trial(family_name: str, config: dict) -> None:
 
     inject = fault_injection_hook(key, config)
 
-    def report(metrics: dict) -> None:
+    def report(metrics: dict, state: dict | None = None) -> None:
         unknown = set(metrics) - declared
         if unknown:
             raise KeyError(f"family {family.name} reported undeclared metrics {sorted(unknown)}")
         if inject is not None:
             metrics = inject(metrics)
-        tune.report({**metrics, **extra})
+        if state is None:
+            tune.report({**metrics, **extra})
+        else:  # a family that checkpoints (train): the state becomes a tune.Checkpoint
+            report_with_checkpoint({**metrics, **extra}, state)
 
-    family.run(cfg, report, pick_device())
+    points = resolve_points(family, config)
+    if len(points) > 1:  # folded grid points: one batched computation, rows tagged with the point
+        def report_point(metrics: dict, point: int) -> None:
+            unknown = set(metrics) - declared
+            if unknown:
+                raise KeyError(f"family {family.name} reported undeclared metrics {sorted(unknown)}")
+            tune.report({**metrics, **extra, "_key": points[point][1], "_point": point})
+
+        family.run_batch([c for c, _ in points], report_point, pick_device())
+        return
+    start = restored_state()  # a retried trial continues from its last checkpoint
+    family.run(cfg, report, pick_device(), **({"start_state": start} if start is not None else {}))
+
+
+def report_with_checkpoint(metrics: dict, state: dict) -> None:
+    """``tune.report(metrics, checkpoint=...)`` of a folder holding ``state`` (torch.save; Ray copies
+    the folder to the trial's storage before returning, so the temporary folder can go)."""
+    import tempfile
+
+    from lowbit_core.train.checkpoint import save_state
+
+    with tempfile.TemporaryDirectory(prefix="lowbit-ckpt-") as tmp:
+        save_state(state, tmp)
+        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+
+
+def restored_state() -> dict | None:
+    """The state of this trial's latest checkpoint (``torch.load(weights_only=True)``), or None."""
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is None:
+        return None
+    from lowbit_core.train.checkpoint import load_state
+
+    with checkpoint.as_directory() as folder:
+        return load_state(folder)
 
 
 def fault_injection_hook(key: str, config: dict):
@@ -66,6 +103,7 @@ def fault_injection_hook(key: str, config: dict):
     flat config matches ``rule["match"]`` (dotted key -> value, e.g. ``{"seed": 1}``; empty: all) and
     acts on each report of a step >= ``rule.get("step", 0)``:
     ``{"action": "sleep", "seconds": S}`` sleeps before reporting (slows a sweep down);
+    ``{"action": "mark"}`` touches ``DIR/mark-<trial key>-<step>`` (shows a test what was reported);
     ``{"action": "raise", "times": N}`` raises RuntimeError, at most N times per trial over all
     its attempts (counted with marker files in DIR, so retries in new processes see the count);
     ``{"action": "nan", "metric": "loss", "value": "nan"}`` reports that metric as nan (or inf).
@@ -93,6 +131,8 @@ def fault_injection_hook(key: str, config: dict):
                 continue
             if rule["action"] == "sleep":
                 time.sleep(rule.get("seconds", 0.1))
+            elif rule["action"] == "mark":
+                (marks / f"mark-{key}-{metrics.get('step')}").touch()
             elif rule["action"] == "nan":
                 metrics[rule.get("metric", "loss")] = float(rule.get("value", "nan"))
             elif rule["action"] == "raise":
@@ -110,4 +150,9 @@ def probe_trainable(config: dict) -> None:
     run_trial("probe", config)
 
 
-TRAINABLES = {"probe": probe_trainable}
+def train_trainable(config: dict) -> None:
+    """Ray Tune function trainable of the ``train`` family (checkpoints every epoch, resumes from them)."""
+    run_trial("train", config)
+
+
+TRAINABLES = {"probe": probe_trainable, "train": train_trainable}

@@ -1,0 +1,216 @@
+"""A real two-node Ray cluster on this machine (``ray start --head`` + ``ray start --address``, each
+with its own CPU, per-test ports, temp dir and auth token): a smoke sweep through the CLI with
+``--address`` runs trials on both nodes and writes its results once, on the driver; a driver without
+the token is refused. And the default (Ray started by the CLI): no dashboard or Ray Client server,
+token auth on; every listening socket is listed."""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import ROOT, run_sweep
+from lowbit_core.sweep import load_sweep, plan
+from test_faults import Driver, inject_env, kill_session, session_pids, sessions, wait_for  # noqa: F401
+
+RAY = Path(sys.executable).with_name("ray")
+SMOKE = ROOT / "sweeps" / "vste_window.py"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def smoke_expectation() -> tuple[int, int]:
+    p = plan(load_sweep(SMOKE), "smoke")
+    rows = 0
+    for t in p.trials:
+        m = t.config.multi
+        rows += len(set(range(0, m.steps + 1, m.report_every)) | {m.steps})
+    return p.n_trials, rows
+
+
+class RayNode:
+    """``ray start --block ...`` in its own session; stopped with SIGTERM (it stops its processes),
+    then anything left in that session is killed by pid."""
+
+    def __init__(self, args: list[str], env: dict, log: Path):
+        self.log = log
+        self.proc = subprocess.Popen([str(RAY), "start", "--block", *args], env=env, stdin=subprocess.DEVNULL,
+                                     stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+    def wait_started(self, timeout=90.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log.read_text()
+            if "Ray runtime started" in text:
+                return
+            if self.proc.poll() is not None:
+                pytest.fail(f"ray start exited {self.proc.returncode}:\n{text[-3000:]}")
+            time.sleep(0.2)
+        pytest.fail(f"ray start did not come up:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        kill_session(self.proc.pid)
+
+
+@pytest.fixture
+def two_nodes(tmp_path):
+    """Head (1 CPU) and a second node (1 CPU) on 127.0.0.1; yields (address, env with the token)."""
+    temp = Path(tempfile.mkdtemp(prefix="lbr", dir="/tmp"))  # short: Ray's socket paths live below it
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
+    # the nodes' workers inherit the nodes' environment: trials sleep 0.4 s per report, so that the
+    # second node's first worker (a few seconds to start) gets trials before the head's has run them all
+    node_env = {**env, **inject_env(tmp_path / "marks", [{"action": "sleep", "seconds": 0.4}])}
+    port = free_port()
+    common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--temp-dir", str(temp)]
+    nodes = []
+    try:
+        nodes.append(RayNode(["--head", "--port", str(port), "--include-dashboard=false", *common], node_env,
+                             tmp_path / "head.log"))
+        nodes[0].wait_started()
+        nodes.append(RayNode(["--address", f"127.0.0.1:{port}", *common], node_env, tmp_path / "worker.log"))
+        nodes[1].wait_started()
+        yield f"127.0.0.1:{port}", env, temp
+    finally:
+        for node in reversed(nodes):
+            node.stop()
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+def test_smoke_sweep_on_two_nodes(two_nodes, tmp_path):
+    address, env, temp = two_nodes
+    n_trials, n_rows = smoke_expectation()
+    res = run_sweep(SMOKE, "--smoke", "--results", tmp_path / "res", "--address", address, env=env, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert f"all {n_trials} trials finished" in res.stdout
+    df = pd.read_parquet(tmp_path / "res" / "vste_window")
+    # every (trial, step) once; trials ran on both nodes (one CPU each, so both are needed)
+    assert len(df) == n_rows and not df.duplicated(["trial_key", "step"]).any()
+    assert df.node_id.notna().all() and df.node_id.nunique() == 2, df.node_id.value_counts()
+    assert df.groupby("trial_key").node_id.nunique().max() == 1
+    assert df.run_id.nunique() == 1 and df.node_ip.notna().all()
+    # results were written by the driver only: nothing in the nodes' Ray temp dir or anywhere else
+    assert not list(temp.rglob("*.parquet"))
+    assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["vste_window"]
+
+
+def test_driver_without_the_token_is_refused(two_nodes, tmp_path):
+    address, env, _ = two_nodes
+    bad = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
+    bad.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="not-the-token", RAY_NUM_REDIS_GET_RETRIES="4")  # Ray retries 20 times, 1 s apart
+    res = run_sweep(SMOKE, "--smoke", "--results", tmp_path / "res", "--address", address, env=bad, timeout=120)
+    assert res.returncode == 2, res.stderr[-3000:]
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "requires its auth token" in lines[0] and "RAY_AUTH_TOKEN" in lines[0], lines
+    assert not (tmp_path / "res").exists()
+
+
+# ------------------------------------------------------------------ what a local run binds
+def listening_sockets(pids: list[int]) -> list[tuple[int, str, str, int]]:
+    """(pid, process name, bind address, port) of every listening TCP socket of ``pids``."""
+    inodes: dict[str, tuple[str, int]] = {}
+    for table, v6 in (("/proc/net/tcp", False), ("/proc/net/tcp6", True)):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            f = line.split()
+            if f[3] != "0A":  # LISTEN
+                continue
+            addr_hex, port_hex = f[1].split(":")
+            raw = bytes.fromhex(addr_hex)
+            if v6:
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4))
+                addr = socket.inet_ntop(socket.AF_INET6, raw)
+            else:
+                addr = socket.inet_ntop(socket.AF_INET, raw[::-1])
+            inodes[f[9]] = (addr, int(port_hex, 16))
+    out = []
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+            name = Path(f"/proc/{pid}/comm").read_text().strip()
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(fd)
+            except OSError:
+                continue
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                out.append((pid, name, *inodes[target[8:-1]]))
+    return out
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def test_local_ray_has_no_dashboard_or_client_server_and_uses_token_auth(tmp_path, sessions):
+    marks = tmp_path / "marks"
+    env = inject_env(marks, [{"action": "mark"}, {"action": "sleep", "seconds": 0.2}])
+    d = Driver([SMOKE, "--smoke", "--results", tmp_path / "res"], env)
+    sessions.append(d.sid)
+    wait_for(lambda: len(list(marks.glob("mark-*"))) >= 2, "trials reporting", d)
+    pids = [d.sid, *d.session_pids()]
+    socks = listening_sockets(pids)
+    cmds = {pid: cmdline(pid) for pid in pids}
+    auth = {}  # C++ processes only: Python ones rename themselves (setproctitle), clobbering /proc environ
+    for pid, name, *_ in socks:
+        if name in ("gcs_server", "raylet"):
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            auth[pid] = next((e.decode() for e in environ if e.startswith(b"RAY_AUTH_MODE=")), None)
+    http = {}  # the runtime-env agent is an HTTP server on the node's address: it must want the token
+    for pid, name, addr, port in socks:
+        if name.startswith("ray::RuntimeEnv"):
+            host = "127.0.0.1" if addr in ("0.0.0.0", "::") else addr
+            try:
+                urllib.request.urlopen(f"http://{host}:{port}/", timeout=10)
+                http[(addr, port)] = 200
+            except urllib.error.HTTPError as exc:
+                http[(addr, port)] = exc.code
+    rc, out, err = d.wait()
+    assert rc == 0, err[-3000:]
+    print("\nlistening sockets of a local run (pid, process, address, port):")
+    for s in sorted(socks, key=lambda s: s[1]):
+        print("  ", *s)
+    assert socks, "no listening sockets found: /proc not readable?"
+    # no dashboard (8265), no Ray Client server (10001); Ray still runs a headless "minimal" dashboard
+    # process (usage-stats module only, no frontend): it must not listen anywhere
+    assert not [s for s in socks if s[3] in (8265, 10001)], socks
+    assert not [c for c in cmds.values() if "ray.util.client.server" in c]
+    dash = [pid for pid, c in cmds.items() if "dashboard/dashboard.py" in c]
+    assert all("--minimal" in cmds[pid] and "--disable-frontend" in cmds[pid] for pid in dash), cmds
+    assert not [s for s in socks if s[0] in dash], socks
+    # Ray's own gRPC ports (GCS, raylet, workers) listen on all interfaces -- Ray offers no switch for
+    # that -- so token authentication must be on: in the GCS's and raylet's environment, and an HTTP
+    # request without the token is refused
+    assert len(auth) >= 2 and set(auth.values()) == {"RAY_AUTH_MODE=token"}, auth
+    assert http and set(http.values()) == {401}, http
