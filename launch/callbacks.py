@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 import re
+import threading
 import sys
 import time
 from dataclasses import dataclass, field
@@ -40,6 +41,11 @@ def _error_line(trial) -> str:
     return f"{lines[-1]}{where}; traceback: {Path(stored) / 'error.txt' if stored else path}"
 
 
+# Set by the driver's SIGINT handler (launch.runner): the stopper then ends every trial at its next
+# step. Module-level because Tune pickles its stopper and an Event cannot be pickled.
+INTERRUPT = threading.Event()
+
+
 class NonFiniteStopper(tune.Stopper):
     """Stops a trial whose watched metric (the sweep's metric and ``loss``) is reported NaN or inf.
 
@@ -52,6 +58,7 @@ class NonFiniteStopper(tune.Stopper):
     def __init__(self, metrics):
         self.metrics = tuple(dict.fromkeys(metrics))
         self.reasons: dict[str, str] = {}
+        self.interrupt = INTERRUPT
 
     def __call__(self, trial_id, result) -> bool:
         for name in self.metrics:
@@ -63,7 +70,13 @@ class NonFiniteStopper(tune.Stopper):
         return False
 
     def stop_all(self) -> bool:
-        return False
+        return INTERRUPT.is_set()
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "interrupt"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, interrupt=INTERRUPT)
 
 
 class ParquetCallback(tune.Callback):
@@ -107,6 +120,10 @@ class ParquetCallback(tune.Callback):
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         reason = self.stopper.reasons.get(trial.trial_id) if self.stopper else None
+        if self.stopper is not None and self.stopper.interrupt.is_set() and not reason:
+            # stopped by Ctrl-C (or cut short at the same moment): not finished, so --resume reruns it
+            self._ended(trial, "INTERRUPTED", "stopped by SIGINT")
+            return
         self._ended(trial, "ERROR" if reason else "TERMINATED", reason or "")
 
     def on_trial_error(self, iteration, trials, trial, **info):

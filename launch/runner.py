@@ -128,6 +128,30 @@ def remove_stale_temp_files(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+def _catch_sigint(event):
+    """First Ctrl-C: set ``event`` (the stopper ends every trial at its next step, Tune returns, what
+    was reported is flushed); a second Ctrl-C raises KeyboardInterrupt as usual. Main thread only."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        if event.is_set():
+            raise KeyboardInterrupt
+        event.set()
+
+    return signal.signal(signal.SIGINT, handler)
+
+
+def _restore_sigint(previous) -> None:
+    import signal
+
+    if previous is not None:
+        signal.signal(signal.SIGINT, previous)
+
+
 def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None,
              retries: int | None = None) -> Outcome:
     """Run every trial of ``plan`` that has not finished before; write Parquet under results/<sweep>.
@@ -187,6 +211,8 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
             )
 
         interrupted = False
+        stopper.interrupt.clear()
+        previous = _catch_sigint(stopper.interrupt)
         try:
             if not plan.is_optuna:
                 todo = [t for t in plan.trials if not set(t.keys) <= done]
@@ -200,6 +226,8 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
 
                 optuna.logging.set_verbosity(optuna.logging.WARNING)
                 for study in plan.studies:
+                    if stopper.interrupt.is_set():
+                        break
                     points, rewards = _prior_evaluations(folder, study, sweep.metric, done) if resume else ([], [])
                     remaining = study.num_samples - len(points)
                     progress.already_done += len(points)
@@ -217,6 +245,8 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
         except KeyboardInterrupt:
             interrupted = True
         finally:
+            _restore_sigint(previous)
+            interrupted = interrupted or stopper.interrupt.is_set()
             writer.close()
             progress_cb.finish()
     return Outcome(total=plan.n_trials, done=progress.already_done + progress.done, failed=progress.failed,
