@@ -10,6 +10,7 @@
    every first-layer coordinate (200,704), batch 1024: ``structure.coordinate_losses`` on all of them
    vs one full forward pass per coordinate, timed on a random subsample of coordinates and
    extrapolated (stated in the output).
+Each structured run and its direct reference are timed alternately, so both see the same machine load.
 
 Usage: python benchmarks/probe_speed.py [--repeats 3] [--scan-sample 100] [--dg-sample 300]
 Prints medians over repeats and the ratios (targets: scan >= 3x, DG objectives >= 20x).
@@ -49,15 +50,19 @@ def inputs(n: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, st
     return x, torch.randint(0, 10, (n,), generator=gen), src
 
 
-def timed(fn, repeats: int) -> tuple[float, object]:
-    times, out = [], None
+def timed_pair(fast, direct, repeats: int) -> tuple[float, object, float, object]:
+    """Median seconds and last result of ``fast`` and of ``direct``, run alternately so that both see
+    the same machine load."""
+    times: tuple[list, list] = ([], [])
+    outs = [None, None]
     for _ in range(repeats):
-        t = time.perf_counter()
-        out = fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times), out
+        for k, fn in enumerate((fast, direct)):
+            t = time.perf_counter()
+            outs[k] = fn()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            times[k].append(time.perf_counter() - t)
+    return statistics.median(times[0]), outs[0], statistics.median(times[1]), outs[1]
 
 
 def setup(kind: str, batch: int, device):
@@ -78,8 +83,8 @@ def bench_scan(kind: str, repeats: int, sample: int, device) -> None:
     lrs = lr_scan.lr_grid(1e-5, 1e-1, 1e-5)
     sub = np.linspace(0, len(lrs) - 1, sample).astype(int)
     view = FirstLayerView(model, x, y)
-    t_fast, fast = timed(lambda: scan_losses(view, w0, d, lrs, 0.1), repeats)
-    t_sub, ref = timed(lambda: lr_scan.scan(loss_fn, d, lrs[sub], 0.1).losses, repeats)
+    t_fast, fast, t_sub, ref = timed_pair(lambda: scan_losses(view, w0, d, lrs, 0.1),
+                                          lambda: lr_scan.scan(loss_fn, d, lrs[sub], 0.1).losses, repeats)
     t_naive = t_sub * len(lrs) / sample
     rel = float(np.max(np.abs(fast[sub] - ref) / np.abs(ref)))
     same = int(np.argmin(fast[sub])) == int(np.argmin(ref))
@@ -94,7 +99,6 @@ def bench_dg(kind: str, repeats: int, sample: int, device) -> None:
     # FP: move +epsilon; binary: flip every weight (as if every flip were reachable: the worst case)
     w_new = (w0 + 0.1)[None] if kind == "fp" else torch.where(w0 >= 0, -1e-3, 0.0)[None]
     n = w0.numel()
-    t_fast, out = timed(lambda: coordinate_losses(view, w0, w_new), repeats)
     gen = torch.Generator().manual_seed(1)
     coords = torch.randperm(n, generator=gen)[:sample]
 
@@ -106,7 +110,7 @@ def bench_dg(kind: str, repeats: int, sample: int, device) -> None:
             res.append(float(F.cross_entropy(model(x, override={0: w}), y)))
         return np.array(res)
 
-    t_sub, ref = timed(direct, repeats)
+    t_fast, out, t_sub, ref = timed_pair(lambda: coordinate_losses(view, w0, w_new), direct, repeats)
     t_naive = t_sub * n / sample
     rel = float(np.max(np.abs(out.view(-1)[coords].cpu().numpy() - ref) / ref))
     print(f"DG objectives {kind:6s}: {n} coordinates, batch 1024; structured {t_fast:7.1f} s | direct "

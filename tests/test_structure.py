@@ -96,3 +96,31 @@ def test_coordinate_losses_other_depths(hidden):
         w = w0.clone()
         w[i, j] = w_new[0, i, j]
         assert out[0, i, j].item() == pytest.approx(F.cross_entropy(m(x, override={0: w}), y).item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_piecewise_tail_on_exact_ties(seed, monkeypatch):
+    """Dyadic weights and integer inputs make float32 arithmetic exact, so candidate moves land exactly
+    on second-layer breakpoints, on the edges of the breakpoint window and on units with w = 0."""
+    from lowbit_core.probes import structure
+
+    monkeypatch.setattr(structure, "PIECEWISE_MIN_CANDIDATES", 0)
+    gen = torch.Generator().manual_seed(seed)
+    m = MLP(6, (5, 7), 4, kind="fp").requires_grad_(False)
+    for layer in m.layers:
+        layer.weight.copy_(torch.randint(-4, 5, layer.weight.shape, generator=gen) / 4)
+        layer.bias.copy_(torch.randint(-2, 3, layer.bias.shape, generator=gen) / 4)
+    m.layers[1].weight[:, 0] = 0.0  # a first-layer unit whose changes never reach the second layer
+    m.layers[1].weight[2, 1:3] = 0.0
+    x = torch.randint(-2, 3, (48, 6), generator=gen).float()
+    y = torch.randint(0, 4, (48,), generator=gen)
+    w0 = m.layers[0].weight.clone()
+    w_new = torch.stack([w0 + 0.25, w0 - 0.5, w0 + 1.0])
+    out = coordinate_losses(FirstLayerView(m, x, y), w0, w_new)
+    for k in range(len(w_new)):
+        for i in range(w0.shape[0]):
+            for j in range(w0.shape[1]):
+                w = w0.clone()
+                w[i, j] = w_new[k, i, j]
+                ref = F.cross_entropy(m(x, override={0: w}), y).item()
+                assert out[k, i, j].item() == pytest.approx(ref, rel=1e-5), (k, i, j)
