@@ -20,6 +20,7 @@ if __package__ in (None, ""):
 
 from analysis.load import ResultsError, load_results, load_trial_status  # noqa: E402
 from analysis.summary import has_budget_violation, write_report  # noqa: E402
+from analysis.training import is_train_sweep, write_train_report  # noqa: E402
 
 USAGE_EXIT = 2
 REPORT_DIR = "_report"
@@ -48,7 +49,10 @@ def main(argv: list[str] | None = None) -> int:
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
-    for path in write_report(df, status, results_dir / REPORT_DIR):
+    # The report follows the experiment family: training sweeps (one row per epoch) get accuracy
+    # curves and paired differences; probe sweeps the budget-probe report.
+    writer = write_train_report if is_train_sweep(df) else write_report
+    for path in writer(df, status, results_dir / REPORT_DIR):
         print(path)
     if has_budget_violation(df):
         print("warning: some rows exceed the budget (max_abs_delta > cfg.budget.epsilon); see report.md",

@@ -1,0 +1,438 @@
+"""Tests of the training-sweep report (analysis/training.py): the per-group table, paired
+differences and findings against closed-form values of a fake sweep, the quantizer label (DSQ vs
+STE windows), failed / non-finite / incomplete trials, one seed, one group, the PNGs, and one real
+smoke sweep end to end."""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib import image as mpimg
+
+from analysis.training import (QUANTIZER, TrainAnalysis, comparisons, fmt_acc, fmt_pp, is_train_sweep,
+                               trial_table, verdict)
+from conftest import run_sweep
+
+REPO = Path(__file__).resolve().parents[1]
+REPORT = REPO / "analysis" / "report.py"
+EPOCHS = 4
+SEEDS = (0, 1, 2)
+BASE = {"cifar10": 0.6, "cifar100": 0.3}          # final test_acc of scratch, no mixup, seed 0
+OFFSET = {0: 0.0, 1: 0.01, 2: 0.03}               # per seed, shared by every group
+MIXUP_EFFECT = -0.02                              # mixup_alpha=1 costs 2 points, in every pair
+FP_ACC = (0.85, 0.9)                              # the FP model's test_acc in the two pretrain epochs
+
+
+def pretrain_effect(seed: int) -> float:
+    """FP pretrain (P=2) minus scratch, final test_acc: 0.05, 0.06, 0.07 for seeds 0, 1, 2."""
+    return 0.05 + 0.01 * seed
+
+
+def final_acc(data: str, mixup: float, pretrain: int, seed: int) -> float:
+    return BASE[data] + (pretrain_effect(seed) if pretrain else 0.0) + MIXUP_EFFECT * mixup + OFFSET[seed]
+
+
+CFG_DEFAULTS = {
+    "cfg.data.root": "data", "cfg.data.n_train": 512, "cfg.data.n_test": 256, "cfg.model.arch": "resnet20",
+    "cfg.model.width": 8, "cfg.model.kind": "binary", "cfg.model.init": "default", "cfg.quant.act": "quant",
+    "cfg.quant.weight_estimator": "identity", "cfg.quant.weight_param": 0.0, "cfg.quant.weight_scale": "mean_abs",
+    "cfg.quant.threshold": 0.0, "cfg.quant.act_estimator": "approx_sign", "cfg.quant.act_param": 0.0,
+    "cfg.quant.kbit": "dorefa", "cfg.quant.bits": 2, "cfg.quant.dsq_alpha": 0.2, "cfg.quant.dsq_schedule": "learned",
+    "cfg.quant.dsq_alpha_min": 0.001, "cfg.quant.dsq_train_forward": "soft", "cfg.train.lr": 0.01,
+    "cfg.train.epochs": EPOCHS, "cfg.perturb.amplitude": 0.0, "cfg.perturb.period": 1,
+}
+
+
+def epoch_rows(key: str, seed: int, cfg: dict, accs: list[float], phases: list[str], sweep: str = "fake_train",
+               alphas: list[float] | None = None) -> list[dict]:
+    """One row per epoch as the loop reports it (best_test_acc: the running max over ALL epochs)."""
+    rows, best = [], 0.0
+    for e, (acc, phase) in enumerate(zip(accs, phases), start=1):
+        best = max(best, acc)
+        rows.append({
+            "sweep": sweep, "family": "train", "run_id": "run1", "trial_id": f"t_{key}", "trial_key": key,
+            "study": "", "step": e, "seed": seed, "git_sha": "abc1234", "host": "h", "device": "cpu",
+            "time": pd.Timestamp("2024-01-01") + pd.Timedelta(seconds=e), "ver.lowbit_sweeps": "0.1.0",
+            "epoch": e, "phase": phase, "train_loss": 2.0 - 0.2 * e - 0.01 * seed, "train_acc": acc + 0.05,
+            "test_loss": 2.5 - 0.2 * e, "test_acc": acc, "best_test_acc": best, "lr": 0.01,
+            "dsq_alpha": alphas[e - 1] if alphas else math.nan, "perturbed": 0, **CFG_DEFAULTS, **cfg,
+            "cfg.seed": seed,
+        })
+    return rows
+
+
+def fake_train_rows(seeds=SEEDS, datasets=("cifar10", "cifar100"), mixups=(0.0, 1.0), pretrains=(0, 2)) -> pd.DataFrame:
+    """The fake mixup/pretrain sweep. Scratch: test_acc = final * (0.4, 0.6, 0.8, 1), except that with
+    mixup epoch 3 peaks at final + 0.02 (best at epoch 3). Pretrain (P=2): the FP epochs read 0.85,
+    0.9 (above every quantized value, and in best_test_acc), the first quantized epoch 0.2 + 0.01 seed,
+    then the final value (the best of the quantized phase)."""
+    rows = []
+    for data in datasets:
+        for mixup in mixups:
+            for p in pretrains:
+                for seed in seeds:
+                    f = final_acc(data, mixup, p, seed)
+                    if p:
+                        accs, phases = [*FP_ACC, 0.2 + 0.01 * seed, f], ["pretrain"] * 2 + ["finetune"] * 2
+                    else:
+                        accs = [0.4 * f, 0.6 * f, f + 0.02 if mixup else 0.8 * f, f]
+                        phases = ["scratch"] * EPOCHS
+                    cfg = {"cfg.data.name": data, "cfg.train.mixup_alpha": mixup, "cfg.train.pretrain_epochs": p}
+                    rows += epoch_rows(f"{data}-{mixup}-{p}-{seed}", seed, cfg, accs, phases)
+    return pd.DataFrame(rows)
+
+
+def write_results(df: pd.DataFrame, out: Path, status: pd.DataFrame | None = None) -> Path:
+    out.mkdir(parents=True, exist_ok=True)
+    keys = list(dict.fromkeys(df["trial_key"]))
+    for i, chunk in enumerate(np.array_split(np.array(keys, dtype=object), 2)):
+        df[df["trial_key"].isin(list(chunk))].to_parquet(out / f"part-{i:05d}.parquet", index=False)
+    if status is not None:
+        (out / "_trials").mkdir(exist_ok=True)
+        status.to_parquet(out / "_trials" / "part-x.parquet", index=False)
+    return out
+
+
+def status_frame(entries: dict[str, tuple[str, str]]) -> pd.DataFrame:
+    return pd.DataFrame({"trial_key": list(entries), "status": [s for s, _ in entries.values()],
+                         "error": [e for _, e in entries.values()], "time": pd.Timestamp("2024-01-01")})
+
+
+def run_report(path: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(REPORT), str(path)], cwd=REPO, capture_output=True, text=True,
+                          timeout=120)
+
+
+def assert_png(path: Path, min_side: int = 200):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = mpimg.imread(path)  # decodes the whole file
+    assert img.ndim == 3 and min(img.shape[:2]) >= min_side
+
+
+def row_of(table: pd.DataFrame, **sel) -> pd.Series:
+    mask = pd.Series(True, index=table.index)
+    for k, v in sel.items():
+        mask &= table[k] == v
+    assert mask.sum() == 1, sel
+    return table[mask].iloc[0]
+
+
+def msn(values) -> tuple[float, float, int]:
+    v = np.asarray(values, dtype=float)
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else math.nan, len(v)
+
+
+@pytest.fixture(scope="module")
+def analysis() -> TrainAnalysis:
+    return TrainAnalysis(fake_train_rows())
+
+
+# ---- groups, table ------------------------------------------------------------------------------
+
+def test_group_keys_are_the_varying_axes_without_seed(analysis):
+    assert set(analysis.keys) == {"cfg.data.name", "cfg.train.mixup_alpha", "cfg.train.pretrain_epochs"}
+    assert QUANTIZER not in analysis.rows.columns  # the model kind and quant settings do not vary
+
+
+def test_group_table_matches_closed_form(analysis):
+    t = analysis.table
+    assert len(t) == 8 and (t["n_trials"] == 3).all() and (t["n_excluded"] == 0).all()
+    for data in BASE:
+        for mixup in (0.0, 1.0):
+            for p in (0, 2):
+                r = row_of(t, **{"cfg.data.name": data, "cfg.train.mixup_alpha": mixup, "cfg.train.pretrain_epochs": p})
+                finals = [final_acc(data, mixup, p, s) for s in SEEDS]
+                m, s, n = msn(finals)
+                assert r["final_test_acc.mean"] == pytest.approx(m, abs=1e-12)
+                assert r["final_test_acc.std"] == pytest.approx(s, abs=1e-12)
+                assert r["final_test_acc.n"] == n == 3
+                # best over the last phase: scratch+mixup peaks at epoch 3 (+0.02); the pretrain path's
+                # FP epochs (0.9, in the loop's best_test_acc column) are not counted
+                best = [f + 0.02 if (mixup and not p) else f for f in finals]
+                assert r["best_test_acc.mean"] == pytest.approx(np.mean(best), abs=1e-12)
+                assert r["best_epoch.mean"] == (3 if (mixup and not p) else 4)
+                if p:
+                    assert r["fp_end_acc.mean"] == pytest.approx(0.9) and r["fp_end_acc.std"] == pytest.approx(0.0)
+                    assert r["first_quant_acc.mean"] == pytest.approx(0.21)
+                    assert r["first_quant_acc.std"] == pytest.approx(0.01)
+                else:
+                    assert r["fp_end_acc.n"] == 0
+    # sorted by mean final test_acc, highest first
+    assert list(t["final_test_acc.mean"]) == sorted(t["final_test_acc.mean"], reverse=True)
+    # cifar10, no mixup, P=2: 0.65, 0.67, 0.70 -> 67.33 ± 2.52 %
+    assert row_of(t, **{"cfg.data.name": "cifar10", "cfg.train.mixup_alpha": 0.0,
+                        "cfg.train.pretrain_epochs": 2}).name == 0
+
+
+def table_section(md: str) -> str:
+    return md.split("## Final and best")[1].split("## Paired")[0]
+
+
+def test_formatted_table_cells(analysis):
+    table = table_section(analysis.markdown([]))
+    assert ("| data | mixup_alpha | pretrain_epochs | final test_acc | best test_acc | best epoch | final train_acc "
+            "| final train_loss | final test_loss | FP test_acc at end of pretraining | after first quantized epoch |"
+            ) in table  # no 'excluded' column when no trial was excluded
+    # first row: cifar10, no mixup, P=2: finals 0.65, 0.67, 0.70; FP epochs 0.9; first quantized 0.20/0.21/0.22
+    assert ("| cifar10 | 0 | 2 | 67.33 ± 2.52% (n=3) | 67.33 ± 2.52% (n=3) | 4 ± 0 (n=3) | 72.33 ± 2.52% (n=3) "
+            "| 1.19 ± 0.01 (n=3) | 1.7 ± 0 (n=3) | 90.00 ± 0.00% (n=3) | 21.00 ± 1.00% (n=3) |") in table
+    # scratch with mixup: best 0.02 above final, at epoch 3; no pretrain columns
+    assert "| cifar10 | 1 | 0 | 59.33 ± 1.53% (n=3) | 61.33 ± 1.53% (n=3) | 3 ± 0 (n=3) |" in table
+
+
+# ---- paired differences and findings -----------------------------------------------------------
+
+def test_paired_pretrain_vs_scratch(analysis):
+    c = analysis.comparisons
+    pre = c[c["axis"] == "cfg.train.pretrain_epochs"]
+    pooled = pre[pre["cell"] == "pooled"].iloc[0]
+    diffs = [pretrain_effect(s) for _ in range(4) for s in SEEDS]  # 4 cells (data x mixup) x 3 seeds
+    m, s, n = msn(diffs)
+    assert (pooled["value"], pooled["reference"]) == (2, 0)
+    assert pooled["final.mean"] == pytest.approx(m, abs=1e-12) and pooled["final.std"] == pytest.approx(s, abs=1e-12)
+    assert pooled["final.n"] == n == 12 and pooled["n_positive"] == 12
+    # Δ best: the scratch+mixup runs peak 0.02 above their final value
+    best = [pretrain_effect(sd) - (0.02 if mixup else 0.0) for _ in BASE for mixup in (0, 1) for sd in SEEDS]
+    assert pooled["best.mean"] == pytest.approx(np.mean(best), abs=1e-12)
+    assert pooled["best.std"] == pytest.approx(np.std(best, ddof=1), abs=1e-12)
+    cells = pre[pre["cell"] != "pooled"]
+    assert len(cells) == 4
+    for _, cell in cells.iterrows():
+        assert cell["final.mean"] == pytest.approx(0.06, abs=1e-12)
+        assert cell["final.std"] == pytest.approx(0.01, abs=1e-12) and cell["final.n"] == 3
+    # data.name is the setting: it splits the comparisons but is not compared itself
+    assert "cfg.data.name" not in set(c["axis"])
+
+
+def test_paired_mixup(analysis):
+    c = analysis.comparisons
+    pooled = c[(c["axis"] == "cfg.train.mixup_alpha") & (c["cell"] == "pooled")].iloc[0]
+    assert (pooled["value"], pooled["reference"]) == (1.0, 0.0)
+    assert pooled["final.mean"] == pytest.approx(MIXUP_EFFECT, abs=1e-12)
+    assert pooled["final.std"] == pytest.approx(0.0, abs=1e-9) and pooled["final.n"] == 12
+    assert pooled["n_positive"] == 0
+
+
+def test_findings_text(analysis):
+    text = "\n".join(analysis.findings)
+    assert "All 24 trials finished every planned epoch (4) with finite metrics." in text
+    expected = fmt_pp(*msn([pretrain_effect(s) for _ in range(4) for s in SEEDS]))
+    assert expected == "+6.00 ± 0.85 pp (n=12)"
+    assert ("FP pretrain (pretrain_epochs=2 + 2 quantized) − binary from scratch (pretrain_epochs=0) (pairs equal in "
+            f"seed, data, mixup_alpha; pooled over all cells): Δ final test_acc = {expected}; "
+            "Δ > 0 in 12/12 pairs; FP pretrain (pretrain_epochs=2 + 2 quantized) higher by more than one std.") in text
+    assert "  data=cifar10 mixup_alpha=0: +6.00 ± 1.00 pp (n=3); higher by more than one std." in text
+    assert ("mixup_alpha=1 − mixup_alpha=0 (pairs equal in seed, data, pretrain_epochs; pooled over all cells): "
+            "Δ final test_acc = -2.00 ± 0.00 pp (n=12); Δ > 0 in 0/12 pairs; mixup_alpha=0 higher by more than one std."
+            ) in text
+    assert "Highest mean final test_acc: data=cifar10 mixup_alpha=0 pretrain_epochs=2 → 67.33 ± 2.52% (n=3)" in text
+    assert "lowest: data=cifar100 mixup_alpha=1 pretrain_epochs=0 → 29.33 ± 1.53% (n=3)." in text
+    assert ("Pretrain path (data=cifar10 mixup_alpha=0 pretrain_epochs=2): FP test_acc at the end of pretraining "
+            "90.00 ± 0.00% (n=3), after the first quantized epoch 21.00 ± 1.00% (n=3), final 67.33 ± 2.52% (n=3).") in text
+
+
+def test_verdict_rule():
+    assert verdict(0.02, 0.01, 3, "a", "b") == "a by more than one std"
+    assert verdict(-0.02, 0.01, 3, "a", "b") == "b by more than one std"
+    assert verdict(0.01, 0.02, 3, "a", "b") == "no clear difference (within one std)"
+    assert verdict(0.5, math.nan, 1, "a", "b") == "a single pair: no spread estimate, no verdict"
+    assert verdict(math.nan, math.nan, 0, "a", "b") == "no pairs"
+    assert fmt_acc(0.5, math.nan, 1) == "50.00% (n=1)" and fmt_acc(math.nan, math.nan, 0) == "–"
+
+
+# ---- failures, one seed, one group -------------------------------------------------------------
+
+def broken_rows() -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The fake sweep with: a NaN-stopped trial (ERROR status), a trial cut after 2 of 4 epochs (no
+    status), a trial whose final test_acc is NaN (TERMINATED), and an ERROR trial with no rows."""
+    df = fake_train_rows()
+    nan_key, cut_key, nonfinite_key = "cifar10-0.0-0-2", "cifar100-1.0-2-1", "cifar100-0.0-0-0"
+    df = df[~((df["trial_key"] == nan_key) & (df["epoch"] > 2))]
+    df.loc[(df["trial_key"] == nan_key) & (df["epoch"] == 2), "train_loss"] = math.nan
+    df = df[~((df["trial_key"] == cut_key) & (df["epoch"] > 2))]
+    df.loc[(df["trial_key"] == nonfinite_key) & (df["epoch"] == EPOCHS), "test_acc"] = math.nan
+    status = status_frame({k: ("TERMINATED", "") for k in df["trial_key"].unique() if k not in (nan_key, cut_key)}
+                          | {nan_key: ("ERROR", "stopped: non-finite loss (nan) at step 2"),
+                             "ghost": ("ERROR", "Traceback ...\nRuntimeError: CUDA out of memory")})
+    return df.reset_index(drop=True), status
+
+
+def test_failed_nan_and_incomplete_trials_are_excluded_and_reported(tmp_path):
+    df, status = broken_rows()
+    a = TrainAnalysis(df, status)
+    outcome = dict(zip(a.trials["trial_key"], a.trials["outcome"]))
+    assert outcome["cifar10-0.0-0-2"] == "failed"
+    assert outcome["cifar100-1.0-2-1"] == "incomplete"
+    assert outcome["cifar100-0.0-0-0"] == "non-finite"
+    assert list(a.failed_without_rows["trial_key"]) == ["ghost"]
+    r = row_of(a.table, **{"cfg.data.name": "cifar10", "cfg.train.mixup_alpha": 0.0, "cfg.train.pretrain_epochs": 0})
+    m, s, n = msn([final_acc("cifar10", 0.0, 0, sd) for sd in (0, 1)])
+    assert (r["final_test_acc.mean"], r["final_test_acc.n"], r["n_excluded"]) == (pytest.approx(m), 2, 1)
+    assert r["final_test_acc.std"] == pytest.approx(s)
+    cell = a.comparisons[(a.comparisons["axis"] == "cfg.train.pretrain_epochs")
+                         & (a.comparisons["cell"] == "data=cifar10 mixup_alpha=0")].iloc[0]
+    assert cell["final.n"] == 2 and cell["final.mean"] == pytest.approx(0.055)
+    text = "\n".join(a.findings)
+    assert ("Excluded from all statistics: 4 of 25 trials** (failed: 1; non-finite: 1; incomplete: 1; "
+            "failed before reporting an epoch: 1)") in text
+    assert "stopped: non-finite loss (nan) at step 2" in text and "stopped at epoch 2 of 4" in text
+    out = write_results(df, tmp_path / "broken", status)
+    proc = run_report(out)
+    assert proc.returncode == 0, proc.stderr
+    md = (out / "_report" / "report.md").read_text()
+    assert "**n failed: 2** trial(s) ended in ERROR" in md and "`ghost` (no rows): RuntimeError: CUDA out of memory" in md
+    table = table_section(md)
+    assert "| after first quantized epoch | excluded |" in table
+    assert "| cifar10 | 0 | 0 | 60.50 ± 0.71% (n=2) |" in table and table.count("| 1/3 |") == 3
+    assert_png(out / "_report" / "train_curves.png")
+
+
+def test_single_seed_has_no_std_and_no_verdict_per_cell():
+    a = TrainAnalysis(fake_train_rows(seeds=(0,)))
+    assert (a.table["final_test_acc.n"] == 1).all() and a.table["final_test_acc.std"].isna().all()
+    table = table_section(a.markdown([]))
+    rows = [line for line in table.splitlines() if line.startswith("| cifar")]
+    assert len(rows) == 8 and not any("±" in r for r in rows)
+    assert "| cifar10 | 0 | 0 | 60.00% (n=1) | 60.00% (n=1) | 4 (n=1) |" in table
+    text = "\n".join(a.findings)
+    assert "One seed per group: no seed-to-seed spread." in text
+    assert "  data=cifar10 mixup_alpha=0: +5.00 pp (n=1); a single pair: no spread estimate, no verdict." in text
+
+
+def test_one_group_sweep(tmp_path):
+    df = fake_train_rows(datasets=("cifar10",), mixups=(0.0,), pretrains=(0,))
+    a = TrainAnalysis(df)
+    assert a.keys == [] and len(a.table) == 1 and a.comparisons.empty
+    m, s, n = msn([final_acc("cifar10", 0.0, 0, sd) for sd in SEEDS])
+    assert a.table.loc[0, "final_test_acc.mean"] == pytest.approx(m)
+    assert any(line.startswith("One configuration group") and fmt_acc(m, s, n) in line for line in a.findings)
+    out = write_results(df, tmp_path / "one")
+    assert run_report(out).returncode == 0
+    md = (out / "_report" / "report.md").read_text()
+    assert "| all trials |" in md and "## Paired differences" not in md
+    assert_png(out / "_report" / "final_test_acc.png", min_side=80)
+
+
+# ---- quantizer label (DSQ vs STE windows) ------------------------------------------------------
+
+QUANTS = {  # label -> (config, final test_acc at seed 0 before the per-seed terms)
+    "binary (w: window t=0.1)": ({"cfg.model.kind": "binary", "cfg.quant.weight_estimator": "window",
+                                  "cfg.quant.weight_param": 0.1, "cfg.quant.act_estimator": "window",
+                                  "cfg.quant.act_param": 1.0}, 0.50),
+    "binary (w: window t=1)": ({"cfg.model.kind": "binary", "cfg.quant.weight_estimator": "window",
+                                "cfg.quant.weight_param": 1.0, "cfg.quant.act_estimator": "window",
+                                "cfg.quant.act_param": 1.0}, 0.55),
+    "DSQ 1-bit (alpha: learned from 0.2)": ({"cfg.model.kind": "kbit", "cfg.quant.kbit": "dsq", "cfg.quant.bits": 1,
+                                             "cfg.quant.dsq_schedule": "learned"}, 0.52),
+    "DSQ 1-bit (alpha: geometric 0.2→0.001)": ({"cfg.model.kind": "kbit", "cfg.quant.kbit": "dsq", "cfg.quant.bits": 1,
+                                                "cfg.quant.dsq_schedule": "geometric"}, 0.58),
+    "DoReFa 2-bit": ({"cfg.model.kind": "kbit", "cfg.quant.kbit": "dorefa", "cfg.quant.bits": 2}, 0.60),
+}
+
+
+def fake_dsq_rows() -> pd.DataFrame:
+    """DSQ final test_acc gets +0.01 seed on top of the shared seed offset, so DSQ geometric minus the
+    best window (t=1) is 0.03, 0.04, 0.05 over seeds."""
+    rows = []
+    for label, (cfg, base) in QUANTS.items():
+        for seed in SEEDS:
+            f = base + OFFSET[seed] + (0.01 * seed if "DSQ" in label else 0.0)
+            alphas = ([0.2, 0.19, 0.19, 0.19] if "learned" in label else [0.2, 0.03, 0.006, 0.001]) if "DSQ" in label else None
+            rows += epoch_rows(f"{label}-{seed}", seed, cfg, [0.4 * f, 0.6 * f, 0.8 * f, f], ["scratch"] * 4,
+                               sweep="fake_dsq", alphas=alphas)
+    return pd.DataFrame(rows)
+
+
+def test_quantizer_label_collapses_kind_and_quant_columns():
+    a = TrainAnalysis(fake_dsq_rows())
+    assert a.keys == [QUANTIZER]
+    assert set(a.rows[QUANTIZER]) == set(QUANTS)
+    assert row_of(a.table, **{QUANTIZER: "DoReFa 2-bit"}).name == 0  # highest mean, first row
+    c = a.comparisons
+    assert set(c["reference"]) == {"DoReFa 2-bit"}  # categorical axis: the best group is the reference
+
+
+def test_dsq_vs_best_ste_baseline_finding():
+    a = TrainAnalysis(fake_dsq_rows())
+    text = "\n".join(a.findings)
+    assert ("1 bit: best DSQ (DSQ 1-bit (alpha: geometric 0.2→0.001)) − best STE baseline (binary (w: window t=1)), "
+            "each chosen by mean final test_acc on these runs: Δ final test_acc = +4.00 ± 1.00 pp (n=3); "
+            "DSQ higher by more than one std.") in text
+    assert "2 bit:" not in text  # DoReFa alone at 2 bits: nothing to compare
+    assert "final alpha 0.19 ± 0 (n=3)" in text and "final alpha 0.001 ± 0 (n=3)" in text
+    assert "test_acc (hard quantizer at evaluation) = +5.00 pp." in text  # train_acc = test_acc + 0.05
+    assert "final dsq_alpha" in a.markdown([])
+
+
+# ---- CLI, figures, routing ----------------------------------------------------------------------
+
+def test_cli_writes_train_report_and_valid_pngs(tmp_path):
+    out = write_results(fake_train_rows(), tmp_path / "fake_train",
+                        status_frame({k: ("TERMINATED", "") for k in fake_train_rows()["trial_key"].unique()}))
+    proc = run_report(out)
+    assert proc.returncode == 0, proc.stderr
+    rep = out / "_report"
+    printed = proc.stdout.split()
+    assert printed == [str(rep / "report.md"), str(rep / "train_curves.png"), str(rep / "final_test_acc.png")]
+    for name in ("train_curves.png", "final_test_acc.png"):
+        assert_png(rep / name)
+    md = (rep / "report.md").read_text()
+    for section in ("## Findings", "## Final and best test accuracy per group", "## Paired differences",
+                    "![train_curves](train_curves.png)", "![final_test_acc](final_test_acc.png)"):
+        assert section in md
+    assert pd.read_parquet(out).shape[0] == len(fake_train_rows())  # the report folder is not read as data
+
+
+def test_routing_by_family():
+    assert is_train_sweep(fake_train_rows())
+    assert not is_train_sweep(pd.DataFrame({"family": ["probe"], "trial_key": ["a"], "step": [0]}))
+    assert is_train_sweep(fake_train_rows().drop(columns=["family"]))
+
+
+def test_trial_table_ignores_best_test_acc_column_on_pretrain_path():
+    df = fake_train_rows(datasets=("cifar10",), mixups=(0.0,), seeds=(0,))
+    t = trial_table(df, ["cfg.train.pretrain_epochs"])
+    pre = t[t["cfg.train.pretrain_epochs"] == 2].iloc[0]
+    assert df[df["trial_key"] == pre["trial_key"]]["best_test_acc"].iloc[-1] == pytest.approx(0.9)
+    assert pre["best_test_acc"] == pytest.approx(final_acc("cifar10", 0.0, 2, 0))
+
+
+def test_comparisons_empty_without_axes():
+    t = trial_table(fake_train_rows(datasets=("cifar10",), mixups=(0.0,), pretrains=(0,)), [])
+    assert comparisons(t, []).empty
+
+
+def test_training_module_imports_no_torch_or_ray():
+    code = ("import sys, json; import analysis.training, analysis.report; "
+            "print(json.dumps(sorted(m for m in ('torch', 'ray') if m in sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == []
+
+
+# ---- end to end ---------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_smoke_train_sweep_then_report(tmp_path):
+    """The mixup/pretrain smoke profile (4 trials, ~25 s on 2 cores), then its report."""
+    proc = run_sweep("sweeps/mixup_pretrain.py", "--smoke", "--results", tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    folder = tmp_path / "mixup_pretrain"
+    rep = run_report(folder)
+    assert rep.returncode == 0, rep.stderr
+    md = (folder / "_report" / "report.md").read_text()
+    assert "- **family**: train" in md and "- **trials**: 4" in md
+    assert "- **group keys**: cfg.train.pretrain_epochs, cfg.train.mixup_alpha" in md \
+        or "- **group keys**: cfg.train.mixup_alpha, cfg.train.pretrain_epochs" in md
+    assert "All 4 trials finished every planned epoch (4) with finite metrics." in md
+    assert "One seed per group" in md and "FP pretrain (pretrain_epochs=2 + 2 quantized)" in md
+    table = md.split("## Final and best")[1].split("## Paired")[0]
+    assert table.count("(n=1)") >= 4 * 6 and "FP test_acc at end of pretraining" in table
+    for name in ("train_curves.png", "final_test_acc.png"):
+        assert_png(folder / "_report" / name)
