@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lowbit_core.config import ConfigError
-from lowbit_core.results import ResultsWriter, data_parts, finished_trials, results_schema
+from lowbit_core.results import ResultsWriter, data_parts, existing_steps, finished_trials, results_schema
 from lowbit_core.sweep import LogUniform, Plan, Study, Uniform
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +128,51 @@ def remove_stale_temp_files(folder: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
+KEEP_CHECKPOINTS = 2
+"""Checkpoints Ray keeps per trial (the newest ones); the one before the newest is the fallback if the
+newest was cut short."""
+
+
+def earlier_checkpoints(folder: Path, done: set[str], keep: int = KEEP_CHECKPOINTS) -> dict[str, list[str]]:
+    """For ``--resume``: trial key -> checkpoint folders that earlier runs left under ``<folder>/_ray``,
+    best first (at most ``keep``), for every trial key not in ``done``.
+
+    Found by their markers (:data:`lowbit_core.train.checkpoint.MARKER_FILE`, written next to each
+    state), not by Ray's folder names. A folder qualifies when its marker parses, its ``state.pt`` has
+    the marker's size (the trial checks the digest and loads it, falling back to the next folder), and
+    every step ``1 .. marker step`` of that key is already in the Parquet parts: resuming from it then
+    loses no row (rows not flushed before the kill are reported again) and duplicates none (the writer
+    skips (trial_key, step) pairs already on disk). Best = highest step, then newest file.
+    """
+    from lowbit_core.train.checkpoint import MARKER_FILE, STATE_FILE, read_marker
+
+    ray_root = folder / "_ray"
+    found: dict[str, list[tuple[int, float, str]]] = {}
+    for marker_path in ray_root.rglob(MARKER_FILE) if ray_root.is_dir() else ():
+        ckpt = marker_path.parent
+        try:
+            marker = read_marker(ckpt)
+            stat = (ckpt / STATE_FILE).stat()
+        except (OSError, ValueError):
+            continue
+        if marker["trial_key"] in done or stat.st_size != marker["size"]:
+            continue
+        found.setdefault(marker["trial_key"], []).append((marker["step"], stat.st_mtime, str(ckpt.resolve())))
+    if not found:
+        return {}
+    on_disk: dict[str, set[int]] = {}
+    for key, step in existing_steps(folder):
+        if key in found:
+            on_disk.setdefault(key, set()).add(step)
+    out = {}
+    for key, candidates in found.items():
+        steps = on_disk.get(key, set())
+        ok = sorted((c for c in candidates if set(range(1, c[0] + 1)) <= steps), reverse=True)
+        if ok:
+            out[key] = [path for _, _, path in ok[:keep]]
+    return out
+
+
 def _catch_sigint(event):
     """First Ctrl-C: set ``event`` (the stopper ends every trial at its next step, Tune returns, what
     was reported is flushed); a second Ctrl-C raises KeyboardInterrupt as usual. Main thread only."""
@@ -192,7 +237,11 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
         stopper = NonFiniteStopper([sweep.metric] + (["loss"] if "loss" in plan.family.metrics else []))
         parquet_cb = ParquetCallback(writer, plan.family, sweep.name, prov, stopper=stopper)
         progress_cb = ProgressCallback(progress, plan.family, stopper=stopper)
-        trainable = tune.with_resources(TRAINABLES[plan.family.name], request)
+        trainable = TRAINABLES[plan.family.name]
+        resume_from = earlier_checkpoints(folder, done) if resume else {}
+        if resume_from:  # trials killed with the driver continue from their checkpoints (same trial key)
+            trainable = tune.with_parameters(trainable, resume=resume_from)
+        trainable = tune.with_resources(trainable, request)
 
         def tuner(param_space: dict, num_samples: int = 1, search_alg=None):
             return tune.Tuner(
@@ -207,6 +256,7 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
                     name=run_id, storage_path=str((folder / "_ray").resolve()), verbose=0,
                     callbacks=[parquet_cb, progress_cb], stop=stopper,
                     failure_config=tune.FailureConfig(max_failures=retries),
+                    checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
                 ),
             )
 

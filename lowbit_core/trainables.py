@@ -38,7 +38,9 @@ def provenance() -> dict[str, str]:
     }
 
 
-def run_trial(family_name: str, config: dict) -> None:
+def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | None = None) -> None:
+    """Run one trial. ``resume``: trial key -> checkpoint folders an earlier (killed) run of the sweep
+    left, best first (the driver's ``--resume`` finds them; see :func:`start_state`)."""
     family = get_family(family_name)
     cfg, key = resolve_trial(family, config)
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
@@ -57,7 +59,7 @@ def run_trial(family_name: str, config: dict) -> None:
         if state is None:
             tune.report({**metrics, **extra})
         else:  # a family that checkpoints (train): the state becomes a tune.Checkpoint
-            report_with_checkpoint({**metrics, **extra}, state)
+            report_with_checkpoint({**metrics, **extra}, state, key)
 
     points = resolve_points(family, config)
     if len(points) > 1:  # folded grid points: one batched computation, rows tagged with the point
@@ -69,31 +71,48 @@ def run_trial(family_name: str, config: dict) -> None:
 
         family.run_batch([c for c, _ in points], report_point, pick_device())
         return
-    start = restored_state()  # a retried trial continues from its last checkpoint
+    start = start_state(key, (resume or {}).get(key, ()))
     family.run(cfg, report, pick_device(), **({"start_state": start} if start is not None else {}))
 
 
-def report_with_checkpoint(metrics: dict, state: dict) -> None:
-    """``tune.report(metrics, checkpoint=...)`` of a folder holding ``state`` (torch.save; Ray copies
-    the folder to the trial's storage before returning, so the temporary folder can go)."""
+def report_with_checkpoint(metrics: dict, state: dict, key: str) -> None:
+    """``tune.report(metrics, checkpoint=...)`` of a folder holding ``state`` (torch.save) and a marker
+    naming the trial key, step, epoch, size and sha256 (Ray copies the folder to the trial's storage
+    before returning, so the temporary folder can go)."""
     import tempfile
 
-    from lowbit_core.train.checkpoint import save_state
+    from lowbit_core.train.checkpoint import save_state, write_marker
 
     with tempfile.TemporaryDirectory(prefix="lowbit-ckpt-") as tmp:
         save_state(state, tmp)
+        write_marker(tmp, key, int(metrics["step"]), int(state["epoch"]))
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def restored_state() -> dict | None:
-    """The state of this trial's latest checkpoint (``torch.load(weights_only=True)``), or None."""
-    checkpoint = tune.get_checkpoint()
-    if checkpoint is None:
-        return None
-    from lowbit_core.train.checkpoint import load_state
+def start_state(key: str, earlier: list[str] | tuple = ()) -> dict | None:
+    """The state a trial continues from, or None to start fresh:
 
-    with checkpoint.as_directory() as folder:
-        return load_state(folder)
+    1. its own latest checkpoint in this run (``tune.get_checkpoint()``: Tune retried the trial);
+    2. else the first of ``earlier`` (checkpoint folders of the same trial key left by an earlier run
+       that was killed, best first) that is complete -- marker, size, sha256, ``torch.load(
+       weights_only=True)`` (:func:`lowbit_core.train.checkpoint.load_first_valid`);
+    3. else None. A corrupt or unreadable checkpoint is skipped with a warning (worker log), never fatal.
+    """
+    import sys
+
+    from lowbit_core.train.checkpoint import load_first_valid, load_state
+
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        try:
+            with checkpoint.as_directory() as folder:
+                return load_state(folder)
+        except Exception as exc:  # noqa: BLE001 -- fall back to an earlier checkpoint or a fresh start
+            print(f"lowbit: trial {key}: skipped its latest checkpoint: {type(exc).__name__}: {exc}", file=sys.stderr)
+    state, _, skipped = load_first_valid(earlier, key)
+    for line in skipped:
+        print(f"lowbit: trial {key}: {line}", file=sys.stderr)
+    return state
 
 
 def fault_injection_hook(key: str, config: dict):
@@ -145,14 +164,15 @@ def fault_injection_hook(key: str, config: dict):
     return inject
 
 
-def probe_trainable(config: dict) -> None:
+def probe_trainable(config: dict, resume: dict | None = None) -> None:
     """Ray Tune function trainable of the ``probe`` family."""
-    run_trial("probe", config)
+    run_trial("probe", config, resume)
 
 
-def train_trainable(config: dict) -> None:
-    """Ray Tune function trainable of the ``train`` family (checkpoints every epoch, resumes from them)."""
-    run_trial("train", config)
+def train_trainable(config: dict, resume: dict | None = None) -> None:
+    """Ray Tune function trainable of the ``train`` family (checkpoints every epoch, resumes from them;
+    ``resume``: earlier runs' checkpoint folders per trial key, passed with ``tune.with_parameters``)."""
+    run_trial("train", config, resume)
 
 
 TRAINABLES = {"probe": probe_trainable, "train": train_trainable}

@@ -12,7 +12,7 @@ from lowbit_core.quant.estimators import ede_schedule
 from lowbit_core.train.checkpoint import load_state, save_state
 from lowbit_core.train.config import TrainConfig, canonicalize, preflight
 from lowbit_core.train.data import load_train_data, make_synthetic
-from lowbit_core.train.loop import TRAIN_METRICS, cosine_lr, plan_phases, train
+from lowbit_core.train.loop import cosine_lr, plan_phases, train
 
 TINY = {"data.n_train": 256, "data.n_test": 64, "model.width": 4, "train.batch_size": 32, "train.epochs": 4,
         "train.optimizer": "adam", "train.lr": 0.01, "train.weight_decay": 1e-4}
@@ -91,8 +91,11 @@ def test_resume_after_two_epochs_equals_four_uninterrupted(overrides, tmp_path, 
     rest, rest_states = run(cfg, start_state=state)
 
     assert [m["epoch"] for m in first + rest] == [1, 2, 3, 4]
+    assert [m["resumed_from_epoch"] for m in full] == [0] * 4
+    assert [m["resumed_from_epoch"] for m in first + rest] == [0, 0, 2, 2]  # where each call started
+    skip = TIMING + ("resumed_from_epoch",)
     for a, b in zip(full, first + rest):
-        assert {k: v for k, v in a.items() if k not in TIMING} == {k: v for k, v in b.items() if k not in TIMING}
+        assert {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
     _same_state(full_states[3], rest_states[3])  # weights, optimizer, RNG after epoch 3: bit-identical
 
 

@@ -75,9 +75,17 @@ def test_smoke_sweep_end_to_end_with_a_retried_trial(tmp_path):
     status = pq.read_table(folder / "_trials").to_pandas()
     assert set(status.drop_duplicates("trial_key", keep="last").status) == {"TERMINATED"}
     assert len(list(marks.glob("raise-*"))) == 1  # the fault fired once
-    # the retried trial continued from its epoch-2 checkpoint: one checkpoint per epoch 1..3
-    # (a restart from scratch would have saved 5); every other trial saved 3 as well
+    # the retried trial continued from its epoch-2 checkpoint: its rows for epochs 3 and 4 (written by
+    # the retry; epochs 1-2 by the first attempt) say so -- a restart from scratch would say 0 there
+    retried = df[(df["cfg.model.init"] == "kaiming") & (df["cfg.perturb.amplitude"] == 0.2)].sort_values("step")
+    assert list(retried.resumed_from_epoch) == [0, 0, 2, 2]
+    assert (df[df.trial_key != retried.trial_key.iloc[0]].resumed_from_epoch == 0).all()
+    # checkpoints after epochs 1..3 (not the last); Ray keeps the newest 2 per trial (num_to_keep),
+    # each with the marker that finds it again after a driver crash
     trial_dirs = [d for d in (folder / "_ray").glob("*/*") if d.is_dir()]
     errored = [d for d in trial_dirs if (d / "error.txt").exists()]
     assert len(trial_dirs) == 6 and len(errored) == 1
-    assert all(len(list(d.glob("checkpoint_*/state.pt"))) == 3 for d in trial_dirs)
+    for d in trial_dirs:
+        kept = sorted(c.name for c in d.glob("checkpoint_*") if (c / "state.pt").is_file())
+        assert len(kept) == 2 and all((d / c / "lowbit_checkpoint.json").is_file() for c in kept), (d, kept)
+        assert sorted(json.loads((d / c / "lowbit_checkpoint.json").read_text())["step"] for c in kept) == [2, 3]

@@ -16,7 +16,9 @@ Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`
 4. ``report(metrics)`` -- or ``report(metrics, state=state)`` every ``train.checkpoint_every``
    epochs except the last: ``state`` (a fresh CPU copy the caller may keep; layout in
    :mod:`lowbit_core.train.checkpoint`) restarts the run after that epoch when passed back as
-   ``start_state``, bit-identically on the CPU (same thread count).
+   ``start_state``, bit-identically on the CPU (same thread count). Every report carries
+   ``resumed_from_epoch``: the epoch this call started from (``start_state["epoch"]``; 0 when fresh),
+   so the rows of a resumed trial show where it continued.
 
 Pretrain path: at the first finetune epoch the FP model's weights are loaded into the quantized
 model (:func:`~lowbit_core.models.resnet.load_fp_weights`; quantizer parameters start fresh) and a
@@ -57,6 +59,7 @@ TRAIN_METRICS: dict[str, str] = {
     "epoch": "int", "phase": "str", "train_loss": "float", "train_acc": "float", "test_loss": "float",
     "test_acc": "float", "best_test_acc": "float", "lr": "float", "train_steps": "int",
     "images_per_s": "float", "epoch_time_s": "float", "dsq_alpha": "float", "ede_t": "float", "perturbed": "int",
+    "resumed_from_epoch": "int",
 }
 
 
@@ -254,7 +257,7 @@ def train(cfg: TrainConfig, report: Report, device: torch.device | None = None,
             "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc, "best_test_acc": best,
             "lr": lr, "train_steps": train_steps, "images_per_s": seen / train_time,
             "epoch_time_s": time.perf_counter() - t0, "dsq_alpha": _dsq_alpha(model), "ede_t": _ede_t(model),
-            "perturbed": perturbed,
+            "perturbed": perturbed, "resumed_from_epoch": epoch0,
         }
         every = t.checkpoint_every
         if every and (epoch + 1) % every == 0 and epoch + 1 < t.epochs:
