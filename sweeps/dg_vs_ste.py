@@ -11,7 +11,7 @@ accepted moves) is the third discrete variant. Rules: lowbit_core/probes/dg.py.
 Expected (the seed's finding): single-step DG is not strong enough to bound STE from above; more
 DG steps help; CDG within a move cap of a few hundred moves changes few weights and stays weak.
 
-Cost (2 CPU cores): smoke ~1 min; default 36 trials (64-64 MLP, batch 1024), 200 s measured; full
+Cost (2 CPU cores): smoke ~1 min; default 36 trials (64-64 MLP, batch 1024), 99 s measured; full
 (128-128 MLP, batch 8192, S up to 16, 2000 CDG moves, 5 seeds) meant for a cluster.
 
 Command: python launch/sweep.py sweeps/dg_vs_ste.py [--smoke | --profile full]
