@@ -11,7 +11,8 @@ FP MLP, ``sign(W)/sqrt(fan_in)`` for the binary MLP), everything the probes need
   table of the pieces near zero makes each candidate O(B (log K + C)) (:func:`_two_hidden_layers`);
 - along a scan ``delta(lr) = clip(-lr * d, -eps, eps)`` each coordinate is linear in lr until it
   saturates at the box, and a binary weight changes only where its sign flips, once, at a known
-  scan index; so z(lr) is updated incrementally, never recomputed (:func:`scan_losses`).
+  scan index; so z(lr) is updated incrementally, never recomputed (:func:`scan_losses`); for the
+  binary MLP the second layer follows the flipped units' columns only (:func:`_binary_scan`).
 
 All results equal the direct computation up to float32 summation order (tests check 1e-5 relative
 on the losses and identical argmins); the binary flip points are located with the very float32
@@ -35,6 +36,9 @@ CHUNK_ELEMENTS = 2**21
 # pays off; measured on 784-256-256-10, batch 1024, 1 thread: 3.2 vs 5.3 ms per unit at 4 candidates,
 # 8.7 vs 126 ms at 128; the rank-1 update wins at 1-2 candidates)
 PIECEWISE_MIN_CANDIDATES = 4
+# the binary scan recomputes the second layer's pre-activations from scratch after this many
+# incremental updates (bounds float32 drift; one recomputation costs as much as ~H1/(flipped units) updates)
+REFRESH_EVERY = 64
 
 
 class FirstLayerView:
@@ -150,23 +154,57 @@ def scan_losses(view: FirstLayerView, w0: torch.Tensor, d: torch.Tensor, lrs: np
     else:
         d_c, sat_value = d_c[order], sat_value[order]
 
+    if view.binary:
+        return _binary_scan(view, z, rows, cols, change, bounds)
     chunk = _chunk(x.shape[0] * w0.shape[0] * 4)
     buf = []
     start = 0
     for k in range(n):
         lo, hi = bounds[k], bounds[k + 1]
-        if hi > lo:
+        if hi > lo:  # slope -d x_j leaves G, the constant clip value enters S
             r, c = rows[lo:hi], cols[lo:hi]
-            if view.binary:
-                z.index_add_(1, r, x[:, c] * change[lo:hi])
-            else:  # slope -d x_j leaves G, the constant clip value enters S
-                g.index_add_(1, r, x[:, c] * d_c[lo:hi])
-                s.index_add_(1, r, x[:, c] * sat_value[lo:hi])
-        buf.append(z.clone() if view.binary else a + lr32[k] * g + s)
+            g.index_add_(1, r, x[:, c] * d_c[lo:hi])
+            s.index_add_(1, r, x[:, c] * sat_value[lo:hi])
+        buf.append(a + lr32[k] * g + s)
         if len(buf) == chunk or k == n - 1:
             losses[start:k + 1] = view.loss_from(torch.stack(buf), 0).double().cpu().numpy()
             start, buf = k + 1, []
     return losses
+
+
+def _binary_scan(view: FirstLayerView, z: torch.Tensor, rows, cols, change, bounds: list[int]) -> np.ndarray:
+    """The binary scan's losses, scan point by scan point, from the flip events (``bounds[k]:bounds[k+1]``
+    index the flips at point k; ``z`` holds the first-layer pre-activations at point 0).
+
+    Between flips nothing changes, so the loss is repeated. A flip of ``W_ij`` changes column i of z by
+    ``change * x_j``, hence column i of ``h = relu(z)``, hence the second layer's pre-activations by
+    ``(h_i' - h_i) W2[:, i]^T``: only the flipped units' columns enter the update, not all of h. The
+    second layer is recomputed from h every :data:`REFRESH_EVERY` updates, which bounds the float32
+    drift of the running sum.
+    """
+    x, w2, b2 = view.x, view.weights[1], view.biases[1]
+    h = torch.relu(z)
+    z2 = h @ w2.T + b2
+    current = view.loss_from(z2[None], 1)[0]
+    out = torch.empty(len(bounds) - 1, dtype=z.dtype, device=z.device)
+    updates = 0
+    for k in range(len(out)):
+        lo, hi = bounds[k], bounds[k + 1]
+        if hi > lo:
+            r = rows[lo:hi]
+            z.index_add_(1, r, x[:, cols[lo:hi]] * change[lo:hi])
+            units = torch.unique(r)
+            h_new = torch.relu(z[:, units])
+            updates += 1
+            if updates % REFRESH_EVERY == 0:
+                h[:, units] = h_new
+                z2 = h @ w2.T + b2
+            else:
+                z2 += (h_new - h[:, units]) @ w2[:, units].T
+                h[:, units] = h_new
+            current = view.loss_from(z2[None], 1)[0]
+        out[k] = current
+    return out.double().cpu().numpy()
 
 
 def coordinate_losses(view: FirstLayerView, w_cur: torch.Tensor, w_new: torch.Tensor) -> torch.Tensor:
