@@ -1,4 +1,4 @@
-"""Tests of the training-sweep report (analysis/training.py): the per-group table, paired
+"""Tests of the training-sweep report (analysis/training*.py): the per-group table, paired
 differences and findings against closed-form values of a fake sweep, the quantizer label (DSQ vs
 STE windows), failed / non-finite / incomplete trials, one seed, one group, the PNGs, and one real
 smoke sweep end to end."""
@@ -15,8 +15,9 @@ import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
-from analysis.training import (QUANTIZER, TrainAnalysis, comparisons, fmt_acc, fmt_pp, is_train_sweep,
-                               trial_table, verdict)
+from analysis.training import TrainAnalysis, is_train_sweep
+from analysis.training_findings import comparisons, fmt_pp, verdict
+from analysis.training_groups import QUANTIZER, fmt_acc, trial_table
 from conftest import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
