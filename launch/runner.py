@@ -238,9 +238,10 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
         parquet_cb = ParquetCallback(writer, plan.family, sweep.name, prov, stopper=stopper)
         progress_cb = ProgressCallback(progress, plan.family, stopper=stopper)
         trainable = TRAINABLES[plan.family.name]
+        # trials killed with the driver continue from their checkpoints (same trial key); relative data
+        # paths are the driver's (Tune runs each trial in its own folder)
         resume_from = earlier_checkpoints(folder, done) if resume else {}
-        if resume_from:  # trials killed with the driver continue from their checkpoints (same trial key)
-            trainable = tune.with_parameters(trainable, resume=resume_from)
+        trainable = tune.with_parameters(trainable, resume=resume_from, cwd=os.getcwd())
         trainable = tune.with_resources(trainable, request)
 
         def tuner(param_space: dict, num_samples: int = 1, search_alg=None):

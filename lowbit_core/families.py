@@ -26,6 +26,10 @@ class Family:
     """Grid keys a sweep may fold into one trial (``Sweep.fold``): ``run_batch(cfgs, report, device)``
     runs such points as one batched computation, calling ``report(metrics, point=i)``."""
     run_batch: Callable[..., Any] | None = None
+    path_keys: tuple[str, ...] = ("data.root",)
+    """Config keys holding file-system paths: a relative one is relative to the driver's working
+    directory (Ray runs trials in their own folders), so trials resolve it against that directory;
+    the trial key keeps the path as written."""
 
 
 def _probe_family() -> Family:

@@ -8,6 +8,7 @@ inside Tune on Ray 2.60) with the trial key and provenance attached.
 """
 from __future__ import annotations
 
+import os
 import platform
 import socket
 from importlib import metadata
@@ -16,8 +17,9 @@ import ray
 import torch
 from ray import tune
 
+from lowbit_core.config import flatten, with_overrides
 from lowbit_core.device import pick_device
-from lowbit_core.families import get_family
+from lowbit_core.families import Family, get_family
 from lowbit_core.sweep import resolve_points, resolve_trial
 
 
@@ -38,11 +40,31 @@ def provenance() -> dict[str, str]:
     }
 
 
-def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | None = None) -> None:
+def absolute_paths(family: Family, cfg, cwd: str | None):
+    """``cfg`` with each relative path of ``family.path_keys`` joined to ``cwd`` (the driver's working
+    directory; ``~`` expanded); unchanged when ``cwd`` is None."""
+    if cwd is None:
+        return cfg
+    flat = flatten(cfg)
+    fixed = {}
+    for k in family.path_keys:
+        v = flat.get(k)
+        if isinstance(v, str) and v:
+            full = os.path.join(cwd, os.path.expanduser(v))
+            if full != v:
+                fixed[k] = full
+    return with_overrides(cfg, fixed) if fixed else cfg
+
+
+def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | None = None,
+              cwd: str | None = None) -> None:
     """Run one trial. ``resume``: trial key -> checkpoint folders an earlier (killed) run of the sweep
-    left, best first (the driver's ``--resume`` finds them; see :func:`start_state`)."""
+    left, best first (the driver's ``--resume`` finds them; see :func:`start_state`). ``cwd``: the
+    driver's working directory, against which relative data paths are resolved (:func:`absolute_paths`;
+    the trial key is computed from the paths as written)."""
     family = get_family(family_name)
     cfg, key = resolve_trial(family, config)
+    cfg = absolute_paths(family, cfg, cwd)
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     extra = {"_key": key, **provenance()}
@@ -69,7 +91,7 @@ def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | Non
                 raise KeyError(f"family {family.name} reported undeclared metrics {sorted(unknown)}")
             tune.report({**metrics, **extra, "_key": points[point][1], "_point": point})
 
-        family.run_batch([c for c, _ in points], report_point, pick_device())
+        family.run_batch([absolute_paths(family, c, cwd) for c, _ in points], report_point, pick_device())
         return
     start = start_state(key, (resume or {}).get(key, ()))
     family.run(cfg, report, pick_device(), **({"start_state": start} if start is not None else {}))
@@ -164,15 +186,15 @@ def fault_injection_hook(key: str, config: dict):
     return inject
 
 
-def probe_trainable(config: dict, resume: dict | None = None) -> None:
+def probe_trainable(config: dict, resume: dict | None = None, cwd: str | None = None) -> None:
     """Ray Tune function trainable of the ``probe`` family."""
-    run_trial("probe", config, resume)
+    run_trial("probe", config, resume, cwd)
 
 
-def train_trainable(config: dict, resume: dict | None = None) -> None:
+def train_trainable(config: dict, resume: dict | None = None, cwd: str | None = None) -> None:
     """Ray Tune function trainable of the ``train`` family (checkpoints every epoch, resumes from them;
     ``resume``: earlier runs' checkpoint folders per trial key, passed with ``tune.with_parameters``)."""
-    run_trial("train", config, resume)
+    run_trial("train", config, resume, cwd)
 
 
 TRAINABLES = {"probe": probe_trainable, "train": train_trainable}

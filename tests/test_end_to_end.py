@@ -144,3 +144,29 @@ def test_failing_trials_exit_1_with_summary_and_status(tmp_path):
     assert "2 of 2 trials failed" in res.stderr and "Traceback" not in res.stderr
     status = pq.read_table(tmp_path / "res" / "mnist_probe" / "_trials").to_pandas()
     assert list(status.status) == ["ERROR", "ERROR"] and status.error.str.len().min() > 0
+
+
+def test_relative_data_root_is_the_drivers(tmp_path):
+    """Tune runs each trial in its own folder: a relative data.root must still mean the folder the
+    command was started from (and the trial key keeps the path as written)."""
+    from test_data import _fake_mnist
+
+    _fake_mnist(tmp_path / "mnist")
+    res = run_sweep(_sweep_file(tmp_path, "mnist"), "--results", "res", cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    df = pd.read_parquet(tmp_path / "res" / "mnist_probe")
+    assert set(df["cfg.data.root"]) == {"mnist"} and df["loss"].notna().all()
+
+
+def test_absolute_paths_resolve_only_relative_roots():
+    from lowbit_core.families import get_family
+    from lowbit_core.probes.config import ProbeConfig
+    from lowbit_core.config import with_overrides
+    from lowbit_core.trainables import absolute_paths
+
+    fam = get_family("probe")
+    rel = with_overrides(ProbeConfig(), {"data.root": "data/mnist"})
+    assert absolute_paths(fam, rel, "/drv").data.root == "/drv/data/mnist"
+    assert absolute_paths(fam, rel, None) is rel
+    absolute = with_overrides(ProbeConfig(), {"data.root": "/x/y"})
+    assert absolute_paths(fam, absolute, "/drv").data.root == "/x/y"
