@@ -11,7 +11,7 @@ from lowbit_core.config import ConfigError
 from lowbit_core.sweep import load_sweep, plan
 from test_cifar_data import _fake_cifar10, _fake_cifar100
 
-SWEEPS = {"mixup_pretrain": (4, 16, 80), "dsq": (4, 18, 27), "init_perturb": (6, 18, 45)}
+SWEEPS = {"mixup_pretrain": (4, 16, 80), "dsq": (4, 18, 27), "init_perturb": (6, 18, 45), "cifar_sanity": (2, 2, 6)}
 
 
 @pytest.fixture(scope="module")
