@@ -124,3 +124,18 @@ def test_piecewise_tail_on_exact_ties(seed, monkeypatch):
                 w[i, j] = w_new[k, i, j]
                 ref = F.cross_entropy(m(x, override={0: w}), y).item()
                 assert out[k, i, j].item() == pytest.approx(ref, rel=1e-5), (k, i, j)
+
+
+@pytest.mark.parametrize("block, chunk_elements", [(1, 2**21), (7, 1), (64, 3000)])
+def test_fp_scan_blocks_and_chunks_equal_direct(block, chunk_elements, monkeypatch):
+    """Every block size (1: every point its own block) and full-tail chunking of the clip-event blocks."""
+    from lowbit_core.probes import structure
+
+    monkeypatch.setattr(structure, "FP_BLOCK", block)
+    monkeypatch.setattr(structure, "CHUNK_ELEMENTS", chunk_elements)
+    m, x, y, w0, lf = problem("fp", (16, 12))
+    _, g = gradient_at(lf, torch.zeros_like(w0))
+    d = normalize(g, "max")
+    lrs = lr_scan.lr_grid(1e-4, 0.25, 1e-3)
+    ref = lr_scan.scan(lf, d, lrs, 0.1).losses
+    np.testing.assert_allclose(scan_losses(FirstLayerView(m, x, y), w0, d, lrs, 0.1), ref, rtol=1e-5)

@@ -179,6 +179,7 @@ def _fp_scan(view: FirstLayerView, a, g, s, rows, cols, d_c, sat_value, bounds: 
     n = len(lr32)
     lrs = lr32.tolist()
     out = torch.empty(n, dtype=a.dtype, device=a.device)
+    per_call = _chunk(a.numel() * 4)  # scan points per full-tail evaluation
 
     def apply_events(k: int) -> None:  # slope -d x_j leaves G, the constant clip value enters S
         lo, hi = bounds[k], bounds[k + 1]
@@ -191,12 +192,14 @@ def _fp_scan(view: FirstLayerView, a, g, s, rows, cols, d_c, sat_value, bounds: 
         k1 = min(n, k0 + FP_BLOCK)
         apply_events(k0)
         if bounds[k1] > bounds[k0 + 1]:  # events inside the block: one full tail per point
-            zs = []
+            zs, first = [], k0
             for k in range(k0, k1):
                 if k > k0:
                     apply_events(k)
                 zs.append(a + lr32[k] * g + s)
-            out[k0:k1] = view.loss_from(torch.stack(zs), 0)
+                if len(zs) == per_call or k == k1 - 1:
+                    out[first:k + 1] = view.loss_from(torch.stack(zs), 0)
+                    zs, first = [], k + 1
             continue
         c = a + s
         on_first, on_last = (c + lr32[k0] * g) > 0, (c + lr32[k1 - 1] * g) > 0
