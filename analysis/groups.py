@@ -38,6 +38,13 @@ def fmt_value(value) -> str:
     return str(value)
 
 
+def distinct_values(df, col: str) -> list[str]:
+    """The distinct non-null values of ``df[col]`` as short text, sorted (empty if no such column)."""
+    if col not in df.columns:
+        return []
+    return [fmt_value(v) for v in sorted(df[col].dropna().unique(), key=str)]
+
+
 def estimator_label(name, clip, window) -> str:
     """'identity', 'value_clip c=0.5' or 'window t=0.1' (the parameter shown only where it matters)."""
     if name is None or (isinstance(name, float) and math.isnan(name)):

@@ -9,7 +9,7 @@ import pandas as pd
 from analysis import figures
 from analysis.findings import budget_line, findings
 from analysis.groups import (ESTIMATOR, METHOD, METHOD_COLUMN, add_estimator_column, add_method_column,
-                             best_trials_per_study, final_rows, fmt_value, group_keys, is_optuna,
+                             best_trials_per_study, distinct_values, final_rows, group_keys, is_optuna,
                              method_family, searched_keys, seed_column)
 from analysis.methods import (dg_findings, format_methods_table, method_rank, method_settings,
                               methods_table, with_single_step)
@@ -27,11 +27,6 @@ FIGURES = {
     "methods": "Final best loss and coordinates moved per method (single-step STE, multi-step STE, DG, CDG)",
 }
 
-
-def _distinct(df: pd.DataFrame, col: str) -> list[str]:
-    if col not in df.columns:
-        return []
-    return [fmt_value(v) for v in sorted(df[col].dropna().unique(), key=str)]
 
 
 class Analysis:
@@ -81,18 +76,18 @@ class Analysis:
 
     def header(self) -> list[str]:
         df = self.all_rows
-        sweep = ", ".join(_distinct(df, "sweep")) or "(unnamed sweep)"
+        sweep = ", ".join(distinct_values(df, "sweep")) or "(unnamed sweep)"
         seed = seed_column(df)
         lines = [f"# Sweep report: {sweep}", ""]
         facts = [
-            ("family", ", ".join(_distinct(df, "family")) or "–"),
+            ("family", ", ".join(distinct_values(df, "family")) or "–"),
             ("trials", str(df["trial_key"].nunique())),
             ("rows", str(len(df))),
-            ("seeds", f"{df[seed].nunique()} ({', '.join(_distinct(df, seed))})" if seed else "–"),
-            ("runs", ", ".join(_distinct(df, "run_id")) or "–"),
-            ("git sha", ", ".join(_distinct(df, "git_sha")) or "–"),
-            ("lowbit_sweeps version", ", ".join(_distinct(df, "ver.lowbit_sweeps")) or "–"),
-            ("devices", ", ".join(_distinct(df, "device")) or "–"),
+            ("seeds", f"{df[seed].nunique()} ({', '.join(distinct_values(df, seed))})" if seed else "–"),
+            ("runs", ", ".join(distinct_values(df, "run_id")) or "–"),
+            ("git sha", ", ".join(distinct_values(df, "git_sha")) or "–"),
+            ("lowbit_sweeps version", ", ".join(distinct_values(df, "ver.lowbit_sweeps")) or "–"),
+            ("devices", ", ".join(distinct_values(df, "device")) or "–"),
             ("varying config keys", ", ".join(self.keys) or "none"),
         ]
         if "time" in df.columns and df["time"].notna().any():

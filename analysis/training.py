@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.groups import fmt_value, seed_column
+from analysis.groups import distinct_values, seed_column
 from analysis.load import failed_trials
 from analysis.tables import frame_to_markdown
 from analysis.training_figures import plot_curves, plot_final
@@ -64,11 +64,6 @@ def is_train_sweep(df: pd.DataFrame) -> bool:
 
 # ---- the report --------------------------------------------------------------------------------
 
-def _distinct(df: pd.DataFrame, col: str) -> list[str]:
-    if col not in df.columns:
-        return []
-    return [fmt_value(v) for v in sorted(df[col].dropna().unique(), key=str)]
-
 
 class TrainAnalysis:
     """Everything a training sweep's report shows, computed once from the rows and trial statuses."""
@@ -93,25 +88,25 @@ class TrainAnalysis:
         df = self.rows
         seed = seed_column(df)
         facts = [
-            ("family", ", ".join(_distinct(df, "family")) or "–"),
+            ("family", ", ".join(distinct_values(df, "family")) or "–"),
             ("trials", str(df["trial_key"].nunique() + len(self.failed_without_rows))),
             ("rows", f"{len(df)} (one per epoch)"),
-            ("seeds", f"{df[seed].nunique()} ({', '.join(_distinct(df, seed))})" if seed else "–"),
-            ("epochs", ", ".join(_distinct(df, EPOCHS)) or "–"),
+            ("seeds", f"{df[seed].nunique()} ({', '.join(distinct_values(df, seed))})" if seed else "–"),
+            ("epochs", ", ".join(distinct_values(df, EPOCHS)) or "–"),
             ("data", ", ".join(f"{d} (n_train {'all' if n == '0' else n})" for d, n in
                                df[["cfg.data.name", "cfg.data.n_train"]].drop_duplicates().astype(str).itertuples(index=False))
              if {"cfg.data.name", "cfg.data.n_train"} <= set(df.columns) else "–"),
-            ("runs", ", ".join(_distinct(df, "run_id")) or "–"),
-            ("git sha", ", ".join(_distinct(df, "git_sha")) or "–"),
-            ("lowbit_sweeps version", ", ".join(_distinct(df, "ver.lowbit_sweeps")) or "–"),
-            ("devices", ", ".join(_distinct(df, "device")) or "–"),
+            ("runs", ", ".join(distinct_values(df, "run_id")) or "–"),
+            ("git sha", ", ".join(distinct_values(df, "git_sha")) or "–"),
+            ("lowbit_sweeps version", ", ".join(distinct_values(df, "ver.lowbit_sweeps")) or "–"),
+            ("devices", ", ".join(distinct_values(df, "device")) or "–"),
             ("group keys", ", ".join(self.keys) or "none (one group)"),
         ]
         if QUANTIZER in self.keys:
             facts.append(("quantizer label stands for", ", ".join(quantizer_collapsed_columns(df)) or "–"))
         if "time" in df.columns and df["time"].notna().any():
             facts.append(("time", f"{df['time'].min()} … {df['time'].max()}"))
-        lines = [f"# Sweep report: {', '.join(_distinct(df, 'sweep')) or '(unnamed sweep)'}", ""]
+        lines = [f"# Sweep report: {', '.join(distinct_values(df, 'sweep')) or '(unnamed sweep)'}", ""]
         lines += [f"- **{k}**: {v}" for k, v in facts]
         n_failed = int((self.trials["outcome"] == "failed").sum()) + len(self.failed_without_rows)
         if n_failed:

@@ -13,7 +13,8 @@ import pandas as pd
 
 from analysis.groups import KIND, fmt_value, iter_groups
 from analysis.tables import mean_std_n
-from analysis.training_groups import QUANTIZER, _label, _names, _nan, _text, fmt_acc, fmt_num, ok_trials
+from analysis.training_groups import (QUANTIZER, _label, _names, _nan, _text, fmt_acc, fmt_num, fmt_percent,
+                                      ok_trials)
 
 PRETRAIN = "cfg.train.pretrain_epochs"
 CONTEXT_PREFIXES = ("cfg.data.", "cfg.model.arch", "cfg.model.width")
@@ -22,12 +23,7 @@ MAX_CELL_LINES = 8
 
 def fmt_pp(mean, std, n: int) -> str:
     """A difference of accuracies in percentage points: '+2.34 ± 1.20 pp (n=2)'."""
-    if n == 0 or _nan(mean):
-        return "–"
-    text = f"{100 * mean:+.2f}"
-    if n > 1 and not _nan(std):
-        text += f" ± {100 * std:.2f}"
-    return f"{text} pp (n={n})"
+    return fmt_percent(mean, std, n, unit=" pp", signed=True)
 
 
 # ---- paired differences ------------------------------------------------------------------------

@@ -55,14 +55,20 @@ def _nan(x) -> bool:
     return x is None or (isinstance(x, (float, np.floating)) and math.isnan(x))
 
 
-def fmt_acc(mean, std, n: int) -> str:
-    """An accuracy (fraction) as '76.95 ± 1.20% (n=2)'; std left out for n=1, '–' for n=0."""
+def fmt_percent(mean, std, n: int, unit: str = "%", signed: bool = False) -> str:
+    """A fraction in percent, '76.95 ± 1.20% (n=2)' (``signed``: '+2.34 ± 1.20 pp (n=2)' with
+    ``unit=" pp"``); std left out for n=1, '–' for n=0."""
     if n == 0 or _nan(mean):
         return "–"
-    text = f"{100 * mean:.2f}"
+    text = f"{100 * mean:+.2f}" if signed else f"{100 * mean:.2f}"
     if n > 1 and not _nan(std):
         text += f" ± {100 * std:.2f}"
-    return f"{text}% (n={n})"
+    return f"{text}{unit} (n={n})"
+
+
+def fmt_acc(mean, std, n: int) -> str:
+    """An accuracy (fraction) as '76.95 ± 1.20% (n=2)'."""
+    return fmt_percent(mean, std, n)
 
 
 def fmt_num(mean, std, n: int) -> str:
