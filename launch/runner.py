@@ -269,7 +269,7 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
                 todo = [t for t in plan.trials if not set(t.keys) <= done]
                 progress.already_done = len(plan.trials) - len(todo)
                 if todo:
-                    tuner({"base": tune.grid_search([t.flat for t in todo]), "study": ""}).fit()
+                    tuner({"base": tune.grid_search([t.ray_base for t in todo]), "study": ""}).fit()
             else:
                 import optuna
                 from ray.tune.search import ConcurrencyLimiter

@@ -167,6 +167,11 @@ class Trial:
             out[FOLD] = [{k: flatten(c)[k] for k in self.fold_keys} for _, c in self.points]
         return out
 
+    @property
+    def ray_base(self) -> str:
+        """:attr:`flat` as the JSON text the runner grid-searches over (see :func:`ray_base`)."""
+        return json.dumps(self.flat, sort_keys=True)
+
 
 @dataclass(frozen=True)
 class Study:
@@ -356,10 +361,21 @@ def _fold(family: Family, fold: tuple[str, ...], points: dict[str, Any]) -> tupl
     return tuple(trials)
 
 
+def ray_base(ray_config: Mapping[str, Any]) -> dict[str, Any]:
+    """The planned flat config in a Ray trial config: ``base`` is a dict, or its JSON text.
+
+    The runner passes JSON text: Tune deep-copies the whole ``grid_search`` list for every trial it
+    generates, which for dicts made planning quadratic in the number of trials (a string is copied
+    by reference). JSON turns tuples into lists, which the typed configs take back unchanged.
+    """
+    base = ray_config["base"]
+    return json.loads(base) if isinstance(base, str) else dict(base)
+
+
 def resolve_points(family: Family, ray_config: Mapping[str, Any]) -> list[tuple[Any, str]]:
     """[(typed config, key)] of every grid point a Ray trial runs: one, or the folded ones."""
     cfg, key = resolve_trial(family, ray_config)
-    fold = ray_config["base"].get(FOLD) or []
+    fold = ray_base(ray_config).get(FOLD) or []
     if not fold:
         return [(cfg, key)]
     out = []
@@ -376,7 +392,7 @@ def resolve_trial(family: Family, ray_config: Mapping[str, Any]) -> tuple[Any, s
     agree on the trial's config and key.
     """
     sampled = {k: v for k, v in ray_config.items() if k not in ("base", "study")}
-    base = {k: v for k, v in ray_config["base"].items() if k != FOLD}
+    base = {k: v for k, v in ray_base(ray_config).items() if k != FOLD}
     cfg = trial_config(family, base, sampled)
     return cfg, config_key(cfg)
 

@@ -1,9 +1,9 @@
 """Ray Tune trainables: thin adapters from a trial's config dict to a family's Ray-free run function.
 
 A trial's config is ``{"base": {dotted key: value}, "study": str, <dotted key>: sampled value, ...}``:
-``base`` is the planned (grid) config, the other dotted keys are what a searcher sampled. The adapter
-rebuilds the typed config exactly as the driver does (:func:`lowbit_core.sweep.trial_config`), picks
-the device, and forwards each ``report(metrics)`` to ``ray.tune.report`` (``ray.train.report`` errors
+``base`` is the planned (grid) config (JSON text for grid trials, :func:`lowbit_core.sweep.ray_base`),
+the other dotted keys are what a searcher sampled. The adapter rebuilds the typed config exactly as
+the driver does (:func:`lowbit_core.sweep.trial_config`), picks the device, and forwards each ``report(metrics)`` to ``ray.tune.report`` (``ray.train.report`` errors
 inside Tune on Ray 2.60) with the trial key and provenance attached.
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from ray import tune
 from lowbit_core.config import flatten, with_overrides
 from lowbit_core.device import pick_device
 from lowbit_core.families import Family, get_family
-from lowbit_core.sweep import resolve_points, resolve_trial
+from lowbit_core.sweep import ray_base, resolve_points, resolve_trial
 
 
 def _version(pkg: str) -> str:
@@ -159,7 +159,7 @@ def fault_injection_hook(key: str, config: dict):
     if not spec:
         return None
     spec = json.loads(spec)
-    flat = {**config.get("base", {}), **{k: v for k, v in config.items() if k not in ("base", "study")}}
+    flat = {**ray_base(config), **{k: v for k, v in config.items() if k not in ("base", "study")}}
     rules = [r for r in spec.get("rules", []) if all(flat.get(k) == v for k, v in r.get("match", {}).items())]
     if not rules:
         return None

@@ -626,3 +626,26 @@ def test_trial_config_canonicalizes_sampled_values(family):
         trial_config(family, base, {"multi.lr": -1.0})
     with pytest.raises(ConfigError):
         trial_config(family, base, {"multi.nope": 1.0})
+
+
+@pytest.mark.parametrize("name", ["vste_window", "multistep_ste", "dg_vs_ste", "mixup_pretrain", "dsq", "init_perturb",
+                                  "cifar_sanity"])
+def test_ray_base_json_round_trips_every_planned_trial(name):
+    """The runner grid-searches over JSON text (Tune deep-copies its grid per trial); every planned trial,
+    folded or not, must come back with the same typed config, key and folded points."""
+    from lowbit_core.sweep import resolve_points
+
+    sweep = load_sweep(REPO / "sweeps" / f"{name}.py")
+    for profile in ("smoke", "default"):
+        p = plan(replace(sweep, fold=("multi.noise",)) if name == "multistep_ste" else sweep, profile,
+                 {"data.name": "synthetic"} if sweep.family == "train" else None)
+        for t in p.trials:
+            text = {"base": t.ray_base, "study": ""}
+            assert isinstance(text["base"], str)
+            as_dict = {"base": t.flat, "study": ""}
+            assert resolve_trial(p.family, text) == resolve_trial(p.family, as_dict)
+            assert resolve_points(p.family, text) == resolve_points(p.family, as_dict)
+            if not t.points:
+                assert resolve_trial(p.family, text) == (t.config, t.key)
+            else:
+                assert [k for _, k in resolve_points(p.family, text)] == t.keys
