@@ -184,8 +184,13 @@ class Analysis:
 
 def write_report(df: pd.DataFrame, status: pd.DataFrame | None, out_dir: str | Path) -> list[Path]:
     """Compute the analysis, write the figures and report.md into ``out_dir``; return the paths."""
+    return write_analysis(Analysis(df, status), out_dir)
+
+
+def write_analysis(analysis, out_dir: str | Path) -> list[Path]:
+    """Write ``analysis``'s figures and report.md (``make_figures(dir)``, ``markdown(paths)``) into
+    ``out_dir``; return the paths."""
     out_dir = Path(out_dir)
-    analysis = Analysis(df, status)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = analysis.make_figures(out_dir)
     report = out_dir / REPORT_NAME

@@ -38,6 +38,7 @@ import pandas as pd
 
 from analysis.groups import distinct_values, seed_column
 from analysis.load import failed_trials
+from analysis.summary import write_analysis
 from analysis.tables import frame_to_markdown
 from analysis.training_figures import plot_curves, plot_final
 from analysis.training_findings import comparisons, format_comparisons, train_findings
@@ -46,7 +47,6 @@ from analysis.training_groups import (ACC, EPOCHS, QUANTIZER, add_quantizer_colu
                                       trial_table)
 
 FAMILY = "train"
-REPORT_NAME = "report.md"
 FIGURES = {
     "train_curves": "Test accuracy and train loss vs epoch (mean ± std over seeds)",
     "final_test_acc": "Final test accuracy per group (mean ± std over seeds; dots: single seeds)",
@@ -149,10 +149,4 @@ class TrainAnalysis:
 
 def write_train_report(df: pd.DataFrame, status: pd.DataFrame | None, out_dir: str | Path) -> list[Path]:
     """Compute the analysis, write the figures and report.md into ``out_dir``; return the paths."""
-    out_dir = Path(out_dir)
-    analysis = TrainAnalysis(df, status)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    paths = analysis.make_figures(out_dir)
-    report = out_dir / REPORT_NAME
-    report.write_text(analysis.markdown(paths), encoding="utf-8")
-    return [report, *paths]
+    return write_analysis(TrainAnalysis(df, status), out_dir)
