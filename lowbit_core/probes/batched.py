@@ -69,8 +69,7 @@ def search_batch(model: MLP, view: FirstLayerView, w0: torch.Tensor, delta0: tor
         loss = losses.detach()
         best = torch.minimum(best, loss)
         reach = torch.maximum(reach, delta.abs().amax(dim=(1, 2)))
-        with torch.no_grad():
-            moved = (model.effective_weight(0, w0 + delta) != eff0).sum(dim=(1, 2))
+        moved = (eff.detach() != eff0).sum(dim=(1, 2))
         yield BatchPoint(k, loss, best.clone(), reach.clone(), moved)
         if k == steps:
             return

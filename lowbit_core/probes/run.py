@@ -148,8 +148,8 @@ def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = No
     device = device or pick_device()
     s = _setup(cfg, device)
     last: dict = {}
+    every = {"ste": cfg.multi.report_every, "dg": 1, "cdg": cfg.dg.report_every}[cfg.method]
     for p, is_last in _with_last(_method_points(cfg, s.model, s.view, s.loss_fn, s.w0, device)):
-        every = {"ste": cfg.multi.report_every, "dg": 1, "cdg": cfg.dg.report_every}[cfg.method]
         if p.step % every and not is_last:
             continue
         last = _row(s, p.step, p.loss, p.best_loss, p.max_abs_delta, p.coords_moved, is_last)
@@ -178,8 +178,7 @@ def run_probe_batch(cfgs: list[ProbeConfig], report: Callable[..., None], device
         raise ValueError("only multi-step STE on the first layer (method=ste, budget.layer=0) can be folded")
     s = _setup(base, device)
     m, eps = base.multi, base.budget.epsilon
-    starts = torch.stack([random_start(s.w0.shape, c.multi.noise, eps,
-                                       torch.Generator().manual_seed(3_000 + c.seed), device) for c in cfgs])
+    starts = torch.stack([_start(c, s.w0.shape, device) for c in cfgs])
     lrs = torch.tensor([c.multi.lr for c in cfgs], device=device)
     points = batched.search_batch(s.model, s.view, s.w0, starts, eps, m.optimizer, lrs, m.steps, m.momentum,
                                   (m.beta1, m.beta2), m.normalize)
@@ -192,6 +191,12 @@ def run_probe_batch(cfgs: list[ProbeConfig], report: Callable[..., None], device
                         int(p.coords_moved[i]), is_last), point=i)
 
 
+def _start(cfg: ProbeConfig, shape, device) -> torch.Tensor:
+    """The multi-step search's random start (seeded from ``cfg.seed``; a folded trial draws the same)."""
+    return random_start(shape, cfg.multi.noise, cfg.budget.epsilon, torch.Generator().manual_seed(3_000 + cfg.seed),
+                        device)
+
+
 def _method_points(cfg: ProbeConfig, model: MLP, view, loss_fn, w0: torch.Tensor, device) -> Iterator:
     """The search under test as a stream of points (step, loss, best_loss, max_abs_delta, coords_moved)."""
     eps, d = cfg.budget.epsilon, cfg.dg
@@ -201,7 +206,7 @@ def _method_points(cfg: ProbeConfig, model: MLP, view, loss_fn, w0: torch.Tensor
     if cfg.method == "cdg":
         return dg.cdg(view, w0, eps, d.cdg_max_moves, d.cdg_refresh, d.cdg_shortlist, d.fp_moves)
     m = cfg.multi
-    delta0 = random_start(w0.shape, m.noise, eps, torch.Generator().manual_seed(3_000 + cfg.seed), device)
+    delta0 = _start(cfg, w0.shape, device)
     eff0 = model.effective_weight(cfg.budget.layer, w0)
 
     def changed(delta: torch.Tensor) -> int:

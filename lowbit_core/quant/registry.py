@@ -22,7 +22,7 @@ from torch import nn
 
 from lowbit_core.quant.dsq import TRAIN_FORWARDS, DSQQuantizer
 from lowbit_core.quant.estimators import ESTIMATORS
-from lowbit_core.quant.kbit import DoReFaAct, DoReFaWeight, LSQQuantizer, lsq_levels
+from lowbit_core.quant.kbit import DoReFaAct, DoReFaWeight, LSQQuantizer, _check_bits, lsq_levels
 from lowbit_core.quant.sign import WEIGHT_SCALES, SignQuantizer
 
 ROLES = ("weight", "act")
@@ -62,8 +62,7 @@ class QuantizerSpec:
             if self.scale != "none" and self.role != "weight":
                 raise ValueError(f"scale {self.scale!r} applies to weights only; activations take scale='none'")
         if self.name in ("dorefa", "lsq", "dsq"):
-            if not isinstance(self.bits, int) or isinstance(self.bits, bool) or self.bits < 1:
-                raise ValueError(f"bits must be an int >= 1, got {self.bits!r}")
+            _check_bits(self.bits)
         if self.name == "lsq":
             lsq_levels(self.bits, self.is_signed)
         if self.name == "dsq":

@@ -61,9 +61,9 @@ def binarize_weight(w: torch.Tensor, estimator: str = "identity", param=None, th
                     scale: str = "none") -> torch.Tensor:
     """``scale(w) * sign(w - threshold)`` with the estimator's backward through sign and autograd's
     through the scale (see the module docstring)."""
-    alpha = get_weight_scale(scale)(w)
+    scale_of = get_weight_scale(scale)
     b = binarize(w, estimator, param, threshold)
-    return b if scale == "none" else alpha * b
+    return b if scale == "none" else scale_of(w) * b
 
 
 class SignQuantizer(nn.Module):
