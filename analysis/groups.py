@@ -86,9 +86,7 @@ def method_label(method, steps=None, optimizer=None, refresh=None) -> str:
 
 def has_other_methods(df: pd.DataFrame) -> bool:
     """Whether ``df`` holds trials of a method other than STE (then a ``method`` label is added)."""
-    if METHOD_COLUMN not in df.columns:
-        return False
-    return bool((df[METHOD_COLUMN].fillna("ste").astype(str) != "ste").any())
+    return METHOD_COLUMN in df.columns and bool((method_family(df) != "ste").any())
 
 
 def method_family(df: pd.DataFrame) -> pd.Series:

@@ -90,6 +90,12 @@ def load_trial_status(results_dir: str | Path) -> pd.DataFrame | None:
     return df.drop_duplicates(subset=["trial_key"], keep="last").reset_index(drop=True)
 
 
+def error_line(text) -> str:
+    """The last line of a trial's error text (at most 200 characters), or '(no message)'."""
+    lines = str(text or "").strip().splitlines()
+    return lines[-1][:200] if lines else "(no message)"
+
+
 def failed_trials(status: pd.DataFrame | None) -> pd.DataFrame:
     """The status rows whose latest status is ERROR (empty frame when there are none)."""
     if status is None:

@@ -13,7 +13,7 @@ from analysis.groups import (ESTIMATOR, METHOD, METHOD_COLUMN, add_estimator_col
                              method_family, searched_keys, seed_column)
 from analysis.methods import (dg_findings, format_methods_table, method_rank, method_settings,
                               methods_table, with_single_step)
-from analysis.load import failed_trials
+from analysis.load import error_line, failed_trials
 from analysis.tables import (FINAL_METRICS, SWEEP_METRIC, budget_excess, estimator_comparison,
                              format_estimator_comparison, format_mean_std_table, format_study_best,
                              frame_to_markdown, mean_std_table, study_best_table, study_summary)
@@ -99,8 +99,7 @@ class Analysis:
         if len(self.failed):
             lines.append(f"- **n failed: {len(self.failed)}** trial(s) ended in ERROR")
             for _, r in self.failed.head(5).iterrows():
-                err = str(r.get("error", "") or "").strip().splitlines()
-                lines.append(f"  - `{r['trial_key']}`: {err[-1][:200] if err else '(no message)'}")
+                lines.append(f"  - `{r['trial_key']}`: {error_line(r.get('error', ''))}")
         if self.excess > 0:  # loud at the top too; the check line itself is in Findings
             lines += ["", budget_line(self.excess, self.epsilon)]
         lines.append("")

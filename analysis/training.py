@@ -37,7 +37,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis.groups import distinct_values, seed_column
-from analysis.load import failed_trials
+from analysis.load import error_line, failed_trials
 from analysis.summary import write_analysis
 from analysis.tables import frame_to_markdown
 from analysis.training_figures import plot_curves, plot_final
@@ -112,8 +112,7 @@ class TrainAnalysis:
         if n_failed:
             lines.append(f"- **n failed: {n_failed}** trial(s) ended in ERROR")
             for _, r in self.failed_without_rows.head(5).iterrows():
-                err = str(r.get("error", "") or "").strip().splitlines()
-                lines.append(f"  - `{r['trial_key']}` (no rows): {err[-1][:200] if err else '(no message)'}")
+                lines.append(f"  - `{r['trial_key']}` (no rows): {error_line(r.get('error', ''))}")
         return lines + [""]
 
     def markdown(self, paths: list[Path]) -> str:

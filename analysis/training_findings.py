@@ -12,8 +12,8 @@ import numpy as np
 import pandas as pd
 
 from analysis.groups import KIND, fmt_value, iter_groups
-from analysis.tables import mean_std_n
-from analysis.training_groups import (QUANTIZER, _label, _names, _nan, _text, fmt_acc, fmt_num, fmt_percent,
+from analysis.tables import fmt_mean_std, mean_std_n
+from analysis.training_groups import (QUANTIZER, _label, _names, _nan, _text, fmt_acc, fmt_percent,
                                       ok_trials)
 
 PRETRAIN = "cfg.train.pretrain_epochs"
@@ -204,7 +204,7 @@ def dsq_alpha_lines(table: pd.DataFrame, keys: list[str]) -> list[str]:
     for _, r in table[table["final_dsq_alpha.n"] > 0].iterrows():
         gap = r["final_train_acc.mean"] - r["final_test_acc.mean"]
         lines.append(f"DSQ ({_label(keys, [r[k] for k in keys])}): final alpha "
-                     f"{fmt_num(r['final_dsq_alpha.mean'], r['final_dsq_alpha.std'], int(r['final_dsq_alpha.n']))}; "
+                     f"{fmt_mean_std(r['final_dsq_alpha.mean'], r['final_dsq_alpha.std'], int(r['final_dsq_alpha.n']))}; "
                      "mean final train_acc (training forward) − test_acc (hard quantizer at evaluation) = "
                      + ("–" if _nan(gap) else f"{100 * gap:+.2f} pp") + ".")
     return lines

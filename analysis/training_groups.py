@@ -13,8 +13,8 @@ import pandas as pd
 
 from analysis.groups import (KIND, _hashable, fmt_value, group_keys, group_label, iter_groups,
                              seed_column, short_names)
-from analysis.load import failed_trials
-from analysis.tables import fmt, mean_std_n
+from analysis.load import error_line, failed_trials
+from analysis.tables import fmt_mean_std, mean_std_n
 
 QUANTIZER = "quantizer"
 ACC = "test_acc"
@@ -71,18 +71,8 @@ def fmt_acc(mean, std, n: int) -> str:
     return fmt_percent(mean, std, n)
 
 
-def fmt_num(mean, std, n: int) -> str:
-    """'1.234 ± 0.05 (n=2)' (4 significant digits; a float round-off std of equal values shows as 0)."""
-    if n == 0 or _nan(mean):
-        return "–"
-    text = fmt(mean)
-    if n > 1 and not _nan(std):
-        text += f" ± {fmt(0.0 if std <= 1e-9 * abs(mean) else std)}"
-    return f"{text} (n={n})"
-
-
 def _fmt_stat(kind: str, mean, std, n) -> str:
-    return (fmt_acc if kind == "acc" else fmt_num)(mean, std, int(n))
+    return (fmt_acc if kind == "acc" else fmt_mean_std)(mean, std, int(n))
 
 
 def _text(series: pd.Series) -> pd.Series:
@@ -205,8 +195,7 @@ def trial_table(rows: pd.DataFrame, keys: list[str], status: pd.DataFrame | None
         final_acc = acc.iloc[-1]
         final_loss = pd.to_numeric(pd.Series([last.get(LOSS, np.nan)]), errors="coerce").iloc[0]
         if key in errors:
-            err = errors[key].strip().splitlines()
-            rec["outcome"], rec["reason"] = "failed", (err[-1][:200] if err else "(no message)")
+            rec["outcome"], rec["reason"] = "failed", error_line(errors[key])
         elif not (np.isfinite(final_acc) and np.isfinite(final_loss)):
             rec["outcome"], rec["reason"] = "non-finite", f"non-finite {ACC}/{LOSS} at epoch {rec['last_epoch']}"
         elif not _nan(planned) and rec["last_epoch"] < int(planned):
@@ -281,7 +270,7 @@ def format_group_table(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         out["after first quantized epoch"] = [fmt_acc(m, s, int(n)) for m, s, n in zip(
             table["first_quant_acc.mean"], table["first_quant_acc.std"], table["first_quant_acc.n"])]
     if (table["final_dsq_alpha.n"] > 0).any():
-        out["final dsq_alpha"] = [fmt_num(m, s, int(n)) for m, s, n in zip(
+        out["final dsq_alpha"] = [fmt_mean_std(m, s, int(n)) for m, s, n in zip(
             table["final_dsq_alpha.mean"], table["final_dsq_alpha.std"], table["final_dsq_alpha.n"])]
     if (table["n_excluded"] > 0).any():
         out["excluded"] = [f"{e}/{t}" for e, t in zip(table["n_excluded"], table["n_trials"])]

@@ -175,10 +175,6 @@ class TrainConfig:
     perturb: PerturbConfig = field(default_factory=PerturbConfig)
     seed: int = 0
 
-    def __post_init__(self):
-        if self.model.kind == "kbit" and self.quant.kbit == "lsq" and self.quant.bits < 2:
-            raise ConfigError("model.kind='kbit' with quant.kbit='lsq' needs quant.bits >= 2")
-
 
 _PARAM_ESTIMATORS = ("value_clip", "window")
 
