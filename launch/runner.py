@@ -133,7 +133,8 @@ KEEP_CHECKPOINTS = 2
 newest was cut short."""
 
 
-def earlier_checkpoints(folder: Path, done: set[str], keep: int = KEEP_CHECKPOINTS) -> dict[str, list[str]]:
+def earlier_checkpoints(folder: Path, done: set[str], keep: int = KEEP_CHECKPOINTS,
+                        steps: set[tuple[str, int]] | None = None) -> dict[str, list[str]]:
     """For ``--resume``: trial key -> checkpoint folders that earlier runs left under ``<folder>/_ray``,
     best first (at most ``keep``), for every trial key not in ``done``.
 
@@ -142,7 +143,8 @@ def earlier_checkpoints(folder: Path, done: set[str], keep: int = KEEP_CHECKPOIN
     the marker's size (the trial checks the digest and loads it, falling back to the next folder), and
     every step ``1 .. marker step`` of that key is already in the Parquet parts: resuming from it then
     loses no row (rows not flushed before the kill are reported again) and duplicates none (the writer
-    skips (trial_key, step) pairs already on disk). Best = highest step, then newest file.
+    skips (trial_key, step) pairs already on disk). Best = highest step, then newest file. ``steps``: the
+    (trial_key, step) pairs on disk when the caller has read them already (default: read the parts).
     """
     from lowbit_core.train.checkpoint import MARKER_FILE, STATE_FILE, read_marker
 
@@ -161,7 +163,7 @@ def earlier_checkpoints(folder: Path, done: set[str], keep: int = KEEP_CHECKPOIN
     if not found:
         return {}
     on_disk: dict[str, set[int]] = {}
-    for key, step in existing_steps(folder):
+    for key, step in existing_steps(folder) if steps is None else steps:
         if key in found:
             on_disk.setdefault(key, set()).add(step)
     out = {}
@@ -240,7 +242,7 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
         trainable = TRAINABLES[plan.family.name]
         # trials killed with the driver continue from their checkpoints (same trial key); relative data
         # paths are the driver's (Tune runs each trial in its own folder)
-        resume_from = earlier_checkpoints(folder, done) if resume else {}
+        resume_from = earlier_checkpoints(folder, done, steps=writer.seen) if resume else {}
         trainable = tune.with_parameters(trainable, resume=resume_from, cwd=os.getcwd())
         trainable = tune.with_resources(trainable, request)
 

@@ -139,6 +139,11 @@ class ResultsWriter:
         self.rows_written = 0
         self.rows_skipped = 0
 
+    @property
+    def seen(self) -> set[tuple[str, int]]:
+        """The (trial_key, step) pairs on disk or written by this writer (not to be modified)."""
+        return self._seen
+
     def add(self, row: dict) -> None:
         ident = (row["trial_key"], int(row["step"]))
         if ident in self._seen:

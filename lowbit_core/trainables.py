@@ -20,7 +20,7 @@ from ray import tune
 from lowbit_core.config import flatten, with_overrides
 from lowbit_core.device import pick_device
 from lowbit_core.families import Family, get_family
-from lowbit_core.sweep import ray_base, resolve_points, resolve_trial
+from lowbit_core.sweep import ray_base, resolve_points
 
 
 def _version(pkg: str) -> str:
@@ -63,7 +63,8 @@ def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | Non
     driver's working directory, against which relative data paths are resolved (:func:`absolute_paths`;
     the trial key is computed from the paths as written)."""
     family = get_family(family_name)
-    cfg, key = resolve_trial(family, config)
+    points = resolve_points(family, config)  # [(config, key)]: one, or a folded trial's points
+    cfg, key = points[0]
     cfg = absolute_paths(family, cfg, cwd)
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
@@ -83,7 +84,6 @@ def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | Non
         else:  # a family that checkpoints (train): the state becomes a tune.Checkpoint
             report_with_checkpoint({**metrics, **extra}, state, key)
 
-    points = resolve_points(family, config)
     if len(points) > 1:  # folded grid points: one batched computation, rows tagged with the point
         def report_point(metrics: dict, point: int) -> None:
             unknown = set(metrics) - declared

@@ -47,8 +47,9 @@ def random_offsets(n: int, padding: int, generator: torch.Generator | None, flip
         f = torch.randint(0, 2, (n,), generator=generator, device=g_dev).bool()
     else:
         f = torch.zeros(n, dtype=torch.bool, device=g_dev)
-    if device is not None:
-        dy, dx, f = dy.to(device), dx.to(device), f.to(device)
+    if device is not None and torch.device(device) != g_dev:  # one host-to-device copy, not three
+        dy, dx, f = torch.stack((dy, dx, f.long())).to(device).unbind(0)
+        f = f.bool()
     return dy, dx, f
 
 

@@ -27,6 +27,8 @@ augmented and normalised in batches on the model's device (:mod:`lowbit_core.dat
 """
 from __future__ import annotations
 
+import functools
+
 import pickle
 from pathlib import Path
 
@@ -69,15 +71,23 @@ def cifar_stats(name: str = "cifar10") -> tuple[tuple[float, ...], tuple[float, 
     return MEAN[key], STD[key]
 
 
+@functools.lru_cache(maxsize=16)
+def _affine(name: str, dtype: torch.dtype, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`normalize`'s per-channel ``(scale, shift)``, made once per device: building them every
+    call copied two small tensors to the GPU, a synchronisation per training step."""
+    mean, std = cifar_stats(name)
+    # fold /255 into the affine map: y = x * (1 / (255 std)) - mean / std, per channel
+    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=dtype, device=device).view(1, -1, 1, 1)
+    shift = torch.tensor([m / s for m, s in zip(mean, std)], dtype=dtype, device=device).view(1, -1, 1, 1)
+    return scale, shift
+
+
 def normalize(x: torch.Tensor, name: str = "cifar10", dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """``(x / 255 - mean) / std`` per channel, in ``dtype`` on ``x``'s device; ``x`` is uint8 ``(N, 3, H, W)``.
 
     A float ``x`` is taken to be on the 0..255 scale too (e.g. a mixup of uint8 images).
     """
-    mean, std = cifar_stats(name)
-    # fold /255 into the affine map: y = x * (1 / (255 std)) - mean / std, per channel
-    scale = torch.tensor([1.0 / (255.0 * s) for s in std], dtype=dtype, device=x.device).view(1, -1, 1, 1)
-    shift = torch.tensor([m / s for m, s in zip(mean, std)], dtype=dtype, device=x.device).view(1, -1, 1, 1)
+    scale, shift = _affine(name, dtype, x.device)
     return x.to(dtype, copy=True).mul_(scale).sub_(shift)  # in place on a fresh copy: ~3x faster than addcmul
 
 

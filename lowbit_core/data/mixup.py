@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from lowbit_core.data.augment import _gen_device
+
 __all__ = ["sample_lambda", "mix", "mixup", "mixup_loss"]
 
 
@@ -29,10 +31,6 @@ def sample_lambda(alpha: float, generator: torch.Generator | None = None) -> flo
         return 1.0
     seed = int(torch.randint(0, 2**63 - 1, (1,), generator=generator, device=_gen_device(generator)).item())
     return float(np.random.default_rng(seed).beta(alpha, alpha))
-
-
-def _gen_device(generator: torch.Generator | None) -> torch.device:
-    return generator.device if generator is not None else torch.device("cpu")
 
 
 def mix(x: torch.Tensor, y: torch.Tensor, lam: float, perm: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
