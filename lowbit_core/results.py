@@ -20,6 +20,7 @@ Guarantees:
 """
 from __future__ import annotations
 
+import json
 import os
 import time
 import typing
@@ -113,12 +114,108 @@ def finished_trials(folder: str | Path) -> set[str]:
     return {k for k, s in trial_status(folder).items() if s == "TERMINATED"}
 
 
-def read_results(folder: str | Path):
-    """All data rows of a sweep folder as a pandas DataFrame (union of columns across parts)."""
+class ResultsError(ValueError):
+    """The input is not a usable results directory; the message is one line (what is wrong; what is valid)."""
+
+
+REQUIRED_COLUMNS = ("trial_key", "step")
+PLAN_FILE = "_sweep.json"
+
+
+def _read_parquet(path: Path):
+    """One Parquet file as a DataFrame; an unreadable file is a ResultsError naming it."""
+    try:
+        return pq.read_table(path).to_pandas()
+    except Exception as exc:  # pyarrow raises several types for damaged files
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise ResultsError(f"cannot read {path}: {first}; valid: a Parquet file written by the sweep") from None
+
+
+def concat_parts(frames: list):
+    """Rows of all ``frames`` stacked; columns are the union (missing cells are null).
+
+    Parts written by different code versions may carry different columns, so they are read one by
+    one and aligned here rather than through a single dataset schema.
+    """
     import pandas as pd
 
-    parts = [pq.read_table(p).to_pandas() for p in data_parts(folder)]
-    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    frames = [f for f in frames if len(f.columns)]
+    if not frames:
+        return pd.DataFrame()
+    nonempty = [f for f in frames if len(f)] or frames[:1]
+    return pd.concat(nonempty, ignore_index=True, sort=False)
+
+
+def read_results(folder: str | Path):
+    """All data rows of a sweep folder as a pandas DataFrame (union of columns across parts; empty
+    when there are none). A damaged part raises :class:`ResultsError` naming it."""
+    return concat_parts([_read_parquet(p) for p in data_parts(folder)])
+
+
+def load_results(results_dir: str | Path):
+    """All data rows of ``results_dir``, duplicates of (trial_key, step) dropped (last part wins).
+
+    Raises ResultsError when the directory is missing, holds no part files, holds no rows, or
+    lacks the columns every results table has.
+    """
+    root = Path(results_dir)
+    if not root.exists():
+        raise ResultsError(f"{root} does not exist; valid: a results directory such as results/<sweep>")
+    if not root.is_dir():
+        raise ResultsError(f"{root} is not a directory; valid: a results directory such as results/<sweep>")
+    if not data_parts(root):
+        raise ResultsError(f"no part-*.parquet files in {root}; valid: a results directory written by launch/sweep.py")
+    df = read_results(root)
+    missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
+    if missing:
+        raise ResultsError(f"{root} parts lack column(s) {', '.join(missing)}; valid: results tables with "
+                           f"{', '.join(REQUIRED_COLUMNS)} columns")
+    if df.empty:
+        raise ResultsError(f"the part files in {root} hold no rows; valid: a sweep that reported at least one step")
+    return df.drop_duplicates(subset=["trial_key", "step"], keep="last").reset_index(drop=True)
+
+
+def load_trial_status(results_dir: str | Path):
+    """The latest status row per trial from ``_trials/*.parquet`` as a DataFrame, or None when there
+    are none. A resumed run may add a second status row for a trial; the latest ``time`` wins."""
+    files = sorted(Path(results_dir, "_trials").glob("*.parquet"))
+    if not files:
+        return None
+    df = concat_parts([_read_parquet(p) for p in files])
+    if df.empty or "trial_key" not in df.columns or "status" not in df.columns:
+        return None
+    if "time" in df.columns:
+        df = df.sort_values("time", kind="stable")
+    return df.drop_duplicates(subset=["trial_key"], keep="last").reset_index(drop=True)
+
+
+def write_plan(folder: str | Path, plan: dict) -> Path:
+    """Write the sweep's plan (``_sweep.json``: JSON object) atomically: temp file, fsync, rename."""
+    path = Path(folder) / PLAN_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
+    with open(tmp, "w") as fh:
+        json.dump(plan, fh, indent=2, sort_keys=True, default=str)
+        fh.write("\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    return path
+
+
+def read_plan(folder: str | Path) -> dict | None:
+    """The plan recorded next to the data (``_sweep.json``), or None for a folder from before plans
+    were recorded. An unreadable plan raises :class:`ResultsError` naming the file."""
+    path = Path(folder) / PLAN_FILE
+    if not path.exists():
+        return None
+    try:
+        plan = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"cannot read {path}: {exc}; valid: the JSON plan written by launch/sweep.py") from None
+    if not isinstance(plan, dict):
+        raise ResultsError(f"{path} is not a JSON object; valid: the JSON plan written by launch/sweep.py")
+    return plan
 
 
 class ResultsWriter:

@@ -1,0 +1,137 @@
+"""The one registry of backward estimators for ``sign``: name, gradient, parameter, default, label, paper.
+
+Every other place derives from :data:`REGISTRY`: the config choices of probes and training
+(``Literal[NAMES]``), the defaults, which estimators take a parameter, and the labels of the
+reports. Importing this module does not import torch (the gradients use tensor methods only), so
+``analysis/`` can label estimators without it.
+
+An estimator maps the upstream gradient ``g = dL/d sign(w)`` and the latent input ``w`` to the
+gradient credited to ``w``:
+
+- ``identity`` -- normal STE (nSTE; Bengio et al. 2013): ``dL/dw = g``.
+- ``value_clip`` -- the meeting record's variant STE read as clipping the gradient's values:
+  ``dL/dw = clip(g, -c, c)`` (the seed uses c = 0.5).
+- ``window`` -- the other reading, a hardtanh-like window on the input (Hubara et al. 2016, BNN):
+  ``dL/dw = g * 1{|w| <= t}``; the edge ``|w| = t`` is inside.
+- ``approx_sign`` -- ApproxSign (Liu et al., Bi-Real Net, ECCV 2018):
+  ``dL/dw = g * (2 - 2|w|) * 1{|w| < 1}``; no parameter.
+- ``ede`` -- Error Decay Estimator (Qin et al., IR-Net, CVPR 2020):
+  ``dL/dw = g * k * t * (1 - tanh^2(t w))``; parameter ``(t, k)`` or ``t`` (``k = max(1/t, 1)``),
+  ``None`` for the schedule's start (``t = T_MIN``); training sets it per epoch
+  (:func:`ede_schedule`), so it is not a sweepable number.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Callable
+
+
+def identity_grad(g, w, param=None):
+    """nSTE: dL/dw = g."""
+    return g
+
+
+def value_clip_grad(g, w, param: float = 0.5):
+    """Value-clipped STE: dL/dw = clip(g, -c, c) with c = ``param`` > 0."""
+    return g.clamp(-param, param)
+
+
+def window_grad(g, w, param: float = 1.0):
+    """Window STE: dL/dw = g * 1{|w| <= t} with t = ``param`` > 0 (edge included)."""
+    return g * (w.abs() <= param).to(g.dtype)
+
+
+def approx_sign_grad(g, w, param=None):
+    """ApproxSign (Bi-Real Net, ECCV 2018): dL/dw = g * (2 - 2|w|) for |w| < 1, else exactly 0."""
+    return g * (2 - 2 * w.abs()).clamp_min(0)
+
+
+T_MIN, T_MAX = 0.1, 10.0
+
+
+def ede_schedule(epoch: float, total: float, t_min: float = T_MIN, t_max: float = T_MAX) -> tuple[float, float]:
+    """IR-Net's EDE schedule: ``t = T_min * 10^(e/E * log10(T_max/T_min))``, ``k = max(1/t, 1)``.
+
+    ``t`` goes geometrically from ``t_min`` (epoch 0) to ``t_max`` (epoch ``total``); epochs past
+    ``total`` are held at the end."""
+    if total <= 0:
+        raise ValueError(f"ede_schedule needs total > 0 epochs, got {total}")
+    frac = min(max(epoch / total, 0.0), 1.0)
+    t = t_min * 10 ** (frac * math.log10(t_max / t_min))
+    return t, max(1.0 / t, 1.0)
+
+
+def ede_tk(param) -> tuple[float, float]:
+    """EDE's ``(t, k)`` from its parameter: a pair, a float ``t`` (``k = max(1/t, 1)``) or None (epoch 0)."""
+    if param is None:
+        return ede_schedule(0, 1)
+    if isinstance(param, (tuple, list)):
+        t, k = param
+        return float(t), float(k)
+    t = float(param)
+    return t, max(1.0 / t, 1.0)
+
+
+def ede_grad(g, w, param=None):
+    """EDE (IR-Net, CVPR 2020): dL/dw = g * k * t * (1 - tanh^2(t w)); ``param`` = (t, k) or t."""
+    t, k = ede_tk(param)
+    return g * (k * t) * (1 - (t * w).tanh() ** 2)
+
+
+@dataclass(frozen=True)
+class Estimator:
+    """One backward estimator. ``param``: the name of its sweepable parameter (``None``: it has
+    none), ``default`` its value when none is given, ``symbol`` how a label shows it."""
+
+    name: str
+    grad: Callable[..., Any]
+    label: str
+    paper: str
+    param: str | None = None
+    default: float | None = None
+    symbol: str = ""
+
+    def describe(self, value=None) -> str:
+        """Report label: the name, with the parameter where it acts (``window t=0.5``); ``None``, NaN
+        or 0 show the default."""
+        if self.param is None:
+            return self.name
+        if value is None or (isinstance(value, float) and math.isnan(value)) or float(value) == 0.0:
+            value = self.default
+        return f"{self.name} {self.symbol}={float(value):g}"
+
+
+REGISTRY: dict[str, Estimator] = {e.name: e for e in (
+    Estimator("identity", identity_grad, "nSTE", "Bengio et al. 2013, arXiv:1308.3432"),
+    Estimator("value_clip", value_clip_grad, "vSTE (value clip)", "meeting record 2021-06-16",
+              param="clip", default=0.5, symbol="c"),
+    Estimator("window", window_grad, "vSTE (window)", "Hubara et al. 2016, NeurIPS (BNN)",
+              param="window", default=1.0, symbol="t"),
+    Estimator("approx_sign", approx_sign_grad, "ApproxSign", "Liu et al. 2018, ECCV (Bi-Real Net)"),
+    Estimator("ede", ede_grad, "EDE", "Qin et al. 2020, CVPR (IR-Net)"),
+)}
+
+NAMES: tuple[str, ...] = tuple(REGISTRY)
+WITH_PARAM: tuple[str, ...] = tuple(n for n, e in REGISTRY.items() if e.param is not None)
+PARAM_NAMES: tuple[str, ...] = tuple(dict.fromkeys(e.param for e in REGISTRY.values() if e.param))
+
+
+def get(name: str) -> Estimator:
+    """The registry entry ``name``; an unknown name raises ``KeyError`` listing the valid ones."""
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise KeyError(f"unknown estimator {name!r}; valid: {', '.join(NAMES)}") from None
+
+
+def label(name, value=None) -> str:
+    """Report label of estimator ``name`` with parameter ``value`` (a missing name is ``identity``)."""
+    if name is None or (isinstance(name, float) and math.isnan(name)):
+        name = "identity"
+    entry = REGISTRY.get(str(name))
+    return entry.describe(value) if entry else str(name)
+
+
+__all__ = ["Estimator", "REGISTRY", "NAMES", "WITH_PARAM", "PARAM_NAMES", "get", "label", "ede_schedule", "ede_tk",
+           "T_MIN", "T_MAX", "identity_grad", "value_clip_grad", "window_grad", "approx_sign_grad", "ede_grad"]
