@@ -1,18 +1,26 @@
-"""Running a planned sweep with Ray Tune: resume bookkeeping, Tuner set-up, the run summary."""
+"""Running a planned sweep with Ray Tune: resume bookkeeping, the plan file, Tuner set-up, the run summary."""
 from __future__ import annotations
 
 import fcntl
 import math
 import os
 import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from lowbit_core.config import ConfigError
-from lowbit_core.results import ResultsWriter, data_parts, existing_steps, finished_trials, results_schema
+from launch.plan_record import matching_plan, new_record, record_run
+from lowbit_core.config import ConfigError, flatten
+from lowbit_core.results import (
+    ResultsWriter, data_parts, existing_steps, finished_trials, remove_stale_temp_files, results_schema,
+)
 from lowbit_core.sweep import LogUniform, Plan, Study, Uniform
+
+if TYPE_CHECKING:  # launch.callbacks imports ray: only when a sweep runs
+    from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,12 +76,15 @@ class FolderLock:
         self.fh.close()
 
 
-def prepare_folder(results: Path, sweep_name: str, resume: bool) -> Path:
-    """The sweep's result folder; without --resume it must not already hold results."""
+def prepare_folder(results: Path, sweep_name: str, resume: bool, record: dict) -> Path:
+    """The sweep's result folder, checked before anything is written: without --resume it must not
+    already hold results; with --resume its recorded plan, if any, must match ``record``."""
     folder = results / sweep_name
     if not resume and data_parts(folder):
         raise ConfigError(f"{folder} already holds results; pass --resume to continue that sweep, or "
                           f"--results DIR to write somewhere else")
+    if resume:
+        matching_plan(folder, record)
     return folder
 
 
@@ -119,13 +130,6 @@ def flush_seconds() -> float:
     if not value >= 0:
         raise ConfigError(f"LOWBIT_FLUSH_SECONDS must be a number >= 0, got {text!r}")
     return value
-
-
-def remove_stale_temp_files(folder: Path) -> None:
-    """Temp files of a writer that was killed between write and rename (hidden, never read)."""
-    for pattern in (".part-*.tmp", "_trials/.*.tmp"):
-        for tmp in folder.glob(pattern):
-            tmp.unlink(missing_ok=True)
 
 
 KEEP_CHECKPOINTS = 2
@@ -199,25 +203,35 @@ def _restore_sigint(previous) -> None:
         signal.signal(signal.SIGINT, previous)
 
 
-def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None,
-             retries: int | None = None) -> Outcome:
-    """Run every trial of ``plan`` that has not finished before; write Parquet under results/<sweep>.
+@dataclass
+class _Run:
+    """One invocation's driver-side state under the folder's lock: the writer and what it counts."""
 
-    A trial that raises is restarted up to ``retries`` times (default: the sweep's ``retries``);
-    one whose loss turns NaN/inf is stopped and counted as failed.
-    """
-    from launch.cluster import cluster_resources, interrupt_on_sigterm, start_ray
-    from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
-    from lowbit_core.config import flatten
-    from lowbit_core.trainables import TRAINABLES
-    from ray import tune
+    folder: Path
+    run_id: str
+    writer: ResultsWriter
+    progress: Progress
+    stopper: NonFiniteStopper
+    parquet_cb: ParquetCallback
+    progress_cb: ProgressCallback
+    done: set[str]
+    """Trial keys finished by earlier runs (``--resume``; empty otherwise)."""
 
-    sweep = plan.sweep
+
+def _check_retries(sweep, retries: int | None) -> int:
+    """``retries`` (default: the sweep's), or ConfigError when it is negative."""
     retries = sweep.retries if retries is None else retries
     if retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {retries}")
-    flush_every = flush_seconds()
-    folder = prepare_folder(results, sweep.name, resume)
+    return retries
+
+
+def _start_cluster(sweep, address: str | None) -> tuple[dict, int]:
+    """Start or join Ray (SIGTERM then interrupts like Ctrl-C); returns (the per-trial resource
+    request, how many trials fit at once by CPU). ConfigError when one trial needs more CPUs than the
+    cluster has. The GPU share is requested only where the cluster has GPUs."""
+    from launch.cluster import cluster_resources, interrupt_on_sigterm, start_ray
+
     start_ray(address)
     interrupt_on_sigterm()
     res = cluster_resources()
@@ -226,82 +240,147 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
     request = {"cpu": sweep.resources.cpu}
     if sweep.resources.gpu > 0 and res.get("GPU", 0) > 0:
         request["gpu"] = sweep.resources.gpu
+    return request, max(1, int(res.get("CPU", 1) // sweep.resources.cpu))
 
+
+def _open_run(plan: Plan, folder: Path, resume: bool, record: dict, flush_every: float) -> _Run:
+    """Under the folder's lock: clear stale temp files, record this run in ``_sweep.json``, read what
+    earlier runs finished (``--resume``), and set up the writer, progress and callbacks."""
+    from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
+
+    sweep = plan.sweep
+    remove_stale_temp_files(folder)
+    run_id = new_run_id()
+    record_run(folder, record, run_id, resume)
+    done = finished_trials(folder) if resume else set()
+    writer = ResultsWriter(folder, results_schema(plan.family.config_cls, plan.family.metrics), run_id,
+                           flush_seconds=flush_every)
+    progress = Progress(total=plan.n_trials, metric=sweep.metric, mode=sweep.mode)
+    stopper = NonFiniteStopper([sweep.metric] + (["loss"] if "loss" in plan.family.metrics else []))
+    parquet_cb = ParquetCallback(writer, plan.family, sweep.name, {"git_sha": record["git_sha"]}, stopper=stopper)
+    progress_cb = ProgressCallback(progress, plan.family, stopper=stopper)
+    return _Run(folder, run_id, writer, progress, stopper, parquet_cb, progress_cb, done)
+
+
+def _trainable(plan: Plan, run: _Run, resume: bool, request: dict):
+    """The family's trainable with its resources and parameters: on ``--resume`` the checkpoints of
+    trials killed with the driver (they continue from them, same trial key), and the driver's working
+    directory (relative data paths are the driver's; Tune runs each trial in its own folder)."""
+    from ray import tune
+
+    from lowbit_core.trainables import TRAINABLES
+
+    resume_from = earlier_checkpoints(run.folder, run.done, steps=run.writer.seen) if resume else {}
+    trainable = tune.with_parameters(TRAINABLES[plan.family.name], resume=resume_from, cwd=os.getcwd())
+    return tune.with_resources(trainable, request)
+
+
+def _tuner_factory(plan: Plan, run: _Run, trainable, max_concurrent: int | None, retries: int):
+    """``make(param_space, num_samples=1, search_alg=None) -> tune.Tuner`` for this run: the sweep's
+    metric and mode, actors reused, trial folders named by trial id under ``<folder>/_ray/<run id>``,
+    the run's callbacks and stopper, ``retries`` restarts, the newest checkpoints kept."""
+    from ray import tune
+
+    sweep = plan.sweep
+
+    def make(param_space: dict, num_samples: int = 1, search_alg=None):
+        return tune.Tuner(
+            trainable,
+            param_space=param_space,
+            tune_config=tune.TuneConfig(
+                metric=sweep.metric, mode=sweep.mode, num_samples=num_samples, search_alg=search_alg,
+                max_concurrent_trials=max_concurrent, reuse_actors=True,
+                trial_dirname_creator=lambda t: t.trial_id,
+            ),
+            run_config=tune.RunConfig(
+                name=run.run_id, storage_path=str((run.folder / "_ray").resolve()), verbose=0,
+                callbacks=[run.parquet_cb, run.progress_cb], stop=run.stopper,
+                failure_config=tune.FailureConfig(max_failures=retries),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
+            ),
+        )
+
+    return make
+
+
+def _fit_grid(plan: Plan, run: _Run, make_tuner) -> None:
+    """One Tuner over every grid trial not finished before (trials as JSON text, :attr:`Trial.ray_base`)."""
+    from ray import tune
+
+    todo = [t for t in plan.trials if not set(t.keys) <= run.done]
+    run.progress.already_done = len(plan.trials) - len(todo)
+    if todo:
+        make_tuner({"base": tune.grid_search([t.ray_base for t in todo]), "study": ""}).fit()
+
+
+def _fit_optuna(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: int) -> None:
+    """One Tuner per study until an interrupt: OptunaSearch warm-started with the study's finished
+    trials (``--resume``), sampling only the rest, at most ``concurrency`` trials at once."""
+    import optuna
+    from ray.tune.search import ConcurrencyLimiter
+    from ray.tune.search.optuna import OptunaSearch
+
+    sweep = plan.sweep
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for study in plan.studies:
+        if run.stopper.interrupt.is_set():
+            break
+        points, rewards = _prior_evaluations(run.folder, study, sweep.metric, run.done) if resume else ([], [])
+        remaining = study.num_samples - len(points)
+        run.progress.already_done += len(points)
+        if remaining <= 0:
+            continue
+        # studies of one seed share the sampler's stream (paired across optimizers); different seeds
+        # draw independently
+        sampler_seed = sweep.search.sampler_seed * 100_003 + getattr(study.config, "seed", 0)
+        searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=sampler_seed,
+                                points_to_evaluate=points or None, evaluated_rewards=rewards or None)
+        space = {"base": flatten(study.config), "study": study.key,
+                 **{k: _tune_domain(d) for k, d in study.distributions.items()}}
+        make_tuner(space, num_samples=remaining, search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency)).fit()
+
+
+def _fit(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: int) -> bool:
+    """Run the trials (grid, or Optuna studies at most ``concurrency`` trials at once) with the first
+    Ctrl-C turned into a graceful stop; always flush the writer and end the progress line. Returns
+    whether the run was interrupted (Ctrl-C or SIGTERM)."""
+    interrupted = False
+    run.stopper.interrupt.clear()
+    previous = _catch_sigint(run.stopper.interrupt)
+    try:
+        if plan.is_optuna:
+            _fit_optuna(plan, run, make_tuner, resume, concurrency)
+        else:
+            _fit_grid(plan, run, make_tuner)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        _restore_sigint(previous)
+        interrupted = interrupted or run.stopper.interrupt.is_set()
+        run.writer.close()
+        run.progress_cb.finish()
+    return interrupted
+
+
+def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None,
+             retries: int | None = None, command: list[str] | None = None) -> Outcome:
+    """Run every trial of ``plan`` that has not finished before; write Parquet under results/<sweep>
+    and the plan, ``_sweep.json`` (:mod:`launch.plan_record`; ``command``: default ``sys.argv``).
+
+    A trial that raises is restarted up to ``retries`` times (default: the sweep's ``retries``);
+    one whose loss turns NaN/inf is stopped and counted as failed. Bad input (also a ``--resume``
+    of a different plan) raises ConfigError before anything is written.
+    """
+    retries = _check_retries(plan.sweep, retries)
+    flush_every = flush_seconds()
+    record = new_record(plan, sys.argv if command is None else command, git_sha())
+    folder = prepare_folder(results, plan.sweep.name, resume, record)
+    request, concurrency = _start_cluster(plan.sweep, address)
     folder.mkdir(parents=True, exist_ok=True)
     with FolderLock(folder):
-        remove_stale_temp_files(folder)
-        done = finished_trials(folder) if resume else set()
-        run_id = new_run_id()
-        writer = ResultsWriter(folder, results_schema(plan.family.config_cls, plan.family.metrics), run_id,
-                               flush_seconds=flush_every)
-        prov = {"git_sha": git_sha()}
-        progress = Progress(total=plan.n_trials, metric=sweep.metric, mode=sweep.mode)
-        stopper = NonFiniteStopper([sweep.metric] + (["loss"] if "loss" in plan.family.metrics else []))
-        parquet_cb = ParquetCallback(writer, plan.family, sweep.name, prov, stopper=stopper)
-        progress_cb = ProgressCallback(progress, plan.family, stopper=stopper)
-        trainable = TRAINABLES[plan.family.name]
-        # trials killed with the driver continue from their checkpoints (same trial key); relative data
-        # paths are the driver's (Tune runs each trial in its own folder)
-        resume_from = earlier_checkpoints(folder, done, steps=writer.seen) if resume else {}
-        trainable = tune.with_parameters(trainable, resume=resume_from, cwd=os.getcwd())
-        trainable = tune.with_resources(trainable, request)
-
-        def tuner(param_space: dict, num_samples: int = 1, search_alg=None):
-            return tune.Tuner(
-                trainable,
-                param_space=param_space,
-                tune_config=tune.TuneConfig(
-                    metric=sweep.metric, mode=sweep.mode, num_samples=num_samples, search_alg=search_alg,
-                    max_concurrent_trials=max_concurrent, reuse_actors=True,
-                    trial_dirname_creator=lambda t: t.trial_id,
-                ),
-                run_config=tune.RunConfig(
-                    name=run_id, storage_path=str((folder / "_ray").resolve()), verbose=0,
-                    callbacks=[parquet_cb, progress_cb], stop=stopper,
-                    failure_config=tune.FailureConfig(max_failures=retries),
-                    checkpoint_config=tune.CheckpointConfig(num_to_keep=KEEP_CHECKPOINTS),
-                ),
-            )
-
-        interrupted = False
-        stopper.interrupt.clear()
-        previous = _catch_sigint(stopper.interrupt)
-        try:
-            if not plan.is_optuna:
-                todo = [t for t in plan.trials if not set(t.keys) <= done]
-                progress.already_done = len(plan.trials) - len(todo)
-                if todo:
-                    tuner({"base": tune.grid_search([t.ray_base for t in todo]), "study": ""}).fit()
-            else:
-                import optuna
-                from ray.tune.search import ConcurrencyLimiter
-                from ray.tune.search.optuna import OptunaSearch
-
-                optuna.logging.set_verbosity(optuna.logging.WARNING)
-                for study in plan.studies:
-                    if stopper.interrupt.is_set():
-                        break
-                    points, rewards = _prior_evaluations(folder, study, sweep.metric, done) if resume else ([], [])
-                    remaining = study.num_samples - len(points)
-                    progress.already_done += len(points)
-                    if remaining <= 0:
-                        continue
-                    # studies of one seed share the sampler's stream (paired across optimizers);
-                    # different seeds draw independently
-                    sampler_seed = sweep.search.sampler_seed * 100_003 + getattr(study.config, "seed", 0)
-                    searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=sampler_seed,
-                                            points_to_evaluate=points or None, evaluated_rewards=rewards or None)
-                    limiter = ConcurrencyLimiter(searcher, max_concurrent=max_concurrent or max(1, int(res.get("CPU", 1) // sweep.resources.cpu)))
-                    space = {"base": flatten(study.config), "study": study.key,
-                             **{k: _tune_domain(d) for k, d in study.distributions.items()}}
-                    tuner(space, num_samples=remaining, search_alg=limiter).fit()
-        except KeyboardInterrupt:
-            interrupted = True
-        finally:
-            _restore_sigint(previous)
-            interrupted = interrupted or stopper.interrupt.is_set()
-            writer.close()
-            progress_cb.finish()
-    return Outcome(total=plan.n_trials, done=progress.already_done + progress.done, failed=progress.failed,
-                   failures=progress.failures, interrupted=interrupted, rows_written=writer.rows_written,
-                   folder=folder, best=progress.best)
+        run = _open_run(plan, folder, resume, record, flush_every)
+        make_tuner = _tuner_factory(plan, run, _trainable(plan, run, resume, request), max_concurrent, retries)
+        interrupted = _fit(plan, run, make_tuner, resume, max_concurrent or concurrency)
+    p = run.progress
+    return Outcome(total=plan.n_trials, done=p.already_done + p.done, failed=p.failed, failures=p.failures,
+                   interrupted=interrupted, rows_written=run.writer.rows_written, folder=folder, best=p.best)

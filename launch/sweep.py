@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""lowbit-sweeps CLI: ``python launch/sweep.py SWEEP_FILE [options]``.
+"""lowbit-sweeps CLI: ``python launch/sweep.py SWEEP_FILE [options]`` (installed: ``lowbit-sweep``).
 
 Runs the sweep with Ray Tune on this machine (or the cluster at ``--address`` / ``$RAY_ADDRESS``) and
 writes long-format Parquet under ``--results/<sweep name>/``. Exit status: 0 when every trial
@@ -14,10 +14,16 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:  # run as a script (python launch/sweep.py): make the checkout importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import launch.cluster  # noqa: E402,F401  -- sets Ray/Tune environment defaults before ray is imported
 from lowbit_core.config import ConfigError  # noqa: E402
+
+INSTALLED = Path(sys.argv[0]).name == "lowbit-sweep"
+"""Started as the installed command: messages then name ``lowbit-sweep`` / ``lowbit-report``."""
+PROG = "lowbit-sweep" if INSTALLED else "python launch/sweep.py"
+REPORT = "lowbit-report" if INSTALLED else "python analysis/report.py"
 
 
 class _Parser(argparse.ArgumentParser):
@@ -27,7 +33,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python launch/sweep.py", description=__doc__.split("\n\n")[0])
+    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
     p.add_argument("sweep_file", help="a sweep module, e.g. sweeps/vste_window.py")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                    help="Ray cluster to join (host:port); default $RAY_ADDRESS, else start Ray here")
@@ -77,27 +83,54 @@ def print_plan(plan) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
 
 
-def main(argv=None) -> int:
+def _planned(args):
+    """The checked plan of the command line ``args``; ConfigError (one line) for bad input."""
+    from lowbit_core.families import get_family
+    from lowbit_core.sweep import load_sweep, parse_set, plan
+
+    if args.max_concurrent is not None and args.max_concurrent < 1:
+        raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
+    if args.retries is not None and args.retries < 0:
+        raise ConfigError(f"--retries must be >= 0, got {args.retries}")
+    sweep = load_sweep(args.sweep_file)
+    overrides, seeds = parse_set(get_family(sweep.family), args.sets)
+    return plan(sweep, _profile(args), overrides, seeds)
+
+
+def _summarize(outcome, words: list[str]) -> int:
+    """Print where the results are and how the run ended; the exit status (0 all finished, 1 some
+    failed or unfinished, 130 interrupted: with the command that resumes, from ``words``)."""
+    print(f"results: {outcome.folder} ({outcome.rows_written} rows written this run)")
+    if outcome.interrupted:
+        words = [a for a in words if a != "--resume"]
+        print(f"interrupted: {outcome.done}/{outcome.total} trials done; continue with:\n  {PROG} "
+              f"{' '.join(map(shlex.quote, words))} --resume", file=sys.stderr)
+        return 130
+    if outcome.failed:
+        print(f"{outcome.failed} of {outcome.total} trials failed:", file=sys.stderr)
+        for key, line in outcome.failures[:20]:
+            print(f"  {key}: {line}", file=sys.stderr)
+        return 1
+    if not outcome.ok:
+        print(f"only {outcome.done} of {outcome.total} trials finished", file=sys.stderr)
+        return 1
+    print(f"all {outcome.total} trials finished; report: {REPORT} {outcome.folder}")
+    return 0
+
+
+def run(argv=None) -> int:
+    """The CLI on ``argv`` (default ``sys.argv[1:]``): dry run, or run the sweep; the exit status."""
     args = build_parser().parse_args(argv)
+    words = sys.argv[1:] if argv is None else [str(a) for a in argv]
     try:
-        from lowbit_core.sweep import load_sweep, parse_set, plan
-
-        if args.max_concurrent is not None and args.max_concurrent < 1:
-            raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
-        if args.retries is not None and args.retries < 0:
-            raise ConfigError(f"--retries must be >= 0, got {args.retries}")
-        sweep = load_sweep(args.sweep_file)
-        from lowbit_core.families import get_family
-
-        overrides, seeds = parse_set(get_family(sweep.family), args.sets)
-        the_plan = plan(sweep, _profile(args), overrides, seeds)
+        the_plan = _planned(args)
         if args.dry_run:
             print_plan(the_plan)
             return 0
         from launch.runner import run_plan
 
         outcome = run_plan(the_plan, Path(args.results), args.address, args.resume, args.max_concurrent,
-                           args.retries)
+                           args.retries, command=[sys.argv[0], *words])
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
@@ -110,28 +143,18 @@ def main(argv=None) -> int:
 
             if ray.is_initialized():
                 ray.shutdown()
+    return _summarize(outcome, words)
 
-    print(f"results: {outcome.folder} ({outcome.rows_written} rows written this run)")
-    if outcome.interrupted:
-        words = [a for a in (sys.argv[1:] if argv is None else argv) if a != "--resume"]
-        print(f"interrupted: {outcome.done}/{outcome.total} trials done; continue with:\n  python launch/sweep.py "
-              f"{' '.join(map(shlex.quote, words))} --resume", file=sys.stderr)
-        return 130
-    if outcome.failed:
-        print(f"{outcome.failed} of {outcome.total} trials failed:", file=sys.stderr)
-        for key, line in outcome.failures[:20]:
-            print(f"  {key}: {line}", file=sys.stderr)
-        return 1
-    if not outcome.ok:
-        print(f"only {outcome.done} of {outcome.total} trials finished", file=sys.stderr)
-        return 1
-    print(f"all {outcome.total} trials finished; report: python analysis/report.py {outcome.folder}")
-    return 0
+
+def main(argv=None) -> int:
+    """Entry point (``lowbit-sweep`` and ``python launch/sweep.py``): :func:`run`, where a closed
+    stdout (``--dry-run | head``) ends quietly with status 0."""
+    try:
+        return run(argv)
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BrokenPipeError:  # e.g. `--dry-run | head`
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        sys.exit(0)
+    sys.exit(main())

@@ -4,6 +4,7 @@ Layout of ``<results>/<sweep>/``::
 
     part-<run_id>-<seq>.parquet   data: one row per reported step of a trial
     _trials/<run_id>-<seq>.parquet  one row per ended trial: trial_key, status, error
+    _sweep.json                    the plan (JSON): family, profile, metric, axes, seeds, ..., runs
     _ray/                          Ray Tune's own state
 
 Readers of Parquet folders (``pandas.read_parquet``, pyarrow datasets) skip names starting with ``_``
@@ -32,6 +33,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lowbit_core.config import dotted_keys
+
+PLAN_FILE = "_sweep.json"
+"""The plan, next to the data: what the sweep runs and every run into the folder (:func:`write_plan`)."""
 
 PROVENANCE: dict[str, pa.DataType] = {
     "sweep": pa.string(), "family": pa.string(), "run_id": pa.string(), "trial_id": pa.string(),
@@ -73,9 +77,13 @@ def results_schema(config_cls: type, metrics: dict[str, str]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
+def _replace_atomic(path: Path, write) -> None:
+    """Create or replace ``path`` atomically: ``write(tmp)`` fills a hidden temp file next to it
+    (``.<name>.<hex>.tmp``), which is fsynced, renamed over ``path``, and the folder fsynced. A crash
+    leaves the old file or the new one, never a mix (at most a stale temp file:
+    :func:`remove_stale_temp_files`)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    pq.write_table(table, tmp)
+    write(tmp)
     with open(tmp, "rb") as fh:
         os.fsync(fh.fileno())
     os.replace(tmp, path)
@@ -84,6 +92,17 @@ def _write_atomic(table: pa.Table, path: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    _replace_atomic(path, lambda tmp: pq.write_table(table, tmp))
+
+
+def remove_stale_temp_files(folder: Path) -> None:
+    """Temp files of a writer that was killed between write and rename (hidden, never read)."""
+    for pattern in (".part-*.tmp", "_trials/.*.tmp", f".{PLAN_FILE}.*.tmp"):
+        for tmp in folder.glob(pattern):
+            tmp.unlink(missing_ok=True)
 
 
 def data_parts(folder: str | Path) -> list[Path]:
@@ -119,7 +138,6 @@ class ResultsError(ValueError):
 
 
 REQUIRED_COLUMNS = ("trial_key", "step")
-PLAN_FILE = "_sweep.json"
 
 
 def _read_parquet(path: Path):
@@ -193,13 +211,8 @@ def write_plan(folder: str | Path, plan: dict) -> Path:
     """Write the sweep's plan (``_sweep.json``: JSON object) atomically: temp file, fsync, rename."""
     path = Path(folder) / PLAN_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    with open(tmp, "w") as fh:
-        json.dump(plan, fh, indent=2, sort_keys=True, default=str)
-        fh.write("\n")
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    text = json.dumps(plan, indent=2, sort_keys=True, default=str) + "\n"
+    _replace_atomic(path, lambda tmp: tmp.write_text(text))
     return path
 
 

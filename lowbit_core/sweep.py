@@ -191,6 +191,9 @@ class Plan:
     seeds: tuple[int, ...]
     trials: tuple[Trial, ...] = ()
     studies: tuple[Study, ...] = ()
+    space: Mapping[str, Any] = field(default_factory=dict)
+    """The sweep's space after the profile and overrides, in its order: dotted key -> tuple of grid
+    values, a :data:`Distribution`, or a one-value tuple for an axis an override pinned. No seeds."""
 
     @property
     def is_optuna(self) -> bool:
@@ -268,13 +271,8 @@ def _check_distribution(key: str, dist: Any, tp: Any, family: Family) -> None:
         check_value(wkey, resolve_key(family.config_cls, wkey), wval)
 
 
-def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | None = None,
-         seeds: tuple[int, ...] | None = None) -> Plan:
-    """Check a sweep under a profile and ``--set`` overrides, and expand it into trials or studies.
-
-    An override of a key that is also a grid axis pins that axis to the one value.
-    """
-    family = get_family(sweep.family)
+def _check_sweep(sweep: Sweep, family: Family) -> None:
+    """Raise ConfigError for a sweep whose name, retries, mode, metric or profiles are invalid."""
     if not isinstance(sweep.name, str) or not sweep.name.replace("_", "").replace("-", "").isalnum():
         raise ConfigError(f"sweep name must be letters, digits, '_' or '-', got {sweep.name!r}")
     if not isinstance(sweep.retries, int) or isinstance(sweep.retries, bool) or sweep.retries < 0:
@@ -287,11 +285,11 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
     for name, p in sweep.profiles.items():
         if not isinstance(p, Profile):
             raise ConfigError(f"profile {name!r} must be a Profile, got {type(p).__name__}")
-    s = _apply_profile(sweep, profile)
-    overrides = dict(overrides or {})
-    seeds = _check_seeds(seeds if seeds is not None else s.seeds)
 
-    base_cfg = with_overrides(family.config_cls(), {**s.base, **overrides})
+
+def _split_space(s: Sweep, family: Family, overrides: Mapping[str, Any]) -> tuple[dict[str, tuple], dict[str, Distribution]]:
+    """(checked grid axes, checked distributions) of ``s.space``; keys in ``overrides`` are left out
+    (the override pins them: it is part of the base config)."""
     axes: dict[str, tuple] = {}
     dists: dict[str, Distribution] = {}
     for key, axis in s.space.items():
@@ -310,8 +308,12 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
             dists[key] = axis
         else:
             raise ConfigError(f"space[{key!r}] must be Grid, LogUniform, Uniform or IntUniform, got {axis!r}")
-    axes["seed"] = seeds
+    return axes, dists
 
+
+def _grid_points(family: Family, base_cfg: Any, axes: Mapping[str, tuple]) -> dict[str, Any]:
+    """key -> canonical config of every point of the product of ``axes`` (duplicates merged);
+    a point the family's preflight rejects raises its ConfigError."""
     points: dict[str, Any] = {}
     names = list(axes)
     for values in itertools.product(*(axes[k] for k in names)):
@@ -320,17 +322,69 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
         if err:
             raise ConfigError(err)
         points.setdefault(config_key(cfg), cfg)
+    return points
 
-    if not isinstance(s.search, Optuna):
-        return Plan(s, profile, family, seeds, trials=_fold(family, tuple(s.fold), points))
+
+def _studies(points: Mapping[str, Any], dists: Mapping[str, Distribution], num_samples: int) -> tuple[Study, ...]:
+    """One study per grid point, searching the distributions whose ``when`` matches that point."""
     studies = []
     for key, cfg in points.items():
         flat = flatten(cfg)
         applicable = {k: d for k, d in dists.items() if all(flat.get(wk) == wv for wk, wv in d.when.items())}
         if not applicable:
             raise ConfigError(f"no distribution applies to grid point {key}; check the `when` conditions")
-        studies.append(Study(key, cfg, applicable, s.search.num_samples))
-    return Plan(s, profile, family, seeds, studies=tuple(studies))
+        studies.append(Study(key, cfg, applicable, num_samples))
+    return tuple(studies)
+
+
+def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | None = None,
+         seeds: tuple[int, ...] | None = None) -> Plan:
+    """Check a sweep under a profile and ``--set`` overrides, and expand it into trials or studies.
+
+    An override of a key that is also a grid axis pins that axis to the one value.
+    """
+    family = get_family(sweep.family)
+    _check_sweep(sweep, family)
+    s = _apply_profile(sweep, profile)
+    overrides = dict(overrides or {})
+    seeds = _check_seeds(seeds if seeds is not None else s.seeds)
+    base_cfg = with_overrides(family.config_cls(), {**s.base, **overrides})
+    axes, dists = _split_space(s, family, overrides)
+    space = {k: (overrides[k],) if k in overrides else axes[k] if k in axes else dists[k] for k in s.space}
+    points = _grid_points(family, base_cfg, {**axes, "seed": seeds})
+    if not isinstance(s.search, Optuna):
+        return Plan(s, profile, family, seeds, trials=_fold(family, tuple(s.fold), points), space=space)
+    return Plan(s, profile, family, seeds, studies=_studies(points, dists, s.search.num_samples), space=space)
+
+
+def _column_value(value: Any) -> Any:
+    """A config value as its ``cfg.<key>`` Parquet column holds it (tuples as JSON text, as :func:`flatten`)."""
+    return json.dumps(list(value)) if isinstance(value, tuple) else value
+
+
+def _describe_axis(axis: tuple | Distribution) -> list | dict:
+    """A space entry as JSON: grid values as a list (column form), a distribution as
+    ``{"type": "LogUniform" | "Uniform" | "IntUniform", "low", "high", "when"}``."""
+    if isinstance(axis, tuple):
+        return [_column_value(v) for v in axis]
+    return {"type": type(axis).__name__, "low": axis.low, "high": axis.high,
+            "when": {k: _column_value(v) for k, v in axis.when.items()}}
+
+
+def describe_plan(p: Plan) -> dict[str, Any]:
+    """What a plan runs, as JSON-able data (the identity part of ``_sweep.json``): ``name``,
+    ``family``, ``profile``, ``metric``, ``mode``, ``axes`` (dotted key -> grid values after the
+    profile and overrides, a pinned axis as its one value, or a distribution; see
+    :func:`_describe_axis`), ``fold``, ``seeds`` and ``canonical_defaults`` (dotted key -> the family's
+    default for every config key). Values are as the ``cfg.<key>`` columns hold them (tuples as JSON
+    text), so they compare directly with the Parquet data.
+    """
+    s = p.sweep
+    return {
+        "name": s.name, "family": p.family.name, "profile": p.profile, "metric": s.metric, "mode": s.mode,
+        "axes": {k: _describe_axis(v) for k, v in p.space.items()}, "fold": list(s.fold),
+        "seeds": list(p.seeds), "canonical_defaults": flatten(p.family.config_cls()),
+    }
 
 
 def trial_config(family: Family, base_flat: Mapping[str, Any], sampled: Mapping[str, Any]) -> Any:

@@ -20,7 +20,7 @@ from ray import tune
 from lowbit_core.config import flatten, with_overrides
 from lowbit_core.device import pick_device
 from lowbit_core.families import Family, get_family
-from lowbit_core.sweep import ray_base, resolve_points
+from lowbit_core.sweep import resolve_points
 
 
 def _version(pkg: str) -> str:
@@ -56,6 +56,25 @@ def absolute_paths(family: Family, cfg, cwd: str | None):
     return with_overrides(cfg, fixed) if fixed else cfg
 
 
+def check_declared(family: Family, metrics: dict) -> None:
+    """KeyError unless every key of a reported ``metrics`` dict is ``step`` or a metric ``family``
+    declares (the Parquet schema is fixed from the declaration before the first trial starts)."""
+    unknown = set(metrics) - set(family.metrics) - {"step"}
+    if unknown:
+        raise KeyError(f"family {family.name} reported undeclared metrics {sorted(unknown)}")
+
+
+def _fault_injector(key: str, config: dict):
+    """TEST-ONLY: the fault injector of :mod:`lowbit_core.faults` for this trial when
+    ``$LOWBIT_FAULT_INJECT`` is set (tests/test_faults.py), else None (the module is not imported)."""
+    spec = os.environ.get("LOWBIT_FAULT_INJECT")
+    if spec:
+        from lowbit_core.faults import fault_injection_hook
+
+        return fault_injection_hook(key, config, spec)
+    return None
+
+
 def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | None = None,
               cwd: str | None = None) -> None:
     """Run one trial. ``resume``: trial key -> checkpoint folders an earlier (killed) run of the sweep
@@ -69,14 +88,10 @@ def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | Non
     cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
     torch.set_num_threads(max(1, int(cpus)))
     extra = {"_key": key, **provenance()}
-    declared = set(family.metrics) | {"step"}
-
-    inject = fault_injection_hook(key, config)
+    inject = _fault_injector(key, config)
 
     def report(metrics: dict, state: dict | None = None) -> None:
-        unknown = set(metrics) - declared
-        if unknown:
-            raise KeyError(f"family {family.name} reported undeclared metrics {sorted(unknown)}")
+        check_declared(family, metrics)
         if inject is not None:
             metrics = inject(metrics)
         if state is None:
@@ -86,9 +101,7 @@ def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | Non
 
     if len(points) > 1:  # folded grid points: one batched computation, rows tagged with the point
         def report_point(metrics: dict, point: int) -> None:
-            unknown = set(metrics) - declared
-            if unknown:
-                raise KeyError(f"family {family.name} reported undeclared metrics {sorted(unknown)}")
+            check_declared(family, metrics)
             tune.report({**metrics, **extra, "_key": points[point][1], "_point": point})
 
         family.run_batch([absolute_paths(family, c, cwd) for c, _ in points], report_point, pick_device())
@@ -135,55 +148,6 @@ def start_state(key: str, earlier: list[str] | tuple = ()) -> dict | None:
     for line in skipped:
         print(f"lowbit: trial {key}: {line}", file=sys.stderr)
     return state
-
-
-def fault_injection_hook(key: str, config: dict):
-    """TEST-ONLY fault injection, off unless ``$LOWBIT_FAULT_INJECT`` is set (tests/test_faults.py).
-
-    The variable holds JSON ``{"dir": DIR, "rules": [RULE, ...]}``; a rule applies to trials whose
-    flat config matches ``rule["match"]`` (dotted key -> value, e.g. ``{"seed": 1}``; empty: all) and
-    acts on each report of a step >= ``rule.get("step", 0)``:
-    ``{"action": "sleep", "seconds": S}`` sleeps before reporting (slows a sweep down);
-    ``{"action": "mark"}`` touches ``DIR/mark-<trial key>-<step>`` (shows a test what was reported);
-    ``{"action": "raise", "times": N}`` raises RuntimeError, at most N times per trial over all
-    its attempts (counted with marker files in DIR, so retries in new processes see the count);
-    ``{"action": "nan", "metric": "loss", "value": "nan"}`` reports that metric as nan (or inf).
-    Returns ``metrics -> metrics`` or None when no rule applies.
-    """
-    import json
-    import os
-    import time
-    from pathlib import Path
-
-    spec = os.environ.get("LOWBIT_FAULT_INJECT")
-    if not spec:
-        return None
-    spec = json.loads(spec)
-    flat = {**ray_base(config), **{k: v for k, v in config.items() if k not in ("base", "study")}}
-    rules = [r for r in spec.get("rules", []) if all(flat.get(k) == v for k, v in r.get("match", {}).items())]
-    if not rules:
-        return None
-    marks = Path(spec.get("dir", "."))
-
-    def inject(metrics: dict) -> dict:
-        metrics = dict(metrics)
-        for i, rule in enumerate(rules):
-            if metrics.get("step", 0) < rule.get("step", 0):
-                continue
-            if rule["action"] == "sleep":
-                time.sleep(rule.get("seconds", 0.1))
-            elif rule["action"] == "mark":
-                (marks / f"mark-{key}-{metrics.get('step')}").touch()
-            elif rule["action"] == "nan":
-                metrics[rule.get("metric", "loss")] = float(rule.get("value", "nan"))
-            elif rule["action"] == "raise":
-                done = len(list(marks.glob(f"raise-{key}-{i}-*")))
-                if done < rule.get("times", 1):
-                    (marks / f"raise-{key}-{i}-{done}").touch()
-                    raise RuntimeError(f"injected fault {done + 1} at step {metrics.get('step')} (trial {key})")
-        return metrics
-
-    return inject
 
 
 def probe_trainable(config: dict, resume: dict | None = None, cwd: str | None = None) -> None:

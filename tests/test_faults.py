@@ -2,7 +2,7 @@
 that raise (retried) or turn NaN (stopped, failed), two sweeps at once, and Ctrl-C (SIGINT).
 
 Trials are slowed down with the test-only hook ``LOWBIT_FAULT_INJECT``
-(:func:`lowbit_core.trainables.fault_injection_hook`), and ``LOWBIT_FLUSH_SECONDS=0`` makes the
+(:func:`lowbit_core.faults.fault_injection_hook`), and ``LOWBIT_FLUSH_SECONDS=0`` makes the
 driver write a part after every step, so the kill points are sharp. Every driver runs in its own
 session (``start_new_session``); Ray processes it leaves behind after a SIGKILL are found by that
 session id and killed by pid at the end of each test.

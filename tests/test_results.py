@@ -401,3 +401,34 @@ def test_all_parts_share_identical_schema(tmp_path):
     t = pq.read_table(tmp_path)
     assert t.schema.field("scan_lr").type == pa.list_(pa.float64())
     assert t.schema.field("n_flips").type == pa.int64()
+
+
+def test_plan_round_trips_atomically_and_replaces(tmp_path):
+    plan = {"name": "s", "axes": {"model.kind": ["fp", "binary"]}, "seeds": [0, 1], "runs": []}
+    path = results.write_plan(tmp_path / "s", plan)
+    assert path == tmp_path / "s" / results.PLAN_FILE and results.read_plan(tmp_path / "s") == plan
+    results.write_plan(tmp_path / "s", {**plan, "runs": [{"run_id": "r1"}]})
+    assert results.read_plan(tmp_path / "s")["runs"] == [{"run_id": "r1"}]
+    assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [results.PLAN_FILE]  # no temp file left
+    assert results.read_plan(tmp_path / "none") is None
+
+
+def test_unreadable_plan_is_a_results_error(tmp_path):
+    (tmp_path / results.PLAN_FILE).write_text("{not json")
+    with pytest.raises(results.ResultsError, match="cannot read"):
+        results.read_plan(tmp_path)
+    (tmp_path / results.PLAN_FILE).write_text("[1, 2]")
+    with pytest.raises(results.ResultsError, match="not a JSON object"):
+        results.read_plan(tmp_path)
+
+
+def test_stale_temp_files_of_every_writer_are_removed(tmp_path):
+    (tmp_path / "_trials").mkdir()
+    stale = [tmp_path / ".part-r-00000.parquet.abc123.tmp", tmp_path / "_trials" / ".r-00000.parquet.abc123.tmp",
+             tmp_path / f".{results.PLAN_FILE}.abc123.tmp"]
+    for p in stale:
+        p.write_bytes(b"cut short")
+    kept = tmp_path / "part-r-00000.parquet"
+    kept.write_bytes(b"data")
+    results.remove_stale_temp_files(tmp_path)
+    assert not any(p.exists() for p in stale) and kept.exists()
