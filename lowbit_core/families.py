@@ -36,6 +36,7 @@ def _probe_family() -> Family:
     from lowbit_core.data.mnist import mnist_missing
     from lowbit_core.probes.config import DGConfig, EstimatorConfig, MultiConfig, ProbeConfig
     from lowbit_core.probes.run import FOLDABLE, PROBE_METRICS, run_probe, run_probe_batch
+    from lowbit_core.quant import estimator_registry
 
     def canonicalize(cfg: ProbeConfig) -> ProbeConfig:
         # Parameters that do not act are reset to their defaults so equivalent trials get one key:
@@ -45,11 +46,9 @@ def _probe_family() -> Family:
         if cfg.model.kind == "fp":
             est = default
         else:
-            est = dataclasses.replace(
-                est,
-                clip=est.clip if est.name == "value_clip" else default.clip,
-                window=est.window if est.name == "window" else default.window,
-            )
+            acting = estimator_registry.get(est.name).param
+            est = dataclasses.replace(est, **{p: getattr(default, p) for p in estimator_registry.PARAM_NAMES
+                                              if p != acting})
         multi, dg = cfg.multi, cfg.dg
         if multi.optimizer != "sgdm":
             multi = dataclasses.replace(multi, momentum=MultiConfig().momentum)

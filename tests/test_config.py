@@ -13,6 +13,7 @@ import pytest
 
 from lowbit_core.config import (ConfigError, check_value, dotted_keys, flatten, from_dict, nest,
                                 parse_text, resolve_key, to_dict, with_overrides)
+from lowbit_core.quant import estimator_registry
 from lowbit_core.probes.config import (BudgetConfig, DataConfig, EstimatorConfig, ModelConfig,
                                        MultiConfig, ProbeConfig, ScanConfig)
 
@@ -337,7 +338,7 @@ def test_resolve_key_no_suggestion_when_nothing_close():
 
 def test_resolve_key_returns_type():
     assert resolve_key(ProbeConfig, "multi.steps") is int
-    assert resolve_key(ProbeConfig, "estimator.name") == Literal["identity", "value_clip", "window"]
+    assert resolve_key(ProbeConfig, "estimator.name") == Literal[estimator_registry.NAMES]
 
 
 # ---------------------------------------------------------------- probe config classes directly

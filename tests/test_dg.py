@@ -82,6 +82,46 @@ def test_multistep_dg_with_one_step_is_single_step_dg():
     assert pts[1].loss == pytest.approx(view.loss(w0 + single), rel=0, abs=0)
 
 
+def flippable(view, w0, delta, radius):
+    """Coordinates with a finite (reachable) flip candidate inside the box of ``radius``."""
+    return ~torch.isnan(dg.candidates(view, w0, delta, radius, radius)[0])
+
+
+def test_binary_multistep_dg_reaches_the_whole_box_by_its_last_step():
+    """Cumulative radius: after step s of S the flippable set is {|w0| <= s eps / S}, and at s = S it is
+    the single-step set {|w0| <= eps} (a per-step reach of eps / S would freeze it at |w0| <= eps / S)."""
+    view, w0, *_ = problem("binary")
+    eps, steps = 0.6, 8
+    zero = torch.zeros_like(w0)
+    single = flippable(view, w0, zero, eps)
+    assert torch.equal(single, w0.abs() <= eps) and single.sum() > (w0.abs() <= eps / steps).sum()
+    for s in range(1, steps + 1):
+        radius = dg.cumulative_radius(s, steps, eps)
+        assert torch.equal(flippable(view, w0, zero, radius), w0.abs() <= radius)
+    assert dg.cumulative_radius(steps, steps, eps) == eps
+    assert torch.equal(flippable(view, w0, zero, dg.cumulative_radius(steps, steps, eps)), single)
+
+
+def test_binary_multistep_dg_flips_weights_beyond_eps_over_s():
+    """Brute force over problems: S = 8 flips some weight with eps/8 < |w0| <= eps (impossible with a
+    per-step reach of eps / 8), never one beyond eps, and ends no worse than its first step."""
+    eps, steps, far = 0.6, 8, 0
+    for seed in range(4):
+        view, w0, m, x, y = problem("binary", seed)
+        pts, w = [], torch.zeros_like(w0)
+        for s in range(1, steps + 1):
+            w = dg.dg_step(view, w0, w, eps / steps, dg.cumulative_radius(s, steps, eps))
+            assert w.abs().max() <= dg.cumulative_radius(s, steps, eps)
+            pts.append(brute_loss(m, x, y, w0 + w))
+        flipped = torch.sign(w0 + w + 0.0) != torch.sign(w0 + 0.0)
+        assert (w0.abs()[flipped] <= eps).all()
+        far += int((flipped & (w0.abs() > eps / steps)).sum())
+        assert pts[-1] <= pts[0] + 1e-7
+        last = list(dg.multistep_dg(view, w0, eps, steps))[-1]
+        assert last.loss == pytest.approx(view.loss(w0 + w), abs=0)
+    assert far > 0
+
+
 @pytest.mark.parametrize("steps", [2, 3, 5])
 def test_multistep_dg_respects_the_box_and_never_gets_worse(steps):
     view, w0, *_ = problem("fp")

@@ -59,3 +59,38 @@ def test_forward_is_sign_for_every_estimator():
 def test_unknown_estimator_lists_valid_names():
     with pytest.raises(KeyError, match="valid: identity, value_clip, window"):
         get_estimator("bogus")
+
+
+def test_the_registry_is_the_one_source_of_estimator_facts():
+    """Config choices, defaults, parameter fields and labels of probes and training derive from it."""
+    import dataclasses
+    import typing
+
+    from lowbit_core.probes.config import EstimatorConfig
+    from lowbit_core.quant import estimator_registry as reg
+    from lowbit_core.quant.estimators import DEFAULT_PARAMS
+    from lowbit_core.train.config import QuantConfig
+
+    hints = typing.get_type_hints(EstimatorConfig)
+    assert typing.get_args(hints["name"]) == reg.NAMES
+    assert typing.get_args(typing.get_type_hints(QuantConfig)["weight_estimator"]) == reg.NAMES
+    probe_fields = {f.name: f.default for f in dataclasses.fields(EstimatorConfig)}
+    for name, entry in reg.REGISTRY.items():
+        assert ESTIMATORS[name] is entry.grad and DEFAULT_PARAMS[name] == entry.default
+        if entry.param:
+            assert probe_fields[entry.param] == entry.default
+            assert EstimatorConfig(name=name).param() == entry.default
+            assert reg.label(name, 0.25) == f"{name} {entry.symbol}=0.25" and reg.label(name, 0) == reg.label(name)
+        else:
+            assert EstimatorConfig(name=name).param() is None and reg.label(name, 0.25) == name
+    assert reg.label(None) == reg.label(float("nan")) == "identity"
+    with pytest.raises(KeyError, match="valid: identity, value_clip"):
+        reg.get("nope")
+
+
+def test_registry_imports_without_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, lowbit_core.quant.estimator_registry; assert 'torch' not in sys.modules"
+    subprocess.run([sys.executable, "-c", code], check=True)

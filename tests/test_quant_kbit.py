@@ -52,7 +52,19 @@ def test_dorefa_act_levels_round_trip_and_gradient_mask(bits):
     assert xg.grad.tolist() == [0, 0, 1, 1, 1, 1, 1, 0, 0]  # edges 0 and 1 pass the gradient
 
 
-@pytest.mark.parametrize("bits", [1, 2, 3])
+def test_dorefa_weight_one_bit_is_the_bwn_branch():
+    """DoReFa's reference at 1 bit: sign(w) * E|w| (sign(0) = +1), identity gradient through sign."""
+    w = torch.tensor([[0.5, -0.25, 0.0], [-1.0, 0.125, -0.0]])
+    e = w.abs().mean()  # 1.875 / 6
+    y = dorefa_weight(w, 1)
+    assert torch.allclose(y, torch.tensor([[1.0, -1.0, 1.0], [-1.0, 1.0, 1.0]]) * e, rtol=0, atol=1e-7)
+    wg = w.clone().requires_grad_(True)
+    g = torch.tensor([[0.3, -2.0, 1.5], [0.7, -0.1, 4.0]])
+    dorefa_weight(wg, 1).backward(g)
+    assert torch.allclose(wg.grad, g, rtol=1e-6, atol=0)  # dL/dw = g: E is a constant (stop-gradient)
+
+
+@pytest.mark.parametrize("bits", [2, 3])
 def test_dorefa_weight_levels_reference_and_extremes(bits):
     torch.manual_seed(0)
     w = torch.randn(8, 5)
@@ -63,8 +75,6 @@ def test_dorefa_weight_levels_reference_and_extremes(bits):
     assert torch.equal(y, (2 * levels(bits) - 1)[j])
     i = w.abs().argmax()
     assert y.flatten()[i].abs().item() == 1.0  # the largest |w| maps to +-1
-    if bits == 1:
-        assert torch.equal(y, torch.where(w >= 0, 1.0, -1.0))
 
 
 def test_dorefa_weight_gradient_is_ste_through_round_and_autograd_elsewhere():

@@ -5,14 +5,15 @@ import math
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from lowbit_core.config import ConfigError, with_overrides
 from lowbit_core.families import get_family
 from lowbit_core.quant.estimators import ede_schedule
 from lowbit_core.train.checkpoint import load_state, save_state
 from lowbit_core.train.config import TrainConfig, canonicalize, preflight
-from lowbit_core.train.data import load_train_data, make_synthetic
-from lowbit_core.train.loop import cosine_lr, plan_phases, train
+from lowbit_core.train.data import load_train_data, make_synthetic, split_validation
+from lowbit_core.train.loop import build_model, cosine_lr, plan_phases, train
 
 TINY = {"data.n_train": 256, "data.n_test": 64, "model.width": 4, "train.batch_size": 32, "train.epochs": 4,
         "train.optimizer": "adam", "train.lr": 0.01, "train.weight_decay": 1e-4}
@@ -119,6 +120,35 @@ def test_pretrain_path_phases_lr_and_metrics():
     assert not any(".weight_quantizer." in k for k in states[2]["model"])  # the pretrain state is FP
 
 
+@pytest.mark.parametrize("act, kind, expected", [
+    ("quant", "binary", nn.Hardtanh), ("none", "binary", nn.ReLU), ("quant", "kbit", nn.ReLU)])
+def test_pretraining_uses_the_nonlinearity_of_the_network_it_initializes(act, kind, expected):
+    """nonlin='auto' is resolved from the trial's target kind in every phase: the FP pretraining net of
+    a binary-activation ResNet uses hardtanh (Bi-Real Net's clip(-1, x, 1)), like the net it initializes."""
+    cfg = tiny(**{"model.kind": kind, "quant.act": act, "train.pretrain_epochs": 2})
+    for phase in plan_phases(cfg):
+        acts = {type(m) for m in build_model(cfg, phase.kind, 10).modules() if isinstance(m, (nn.ReLU, nn.Hardtanh))}
+        assert acts == {expected}, phase.name
+    explicit = tiny(**{"model.kind": kind, "quant.act": act, "model.nonlin": "relu"})
+    assert {type(m) for m in build_model(explicit, "fp", 10).modules() if isinstance(m, nn.Hardtanh)} == set()
+
+
+@pytest.mark.parametrize("fraction", [0.25, 0.0])
+def test_model_selection_uses_validation_never_test(fraction):
+    """selected_epoch = the first epoch with the best val_acc so far, selected_test_acc its test_acc;
+    with no validation split the selection falls back to the test set (best test accuracy)."""
+    cfg = tiny(**{"data.val_fraction": fraction, "train.epochs": 4, "train.steps_per_epoch": 2})
+    metrics, _ = run(cfg)
+    score = "val_acc" if fraction else "test_acc"
+    for i, m in enumerate(metrics):
+        seen = [r[score] for r in metrics[:i + 1]]
+        best = int(np.argmax(seen))  # first maximum
+        assert m["selected_epoch"] == best + 1 and m["best_val_acc"] == seen[best]
+        assert m["selected_test_acc"] == metrics[best]["test_acc"]
+        assert math.isnan(m["val_acc"]) != bool(fraction)
+    assert metrics[-1]["best_test_acc"] == max(r["test_acc"] for r in metrics)
+
+
 def test_scratch_is_one_phase_and_fp_ignores_pretraining():
     assert [p.name for p in plan_phases(tiny(**{"model.kind": "binary"}))] == ["scratch"]
     fp = canonicalize(tiny(**{"model.kind": "fp", "train.pretrain_epochs": 2}))
@@ -185,13 +215,31 @@ def test_preflight_and_data(tmp_path):
     npz = tmp_path / "c.npz"
     np.savez(npz, x_train=rng.integers(0, 256, (10, 32, 32, 3), dtype=np.uint8), y_train=np.arange(10) % 3,
              x_test=rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8), y_test=np.arange(6) % 3)
-    cfg = tiny(**{"data.name": "npz", "data.root": str(npz), "data.n_train": 8, "data.n_test": 0})
+    cfg = tiny(**{"data.name": "npz", "data.root": str(npz), "data.n_train": 8, "data.n_test": 0,
+                  "data.val_fraction": 0.25})
     assert preflight(cfg) is None
     d = load_train_data(cfg.data)
-    assert d.x_train.shape == (8, 3, 32, 32) and d.x_test.shape == (6, 3, 32, 32) and d.n_classes == 3
+    assert d.x_train.shape == (6, 3, 32, 32) and d.x_val.shape == (2, 3, 32, 32) and d.x_test.shape == (6, 3, 32, 32)
+    assert d.n_classes == 3
     s1, s2 = make_synthetic(20, 10, 5), make_synthetic(20, 10, 5)
-    assert s1.x_train.dtype == torch.uint8 and s1.x_train.shape == (20, 3, 32, 32)
-    assert torch.equal(s1.x_train, s2.x_train) and set(s1.y_train.tolist()) <= set(range(5))
+    assert s1[0].dtype == torch.uint8 and s1[0].shape == (20, 3, 32, 32)
+    assert torch.equal(s1[0], s2[0]) and set(s1[1].tolist()) <= set(range(5))
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5])
+def test_validation_split_partitions_the_training_images(fraction):
+    """Train and validation are disjoint and together the N training images; the split is fixed
+    (the same for every call and seed), round(f N) images, and the test set is untouched."""
+    x = torch.arange(40).view(40, 1, 1, 1).expand(40, 3, 2, 2).to(torch.uint8)
+    y = torch.arange(40) % 4
+    xt, yt, xv, yv = split_validation(x, y, fraction)
+    assert len(yv) == round(fraction * 40) and len(yt) + len(yv) == 40
+    ids_t, ids_v = xt[:, 0, 0, 0].tolist(), xv[:, 0, 0, 0].tolist()
+    assert sorted(ids_t + ids_v) == list(range(40)) and ids_t == sorted(ids_t)  # train keeps its order
+    assert torch.equal(yt, torch.tensor(ids_t) % 4) and torch.equal(yv, torch.tensor(ids_v) % 4)
+    assert split_validation(x, y, fraction)[2].tolist() == xv.tolist()
+    d = load_train_data(tiny(**{"data.val_fraction": fraction}).data)
+    assert len(d.y_val) == round(fraction * 256) and len(d.y_train) == 256 - len(d.y_val) and len(d.y_test) == 64
 
 
 def test_checkpoint_round_trip_is_weights_only(tmp_path):

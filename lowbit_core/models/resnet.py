@@ -42,12 +42,19 @@ BLOCKS = ("basic", "bireal")
 NONLINS = ("auto", "relu", "hardtanh")
 
 
-def _nonlin(name: str, spec: QuantSpec) -> nn.Module:
+def resolve_nonlin(name: str, spec: QuantSpec | dict | None) -> str:
+    """``relu`` or ``hardtanh``: ``auto`` means ``hardtanh`` when ``spec``'s inner convs binarize their
+    inputs with ``sign``, else ``relu``. An FP network that initializes a binary one (pretraining)
+    resolves ``auto`` from the binary network's spec, so both phases share one nonlinearity."""
     if name not in NONLINS:
         raise KeyError(f"unknown nonlin {name!r}; valid: {', '.join(NONLINS)}")
     if name == "auto":
-        name = "hardtanh" if spec.act == "sign" else "relu"
-    return nn.Hardtanh() if name == "hardtanh" else nn.ReLU()
+        return "hardtanh" if as_spec(spec).act == "sign" else "relu"
+    return name
+
+
+def _nonlin(name: str, spec: QuantSpec) -> nn.Module:
+    return nn.Hardtanh() if resolve_nonlin(name, spec) == "hardtanh" else nn.ReLU()
 
 
 class _ShortcutA(nn.Module):

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lowbit_core.config import ConfigError
+from lowbit_core.quant import estimator_registry
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,19 @@ class ModelConfig:
 class EstimatorConfig:
     """Backward estimator of sign(w) (ignored by the FP model, whose gradient is exact).
 
-    ``identity`` (nSTE), ``value_clip`` (clip the gradient's values to [-clip, clip]),
-    ``window`` (g * 1{|w| <= window}); see :mod:`lowbit_core.quant.estimators`.
+    ``name``: a key of :data:`lowbit_core.quant.estimator_registry.REGISTRY` (nSTE, the two vSTE
+    readings, ApproxSign, EDE); ``clip`` / ``window``: the parameters of the estimators that take one
+    (the registry's ``param`` names), defaulting to the registry's defaults.
     """
 
-    name: Literal["identity", "value_clip", "window"] = "identity"
-    clip: float = 0.5
-    window: float = 1.0
+    name: Literal[estimator_registry.NAMES] = "identity"
+    clip: float = estimator_registry.get("value_clip").default
+    window: float = estimator_registry.get("window").default
+
+    def param(self):
+        """The chosen estimator's parameter value (None when it takes none)."""
+        entry = estimator_registry.get(self.name)
+        return getattr(self, entry.param) if entry.param else None
 
     def __post_init__(self):
         if self.clip <= 0 or self.window <= 0:

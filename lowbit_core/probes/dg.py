@@ -4,13 +4,15 @@ The meeting record defines DG loosely; these are the exact rules implemented her
 
 **Objective of a coordinate.** For each first-layer latent weight w_ij, the exact loss change of its
 best candidate move, evaluated on the fixed batch with every other weight held
-(:func:`lowbit_core.probes.structure.coordinate_losses`). Candidate moves at a step with reach r
-(the largest change this step may make), always inside the global box |w - w0| <= epsilon:
+(:func:`lowbit_core.probes.structure.coordinate_losses`). A step has a reach r (the largest change
+one step may make) and a radius R <= epsilon (the box |w - w0| <= R it must stay in). Candidates:
 
 - binary MLP: one candidate, the sign flip, moving w_ij just across zero (to exactly 0 when w_ij < 0,
   since sign(0) = +1, and to the negative float32 neighbour of 0 nearest w0's grid when w_ij >= 0);
-  reachable only when that change lies within r of the current change and within epsilon of w0;
-- FP MLP: ``w_ij +- f * r`` for each fraction f in ``fp_moves`` (default 1 and 1/2), clipped to the box.
+  reachable when the flipped point lies within R of w0 (only weights with |w0_ij| <= R can flip, and
+  a flipped weight can always flip back);
+- FP MLP: ``w_ij +- f * r`` for each fraction f in ``fp_moves`` (default 1 and 1/2), clipped to the box
+  of radius R.
 
 **Selection (one DG step).** The best move per coordinate; coordinates whose best move lowers the loss,
 sorted by it. ``select="best_prefix"`` (default): apply the top k moves together for k on a log grid
@@ -19,12 +21,17 @@ with the lowest loss (none if no prefix beats the current loss) -- the "take the
 until the budget is used" of the record, with the measured loss deciding where to stop.
 ``select="count"``: the top ``max_coords`` moves.
 
-**Single-step DG**: one step with r = epsilon. **Multi-step DG** (S steps): the budget split evenly,
-r = epsilon / S per step; objectives recomputed at the updated point, moved coordinates starting
-from their new values. S = 1 is single-step DG.
+**Single-step DG**: one step with r = R = epsilon. **Multi-step DG** (S steps): the budget split
+evenly, r = epsilon / S per step, and a cumulative radius R_s = s * epsilon / S after step s (R_S =
+epsilon); objectives recomputed at the updated point, moved coordinates starting from their new
+values. S = 1 is single-step DG. The cumulative radius is what lets S steps together reach what one
+step can: a flip is a jump of |w0_ij|, not a walk, so a per-step reach of epsilon / S around the
+current point would confine multi-step DG on the binary MLP to the weights with |w0_ij| <= epsilon / S
+(1/8 of the box at S = 8) and confound "does DG improve with S?" with a shrinking box. For the FP
+MLP the radius never binds before the box (S steps of epsilon / S), so its moves are unchanged.
 
-**CDG**: repeatedly take the single best improving move (r = epsilon around w0, i.e. anywhere in the
-box), apply it, re-evaluate. With ``refresh = 1`` every coordinate is re-evaluated after every accepted
+**CDG**: repeatedly take the single best improving move (r = R = epsilon: anywhere in the box),
+apply it, re-evaluate. With ``refresh = 1`` every coordinate is re-evaluated after every accepted
 move (exact coordinate descent); with ``refresh = R > 1`` a full evaluation happens every R moves and in
 between only a shortlist of the ``shortlist`` best coordinates of the last full evaluation is
 re-evaluated exactly (a full evaluation also happens whenever the shortlist has no improving move).
@@ -53,17 +60,19 @@ class DGPoint:
     coords_moved: int
 
 
-def candidates(view: FirstLayerView, w0: torch.Tensor, delta: torch.Tensor, reach: float, epsilon: float,
+def candidates(view: FirstLayerView, w0: torch.Tensor, delta: torch.Tensor, reach: float, radius: float,
                fp_moves: tuple[float, ...] = (1.0, 0.5)) -> torch.Tensor:
-    """Candidate new changes ``delta'`` (M, H, D) of the latent weights w0 + delta; NaN where a move is
-    unreachable or moves nothing. Working on delta (not w) keeps |delta'| <= epsilon exact in float32."""
-    b = box_bound(epsilon)
+    """Candidate new changes ``delta'`` (M, H, D) of the latent weights w0 + delta, inside the box
+    |delta'| <= ``radius``; NaN where a move is unreachable or moves nothing. ``reach`` sizes the FP
+    moves; a binary flip is reachable wherever its target lies in the box (module docstring).
+    Working on delta (not w) keeps |delta'| <= radius exact in float32."""
+    b = box_bound(radius)
     nan = torch.full_like(delta, float("nan"))
     if view.binary:
         u = w0 + delta
         # flip up: w0 + (-w0) = 0 exactly, sign +1; flip down: w0 + nextafter(-w0, -inf) = -ulp < 0
         target = torch.where(u >= 0, torch.nextafter(-w0, torch.full_like(w0, -float("inf"))), -w0)
-        ok = ((target - delta).abs() <= reach) & (target.abs() <= b) & (sign(w0 + target) != sign(u))
+        ok = (target.abs() <= b) & (sign(w0 + target) != sign(u))
         return torch.where(ok, target, nan)[None]
     out = []
     for f in fp_moves:
@@ -87,11 +96,12 @@ def _prefix_sizes(n: int, points: int) -> list[int]:
     return sorted({1, n, *np.unique(np.round(np.geomspace(1, n, max(2, points))).astype(int)).tolist()})
 
 
-def dg_step(view: FirstLayerView, w0: torch.Tensor, w: torch.Tensor, reach: float, epsilon: float,
+def dg_step(view: FirstLayerView, w0: torch.Tensor, w: torch.Tensor, reach: float, radius: float,
             fp_moves=(1.0, 0.5), select: str = "best_prefix", max_coords: int = 0,
             prefix_points: int = 32) -> torch.Tensor:
-    """One DG step from the change ``w`` (= delta): the new delta (``w`` itself when nothing improves)."""
-    change, target = best_moves(view, w0, w, candidates(view, w0, w, reach, epsilon, fp_moves))
+    """One DG step from the change ``w`` (= delta) with reach ``reach`` inside the box of ``radius``:
+    the new delta (``w`` itself when nothing improves)."""
+    change, target = best_moves(view, w0, w, candidates(view, w0, w, reach, radius, fp_moves))
     flat = change.flatten()
     improving = torch.nonzero(flat < 0).flatten()
     if len(improving) == 0:
@@ -121,13 +131,18 @@ def _point(view, w0, delta, step, best) -> DGPoint:
     return DGPoint(step, loss, min(best, loss), float(delta.abs().max()), moved)
 
 
+def cumulative_radius(step: int, steps: int, epsilon: float) -> float:
+    """R_s = s * epsilon / S, exactly epsilon at s = S."""
+    return epsilon if step >= steps else step * epsilon / steps
+
+
 def multistep_dg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, steps: int, **kw) -> Iterator[DGPoint]:
-    """Yield the point after 0..S DG steps, each with reach epsilon / S."""
+    """Yield the point after 0..S DG steps, step s with reach epsilon / S and radius s * epsilon / S."""
     w = torch.zeros_like(w0)
     p = _point(view, w0, w, 0, float("inf"))
     yield p
     for s in range(1, steps + 1):
-        w = dg_step(view, w0, w, epsilon / steps, epsilon, **kw)
+        w = dg_step(view, w0, w, epsilon / steps, cumulative_radius(s, steps, epsilon), **kw)
         p = _point(view, w0, w, s, p.best_loss)
         yield p
 

@@ -46,10 +46,6 @@ PROBE_METRICS: dict[str, str] = {
 }
 
 
-def _estimator_param(cfg: ProbeConfig) -> float | None:
-    return {"value_clip": cfg.estimator.clip, "window": cfg.estimator.window}.get(cfg.estimator.name)
-
-
 _DATA_CACHE: dict = {}
 _START_CACHE: dict = {}
 _CACHE_SIZE = 8
@@ -70,11 +66,13 @@ def probe_data(cfg: ProbeConfig) -> ProbeData:
     return _cached(_DATA_CACHE, key, lambda: ProbeData(*key))
 
 
-def pretrained_mlp(cfg: ProbeConfig, data: ProbeData, device: torch.device) -> MLP:
-    """The MLP at its probe start w0 (a fresh module; the weights are computed once per process)."""
+def pretrained_mlp(cfg: ProbeConfig, data: ProbeData, device: torch.device, estimator: str = "identity",
+                   estimator_param=None) -> MLP:
+    """The MLP at its probe start w0, built with ``estimator`` (a fresh module; the weights are
+    computed once per process)."""
     key = (cfg.data, cfg.model, cfg.seed, str(device))
     state = _cached(_START_CACHE, key, lambda: _pretrain(cfg, data, device).state_dict())
-    model = MLP(data.in_dim, cfg.model.hidden, data.n_classes, cfg.model.kind).to(device)
+    model = MLP(data.in_dim, cfg.model.hidden, data.n_classes, cfg.model.kind, estimator, estimator_param).to(device)
     model.load_state_dict(state)
     return model.requires_grad_(False)
 
@@ -108,7 +106,7 @@ class _Setup:
 
 def _setup(cfg: ProbeConfig, device: torch.device) -> _Setup:
     data = probe_data(cfg)
-    model = pretrained_mlp(cfg, data, device)
+    model = pretrained_mlp(cfg, data, device, cfg.estimator.name, cfg.estimator.param())
     x, y = data.sample(cfg.data.batch_size, torch.Generator().manual_seed(2_000 + cfg.seed))
     x, y = x.to(device), y.to(device)
 
@@ -117,9 +115,8 @@ def _setup(cfg: ProbeConfig, device: torch.device) -> _Setup:
     loss_fn = batch_loss_fn(model, layer, w0, x, y)
     zero = torch.zeros_like(w0)
 
-    start_loss, g_id = gradient_at(loss_fn, zero)
-    model.estimator, model.estimator_param = cfg.estimator.name, _estimator_param(cfg)
-    _, g = gradient_at(loss_fn, zero)
+    start_loss, g = gradient_at(loss_fn, zero)
+    _, g_id = gradient_at(batch_loss_fn(pretrained_mlp(cfg, data, device), layer, w0, x, y), zero)
     cos, frac = compare_to_identity(g, g_id)
 
     lrs = lr_scan.lr_grid(cfg.scan.lr_min, cfg.scan.lr_max, cfg.scan.lr_step)

@@ -82,7 +82,8 @@ def ede_grad(g, w, param=None):
 @dataclass(frozen=True)
 class Estimator:
     """One backward estimator. ``param``: the name of its sweepable parameter (``None``: it has
-    none), ``default`` its value when none is given, ``symbol`` how a label shows it."""
+    none), ``default`` its value when none is given, ``symbol`` how a label shows it; ``schedule``:
+    ``(epoch, total) -> parameter`` for an estimator whose parameter training sets per epoch."""
 
     name: str
     grad: Callable[..., Any]
@@ -91,6 +92,7 @@ class Estimator:
     param: str | None = None
     default: float | None = None
     symbol: str = ""
+    schedule: Callable[[float, float], Any] | None = None
 
     def describe(self, value=None) -> str:
         """Report label: the name, with the parameter where it acts (``window t=0.5``); ``None``, NaN
@@ -109,7 +111,7 @@ REGISTRY: dict[str, Estimator] = {e.name: e for e in (
     Estimator("window", window_grad, "vSTE (window)", "Hubara et al. 2016, NeurIPS (BNN)",
               param="window", default=1.0, symbol="t"),
     Estimator("approx_sign", approx_sign_grad, "ApproxSign", "Liu et al. 2018, ECCV (Bi-Real Net)"),
-    Estimator("ede", ede_grad, "EDE", "Qin et al. 2020, CVPR (IR-Net)"),
+    Estimator("ede", ede_grad, "EDE", "Qin et al. 2020, CVPR (IR-Net)", schedule=ede_schedule),
 )}
 
 NAMES: tuple[str, ...] = tuple(REGISTRY)

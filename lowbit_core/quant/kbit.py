@@ -12,6 +12,9 @@ DoReFa (Zhou et al., "DoReFa-Net", arXiv:1606.06160, 2016), with
 - weights: ``w_q = 2 quantize_k(tanh(w) / (2 max|tanh(w)|) + 1/2) - 1``, on the 2^k levels
   ``2j/(2^k - 1) - 1``. Backward: identity through the round, autograd through tanh and the
   normalisation (the max is not detached, as in the reference code, so its argmax entry gets a share).
+  At k = 1 the reference takes its BWN branch instead: ``w_q = sign(w) E|w|`` with ``E|w|`` the
+  layer's mean absolute weight (detached) and the identity gradient through sign, ``dL/dw = g``
+  (sign(0) = +1, as everywhere in this project).
 - activations: ``x_q = quantize_k(clip(x, 0, 1))``. Backward: ``g * 1{0 <= x <= 1}``, edges included
   (by :func:`clip_inclusive`, not ``torch.clamp``, whose edge gradient differs between overloads).
 
@@ -34,6 +37,8 @@ import math
 
 import torch
 from torch import nn
+
+from lowbit_core.quant.estimators import sign_ste
 
 
 class _RoundSTE(torch.autograd.Function):
@@ -78,7 +83,11 @@ def quantize_k(x: torch.Tensor, bits: int) -> torch.Tensor:
 
 
 def dorefa_weight(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """DoReFa weights: ``2 quantize_k(tanh(w) / (2 max|tanh(w)|) + 1/2) - 1`` (see module docstring)."""
+    """DoReFa weights: ``2 quantize_k(tanh(w) / (2 max|tanh(w)|) + 1/2) - 1``; at 1 bit the BWN branch
+    ``sign(w) E|w|`` with the identity gradient (see module docstring)."""
+    if _check_bits(bits) == 1:
+        scale = w.detach().abs().mean().clamp_min(torch.finfo(w.dtype).tiny)
+        return sign_ste(w / scale, "identity") * scale
     t = torch.tanh(w)
     t = t / (2 * t.abs().max().clamp_min(torch.finfo(t.dtype).tiny)) + 0.5
     return 2 * quantize_k(t, bits) - 1

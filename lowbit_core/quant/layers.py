@@ -25,6 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lowbit_core.quant.dsq import DSQQuantizer
+from lowbit_core.quant.estimator_registry import get
 from lowbit_core.quant.registry import QuantizerSpec, _check_keys, make_quantizer
 from lowbit_core.quant.sign import SignQuantizer
 
@@ -128,11 +129,11 @@ class QuantConv2d(_Quantized, nn.Conv2d):
 
 
 def set_ede_epoch(model: nn.Module, epoch: float, total: float) -> int:
-    """Set EDE's ``(t, k) = ede_schedule(epoch, total)`` on every sign quantizer using ``ede``;
-    returns how many were set."""
+    """Set the parameter of every sign quantizer whose estimator is scheduled (EDE:
+    ``(t, k) = ede_schedule(epoch, total)``); returns how many were set."""
     n = 0
     for m in model.modules():
-        if isinstance(m, SignQuantizer) and m.estimator == "ede":
+        if isinstance(m, SignQuantizer) and get(m.estimator).schedule is not None:
             m.set_epoch(epoch, total)
             n += 1
     return n

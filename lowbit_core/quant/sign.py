@@ -21,7 +21,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from lowbit_core.quant.estimators import DEFAULT_PARAMS, ede_schedule, get_estimator, sign_ste
+from lowbit_core.quant.estimator_registry import get
+from lowbit_core.quant.estimators import DEFAULT_PARAMS, get_estimator, sign_ste
 
 
 def binarize(x: torch.Tensor, estimator: str = "identity", param=None, threshold: float = 0.0) -> torch.Tensor:
@@ -78,9 +79,10 @@ class SignQuantizer(nn.Module):
         self.estimator, self.param, self.threshold, self.scale = estimator, param, float(threshold), scale
 
     def set_epoch(self, epoch: float, total: float) -> None:
-        """For the ``ede`` estimator: set ``param = ede_schedule(epoch, total)``; no-op otherwise."""
-        if self.estimator == "ede":
-            self.param = ede_schedule(epoch, total)
+        """For a scheduled estimator (EDE): set ``param = schedule(epoch, total)``; no-op otherwise."""
+        schedule = get(self.estimator).schedule
+        if schedule is not None:
+            self.param = schedule(epoch, total)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return binarize_weight(x, self.estimator, self.param, self.threshold, self.scale)

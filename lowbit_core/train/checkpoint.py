@@ -6,6 +6,7 @@ checkpoint never unpickles arbitrary objects::
 
     {"format": 1, "epoch": epochs completed (global), "phase": "pretrain" | "finetune" | "scratch",
      "train_steps": optimizer steps so far, "best_test_acc": float,
+     "selection": {"best_val_acc", "selected_epoch", "selected_test_acc"} (absent in older states),
      "model": model.state_dict(), "optimizer": optimizer.state_dict(),
      "scheduler": {"kind": "cosine", "phase_step": steps done in the phase, "phase_steps": its total},
      "rng": {"data": data generator state, "perturb": perturbation generator state,

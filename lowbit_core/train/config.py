@@ -29,8 +29,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from lowbit_core.config import ConfigError
+from lowbit_core.quant import estimator_registry
 
-Estimator = Literal["identity", "value_clip", "window", "approx_sign", "ede"]
+Estimator = Literal[estimator_registry.NAMES]
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,9 @@ class TrainDataConfig:
 
     ``n_train`` / ``n_test``: use the first n images (0: all of them; synthetic: 0 means 2048 / 512).
     ``n_classes`` applies to ``synthetic`` only. ``augment``: random crop (padding 4) + flip.
+    ``val_fraction``: the share of those training images held out as a validation split, on which
+    the best epoch is selected (:mod:`lowbit_core.train.data`); 0 keeps no split, and selection
+    then falls back to the test set (optimistic, and said so in the report).
     """
 
     name: Literal["cifar10", "cifar100", "npz", "synthetic"] = "synthetic"
@@ -49,10 +53,13 @@ class TrainDataConfig:
     n_test: int = 0
     n_classes: int = 10
     augment: bool = True
+    val_fraction: float = 0.1
 
     def __post_init__(self):
         if self.n_train < 0 or self.n_test < 0:
             raise ConfigError(f"data.n_train and data.n_test must be >= 0, got {self.n_train}, {self.n_test}")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
         if not 2 <= self.n_classes <= 1000:
             raise ConfigError(f"data.n_classes must be in [2, 1000], got {self.n_classes}")
 
@@ -176,9 +183,6 @@ class TrainConfig:
     seed: int = 0
 
 
-_PARAM_ESTIMATORS = ("value_clip", "window")
-
-
 def canonicalize(cfg: TrainConfig) -> TrainConfig:
     """Reset parameters that do not act, so equivalent trials share one key.
 
@@ -195,11 +199,11 @@ def canonicalize(cfg: TrainConfig) -> TrainConfig:
     elif cfg.model.kind == "binary":
         q = dataclasses.replace(q, kbit=d.kbit, bits=d.bits, dsq_alpha=d.dsq_alpha, dsq_schedule=d.dsq_schedule,
                                 dsq_alpha_min=d.dsq_alpha_min, dsq_train_forward=d.dsq_train_forward)
-        if q.weight_estimator not in _PARAM_ESTIMATORS:
+        if q.weight_estimator not in estimator_registry.WITH_PARAM:
             q = dataclasses.replace(q, weight_param=d.weight_param)
         if q.act == "none":
             q = dataclasses.replace(q, act_estimator=d.act_estimator, act_param=d.act_param)
-        elif q.act_estimator not in _PARAM_ESTIMATORS:
+        elif q.act_estimator not in estimator_registry.WITH_PARAM:
             q = dataclasses.replace(q, act_param=d.act_param)
     else:
         q = dataclasses.replace(q, weight_estimator=d.weight_estimator, weight_param=d.weight_param,

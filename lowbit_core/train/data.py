@@ -9,6 +9,12 @@ class ``c`` is ``clip(128 + 48 * s * T_c + 40 * noise, 0, 255)`` with a per-imag
 ``s ~ U(0.6, 1.4)`` and i.i.d. pixel noise ``N(0, 1)``. The templates are smooth, so random crops and
 flips keep the class readable: a small CNN learns it in a few hundred steps. The task is fixed
 (generated from seed 0), whatever the trial's seed; train and test images are independent draws.
+
+Validation split (``val_fraction`` f > 0): of the N training images (after ``n_train``), a fixed
+random subset of ``round(f N)`` (a permutation from seed 0, the same for every trial and seed, so
+that all trials of a sweep select on the same images, and class-balanced in expectation even when
+the files are sorted by class) becomes ``x_val`` / ``y_val``; the rest, in their original order,
+stay the training set. The test set is never used for selection.
 """
 from __future__ import annotations
 
@@ -29,8 +35,21 @@ class TrainData:
     y_train: torch.Tensor
     x_test: torch.Tensor
     y_test: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
     n_classes: int
     stats: str  # the name whose mean/std normalise the images (cifar.normalize)
+
+
+def split_validation(x: torch.Tensor, y: torch.Tensor, fraction: float):
+    """``(x_train, y_train, x_val, y_val)``: ``round(fraction * N)`` images chosen by a seed-0
+    permutation go to validation; the training images keep their order."""
+    n_val = round(fraction * len(y))
+    if n_val >= len(y):
+        raise ValueError(f"data.val_fraction={fraction} leaves no training images of {len(y)}")
+    is_val = torch.zeros(len(y), dtype=torch.bool)
+    is_val[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n_val]] = True
+    return x[~is_val], y[~is_val], x[is_val], y[is_val]
 
 
 def synthetic_images(n: int, n_classes: int, generator: torch.Generator, templates: torch.Tensor):
@@ -41,25 +60,31 @@ def synthetic_images(n: int, n_classes: int, generator: torch.Generator, templat
     return x.round_().clamp_(0, 255).to(torch.uint8), y
 
 
-def make_synthetic(n_train: int, n_test: int, n_classes: int) -> TrainData:
+def make_synthetic(n_train: int, n_test: int, n_classes: int) -> tuple[torch.Tensor, ...]:
+    """``(x_train, y_train, x_test, y_test)`` of the synthetic task (module docstring)."""
     g = torch.Generator().manual_seed(0)
     coarse = torch.randn(n_classes, 3, 4, 4, generator=g)
     templates = F.interpolate(coarse, size=(32, 32), mode="bilinear", align_corners=False)
     templates = templates / templates.std(dim=(1, 2, 3), keepdim=True)
     x_tr, y_tr = synthetic_images(n_train, n_classes, g, templates)
     x_te, y_te = synthetic_images(n_test, n_classes, g, templates)
-    return TrainData(x_tr, y_tr, x_te, y_te, n_classes, "cifar10")
+    return x_tr, y_tr, x_te, y_te
 
 
 def _load(cfg: TrainDataConfig) -> TrainData:
     if cfg.name == "synthetic":
-        return make_synthetic(cfg.n_train or SYNTHETIC_DEFAULT[0], cfg.n_test or SYNTHETIC_DEFAULT[1], cfg.n_classes)
-    x_tr, y_tr, x_te, y_te, n_classes = load_cifar(cfg.name, cfg.root)
-    if cfg.n_train:
-        x_tr, y_tr = x_tr[:cfg.n_train], y_tr[:cfg.n_train]
-    if cfg.n_test:
-        x_te, y_te = x_te[:cfg.n_test], y_te[:cfg.n_test]
-    return TrainData(x_tr, y_tr, x_te, y_te, n_classes, cfg.name)
+        x_tr, y_tr, x_te, y_te = make_synthetic(cfg.n_train or SYNTHETIC_DEFAULT[0], cfg.n_test or SYNTHETIC_DEFAULT[1],
+                                                cfg.n_classes)
+        n_classes, stats = cfg.n_classes, "cifar10"
+    else:
+        x_tr, y_tr, x_te, y_te, n_classes = load_cifar(cfg.name, cfg.root)
+        stats = cfg.name
+        if cfg.n_train:
+            x_tr, y_tr = x_tr[:cfg.n_train], y_tr[:cfg.n_train]
+        if cfg.n_test:
+            x_te, y_te = x_te[:cfg.n_test], y_te[:cfg.n_test]
+    x_tr, y_tr, x_va, y_va = split_validation(x_tr, y_tr, cfg.val_fraction)
+    return TrainData(x_tr, y_tr, x_te, y_te, x_va, y_va, n_classes, stats)
 
 
 _CACHE: dict = {}
@@ -68,14 +93,14 @@ _CACHE_SIZE = 2
 
 def load_train_data(cfg: TrainDataConfig, device: torch.device | str = "cpu") -> TrainData:
     """The data set of ``cfg`` on ``device`` (cached per process: a reused Ray actor loads it once)."""
-    key = (cfg.name, cfg.root, cfg.n_train, cfg.n_test, cfg.n_classes, str(device))
+    key = (cfg.name, cfg.root, cfg.n_train, cfg.n_test, cfg.n_classes, cfg.val_fraction, str(device))
     if key not in _CACHE:
         if len(_CACHE) >= _CACHE_SIZE:
             _CACHE.pop(next(iter(_CACHE)))
         d = _load(cfg)
-        _CACHE[key] = TrainData(d.x_train.to(device), d.y_train.to(device), d.x_test.to(device),
-                                d.y_test.to(device), d.n_classes, d.stats)
+        _CACHE[key] = TrainData(d.x_train.to(device), d.y_train.to(device), d.x_test.to(device), d.y_test.to(device),
+                                d.x_val.to(device), d.y_val.to(device), d.n_classes, d.stats)
     return _CACHE[key]
 
 
-__all__ = ["TrainData", "make_synthetic", "load_train_data", "SYNTHETIC_DEFAULT"]
+__all__ = ["TrainData", "make_synthetic", "split_validation", "load_train_data", "SYNTHETIC_DEFAULT"]

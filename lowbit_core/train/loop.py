@@ -12,7 +12,13 @@ Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`
    (the final short batch is dropped), each batch cropped + flipped + normalised on the device
    (:mod:`lowbit_core.data.augment`), optionally mixed (:mod:`lowbit_core.data.mixup`); the lr of
    step ``s`` of a phase with ``S`` steps is ``cosine_lr(peak, s, S) = peak (1 + cos(pi s / S)) / 2``;
-3. evaluation on the test set (eval mode: BN running statistics, DSQ's hard quantizer);
+3. evaluation on the test set and the validation split (eval mode: BN running statistics, DSQ's
+   hard quantizer); model selection on validation: ``selected_epoch`` is the epoch (1-based) with
+   the best ``val_acc`` so far (ties keep the earlier) and ``selected_test_acc`` its test accuracy.
+   With ``data.val_fraction = 0`` the selection uses the test accuracy (optimistic: it peeks at the
+   test set; reports say so). ``best_test_acc`` (the running maximum of ``test_acc``) is kept as a
+   column for old readers and is never a selection rule. The headline number is the final epoch's
+   ``test_acc``;
 4. ``report(metrics)`` -- or ``report(metrics, state=state)`` every ``train.checkpoint_every``
    epochs except the last: ``state`` (a fresh CPU copy the caller may keep; layout in
    :mod:`lowbit_core.train.checkpoint`) restarts the run after that epoch when passed back as
@@ -33,7 +39,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -44,8 +50,9 @@ from lowbit_core.data.augment import augment, batches
 from lowbit_core.data.cifar import normalize
 from lowbit_core.data.mixup import mixup, mixup_loss
 from lowbit_core.device import pick_device
-from lowbit_core.models.resnet import CifarResNet, build_resnet, load_fp_weights
+from lowbit_core.models.resnet import CifarResNet, build_resnet, load_fp_weights, resolve_nonlin
 from lowbit_core.quant.dsq import DSQQuantizer, dsq_alpha_schedule
+from lowbit_core.quant.estimator_registry import get as get_estimator_entry
 from lowbit_core.quant.layers import QuantSpec, set_dsq_alpha, set_ede_epoch
 from lowbit_core.quant.sign import SignQuantizer
 from lowbit_core.train.checkpoint import FORMAT, to_cpu
@@ -57,7 +64,8 @@ Report = Callable[..., None]
 
 TRAIN_METRICS: dict[str, str] = {
     "epoch": "int", "phase": "str", "train_loss": "float", "train_acc": "float", "test_loss": "float",
-    "test_acc": "float", "best_test_acc": "float", "lr": "float", "train_steps": "int",
+    "test_acc": "float", "best_test_acc": "float", "val_loss": "float", "val_acc": "float", "best_val_acc": "float",
+    "selected_epoch": "int", "selected_test_acc": "float", "lr": "float", "train_steps": "int",
     "images_per_s": "float", "epoch_time_s": "float", "dsq_alpha": "float", "ede_t": "float", "perturbed": "int",
     "resumed_from_epoch": "int",
 }
@@ -100,8 +108,12 @@ def quant_spec(cfg: TrainConfig, kind: str) -> QuantSpec | None:
 
 
 def build_model(cfg: TrainConfig, kind: str, n_classes: int) -> CifarResNet:
+    """The network of a phase of precision ``kind``; ``model.nonlin="auto"`` is resolved from the
+    trial's target ``model.kind``, so an FP pretraining phase uses the nonlinearity of the quantized
+    network it initializes (Bi-Real Net pretrains with clip(-1, x, 1) for this reason)."""
     m = cfg.model
-    return build_resnet(m.arch, n_classes, quant_spec(cfg, kind), m.width, m.block, m.nonlin)
+    nonlin = resolve_nonlin(m.nonlin, quant_spec(cfg, m.kind))
+    return build_resnet(m.arch, n_classes, quant_spec(cfg, kind), m.width, m.block, nonlin)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
@@ -121,16 +133,16 @@ def cosine_lr(peak: float, step: int, total: int) -> float:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: TrainData, batch_size: int) -> tuple[float, float]:
-    """``(mean cross-entropy, accuracy)`` on the test set, eval mode, no augmentation."""
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, stats: str) -> tuple[float, float]:
+    """``(mean cross-entropy, accuracy)`` on images ``x`` with labels ``y``, eval mode, no augmentation."""
     model.eval()
-    loss = torch.zeros((), device=data.x_test.device)
-    correct = torch.zeros((), device=data.x_test.device)
-    for xb, yb in batches(data.x_test, data.y_test, batch_size, shuffle=False, drop_last=False):
-        logits = model(normalize(xb, data.stats))
+    loss = torch.zeros((), device=x.device)
+    correct = torch.zeros((), device=x.device)
+    for xb, yb in batches(x, y, batch_size, shuffle=False, drop_last=False):
+        logits = model(normalize(xb, stats))
         loss += F.cross_entropy(logits, yb, reduction="sum")
         correct += (logits.argmax(1) == yb).sum()
-    n = len(data.y_test)
+    n = len(y)
     return float(loss) / n, float(correct) / n
 
 
@@ -141,7 +153,7 @@ def _dsq_alpha(model: nn.Module) -> float:
 
 def _ede_t(model: nn.Module) -> float:
     for m in model.modules():
-        if isinstance(m, SignQuantizer) and m.estimator == "ede" and m.param is not None:
+        if isinstance(m, SignQuantizer) and get_estimator_entry(m.estimator).schedule and m.param is not None:
             return float(m.param[0] if isinstance(m.param, (tuple, list)) else m.param)
     return math.nan
 
@@ -168,106 +180,159 @@ def _rng(gens: dict[str, torch.Generator]) -> dict:
     return out
 
 
+@dataclass
+class _Run:
+    """What one training run carries from epoch to epoch (the checkpointed state, live)."""
+
+    cfg: TrainConfig
+    data: TrainData
+    device: torch.device
+    phases: list[Phase]
+    gens: dict[str, torch.Generator]
+    n_steps: int
+    epoch0: int
+    phase: Phase
+    model: CifarResNet
+    opt: torch.optim.Optimizer
+    train_steps: int = 0
+    best_test: float = 0.0
+    selection: dict = field(default_factory=lambda: {"best_val_acc": math.nan, "selected_epoch": 0,
+                                                     "selected_test_acc": math.nan})
+
+    def phase_of(self, epoch: int) -> Phase:
+        return next(p for p in self.phases if p.start <= epoch < p.end)
+
+
+def _start_run(cfg: TrainConfig, data: TrainData, device: torch.device, start_state: dict | None) -> _Run:
+    """A fresh run (seeded init, the first phase) or one continued from ``start_state``."""
+    phases = plan_phases(cfg)
+    gens = {"data": torch.Generator().manual_seed(10_000 + cfg.seed),
+            "perturb": torch.Generator().manual_seed(20_000 + cfg.seed)}
+    n_steps = steps_per_epoch(cfg, len(data.y_train))
+    if start_state is None:
+        phase = phases[0]
+        torch.manual_seed(cfg.seed)
+        model = build_model(cfg, phase.kind, data.n_classes)
+        init_weights(model, cfg.model.init, torch.Generator().manual_seed(30_000 + cfg.seed))
+        model.to(device)
+        return _Run(cfg, data, device, phases, gens, n_steps, 0, phase, model, make_optimizer(model, cfg, phase.lr))
+    names = [p.name for p in phases]
+    if start_state["phase"] not in names:
+        raise ValueError(f"start_state phase {start_state['phase']!r} is not a phase of this config ({names})")
+    phase = phases[names.index(start_state["phase"])]
+    model = build_model(cfg, phase.kind, data.n_classes).to(device)
+    model.load_state_dict(start_state["model"])
+    opt = make_optimizer(model, cfg, phase.lr)
+    opt.load_state_dict(start_state["optimizer"])
+    _set_rng(gens, start_state["rng"])
+    run = _Run(cfg, data, device, phases, gens, n_steps, int(start_state["epoch"]), phase, model, opt,
+               int(start_state["train_steps"]), float(start_state["best_test_acc"]))
+    run.selection.update(start_state.get("selection", {}))
+    return run
+
+
+def _enter_epoch(run: _Run, epoch: int) -> tuple[int, int]:
+    """Switch phase where one ends (FP weights into the quantized model, a fresh optimizer), set the
+    epoch's schedules (EDE, scheduled DSQ alpha) and perturb; returns (epoch within phase, perturbed)."""
+    cfg = run.cfg
+    if epoch >= run.phase.end:
+        fp_state = run.model.state_dict()
+        run.phase = run.phase_of(epoch)
+        run.model = build_model(cfg, run.phase.kind, run.data.n_classes).to(run.device)
+        load_fp_weights(run.model, fp_state)
+        run.opt = make_optimizer(run.model, cfg, run.phase.lr)
+    phase, model, e = run.phase, run.model, epoch - run.phase.start
+    model.train()
+    set_ede_epoch(model, e, phase.epochs)
+    q = cfg.quant
+    if phase.kind == "kbit" and q.kbit == "dsq" and q.dsq_schedule != "learned":
+        set_dsq_alpha(model, dsq_alpha_schedule(e, max(phase.epochs - 1, 1), q.dsq_alpha, q.dsq_alpha_min,
+                                                q.dsq_schedule))
+    perturbed = 0
+    if cfg.perturb.amplitude > 0 and epoch > 0 and epoch % cfg.perturb.period == 0:
+        perturbed = int(perturb(model, cfg.perturb.amplitude, run.gens["perturb"]) > 0)
+    return e, perturbed
+
+
+def _train_epoch(run: _Run, e: int) -> dict:
+    """One pass of ``n_steps`` optimizer steps at epoch ``e`` of the phase; the epoch's train metrics."""
+    cfg, data, model, opt, phase, n_steps = run.cfg, run.data, run.model, run.opt, run.phase, run.n_steps
+    t = cfg.train
+    t0 = time.perf_counter()
+    loss_sum = torch.zeros((), device=run.device)
+    correct = torch.zeros((), device=run.device)
+    seen, lr = 0, phase.lr
+    g = run.gens["data"]
+    for i, (xb, yb) in enumerate(batches(data.x_train, data.y_train, t.batch_size, g)):
+        if i >= n_steps:
+            break
+        lr = cosine_lr(phase.lr, e * n_steps + i, phase.epochs * n_steps)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = augment(xb, g, data.stats) if cfg.data.augment else normalize(xb, data.stats)
+        x, ya, yb2, lam = mixup(x, yb, t.mixup_alpha, g)
+        logits = model(x)
+        loss = mixup_loss(logits, ya, yb2, lam)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        with torch.no_grad():
+            pred = logits.argmax(1)
+            loss_sum += loss.detach() * len(yb)
+            correct += lam * (pred == ya).sum() + (1.0 - lam) * (pred == yb2).sum()
+        seen += len(yb)
+        run.train_steps += 1
+    train_loss, train_acc = float(loss_sum) / seen, float(correct) / seen  # syncs the device
+    return {"train_loss": train_loss, "train_acc": train_acc, "lr": lr, "train_steps": run.train_steps,
+            "images_per_s": seen / (time.perf_counter() - t0)}
+
+
+def _evaluate_and_select(run: _Run, epoch: int) -> dict:
+    """Test and validation metrics of the epoch, and the selected epoch so far: the best validation
+    accuracy (ties keep the earlier epoch); with no validation split, the best test accuracy (optimistic)."""
+    data, batch = run.data, run.cfg.train.eval_batch_size
+    test_loss, test_acc = evaluate(run.model, data.x_test, data.y_test, batch, data.stats)
+    val_loss, val_acc = math.nan, math.nan
+    if len(data.y_val):
+        val_loss, val_acc = evaluate(run.model, data.x_val, data.y_val, batch, data.stats)
+    run.best_test = max(run.best_test, test_acc)
+    score = val_acc if len(data.y_val) else test_acc
+    sel = run.selection
+    if not score <= sel["best_val_acc"]:  # also true while best_val_acc is NaN (first epoch)
+        sel.update(best_val_acc=score, selected_epoch=epoch + 1, selected_test_acc=test_acc)
+    return {"test_loss": test_loss, "test_acc": test_acc, "best_test_acc": run.best_test, "val_loss": val_loss,
+            "val_acc": val_acc, **sel}
+
+
+def _state(run: _Run, epoch: int, e: int) -> dict:
+    """The checkpoint state after global ``epoch`` (layout: :mod:`lowbit_core.train.checkpoint`)."""
+    return to_cpu({
+        "format": FORMAT, "epoch": epoch + 1, "phase": run.phase.name, "train_steps": run.train_steps,
+        "best_test_acc": run.best_test, "selection": dict(run.selection), "model": run.model.state_dict(),
+        "optimizer": run.opt.state_dict(),
+        "scheduler": {"kind": "cosine", "phase_step": (e + 1) * run.n_steps, "phase_steps": run.phase.epochs * run.n_steps},
+        "rng": _rng(run.gens),
+    })
+
+
 def train(cfg: TrainConfig, report: Report, device: torch.device | None = None,
           start_state: dict | None = None) -> dict:
     """Train per ``cfg``; ``report(metrics)`` each epoch (``state=`` on checkpoint epochs, see the module
     docstring); ``start_state``: a state from an earlier run of the same config to continue from.
     Returns the last epoch's metrics."""
     device = device or pick_device()
-    data = load_train_data(cfg.data, device)
-    phases = plan_phases(cfg)
-    n_steps = steps_per_epoch(cfg, len(data.y_train))
-    gens = {"data": torch.Generator().manual_seed(10_000 + cfg.seed),
-            "perturb": torch.Generator().manual_seed(20_000 + cfg.seed)}
-    t = cfg.train
-
-    def phase_of(epoch: int) -> Phase:
-        return next(p for p in phases if p.start <= epoch < p.end)
-
-    if start_state is None:
-        epoch0, phase = 0, phases[0]
-        torch.manual_seed(cfg.seed)
-        model = build_model(cfg, phase.kind, data.n_classes)
-        init_weights(model, cfg.model.init, torch.Generator().manual_seed(30_000 + cfg.seed))
-        model.to(device)
-        opt = make_optimizer(model, cfg, phase.lr)
-        best, train_steps = 0.0, 0
-    else:
-        epoch0 = int(start_state["epoch"])
-        names = [p.name for p in phases]
-        if start_state["phase"] not in names:
-            raise ValueError(f"start_state phase {start_state['phase']!r} is not a phase of this config ({names})")
-        phase = phases[names.index(start_state["phase"])]
-        model = build_model(cfg, phase.kind, data.n_classes).to(device)
-        model.load_state_dict(start_state["model"])
-        opt = make_optimizer(model, cfg, phase.lr)
-        opt.load_state_dict(start_state["optimizer"])
-        _set_rng(gens, start_state["rng"])
-        best, train_steps = float(start_state["best_test_acc"]), int(start_state["train_steps"])
-
+    run = _start_run(cfg, load_train_data(cfg.data, device), device, start_state)
     last: dict = {}
-    for epoch in range(epoch0, t.epochs):
-        if epoch >= phase.end:  # pretrain -> finetune: FP weights into the quantized model
-            fp_state = model.state_dict()
-            phase = phase_of(epoch)
-            model = build_model(cfg, phase.kind, data.n_classes).to(device)
-            load_fp_weights(model, fp_state)
-            opt = make_optimizer(model, cfg, phase.lr)
-        e = epoch - phase.start
-        model.train()
-        set_ede_epoch(model, e, phase.epochs)
-        q = cfg.quant
-        if phase.kind == "kbit" and q.kbit == "dsq" and q.dsq_schedule != "learned":
-            set_dsq_alpha(model, dsq_alpha_schedule(e, max(phase.epochs - 1, 1), q.dsq_alpha, q.dsq_alpha_min,
-                                                    q.dsq_schedule))
-        perturbed = 0
-        if cfg.perturb.amplitude > 0 and epoch > 0 and epoch % cfg.perturb.period == 0:
-            perturbed = int(perturb(model, cfg.perturb.amplitude, gens["perturb"]) > 0)
-
+    for epoch in range(run.epoch0, cfg.train.epochs):
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device)
-        seen, lr = 0, phase.lr
-        g = gens["data"]
-        for i, (xb, yb) in enumerate(batches(data.x_train, data.y_train, t.batch_size, g)):
-            if i >= n_steps:
-                break
-            lr = cosine_lr(phase.lr, e * n_steps + i, phase.epochs * n_steps)
-            for group in opt.param_groups:
-                group["lr"] = lr
-            x = augment(xb, g, data.stats) if cfg.data.augment else normalize(xb, data.stats)
-            x, ya, yb2, lam = mixup(x, yb, t.mixup_alpha, g)
-            logits = model(x)
-            loss = mixup_loss(logits, ya, yb2, lam)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            with torch.no_grad():
-                pred = logits.argmax(1)
-                loss_sum += loss.detach() * len(yb)
-                correct += lam * (pred == ya).sum() + (1.0 - lam) * (pred == yb2).sum()
-            seen += len(yb)
-            train_steps += 1
-        train_loss, train_acc = float(loss_sum) / seen, float(correct) / seen  # syncs the device
-        train_time = time.perf_counter() - t0
-        test_loss, test_acc = evaluate(model, data, t.eval_batch_size)
-        best = max(best, test_acc)
-        last = {
-            "step": epoch + 1, "epoch": epoch + 1, "phase": phase.name, "train_loss": train_loss,
-            "train_acc": train_acc, "test_loss": test_loss, "test_acc": test_acc, "best_test_acc": best,
-            "lr": lr, "train_steps": train_steps, "images_per_s": seen / train_time,
-            "epoch_time_s": time.perf_counter() - t0, "dsq_alpha": _dsq_alpha(model), "ede_t": _ede_t(model),
-            "perturbed": perturbed, "resumed_from_epoch": epoch0,
-        }
-        every = t.checkpoint_every
-        if every and (epoch + 1) % every == 0 and epoch + 1 < t.epochs:
-            state = to_cpu({
-                "format": FORMAT, "epoch": epoch + 1, "phase": phase.name, "train_steps": train_steps,
-                "best_test_acc": best, "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "scheduler": {"kind": "cosine", "phase_step": (e + 1) * n_steps, "phase_steps": phase.epochs * n_steps},
-                "rng": _rng(gens),
-            })
-            report(dict(last), state=state)
+        e, perturbed = _enter_epoch(run, epoch)
+        last = {"step": epoch + 1, "epoch": epoch + 1, "phase": run.phase.name, **_train_epoch(run, e),
+                **_evaluate_and_select(run, epoch), "epoch_time_s": time.perf_counter() - t0,
+                "dsq_alpha": _dsq_alpha(run.model), "ede_t": _ede_t(run.model), "perturbed": perturbed,
+                "resumed_from_epoch": run.epoch0}
+        every = cfg.train.checkpoint_every
+        if every and (epoch + 1) % every == 0 and epoch + 1 < cfg.train.epochs:
+            report(dict(last), state=_state(run, epoch, e))
         else:
             report(dict(last))
     return last
