@@ -7,7 +7,7 @@ import pytest
 
 from conftest import ROOT, run_script, run_sweep
 from lowbit_core.families import get_family
-from lowbit_core.results import PROVENANCE
+from lowbit_core.results import PLAN_FILE, PROVENANCE, read_plan
 from lowbit_core.sweep import load_sweep, plan
 
 
@@ -48,6 +48,9 @@ def test_smoke_sweep_writes_expected_parquet(vste_results):
     assert all(len(a) == len(b) for a, b in zip(final.scan_lr, final.scan_loss))
     status = pq.read_table(folder / "_trials").to_pandas()
     assert set(status.status) == {"TERMINATED"} and status.trial_key.nunique() == n_trials
+    recorded = read_plan(folder)
+    assert recorded["profile"] == "smoke" and recorded["seeds"] == sorted(set(df.seed))
+    assert set(df["cfg.estimator.name"]) == set(recorded["axes"]["estimator.name"])
     # one progress line per update, not Ray's wall of logs
     assert all(line.startswith("trials ") for line in res.stderr.strip().splitlines()), res.stderr[-2000:]
 
@@ -83,8 +86,10 @@ def test_resume_finishes_only_what_is_missing(vste_results, tmp_path):
     for p in parts:
         p.unlink()
     kept.to_parquet(copy / "part-cut-00000.parquet")
+    (copy / PLAN_FILE).unlink()  # a folder from before plans were recorded
     res = run_sweep(ROOT / "sweeps" / "vste_window.py", "--smoke", "--results", tmp_path / "res", "--resume")
     assert res.returncode == 0, res.stderr[-3000:]
+    assert [r["resumed"] for r in read_plan(copy)["runs"]] == [True]  # the resume recorded the plan
     after = pd.read_parquet(copy)
     assert len(after) == len(before)
     assert not after.duplicated(["trial_key", "step"]).any()
@@ -93,6 +98,7 @@ def test_resume_finishes_only_what_is_missing(vste_results, tmp_path):
     res = run_sweep(ROOT / "sweeps" / "vste_window.py", "--smoke", "--results", tmp_path / "res", "--resume")
     assert res.returncode == 0 and "(0 rows written this run)" in res.stdout
     assert len(pd.read_parquet(copy)) == len(before)
+    assert [r["resumed"] for r in read_plan(copy)["runs"]] == [True, True]
 
 
 def test_optuna_smoke_sweep_and_report(tmp_path):
