@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.groups import add_estimator_column, final_rows, group_keys
-from analysis.load import load_results
-from analysis.summary import Analysis
-from analysis.tables import (fmt_mean_std, format_mean_std_table, mean_std_table,
-                             paired_relative_difference)
+from analysis.common.format import fmt_mean_std
+from analysis.common.groups import final_rows
+from analysis.common.load import load_results
+from analysis.probe.groups import add_estimator_column, group_keys
+from analysis.probe.report import ProbeAnalysis as Analysis
+from analysis.probe.tables import format_mean_std_table, mean_std_table, paired_relative_difference
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "analysis" / "report.py"
@@ -237,7 +238,8 @@ def test_paired_relative_difference_matches_hand_computation(final):
     assert np.allclose(window["rel_diff"], [expected[s] for s in window["seed"]])
     cmp = Analysis(fake_probe_rows()).comparison.set_index("estimator")
     assert cmp.loc["window t=0.1", "rel_diff.single_best_loss.mean"] == pytest.approx(sum(expected.values()) / 3)
-    assert cmp.loc["window t=0.1", "rel_diff.single_best_loss.n"] == 6
+    # n counts seeds: each seed's pairs (one per noise) are averaged first
+    assert cmp.loc["window t=0.1", "rel_diff.single_best_loss.n"] == 3
     assert cmp.loc["value_clip c=0.5", "grad_clipped_frac.mean"] == pytest.approx(0.25)
 
 
@@ -259,8 +261,8 @@ def test_optuna_sweep_reports_best_trial_per_study():
 # ---- import rule -------------------------------------------------------------------------------
 
 def test_analysis_does_not_import_torch_or_ray():
-    code = ("import sys; import analysis, analysis.load, analysis.groups, analysis.tables, analysis.figures, "
-            "analysis.findings, analysis.summary, analysis.report; "
+    code = ("import sys; import analysis, analysis.common.load, analysis.probe.groups, analysis.probe.tables, "
+            "analysis.probe.figures, analysis.probe.findings, analysis.probe.report, analysis.report; "
             "print(json.dumps(sorted(m for m in ('torch', 'ray') if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", "import json; " + code], cwd=REPO, capture_output=True,
                           text=True, timeout=60)

@@ -11,10 +11,10 @@ import sys
 import pandas as pd
 import pytest
 
-from analysis import figures
-from analysis.groups import METHOD, group_keys, method_label
-from analysis.methods import SINGLE_STE, method_rank, ordered_methods
-from analysis.summary import Analysis
+from analysis.probe import figures
+from analysis.probe.groups import METHOD, group_keys, method_label
+from analysis.probe.methods import SINGLE_STE, method_rank, ordered_methods
+from analysis.probe.report import ProbeAnalysis as Analysis
 from test_report import REPO, fake_probe_rows, run_report, write_parts
 
 SEEDS = (0, 1, 2)
@@ -171,7 +171,7 @@ def test_cli_writes_methods_png_and_split_step_figure(report_dir):
 
 
 def test_step_figure_has_one_panel_per_method_family(analysis):
-    panels, line_keys = figures._step_panels(analysis.rows, analysis.keys)
+    panels, line_keys = figures.step_panels(analysis.rows, analysis.keys)
     assert [(t, x) for t, _, x in panels] == [("multi-step STE", "STE iteration"), ("DG / multi-step DG", "DG step"),
                                               ("CDG", "accepted coordinate moves")]
     assert line_keys == analysis.keys and sum(len(sub) for _, sub, _ in panels) == len(analysis.rows)
@@ -229,7 +229,7 @@ def test_ste_only_sweep_with_new_columns_reads_as_before():
 
 
 def test_methods_module_imports_no_torch_or_ray():
-    code = ("import sys, json, analysis.methods, analysis.summary; "
+    code = ("import sys, json, analysis.probe.methods, analysis.probe.report; "
             "print(json.dumps(sorted(m for m in ('torch', 'ray') if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

@@ -15,9 +15,10 @@ import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
-from analysis.training import TrainAnalysis, is_train_sweep
-from analysis.training_findings import comparisons, fmt_pp, verdict
-from analysis.training_groups import QUANTIZER, fmt_acc, trial_table
+from analysis.common.format import fmt_acc, fmt_pp
+from analysis.train.findings import comparisons
+from analysis.train.groups import QUANTIZER, trial_table
+from analysis.train.report import TrainAnalysis, is_train_sweep
 from conftest import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -153,11 +154,12 @@ def test_group_table_matches_closed_form(analysis):
                 assert r["final_test_acc.mean"] == pytest.approx(m, abs=1e-12)
                 assert r["final_test_acc.std"] == pytest.approx(s, abs=1e-12)
                 assert r["final_test_acc.n"] == n == 3
-                # best over the last phase: scratch+mixup peaks at epoch 3 (+0.02); the pretrain path's
-                # FP epochs (0.9, in the loop's best_test_acc column) are not counted
+                # no validation columns (a folder from before validation): selected = the best test_acc
+                # over the last phase; scratch+mixup peaks at epoch 3 (+0.02); the pretrain path's FP
+                # epochs (0.9, in the loop's best_test_acc column) are not counted
                 best = [f + 0.02 if (mixup and not p) else f for f in finals]
-                assert r["best_test_acc.mean"] == pytest.approx(np.mean(best), abs=1e-12)
-                assert r["best_epoch.mean"] == (3 if (mixup and not p) else 4)
+                assert r["selected_test_acc.mean"] == pytest.approx(np.mean(best), abs=1e-12)
+                assert r["selected_epoch.mean"] == (3 if (mixup and not p) else 4)
                 if p:
                     assert r["fp_end_acc.mean"] == pytest.approx(0.9) and r["fp_end_acc.std"] == pytest.approx(0.0)
                     assert r["first_quant_acc.mean"] == pytest.approx(0.21)
@@ -172,18 +174,19 @@ def test_group_table_matches_closed_form(analysis):
 
 
 def table_section(md: str) -> str:
-    return md.split("## Final and best")[1].split("## Paired")[0]
+    return md.split("## Final test accuracy and model selection")[1].split("## Paired")[0]
 
 
 def test_formatted_table_cells(analysis):
     table = table_section(analysis.markdown([]))
-    assert ("| data | mixup_alpha | pretrain_epochs | final test_acc | best test_acc | best epoch | final train_acc "
+    assert ("| data | mixup_alpha | pretrain_epochs | final test_acc | selected test_acc (test acc at the best-test "
+            "epoch; selected on test: optimistic) | selected epoch | final train_acc "
             "| final train_loss | final test_loss | FP test_acc at end of pretraining | after first quantized epoch |"
             ) in table  # no 'excluded' column when no trial was excluded
     # first row: cifar10, no mixup, P=2: finals 0.65, 0.67, 0.70; FP epochs 0.9; first quantized 0.20/0.21/0.22
     assert ("| cifar10 | 0 | 2 | 67.33 ± 2.52% (n=3) | 67.33 ± 2.52% (n=3) | 4 ± 0 (n=3) | 72.33 ± 2.52% (n=3) "
             "| 1.19 ± 0.01 (n=3) | 1.7 ± 0 (n=3) | 90.00 ± 0.00% (n=3) | 21.00 ± 1.00% (n=3) |") in table
-    # scratch with mixup: best 0.02 above final, at epoch 3; no pretrain columns
+    # scratch with mixup: selected (on test) 0.02 above final, at epoch 3; no pretrain columns
     assert "| cifar10 | 1 | 0 | 59.33 ± 1.53% (n=3) | 61.33 ± 1.53% (n=3) | 3 ± 0 (n=3) |" in table
 
 
@@ -193,15 +196,17 @@ def test_paired_pretrain_vs_scratch(analysis):
     c = analysis.comparisons
     pre = c[c["axis"] == "cfg.train.pretrain_epochs"]
     pooled = pre[pre["cell"] == "pooled"].iloc[0]
-    diffs = [pretrain_effect(s) for _ in range(4) for s in SEEDS]  # 4 cells (data x mixup) x 3 seeds
-    m, s, n = msn(diffs)
+    # 4 cells (data x mixup) x 3 seeds: each seed's 4 differences are averaged first, the spread is over seeds
+    per_seed = [np.mean([pretrain_effect(s)] * 4) for s in SEEDS]
+    m, s, n = msn(per_seed)
     assert (pooled["value"], pooled["reference"]) == (2, 0)
     assert pooled["final.mean"] == pytest.approx(m, abs=1e-12) and pooled["final.std"] == pytest.approx(s, abs=1e-12)
-    assert pooled["final.n"] == n == 12 and pooled["n_positive"] == 12
-    # Δ best: the scratch+mixup runs peak 0.02 above their final value
-    best = [pretrain_effect(sd) - (0.02 if mixup else 0.0) for _ in BASE for mixup in (0, 1) for sd in SEEDS]
-    assert pooled["best.mean"] == pytest.approx(np.mean(best), abs=1e-12)
-    assert pooled["best.std"] == pytest.approx(np.std(best, ddof=1), abs=1e-12)
+    assert pooled["final.n"] == n == 3 and pooled["n_pairs"] == 12 and pooled["n_positive"] == 12
+    assert pooled["final.note"] == "± std over seeds of the per-seed mean over 4 settings"
+    # Δ selected (on test, no validation columns): the scratch+mixup runs peak 0.02 above their final value
+    sel = [np.mean([pretrain_effect(sd) - (0.02 if mixup else 0.0) for _ in BASE for mixup in (0, 1)]) for sd in SEEDS]
+    assert pooled["selected.mean"] == pytest.approx(np.mean(sel), abs=1e-12)
+    assert pooled["selected.std"] == pytest.approx(np.std(sel, ddof=1), abs=1e-12)
     cells = pre[pre["cell"] != "pooled"]
     assert len(cells) == 4
     for _, cell in cells.iterrows():
@@ -216,21 +221,22 @@ def test_paired_mixup(analysis):
     pooled = c[(c["axis"] == "cfg.train.mixup_alpha") & (c["cell"] == "pooled")].iloc[0]
     assert (pooled["value"], pooled["reference"]) == (1.0, 0.0)
     assert pooled["final.mean"] == pytest.approx(MIXUP_EFFECT, abs=1e-12)
-    assert pooled["final.std"] == pytest.approx(0.0, abs=1e-9) and pooled["final.n"] == 12
+    assert pooled["final.std"] == pytest.approx(0.0, abs=1e-9) and pooled["final.n"] == 3 and pooled["n_pairs"] == 12
     assert pooled["n_positive"] == 0
 
 
 def test_findings_text(analysis):
     text = "\n".join(analysis.findings)
     assert "All 24 trials finished every planned epoch (4) with finite metrics." in text
-    expected = fmt_pp(*msn([pretrain_effect(s) for _ in range(4) for s in SEEDS]))
-    assert expected == "+6.00 ± 0.85 pp (n=12)"
+    pooled = "n=3; ± std over seeds of the per-seed mean over 4 settings"
+    expected = fmt_pp(*msn([pretrain_effect(s) for s in SEEDS]), note=pooled.removeprefix("n=3; "))
+    assert expected == f"+6.00 ± 1.00 pp ({pooled})"
     assert ("FP pretrain (pretrain_epochs=2 + 2 quantized) − binary from scratch (pretrain_epochs=0) (pairs equal in "
             f"seed, data, mixup_alpha; pooled over all cells): Δ final test_acc = {expected}; "
             "Δ > 0 in 12/12 pairs; FP pretrain (pretrain_epochs=2 + 2 quantized) higher by more than one std.") in text
     assert "  data=cifar10 mixup_alpha=0: +6.00 ± 1.00 pp (n=3); higher by more than one std." in text
     assert ("mixup_alpha=1 − mixup_alpha=0 (pairs equal in seed, data, pretrain_epochs; pooled over all cells): "
-            "Δ final test_acc = -2.00 ± 0.00 pp (n=12); Δ > 0 in 0/12 pairs; mixup_alpha=0 higher by more than one std."
+            f"Δ final test_acc = -2.00 ± 0.00 pp ({pooled}); Δ > 0 in 0/12 pairs; mixup_alpha=0 higher by more than one std."
             ) in text
     assert "Highest mean final test_acc: data=cifar10 mixup_alpha=0 pretrain_epochs=2 → 67.33 ± 2.52% (n=3)" in text
     assert "lowest: data=cifar100 mixup_alpha=1 pretrain_epochs=0 → 29.33 ± 1.53% (n=3)." in text
@@ -238,12 +244,7 @@ def test_findings_text(analysis):
             "90.00 ± 0.00% (n=3), after the first quantized epoch 21.00 ± 1.00% (n=3), final 67.33 ± 2.52% (n=3).") in text
 
 
-def test_verdict_rule():
-    assert verdict(0.02, 0.01, 3, "a", "b") == "a by more than one std"
-    assert verdict(-0.02, 0.01, 3, "a", "b") == "b by more than one std"
-    assert verdict(0.01, 0.02, 3, "a", "b") == "no clear difference (within one std)"
-    assert verdict(0.5, math.nan, 1, "a", "b") == "a single pair: no spread estimate, no verdict"
-    assert verdict(math.nan, math.nan, 0, "a", "b") == "no pairs"
+def test_accuracy_formatting():
     assert fmt_acc(0.5, math.nan, 1) == "50.00% (n=1)" and fmt_acc(math.nan, math.nan, 0) == "–"
 
 
@@ -302,8 +303,9 @@ def test_single_seed_has_no_std_and_no_verdict_per_cell():
     assert len(rows) == 8 and not any("±" in r for r in rows)
     assert "| cifar10 | 0 | 0 | 60.00% (n=1) | 60.00% (n=1) | 4 (n=1) |" in table
     text = "\n".join(a.findings)
-    assert "One seed per group: no seed-to-seed spread." in text
-    assert "  data=cifar10 mixup_alpha=0: +5.00 pp (n=1); a single pair: no spread estimate, no verdict." in text
+    assert "  data=cifar10 mixup_alpha=0: +5.00 pp (n=1); n = 1: no verdict (needs >= 2 seeds)." in text
+    assert "One seed per group: no seed-to-seed spread, so no verdicts (each needs >= 2 seeds)." in text
+    assert "by more than one std" not in text and "within one std" not in text
 
 
 def test_one_group_sweep(tmp_path):
@@ -384,7 +386,7 @@ def test_cli_writes_train_report_and_valid_pngs(tmp_path):
     for name in ("train_curves.png", "final_test_acc.png"):
         assert_png(rep / name)
     md = (rep / "report.md").read_text()
-    for section in ("## Findings", "## Final and best test accuracy per group", "## Paired differences",
+    for section in ("## Findings", "## Final test accuracy and model selection per group", "## Paired differences",
                     "![train_curves](train_curves.png)", "![final_test_acc](final_test_acc.png)"):
         assert section in md
     assert pd.read_parquet(out).shape[0] == len(fake_train_rows())  # the report folder is not read as data
@@ -401,7 +403,70 @@ def test_trial_table_ignores_best_test_acc_column_on_pretrain_path():
     t = trial_table(df, ["cfg.train.pretrain_epochs"])
     pre = t[t["cfg.train.pretrain_epochs"] == 2].iloc[0]
     assert df[df["trial_key"] == pre["trial_key"]]["best_test_acc"].iloc[-1] == pytest.approx(0.9)
-    assert pre["best_test_acc"] == pytest.approx(final_acc("cifar10", 0.0, 2, 0))
+    assert pre["selected_test_acc"] == pytest.approx(final_acc("cifar10", 0.0, 2, 0))
+    assert bool(pre["selected_on_test"])  # no validation columns: selected on the test set
+
+
+def with_validation(df: pd.DataFrame, val_fraction: float = 0.1) -> pd.DataFrame:
+    """The fake rows with the validation columns as the loop reports them: val_acc peaks at epoch 2
+    (0.5, 0.9, 0.7, 0.8); selected_epoch / selected_test_acc follow the best score so far (val_acc,
+    or test_acc when val_fraction is 0; ties keep the earlier epoch), over all epochs of the trial.
+    best_test_acc is spoiled to 0.987654: the report must not use it."""
+    out = []
+    for _, t in df.sort_values(["trial_key", "epoch"]).groupby("trial_key", sort=False):
+        t = t.copy()
+        t["cfg.data.val_fraction"] = val_fraction
+        t["val_acc"] = [0.5, 0.9, 0.7, 0.8] if val_fraction else math.nan
+        t["val_loss"] = 1.0 if val_fraction else math.nan
+        score = t["val_acc"] if val_fraction else t["test_acc"]
+        best, sel = -math.inf, []
+        for e, sc, acc in zip(t["epoch"], score, t["test_acc"]):
+            if sc > best:
+                best, chosen = sc, (e, acc)
+            sel.append((best, *chosen))
+        t["best_val_acc"], t["selected_epoch"], t["selected_test_acc"] = zip(*sel)
+        t["best_test_acc"] = 0.987654
+        out.append(t)
+    return pd.concat(out, ignore_index=True)
+
+
+def test_selection_on_validation_split():
+    df = with_validation(fake_train_rows(pretrains=(0,)))
+    a = TrainAnalysis(df)
+    r = row_of(a.table, **{"cfg.data.name": "cifar10", "cfg.train.mixup_alpha": 0.0})
+    finals = [final_acc("cifar10", 0.0, 0, s) for s in SEEDS]
+    # the best val_acc is at epoch 2, where test_acc = 0.6 * final: the report shows that, not a test peak
+    assert r["selected_test_acc.mean"] == pytest.approx(0.6 * np.mean(finals), abs=1e-12)
+    assert r["selected_epoch.mean"] == 2 and r["final_test_acc.mean"] == pytest.approx(np.mean(finals))
+    md = a.markdown([])
+    assert "- **model selection**: best-validation epoch (val_fraction 0.1)" in md
+    assert "| selected test_acc (test acc at the best-validation epoch) | selected epoch |" in md
+    assert "selected on test: optimistic" not in md and "98.77" not in md  # best_test_acc is never used
+    # the headline is the final epoch's test_acc: 60.00, 61.00, 63.00 %
+    assert "| cifar10 | 0 | 61.33 ± 1.53% (n=3) | 36.80 ± 0.92% (n=3) | 2 ± 0 (n=3) |" in table_section(md)
+
+
+def test_no_validation_split_is_labelled_optimistic():
+    md = TrainAnalysis(with_validation(fake_train_rows(pretrains=(0,)), val_fraction=0.0)).markdown([])
+    assert ("- **model selection**: on the test set for 12 of 12 finished trials (no validation split); "
+            "selected on test: optimistic") in md
+    assert "| selected test_acc (test acc at the best-test epoch; selected on test: optimistic) |" in md
+    assert "| Δ selected test_acc (selected on test: optimistic) |" in md
+    assert "98.77" not in md
+    # selected on test = the test peak: scratch+mixup peaks at epoch 3 (+0.02), the others at the last epoch
+    assert "| cifar10 | 1 | 59.33 ± 1.53% (n=3) | 61.33 ± 1.53% (n=3) | 3 ± 0 (n=3) |" in table_section(md)
+
+
+def test_selection_in_the_pretraining_phase_is_left_out():
+    """The loop selects over every epoch; on the pretrain path the best val_acc (epoch 2) is the FP
+    model's, not the binary model's: that number is left out and the findings say so."""
+    a = TrainAnalysis(with_validation(fake_train_rows(datasets=("cifar10",), mixups=(0.0,))))
+    pre = a.trials[a.trials["cfg.train.pretrain_epochs"] == 2]
+    assert pre["selected_outside"].all() and pre["selected_test_acc"].isna().all()
+    scratch = a.trials[a.trials["cfg.train.pretrain_epochs"] == 0]
+    assert not scratch["selected_outside"].any() and scratch["selected_test_acc"].notna().all()
+    assert any("in 3 of 6 finished trials the recorded selected epoch lies in an earlier phase" in line
+               for line in a.findings)
 
 
 def test_comparisons_empty_without_axes():
@@ -410,7 +475,7 @@ def test_comparisons_empty_without_axes():
 
 
 def test_training_module_imports_no_torch_or_ray():
-    code = ("import sys, json; import analysis.training, analysis.report; "
+    code = ("import sys, json; import analysis.train.report, analysis.report; "
             "print(json.dumps(sorted(m for m in ('torch', 'ray') if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -433,7 +498,7 @@ def test_smoke_train_sweep_then_report(tmp_path):
         or "- **group keys**: cfg.train.mixup_alpha, cfg.train.pretrain_epochs" in md
     assert "All 4 trials finished every planned epoch (4) with finite metrics." in md
     assert "One seed per group" in md and "FP pretrain (pretrain_epochs=2 + 2 quantized)" in md
-    table = md.split("## Final and best")[1].split("## Paired")[0]
+    table = table_section(md)
     assert table.count("(n=1)") >= 4 * 6 and "FP test_acc at end of pretraining" in table
     for name in ("train_curves.png", "final_test_acc.png"):
         assert_png(folder / "_report" / name)

@@ -12,15 +12,15 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.figures import curve_over_seeds, group_colors, kind_of, panel_keys
-from analysis.groups import fmt_value, iter_groups
-from analysis.training_groups import (ACC, LOSS, QUANTIZER, _label, _names, _nan, _text, epoch_column,
-                                      ok_trials)
+from analysis.common.format import is_null
+from analysis.common.groups import iter_groups, rows_matching
+from analysis.common.plotting import curve_over_seeds, group_colors, kind_of, panel_keys
+from analysis.train.groups import ACC, LOSS, QUANTIZER, epoch_column, label_of, names_of, ok_trials
 
 
 # ---- figures -----------------------------------------------------------------------------------
 
-def _kind_for(values, keys, group_trials: pd.DataFrame) -> str:
+def kind_for(values, keys, group_trials: pd.DataFrame) -> str:
     """The model kind of a group (FP red, binary blue, k-bit green tones)."""
     kind = kind_of(keys, values)
     if kind == "" and "model_kind" in group_trials.columns and group_trials["model_kind"].nunique() == 1:
@@ -59,12 +59,12 @@ def plot_curves(rows: pd.DataFrame, trials: pd.DataFrame, keys: list[str], path:
     axes = []
     for r, (pvals, ptrials) in enumerate(panels):
         groups = list(iter_groups(ptrials, line_keys))
-        colors = line_colors([_kind_for(v, line_keys, g) for v, g in groups])
+        colors = line_colors([kind_for(v, line_keys, g) for v, g in groups])
         for c, metric in enumerate(metrics):
             ax = fig.add_subplot(n_rows, n_cols, r * n_cols + c + 1)
             axes.append(ax)
             for (values, g), color in zip(groups, colors):
-                label = _label(line_keys, values)
+                label = label_of(line_keys, values)
                 good = rows[rows["trial_key"].isin(g.loc[g["outcome"] == "ok", "trial_key"])]
                 curve = curve_over_seeds(good, ep, metric)
                 if len(curve):
@@ -99,7 +99,7 @@ def plot_curves(rows: pd.DataFrame, trials: pd.DataFrame, keys: list[str], path:
                            "dsq_alpha": "DSQ alpha (mean over layers)"}.get(metric, metric), fontsize="small")
             if metric == ACC:
                 ax.set_ylim(0, 1.0)
-            title = _label(split, pvals) if split else ""
+            title = label_of(split, pvals) if split else ""
             ax.set_title(" ".join(filter(None, [title, metric])), fontsize="medium")
     handles, labels = [], []
     for ax in axes:
@@ -115,7 +115,7 @@ def plot_curves(rows: pd.DataFrame, trials: pd.DataFrame, keys: list[str], path:
     if (trials["outcome"] != "ok").any():
         notes.append("dotted (x at the last finite point): excluded trials")
     fig.suptitle("; ".join(notes), fontsize="small", y=1.0)
-    axes[n_cols - 1].legend(handles, labels, title=", ".join(_names(line_keys).values()) or None,
+    axes[n_cols - 1].legend(handles, labels, title=", ".join(names_of(line_keys).values()) or None,
                             fontsize="small", title_fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
@@ -135,21 +135,16 @@ def plot_final(trials: pd.DataFrame, table: pd.DataFrame, keys: list[str], path:
     kinds = []
     for _, r in t.iterrows():
         values = tuple(r[k] for k in keys)
-        sel = trials
-        for k, v in zip(keys, values):
-            sel = sel[_text(sel[k]) == fmt_value(v)]
-        kinds.append(_kind_for(values, keys, sel))
+        kinds.append(kind_for(values, keys, rows_matching(trials, dict(zip(keys, values)))))
     colors = line_colors(kinds)
     for i, (_, r) in enumerate(t.iterrows()):
-        sel = good
-        for k in keys:
-            sel = sel[_text(sel[k]) == fmt_value(r[k])]
+        sel = rows_matching(good, {k: r[k] for k in keys})
         ax.plot(100 * sel["final_test_acc"], np.full(len(sel), i), ls="", marker="o", ms=3.5,
                 color=colors[i], alpha=0.6)
-        ax.errorbar([100 * r["final_test_acc.mean"]], [i], xerr=[100 * (0.0 if _nan(r["final_test_acc.std"])
+        ax.errorbar([100 * r["final_test_acc.mean"]], [i], xerr=[100 * (0.0 if is_null(r["final_test_acc.std"])
                                                                         else r["final_test_acc.std"])],
                     fmt="D", color=colors[i], ms=6, capsize=4)
-    ax.set_yticks(range(len(t)), [_label(keys, [r[k] for k in keys]) for _, r in t.iterrows()],
+    ax.set_yticks(range(len(t)), [label_of(keys, [r[k] for k in keys]) for _, r in t.iterrows()],
                   fontsize="small")
     ax.set_xlabel("final test accuracy [%]")
     ax.set_ylim(-0.6, len(t) - 0.4)

@@ -1,7 +1,5 @@
-"""The report's figures, drawn with matplotlib's Agg canvas (no display, no pyplot state).
-
-Colour rule from the seed's figure: FP models in red tones, binary models in blue tones, one shade
-per configuration group inside each family.
+"""The probe report's figures: relative improvement vs step and vs noise, the estimator
+comparison, the lr scan and the methods plot (helpers and colours: :mod:`analysis.common.plotting`).
 """
 from __future__ import annotations
 
@@ -9,119 +7,25 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.groups import (BATCH, ESTIMATOR, KIND, METHOD, NOISE, fmt_value, group_label, iter_groups,
-                             method_family, seed_column, short_names)
-from analysis.methods import method_rank, ordered_methods
-from analysis.tables import REFERENCE_ESTIMATOR, mean_std_n
+from analysis.common.estimators import REFERENCE
+from analysis.common.format import fmt_value, group_label
+from analysis.common.groups import KIND, iter_groups, seed_column
+from analysis.common.plotting import (MAX_PANELS, curve_over_seeds, group_colors, kind_of, legend_title, new_figure,
+                                      panel_keys, save_figure, split_panels)
+from analysis.probe.groups import BATCH, ESTIMATOR, METHOD, NOISE, method_family
+from analysis.probe.methods import method_rank, ordered_methods
 
-KIND_COLORMAPS = {"fp": "Reds", "binary": "Blues"}
-OTHER_COLORMAPS = ("Greens", "Purples", "Oranges", "Greys")
-MAX_PANELS = 6
 # What ``step`` counts for each method (cfg.method): the x-axis of a "vs step" panel.
 METHOD_STEP_AXIS = {"ste": ("multi-step STE", "STE iteration"), "dg": ("DG / multi-step DG", "DG step"),
                     "cdg": ("CDG", "accepted coordinate moves")}
 
 
-# ---- colours and layout ------------------------------------------------------------------------
-
-def kind_of(keys: list[str], values, df: pd.DataFrame | None = None) -> str:
-    """The model kind of a group: from its key values, else the kind its rows share, else ''."""
-    if KIND in keys:
-        return str(values[keys.index(KIND)])
-    if df is not None and KIND in df.columns and df[KIND].nunique() == 1:
-        return str(df[KIND].iloc[0])
-    return ""
-
-
-def group_colors(kinds: list[str]) -> list:
-    """One RGBA colour per entry of ``kinds`` (group order): a shade of the kind's colour map,
-    darker for later groups of the same kind (FP red, binary blue, other kinds other families)."""
-    other = iter(OTHER_COLORMAPS)
-    cmaps: dict[str, str] = {}
-    for k in dict.fromkeys(kinds):
-        cmaps[k] = KIND_COLORMAPS.get(k) or next(other, "Greys")
-    counts = {k: kinds.count(k) for k in cmaps}
-    seen = {k: 0 for k in cmaps}
-    colors = []
-    for k in kinds:
-        shades = np.linspace(0.45, 0.95, counts[k]) if counts[k] > 1 else [0.75]
-        colors.append(colormaps[cmaps[k]](shades[seen[k]]))
-        seen[k] += 1
-    return colors
-
-
-def panel_keys(df: pd.DataFrame, keys: list[str], max_lines: int = 8) -> list[str]:
-    """Keys to split a plot into panels (at most MAX_PANELS) so that a panel holds at most about
-    ``max_lines`` lines: group keys other than the model kind, fewest values first."""
-    def n_groups(ks):
-        return sum(1 for _ in iter_groups(df, ks)) if ks else 1
-
-    total = n_groups(keys)
-    options = sorted((df[k].nunique(dropna=False), i, k) for i, k in enumerate(keys) if k != KIND)
-    chosen: list[str] = []
-    for n, _, k in options:
-        if total / max(n_groups(chosen), 1) <= max_lines:
-            break
-        if n > 1 and n_groups(chosen + [k]) <= MAX_PANELS:
-            chosen.append(k)
-    return [k for k in keys if k in chosen]
-
-
-def _panels(df: pd.DataFrame, split: list[str]):
-    """Yield (title, sub-frame) per panel; a single untitled panel when ``split`` is empty."""
-    if not split:
-        yield "", df
-        return
-    for values, sub in iter_groups(df, split):
-        yield group_label(split, values), sub
-
-
-def _new_figure(n_panels: int, width: float = 6.4, height: float = 4.2) -> tuple[Figure, list]:
-    """A figure with ``n_panels`` axes on a grid of up to 3 columns (2 for four panels)."""
-    cols = 2 if n_panels == 4 else min(n_panels, 3)
-    rows = (n_panels + cols - 1) // cols
-    fig = Figure(figsize=(width * cols, height * rows))
-    FigureCanvasAgg(fig)
-    axes = [fig.add_subplot(rows, cols, i + 1) for i in range(n_panels)]
-    if rows > 1:
-        fig.subplots_adjust(hspace=0.35)
-    return fig, axes
-
-
-def _save(fig: Figure, axes: list, path: Path, legend_title: str) -> Path:
-    """Legend outside the last panel, tight layout, PNG at ``path``."""
-    handles, labels = axes[0].get_legend_handles_labels()
-    for ax in axes[1:]:
-        h, lab = ax.get_legend_handles_labels()
-        for hh, ll in zip(h, lab):
-            if ll not in labels:
-                handles.append(hh)
-                labels.append(ll)
-    if handles:
-        axes[-1].legend(handles, labels, title=legend_title or None, fontsize="small",
-                        title_fontsize="small", loc="upper left", bbox_to_anchor=(1.02, 1.0))
-    fig.savefig(path, dpi=110, bbox_inches="tight")
-    return path
-
-
-def _legend_title(keys: list[str]) -> str:
-    return ", ".join(short_names(keys).values())
-
-
 # ---- 1. relative improvement vs step -----------------------------------------------------------
 
-def curve_over_seeds(df: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
-    """Per value of ``x``: mean, std (ddof=1) and n of ``y`` over trials (null ``y`` skipped)."""
-    rows = [(xv, *mean_std_n(sub[y])) for xv, sub in df.groupby(x, sort=True)]
-    out = pd.DataFrame(rows, columns=[x, "mean", "std", "n"])
-    return out[out["n"] > 0]
-
-
-def _step_panels(df: pd.DataFrame, keys: list[str]) -> tuple[list, list[str]]:
+def step_panels(df: pd.DataFrame, keys: list[str]) -> tuple[list, list[str]]:
     """(title, sub-frame, x label) per panel and the line keys. With a method label, one panel per
     cfg.method present (step means STE iterations, DG steps or CDG moves: the axes differ)."""
     if METHOD in df.columns:
@@ -133,7 +37,7 @@ def _step_panels(df: pd.DataFrame, keys: list[str]) -> tuple[list, list[str]]:
             panels.append((title if len(present) > 1 else "", df[fam == f], xlabel))
         return panels, keys
     split = panel_keys(df, keys)
-    return [(title, sub, "step") for title, sub in _panels(df, split)], [k for k in keys if k not in split]
+    return [(title, sub, "step") for title, sub in split_panels(df, split)], [k for k in keys if k not in split]
 
 
 def plot_improvement_vs_step(df: pd.DataFrame, keys: list[str], path: Path) -> Path | None:
@@ -142,8 +46,8 @@ def plot_improvement_vs_step(df: pd.DataFrame, keys: list[str], path: Path) -> P
     methods, one panel per method family, since ``step`` counts different things."""
     if "rel_improvement" not in df.columns or df["rel_improvement"].notna().sum() == 0:
         return None
-    panels, line_keys = _step_panels(df, keys)
-    fig, axes = _new_figure(len(panels))
+    panels, line_keys = step_panels(df, keys)
+    fig, axes = new_figure(len(panels))
     for ax, (title, sub, xlabel) in zip(axes, panels):
         groups = list(iter_groups(sub, line_keys))
         if METHOD in line_keys:  # methods in their order (DG S=2 before S=16), so shades follow S
@@ -167,7 +71,7 @@ def plot_improvement_vs_step(df: pd.DataFrame, keys: list[str], path: Path) -> P
             ax.set_ylabel("(L_single - L_multi) / L_single")
             ax.set_title(title or "relative improvement of multi-step over single-step (mean ± std over seeds)",
                          fontsize="medium")
-    return _save(fig, axes, path, _legend_title(line_keys))
+    return save_figure(fig, axes, path, legend_title(line_keys))
 
 
 # ---- 2. relative improvement vs noise ----------------------------------------------------------
@@ -178,7 +82,7 @@ def plot_improvement_vs_noise(final: pd.DataFrame, keys: list[str], path: Path) 
     if NOISE not in final.columns or final[NOISE].nunique() < 2 or "rel_improvement_best" not in final.columns:
         return None
     line_keys = [k for k in keys if k != NOISE]
-    fig, axes = _new_figure(1)
+    fig, axes = new_figure(1)
     ax = axes[0]
     groups = list(iter_groups(final, line_keys))
     colors = group_colors([kind_of(line_keys, v, g) for v, g in groups])
@@ -192,7 +96,7 @@ def plot_improvement_vs_noise(final: pd.DataFrame, keys: list[str], path: Path) 
     ax.set_xlabel("noise amplitude a of the random start")
     ax.set_ylabel("final rel_improvement_best")
     ax.set_title("relative improvement vs noise (mean ± std over seeds)", fontsize="medium")
-    return _save(fig, axes, path, _legend_title(line_keys))
+    return save_figure(fig, axes, path, legend_title(line_keys))
 
 
 # ---- 3. estimator comparison -------------------------------------------------------------------
@@ -205,7 +109,7 @@ def plot_estimator_comparison(table: pd.DataFrame, path: Path) -> Path | None:
     labels = list(dict.fromkeys(table[ESTIMATOR]))
     series = list(iter_groups(table, [BATCH] if BATCH in table.columns else []))
     colors = group_colors(["binary"] * len(series))
-    fig, axes = _new_figure(2)
+    fig, axes = new_figure(2)
     panels = (("rel_diff.single_best_loss", "(L_est - L_identity) / L_identity, single-step best loss", 100.0),
               ("rel_improvement_best", "final rel_improvement_best", 1.0))
     for ax, (stat, ylabel, scale) in zip(axes, panels):
@@ -215,7 +119,7 @@ def plot_estimator_comparison(table: pd.DataFrame, path: Path) -> Path | None:
             label = f"batch_size={fmt_value(values[0])}" if values else "binary"
             mean = sub[f"{stat}.mean"].copy()
             if stat.startswith("rel_diff"):
-                mean[sub[ESTIMATOR] == REFERENCE_ESTIMATOR] = 0.0  # the reference, by definition
+                mean[sub[ESTIMATOR] == REFERENCE] = 0.0  # the reference, by definition
             ax.errorbar(x, mean * scale, yerr=sub[f"{stat}.std"].fillna(0.0) * scale,
                         fmt="o", color=color, capsize=3, label=label)
         ax.axhline(0.0, color="black", lw=0.8)
@@ -223,7 +127,7 @@ def plot_estimator_comparison(table: pd.DataFrame, path: Path) -> Path | None:
         ax.set_ylabel(ylabel + (" [%]" if scale == 100.0 else ""), fontsize="small")
     axes[0].set_title("vSTE vs nSTE (paired on seed and other keys)", fontsize="medium")
     axes[1].set_title("multi-step gain per estimator", fontsize="medium")
-    return _save(fig, axes, path, "")
+    return save_figure(fig, axes, path, "")
 
 
 # ---- 4. lr scan --------------------------------------------------------------------------------
@@ -250,7 +154,7 @@ def plot_lr_scan(final: pd.DataFrame, keys: list[str], path: Path) -> Path | Non
     trials = scan_trials(final, keys)
     if not trials:
         return None
-    fig, axes = _new_figure(1)
+    fig, axes = new_figure(1)
     ax = axes[0]
     colors = group_colors([k for k, _, _ in trials])
     for (_, label, row), color in zip(trials, colors):
@@ -264,7 +168,7 @@ def plot_lr_scan(final: pd.DataFrame, keys: list[str], path: Path) -> Path | Non
     ax.set_xlabel("lr (step along the normalized gradient)")
     ax.set_ylabel("loss")
     ax.set_title("single-step STE lr scan (x: best lr)", fontsize="medium")
-    return _save(fig, axes, path, "")
+    return save_figure(fig, axes, path, "")
 
 
 # ---- 5. methods (STE, DG, CDG) -----------------------------------------------------------------
@@ -308,4 +212,4 @@ def plot_methods(table: pd.DataFrame, path: Path) -> Path | None:
             ax.set_title(f"{kind}: {metric}" if kind is not None else metric, fontsize="medium")
         axes += row_axes
     fig.subplots_adjust(hspace=0.6)
-    return _save(fig, axes, path, "")
+    return save_figure(fig, axes, path, "")

@@ -1,31 +1,36 @@
-"""The training report's tables: quantizer labels, group keys, one row per trial and the per-group
-table, with the shared names and number formatting (accuracies as %, 4-digit numbers).
+"""The training report's tables: quantizer labels, group keys, one row per trial (with its model
+selection) and the per-group table, with the training report's names and number formatting
+(accuracies as %, 4-digit numbers).
 
-The lowest of the ``analysis/training*`` modules: ``training_findings`` and ``training_figures``
-import from it, never the reverse. The rules (groups, final, best) are in ``analysis/training.py``.
+The lowest of the ``analysis/train`` modules: :mod:`.findings` and :mod:`.figures` import from
+it, never the reverse. The rules (groups, final, selection) are in :mod:`analysis.train.report`.
 """
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pandas as pd
 
-from analysis.groups import (KIND, _hashable, fmt_value, group_keys, group_label, iter_groups,
-                             seed_column, short_names)
-from analysis.load import error_line, failed_trials
-from analysis.tables import fmt_mean_std, mean_std_n
+from analysis.common.estimators import label as estimator_label
+from analysis.common.format import fmt_acc, fmt_mean_std, fmt_value, group_label, is_null, short_names, stat_cells
+from analysis.common.groups import KIND, collapsed_columns, iter_groups, seed_column, varying_keys
+from analysis.common.load import error_line, failed_trials
+from analysis.common.stats import mean_std_n
 
 QUANTIZER = "quantizer"
 ACC = "test_acc"
 LOSS = "train_loss"
 EPOCHS = "cfg.train.epochs"
 QUANT_PREFIX = "cfg.quant."
+VAL_FRACTION = "cfg.data.val_fraction"
+VAL_ACC = "val_acc"
+SELECTED, SELECTED_EPOCH = "selected_test_acc", "selected_epoch"
+PRETRAIN_PHASE = "pretrain"
+OPTIMISTIC = "selected on test: optimistic"
 # Per-trial statistics: name -> (column of the trial table, kind of number)
 TRIAL_STATS = {
     "final test_acc": ("final_test_acc", "acc"),
-    "best test_acc": ("best_test_acc", "acc"),
-    "best epoch": ("best_epoch", "num"),
+    "selected test_acc": (SELECTED, "acc"),
+    "selected epoch": (SELECTED_EPOCH, "num"),
     "final train_acc": ("final_train_acc", "acc"),
     "final train_loss": ("final_train_loss", "num"),
     "final test_loss": ("final_test_loss", "num"),
@@ -37,46 +42,19 @@ TRIAL_STATS = {
 NAME_OVERRIDES = {"cfg.data.name": "data"}
 
 
-def _names(keys: list[str]) -> dict[str, str]:
+def names_of(keys: list[str]) -> dict[str, str]:
     """Short names of group keys ('data' for cfg.data.name, else the last dotted part)."""
-    names = short_names(keys)
-    return {k: NAME_OVERRIDES.get(k, v) for k, v in names.items()}
+    return {k: NAME_OVERRIDES.get(k, v) for k, v in short_names(keys).items()}
 
 
-def _label(keys: list[str], values) -> str:
+def label_of(keys: list[str], values) -> str:
     """'data=cifar10 mixup_alpha=1' for one group; 'all trials' without keys."""
-    if not keys:
-        return group_label(keys, values)
-    names = _names(keys)
-    return " ".join(f"{names[k]}={fmt_value(v)}" for k, v in zip(keys, values))
+    return group_label(keys, values, names_of(keys))
 
 
-def _nan(x) -> bool:
-    return x is None or (isinstance(x, (float, np.floating)) and math.isnan(x))
-
-
-def fmt_percent(mean, std, n: int, unit: str = "%", signed: bool = False) -> str:
-    """A fraction in percent, '76.95 ± 1.20% (n=2)' (``signed``: '+2.34 ± 1.20 pp (n=2)' with
-    ``unit=" pp"``); std left out for n=1, '–' for n=0."""
-    if n == 0 or _nan(mean):
-        return "–"
-    text = f"{100 * mean:+.2f}" if signed else f"{100 * mean:.2f}"
-    if n > 1 and not _nan(std):
-        text += f" ± {100 * std:.2f}"
-    return f"{text}{unit} (n={n})"
-
-
-def fmt_acc(mean, std, n: int) -> str:
-    """An accuracy (fraction) as '76.95 ± 1.20% (n=2)'."""
-    return fmt_percent(mean, std, n)
-
-
-def _fmt_stat(kind: str, mean, std, n) -> str:
-    return (fmt_acc if kind == "acc" else fmt_mean_std)(mean, std, int(n))
-
-
-def _text(series: pd.Series) -> pd.Series:
-    return series.map(fmt_value)
+def numeric(value) -> float:
+    """``value`` as a float (NaN where it is null or not a number)."""
+    return float(pd.to_numeric(pd.Series([value]), errors="coerce").iloc[0])
 
 
 # ---- the quantizer label -----------------------------------------------------------------------
@@ -84,30 +62,23 @@ def _text(series: pd.Series) -> pd.Series:
 KBIT_NAMES = {"dsq": "DSQ", "dorefa": "DoReFa", "lsq": "LSQ"}
 
 
-def _estimator_text(name, param) -> str:
-    name = "identity" if _nan(name) else str(name)
-    if _nan(param) or float(param) == 0.0:
-        return name
-    letter = {"window": "t", "value_clip": "c"}.get(name, "p")
-    return f"{name} {letter}={fmt_value(float(param))}"
-
-
-def _quant_parts(row: dict) -> tuple[str, list[tuple[str, str]]]:
-    """(head, [(component, text)]) describing how one trial quantizes (only the fields that act)."""
+def quant_parts(row: dict) -> tuple[str, list[tuple[str, str]]]:
+    """(head, [(component, text)]) describing how one trial quantizes (only the fields that act);
+    estimator labels come from the registry."""
     def get(key, default=None):
         v = row.get(f"{QUANT_PREFIX}{key}", default)
-        return default if _nan(v) else v
+        return default if is_null(v) else v
 
     kind = row.get(KIND)
-    kind = "binary" if _nan(kind) else str(kind)
+    kind = "binary" if is_null(kind) else str(kind)
     act = "FP" if get("act", "quant") == "none" else None
     if kind == "fp":
         return "FP", []
     if kind == "binary":
-        parts = [("w", _estimator_text(get("weight_estimator"), get("weight_param"))),
+        parts = [("w", estimator_label(get("weight_estimator"), get("weight_param"))),
                  ("scale", str(get("weight_scale", "mean_abs"))),
                  ("tau", fmt_value(get("threshold", 0.0))),
-                 ("a", act or _estimator_text(get("act_estimator"), get("act_param")))]
+                 ("a", act or estimator_label(get("act_estimator"), get("act_param")))]
         return "binary", parts
     kbit = str(get("kbit", "dorefa"))
     head = f"{KBIT_NAMES.get(kbit, kbit)} {fmt_value(get('bits', 2))}-bit"
@@ -123,14 +94,12 @@ def _quant_parts(row: dict) -> tuple[str, list[tuple[str, str]]]:
 def quantizer_labels(df: pd.DataFrame) -> pd.Series:
     """One label per row; a component is shown only where it differs between trials of that head."""
     cols = [c for c in df.columns if c == KIND or c.startswith(QUANT_PREFIX)]
-    records = df[cols].astype(object).to_dict("records")
-    parsed = [_quant_parts(r) for r in records]
-    shown: dict[str, set] = {}
+    parsed = [quant_parts(r) for r in df[cols].astype(object).to_dict("records")]
     by_head: dict[str, list] = {}
     for head, parts in parsed:
         by_head.setdefault(head, []).append(dict(parts))
-    for head, dicts in by_head.items():
-        shown[head] = {name for name in dicts[0] if len({d.get(name) for d in dicts}) > 1}
+    shown = {head: {name for name in dicts[0] if len({d.get(name) for d in dicts}) > 1}
+             for head, dicts in by_head.items()}
     labels = []
     for head, parts in parsed:
         comps = [f"{n}: {t}" for n, t in parts if n in shown[head]]
@@ -148,22 +117,14 @@ def add_quantizer_column(df: pd.DataFrame) -> pd.DataFrame:
 
 def quantizer_collapsed_columns(df: pd.DataFrame) -> list[str]:
     """The kind / quant columns that vary but take one value per quantizer label."""
-    if QUANTIZER not in df.columns:
-        return []
-    cands = [c for c in df.columns if c == KIND or c.startswith(QUANT_PREFIX)]
-    by = df.groupby(df[QUANTIZER], sort=False)
-    return [c for c in cands if _hashable(df[c]).nunique(dropna=False) > 1
-            and all(_hashable(g[c]).nunique(dropna=False) == 1 for _, g in by)]
+    return collapsed_columns(df, QUANTIZER, [c for c in df.columns if c == KIND or c.startswith(QUANT_PREFIX)])
 
 
 def train_group_keys(df: pd.DataFrame) -> list[str]:
     """The group keys of a training sweep: the quantizer label first (where it varies), then the
     varying cfg.* columns it does not stand for (seed excluded)."""
-    collapsed = quantizer_collapsed_columns(df)
-    keys = group_keys(df.drop(columns=collapsed))
-    if QUANTIZER in df.columns:
-        keys.insert(0, QUANTIZER)
-    return keys
+    keys = varying_keys(df, skip=quantizer_collapsed_columns(df))
+    return ([QUANTIZER] if QUANTIZER in df.columns else []) + keys
 
 
 # ---- one row per trial -------------------------------------------------------------------------
@@ -172,10 +133,41 @@ def epoch_column(df: pd.DataFrame) -> str:
     return "epoch" if "epoch" in df.columns else "step"
 
 
+def selection(t: pd.DataFrame, acc: pd.Series, phase: pd.Series, ep: str) -> dict:
+    """The model selection of one trial (rows ``t`` in epoch order; rules in analysis.train.report):
+    ``selected_test_acc``, ``selected_epoch``, ``selected_on_test`` and ``selected_outside`` (the
+    selected epoch lies outside the trial's last phase, e.g. in FP pretraining: not this model)."""
+    last = t.iloc[-1]
+    chosen = numeric(last.get(SELECTED))
+    if np.isfinite(chosen):
+        val = pd.to_numeric(t[VAL_ACC], errors="coerce") if VAL_ACC in t.columns else pd.Series(dtype=float)
+        epoch = numeric(last.get(SELECTED_EPOCH))
+        at = (pd.to_numeric(t[ep], errors="coerce") == epoch).to_numpy()
+        outside = bool(at.any() and (phase[at] != phase.iloc[-1]).any())
+        return {SELECTED: np.nan if outside else chosen, SELECTED_EPOCH: np.nan if outside else epoch,
+                "selected_on_test": fmt_value(last.get(VAL_FRACTION)) == "0" or not val.notna().any(),
+                "selected_outside": outside}
+    own = acc[(phase == phase.iloc[-1]).to_numpy()]
+    own = own[np.isfinite(own)]
+    best = (float(own.max()), int(t.loc[own.idxmax(), ep])) if len(own) else (np.nan, np.nan)
+    return {SELECTED: best[0], SELECTED_EPOCH: best[1], "selected_on_test": True, "selected_outside": False}
+
+
+def outcome(key, last_epoch: int, planned, final_acc: float, final_loss: float, errors: dict) -> tuple[str, str]:
+    """('ok' | 'failed' | 'non-finite' | 'incomplete', reason) of one trial."""
+    if key in errors:
+        return "failed", error_line(errors[key])
+    if not (np.isfinite(final_acc) and np.isfinite(final_loss)):
+        return "non-finite", f"non-finite {ACC}/{LOSS} at epoch {last_epoch}"
+    if not is_null(planned) and last_epoch < int(planned):
+        return "incomplete", f"stopped at epoch {last_epoch} of {int(planned)}"
+    return "ok", ""
+
+
 def trial_table(rows: pd.DataFrame, keys: list[str], status: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per trial (sorted by group, seed): its keys, seed, ``last_epoch``, ``outcome`` ('ok', 'failed',
-    'non-finite', 'incomplete') with ``reason``, the final metrics, ``best_test_acc`` / ``best_epoch``
-    over its last phase, and on the pretrain path ``fp_end_acc`` (the FP model's last test_acc) and
+    'non-finite', 'incomplete') with ``reason``, the final metrics, the model selection
+    (:func:`selection`), and on the pretrain path ``fp_end_acc`` (the FP model's last test_acc) and
     ``first_quant_acc`` (after the first quantized epoch)."""
     ep = epoch_column(rows)
     failed = failed_trials(status)
@@ -189,31 +181,16 @@ def trial_table(rows: pd.DataFrame, keys: list[str], status: pd.DataFrame | None
             rec["seed"] = last.get(seed)
         rec["model_kind"] = last.get(KIND)
         rec["last_epoch"] = int(last[ep])
-        planned = last.get(EPOCHS)
-        rec["planned_epochs"] = planned
+        rec["planned_epochs"] = last.get(EPOCHS)
         acc = pd.to_numeric(t.get(ACC, pd.Series(np.nan, index=t.index)), errors="coerce")
-        final_acc = acc.iloc[-1]
-        final_loss = pd.to_numeric(pd.Series([last.get(LOSS, np.nan)]), errors="coerce").iloc[0]
-        if key in errors:
-            rec["outcome"], rec["reason"] = "failed", error_line(errors[key])
-        elif not (np.isfinite(final_acc) and np.isfinite(final_loss)):
-            rec["outcome"], rec["reason"] = "non-finite", f"non-finite {ACC}/{LOSS} at epoch {rec['last_epoch']}"
-        elif not _nan(planned) and rec["last_epoch"] < int(planned):
-            rec["outcome"], rec["reason"] = "incomplete", f"stopped at epoch {rec['last_epoch']} of {int(planned)}"
-        else:
-            rec["outcome"], rec["reason"] = "ok", ""
-        rec["final_test_acc"] = final_acc
+        rec["final_test_acc"] = acc.iloc[-1]
+        rec["outcome"], rec["reason"] = outcome(key, rec["last_epoch"], rec["planned_epochs"], acc.iloc[-1],
+                                                numeric(last.get(LOSS, np.nan)), errors)
         for name in ("train_acc", "train_loss", "test_loss", "dsq_alpha"):
-            rec[f"final_{name}"] = pd.to_numeric(pd.Series([last.get(name, np.nan)]), errors="coerce").iloc[0]
+            rec[f"final_{name}"] = numeric(last.get(name, np.nan))
         phase = t["phase"].astype(str) if "phase" in t.columns else pd.Series("", index=t.index)
-        own = acc[(phase == phase.iloc[-1]).to_numpy()]
-        own_ok = own[np.isfinite(own)]
-        if len(own_ok):
-            rec["best_test_acc"] = float(own_ok.max())
-            rec["best_epoch"] = int(t.loc[own_ok.idxmax(), ep])
-        else:
-            rec["best_test_acc"], rec["best_epoch"] = np.nan, np.nan
-        pre = (phase == "pretrain").to_numpy()
+        rec.update(selection(t, acc, phase, ep))
+        pre = (phase == PRETRAIN_PHASE).to_numpy()
         if pre.any() and (~pre).any():
             rec["fp_end_acc"] = float(acc[pre].iloc[-1])
             rec["first_quant_acc"] = float(acc[~pre].iloc[0])
@@ -230,6 +207,18 @@ def trial_table(rows: pd.DataFrame, keys: list[str], status: pd.DataFrame | None
 
 def ok_trials(trials: pd.DataFrame) -> pd.DataFrame:
     return trials[trials["outcome"] == "ok"] if len(trials) else trials
+
+
+def selection_note(trials: pd.DataFrame) -> str:
+    """How the selected epochs of the finished trials were chosen: on the validation split, or
+    on the test set (then 'selected on test: optimistic', with the count where only some were)."""
+    good = ok_trials(trials)
+    on_test = int(good["selected_on_test"].sum()) if len(good) else 0
+    if on_test == 0:
+        return "test acc at the best-validation epoch"
+    if on_test == len(good):
+        return f"test acc at the best-test epoch; {OPTIMISTIC}"
+    return f"test acc at the best-validation epoch; {OPTIMISTIC} for {on_test} of {len(good)} trials"
 
 
 # ---- the per-group table -----------------------------------------------------------------------
@@ -254,24 +243,22 @@ def group_table(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                              kind="stable").reset_index(drop=True)
 
 
-def format_group_table(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """``group_table`` as text cells; the excluded column only where some trial was excluded, the
-    pretrain-path columns only where some group took that path."""
-    names = _names(keys)
+def format_group_table(table: pd.DataFrame, keys: list[str], note: str) -> pd.DataFrame:
+    """``group_table`` as text cells, the selected column headed with how it was selected (``note``);
+    the excluded column only where some trial was excluded, the pretrain-path columns only where
+    some group took that path."""
+    names = names_of(keys)
     out = pd.DataFrame({names[k]: table[k].map(fmt_value) for k in keys})
     if not keys:
         out["group"] = ["all trials"] * len(table)
     for label, (col, kind) in TRIAL_STATS.items():
-        out[label] = [_fmt_stat(kind, m, s, n) for m, s, n in
-                      zip(table[f"{col}.mean"], table[f"{col}.std"], table[f"{col}.n"])]
+        header = f"{label} ({note})" if col == SELECTED else label
+        out[header] = stat_cells(table, col, fmt_acc if kind == "acc" else fmt_mean_std)
     if (table["fp_end_acc.n"] > 0).any():
-        out["FP test_acc at end of pretraining"] = [fmt_acc(m, s, int(n)) for m, s, n in zip(
-            table["fp_end_acc.mean"], table["fp_end_acc.std"], table["fp_end_acc.n"])]
-        out["after first quantized epoch"] = [fmt_acc(m, s, int(n)) for m, s, n in zip(
-            table["first_quant_acc.mean"], table["first_quant_acc.std"], table["first_quant_acc.n"])]
+        out["FP test_acc at end of pretraining"] = stat_cells(table, "fp_end_acc", fmt_acc)
+        out["after first quantized epoch"] = stat_cells(table, "first_quant_acc", fmt_acc)
     if (table["final_dsq_alpha.n"] > 0).any():
-        out["final dsq_alpha"] = [fmt_mean_std(m, s, int(n)) for m, s, n in zip(
-            table["final_dsq_alpha.mean"], table["final_dsq_alpha.std"], table["final_dsq_alpha.n"])]
+        out["final dsq_alpha"] = stat_cells(table, "final_dsq_alpha", fmt_mean_std)
     if (table["n_excluded"] > 0).any():
         out["excluded"] = [f"{e}/{t}" for e, t in zip(table["n_excluded"], table["n_trials"])]
     return out

@@ -1,17 +1,18 @@
-"""Reading a sweep's results directory: the one reader is :mod:`lowbit_core.results`; this adds error lines.
+"""Reading a sweep's results folder: the one reader of the on-disk format is
+:mod:`lowbit_core.results`; this module adds the error lines of failed trials.
 
 Layout (the results contract): ``RESULTS_DIR/part-*.parquet`` hold long-format rows (one per
 reported step of a trial); names starting with ``_`` or ``.`` are not data. ``_trials/*.parquet``
-hold one status row per finished trial (``trial_key``, ``status`` in TERMINATED/ERROR, ``error``).
+hold one status row per finished trial (``trial_key``, ``status`` in TERMINATED/ERROR, ``error``);
+``_sweep.json`` holds the plan (read by :mod:`analysis.common.plan`).
 """
 from __future__ import annotations
 
 import pandas as pd
 
-from lowbit_core.results import (REQUIRED_COLUMNS, ResultsError, concat_parts, data_parts,  # noqa: F401
-                                 load_results, load_trial_status, read_plan)
+from lowbit_core.results import ResultsError, load_results, load_trial_status
 
-part_files = data_parts
+__all__ = ["ResultsError", "load_results", "load_trial_status", "error_line", "failed_trials"]
 
 
 def error_line(text) -> str:

@@ -1,0 +1,297 @@
+"""Method comparison for sweeps with ``cfg.method`` (multi-step STE, DG, multi-step DG, CDG).
+
+Every trial carries ``single_best_loss``, the single-step STE lr scan on the same batch and start, so
+single-step STE becomes a method row of its own: one value per (model kind, seed, other keys), taken
+from the final rows of whatever methods ran (they agree; the first is kept). Its
+``rel_improvement_best`` is 0 by definition; it has no coords_moved or max_abs_delta.
+
+Findings answer the meeting record's question "is DG a usable upper bound (reference) for STE?":
+per model kind, the best DG variant (lowest mean final best_loss over S) and the best CDG variant
+are compared with multi-step STE (best optimizer) and single-step STE, paired on seed and the other
+keys, as ``(L_method - L_STE) / L_STE``; lower loss is better. Each seed's differences are averaged
+over the other keys' settings first; the verdict is the report's one rule
+(:func:`analysis.common.stats.paired_verdict`: >= 2 seeds, |mean| > std). Without a verdict against
+some STE method (fewer than 2 paired seeds) the question gets no answer.
+
+A method's settings (the table's ``settings`` column) are the columns that vary only with the
+method label, other than the plan's axes, the columns the label is made of and reporting cadences
+(``*.report_every``), shown for a label where its value differs from the family's canonical
+default (the plan's ``canonical_defaults``: what the family resets a setting to where the method
+does not read it). Folders without canonical defaults in a plan use :data:`METHOD_SETTINGS`.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import numpy as np
+import pandas as pd
+
+from analysis.common.format import fmt_mean_std, fmt_value, short_names
+from analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
+from analysis.common.plan import SweepPlan
+from analysis.common.stats import mean_std_n, over_seeds
+from analysis.probe.findings import pooled_text
+from analysis.probe.groups import (LABEL_COLUMNS, METHOD, METHOD_COLUMN, STE, method_collapsed_columns,
+                                   method_family)
+from analysis.probe.tables import format_mean_std_table, mean_std_table
+
+SINGLE_STE = "single-step STE"
+METHOD_METRICS = ("best_loss", "rel_improvement_best", "coords_moved", "max_abs_delta")
+OPTIMIZER_ORDER = ("sgd", "sgdm", "adam")
+CADENCE = ".report_every"
+# Folders without canonical defaults: the settings each method reads (the family's canonicalize
+# leaves the others at their defaults).
+METHOD_SETTINGS = {
+    STE: ("cfg.multi.",),
+    "dg": ("cfg.dg.steps", "cfg.dg.select", "cfg.dg.max_coords", "cfg.dg.prefix_points", "cfg.dg.fp_moves"),
+    "cdg": ("cfg.dg.cdg_", "cfg.dg.fp_moves"),
+}
+
+
+# ---- labels and order --------------------------------------------------------------------------
+
+def method_rank(label: str) -> tuple:
+    """Sort key: single-step STE, multi-step STE (sgd, sgdm, adam, others), DG by S, CDG by refresh."""
+    label = str(label)
+    if label == SINGLE_STE:
+        return (0, 0, label)
+    m = re.fullmatch(r"multi-step STE \((.*)\)", label)
+    if m:
+        opt = m.group(1)
+        return (1, OPTIMIZER_ORDER.index(opt) if opt in OPTIMIZER_ORDER else len(OPTIMIZER_ORDER), label)
+    m = re.match(r"DG S=(\d+)", label)
+    if m:
+        return (2, int(m.group(1)), label)
+    if label.startswith("CDG"):
+        m = re.search(r"refresh (\d+)", label)
+        return (3, int(m.group(1)) if m else 1, label)
+    return (4, 0, label)
+
+
+def ordered_methods(labels) -> list[str]:
+    return sorted(dict.fromkeys(map(str, labels)), key=method_rank)
+
+
+def is_ste(label: str) -> bool:
+    return method_rank(label)[0] == 1
+
+
+def is_dg(label: str) -> bool:
+    return method_rank(label)[0] == 2
+
+
+def is_cdg(label: str) -> bool:
+    return method_rank(label)[0] == 3
+
+
+def dg_steps(label: str) -> int:
+    return method_rank(label)[1]
+
+
+def rest_keys(keys: list[str]) -> list[str]:
+    """Group keys other than the model kind and the method."""
+    return [k for k in keys if k not in (KIND, METHOD)]
+
+
+def sort_by_method(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """``table`` sorted by ``keys`` but the method, then by method order (not alphabetical)."""
+    order = [k for k in keys if k != METHOD]
+    return (table.assign(rank=table[METHOD].map(method_rank)).sort_values(order + ["rank"], kind="stable")
+            .drop(columns="rank").reset_index(drop=True))
+
+
+# ---- the single-step STE rows ------------------------------------------------------------------
+
+def with_single_step(final: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """The final rows plus one single-step STE row per (model kind, other keys, seed), built from
+    ``single_best_loss``: best_loss = single_best_loss, rel_improvement_best = 0, no coords_moved or
+    max_abs_delta."""
+    if METHOD not in final.columns or "single_best_loss" not in final.columns:
+        return final
+    seed = seed_column(final)
+    by = [k for k in (KIND, *rest_keys(keys)) if k in final.columns] + ([seed] if seed else [])
+    src = final.dropna(subset=["single_best_loss"])
+    base = src.drop_duplicates(subset=by, keep="first") if by else src.iloc[:1]
+    single = base[by].copy()
+    single[METHOD] = SINGLE_STE
+    single[METHOD_COLUMN] = "single"
+    single["best_loss"] = pd.to_numeric(base["single_best_loss"], errors="coerce").to_numpy()
+    single["rel_improvement_best"] = 0.0
+    single["trial_key"] = [f"single-step|{i}" for i in range(len(single))]
+    return pd.concat([final, single], ignore_index=True, sort=False)
+
+
+# ---- the table ---------------------------------------------------------------------------------
+
+def methods_table(final_ws: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Mean ± std (n) of METHOD_METRICS per (kind, method, other keys), methods in their order."""
+    by = [k for k in (KIND, METHOD, *rest_keys(keys)) if k in final_ws.columns]
+    table = mean_std_table(final_ws, by, METHOD_METRICS)
+    if table.empty:
+        return table
+    table = sort_by_method(table, by)
+    return table[by + [c for c in table.columns if c not in by]]
+
+
+def differs_from_default(value, plan: SweepPlan, column: str) -> bool:
+    """Whether ``value`` differs from the plan's canonical default of ``column`` (True where the
+    plan has none); list defaults compare with the JSON text the results store tuples as."""
+    known, default = plan.default_of(column)
+    if not known:
+        return True
+    if isinstance(default, (list, tuple)):
+        return str(value) != json.dumps(list(default))
+    return fmt_value(value) != fmt_value(default)
+
+
+def setting_columns(rows: pd.DataFrame, plan: SweepPlan) -> list[str]:
+    """The columns that may be a method's settings: those that vary only with the method label,
+    but the plan's axes, the label's own columns and reporting cadences."""
+    hidden = {METHOD_COLUMN, *LABEL_COLUMNS, *plan.axis_columns()}
+    return [c for c in method_collapsed_columns(rows) if c not in hidden and not c.endswith(CADENCE)]
+
+
+def method_settings(rows: pd.DataFrame, plan: SweepPlan) -> dict[str, str]:
+    """Per method label: its settings (module docstring) as 'lr=0.002 steps=100' text."""
+    if METHOD not in rows.columns:
+        return {}
+    candidates = setting_columns(rows, plan)
+    fams = method_family(rows)
+    out = {}
+    for label, g in rows.groupby(METHOD, sort=False):
+        if plan.canonical_defaults is not None:
+            cols = [c for c in candidates if differs_from_default(g[c].iloc[0], plan, c)]
+        else:
+            cols = [c for c in candidates if c.startswith(METHOD_SETTINGS.get(fams.loc[g.index[0]], ()))]
+        names = short_names(cols)
+        out[str(label)] = " ".join(f"{names[c]}={fmt_value(g[c].iloc[0])}" for c in cols)
+    return out
+
+
+def format_methods_table(table: pd.DataFrame, settings: dict[str, str] | None = None) -> pd.DataFrame:
+    keys = [c for c in table.columns if not re.search(r"\.(mean|std|n)$", c)]
+    out = format_mean_std_table(table, keys, METHOD_METRICS)
+    if settings and any(settings.values()):
+        out.insert(len(keys), "settings", [settings.get(str(m), "") or "–" for m in table[METHOD]])
+    return out
+
+
+# ---- findings ----------------------------------------------------------------------------------
+
+def best_label(sub: pd.DataFrame, pick) -> str | None:
+    """Among the labels of ``sub`` accepted by ``pick``, the one with the lowest mean best_loss."""
+    means = {}
+    for label, g in sub.groupby(METHOD, sort=False):
+        if pick(str(label)):
+            m, _, n = mean_std_n(g["best_loss"])
+            if n:
+                means[str(label)] = m
+    return min(means, key=lambda k: (means[k], method_rank(k))) if means else None
+
+
+def loss_stat(sub: pd.DataFrame, label: str):
+    """Final best_loss of ``label`` over seeds (each seed's mean over the other keys' settings)."""
+    return over_seeds(sub[sub[METHOD] == label], "best_loss", seed_column(sub))
+
+
+def compare(sub: pd.DataFrame, a: str, b: str, keys: list[str], names: tuple[str, str] = ("a", "b")) -> dict:
+    """Labels ``a`` (tested) and ``b`` (reference) on final best_loss: ``(L_a - L_b) / L_b`` paired on
+    seed and the other keys, averaged per seed; ``verdict`` (sign -1: a lower) and its ``text``
+    (``names`` stand for a and b in it)."""
+    na_, nb_ = names
+    seed = seed_column(sub)
+    on = ([seed] if seed else []) + [k for k in rest_keys(keys) if k in sub.columns]
+    pairs = paired_rows(sub, METHOD, a, b, on, "best_loss")
+    pairs = pairs[pairs["reference_value"] != 0]
+    stat = over_seeds(pairs.assign(rel=(pairs["value"] - pairs["reference_value"]) / pairs["reference_value"]),
+                      "rel", seed)
+    if stat.n == 0:
+        return {"verdict": stat.verdict(), "text": f"no paired seeds of {na_} and {nb_}"}
+    wins = int((stat.values < 0).sum())
+    return {"verdict": stat.verdict(),
+            "text": f"paired over {stat.n} seed(s): (L_{na_} - L_{nb_})/L_{nb_} = "
+                    f"{pooled_text(stat, percent=True)}, {na_} lower in {wins}/{stat.n}"}
+
+
+def versus(sub: pd.DataFrame, a: str, refs: list[str], keys: list[str], what: str) -> tuple[list[str], dict]:
+    """One line per reference: a's loss against it, which is lower; and the verdict sign per reference."""
+    lines, signs = [], {}
+    for b in refs:
+        c = compare(sub, a, b, keys, (what, "STE"))
+        signs[b] = c["verdict"].sign
+        verdict = {-1: f"{what} reaches a LOWER loss than {b}",
+                   1: f"{what} does NOT reach a lower loss than {b} (STE is lower)",
+                   0: f"{what} vs {b}: no clear difference (within one std)"}.get(
+            signs[b], f"{what} vs {b}: {c['verdict'].text('', '')}")
+        lines.append(f"  {a} {pooled_text(loss_stat(sub, a), signed=False)} vs {b} "
+                     f"{pooled_text(loss_stat(sub, b), signed=False)} (final best_loss); {c['text']}; {verdict}.")
+    return lines, signs
+
+
+def answer(what: str, label: str, signs: dict) -> str:
+    """YES when ``label`` is lower than every STE reference by the verdict rule; NO when some
+    reference is lower or within one std; no answer while a verdict is missing (n < 2)."""
+    label = label if label.startswith(what) else f"{what} ({label})"
+    if not signs:
+        return f"no STE trials to compare {what} with"
+    lower = [b for b, s in signs.items() if s == -1]
+    not_lower = [b for b, s in signs.items() if s in (0, 1)]
+    undecided = [b for b, s in signs.items() if s is None]
+    beats = f"; it does beat {', '.join(lower)}" if lower else ""
+    open_ = f"; no verdict against {', '.join(undecided)} (fewer than 2 paired seeds)" if undecided else ""
+    if not_lower:
+        why = ", ".join(f"{b}: {'STE lower' if signs[b] == 1 else 'within one std'}" for b in not_lower)
+        return (f"NO — {label} does not reach a lower final best_loss than {', '.join(not_lower)} "
+                f"({why}){beats}{open_}, so it is not a usable upper bound for STE")
+    if undecided:
+        return f"NO ANSWER — {label}: no verdict against {', '.join(undecided)} (fewer than 2 paired seeds){beats}"
+    return (f"YES — {label} reaches a lower final best_loss than every STE method here "
+            f"({', '.join(lower)}), so it is a usable reference (upper bound) for STE")
+
+
+def dg_findings(final_ws: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Per model kind: best DG variant and best CDG against multi-step and single-step STE, the plain
+    answer, and whether multi-step DG improves with S."""
+    if METHOD not in final_ws.columns or "best_loss" not in final_ws.columns:
+        return []
+    lines = []
+    for values, sub in iter_groups(final_ws, [KIND] if KIND in final_ws.columns else []):
+        who = fmt_value(values[0]) if values else "all trials"
+        multi = best_label(sub, is_ste)
+        refs = [r for r in (multi, SINGLE_STE if (sub[METHOD] == SINGLE_STE).any() else None) if r]
+        pooled = [k for k in rest_keys(keys) if k in sub.columns and sub[k].nunique(dropna=False) > 1]
+        note = f" (pooled over {', '.join(short_names(pooled).values())}, paired within)" if pooled else ""
+        answers = []
+        for pick, what in ((is_dg, "DG"), (is_cdg, "CDG")):
+            label = best_label(sub, pick)
+            if label is None:
+                continue
+            n_variants = sum(map(pick, sub[METHOD].astype(str).unique()))
+            best_note = f" (best {what} variant by mean)" if n_variants > 1 else ""
+            more, signs = versus(sub, label, refs, keys, what)
+            lines.append(f"DG vs STE ({who}){note}: {label}{best_note} against "
+                         f"{', '.join(refs) or 'no STE method'}:")
+            lines += more
+            answers.append(f"{what}: {answer(what, label, signs)}")
+        if answers:
+            lines.append(f"Is DG a usable upper bound (reference) for STE? ({who}) " + "; ".join(answers) + ".")
+        lines += s_trend(sub, keys, who)
+    return lines
+
+
+def s_trend(sub: pd.DataFrame, keys: list[str], who: str) -> list[str]:
+    """Multi-step DG: final best_loss per S, and the verdict on the largest S against the smallest."""
+    labels = sorted({str(m) for m in sub[METHOD] if is_dg(str(m))}, key=dg_steps)
+    if len(labels) < 2:
+        return []
+    stats = [loss_stat(sub, lab) for lab in labels]
+    parts = [f"S={dg_steps(lab)}: {pooled_text(s, signed=False)}" for lab, s in zip(labels, stats)]
+    lo, hi = labels[0], labels[-1]
+    c = compare(sub, hi, lo, keys, (f"S={dg_steps(hi)}", f"S={dg_steps(lo)}"))
+    monotone = bool((np.diff([s.mean for s in stats]) <= 0).all())
+    verdict = {-1: "yes, monotonically" if monotone else "yes overall, but not monotonically",
+               1: "no (the largest S ends higher)", 0: "no clear change (within one std)"}.get(
+        c["verdict"].sign, c["verdict"].text("", ""))
+    return [f"Multi-step DG ({who}): final best_loss by S — " + "; ".join(parts)
+            + f"; S={dg_steps(hi)} vs S={dg_steps(lo)}: {c['text']}; improves with S: {verdict}."]
