@@ -17,6 +17,9 @@ the default OpenMP threads can collapse when another process holds a core, and 1
 conservative comparison against 2 DataLoader workers.
 
 Usage: python benchmarks/augment_speed.py [--repeats 5] [--device cpu|cuda] [--workers 0 2] [--threads 1 2]
+                                          [--images N]
+``--images N`` uses the first N images only (default: all; small N for a smoke run). Ends with one
+JSON line (``benchmarks/gpu_table.py``).
 """
 from __future__ import annotations
 
@@ -34,6 +37,8 @@ import torch  # noqa: E402
 
 from lowbit_core.data.augment import augment, batches  # noqa: E402
 from lowbit_core.data.cifar import cifar_stats, load_cifar  # noqa: E402
+
+from gpu_table import result_line  # noqa: E402  (benchmarks/, this script's folder)
 
 NPZ = ROOT / ".." / "shared" / "data" / "cifar10" / "cifar10-train10k-test10k.npz"
 BATCH = 256
@@ -114,11 +119,14 @@ def main() -> None:
     ap.add_argument("--workers", type=int, nargs="+", default=[0, 2])
     ap.add_argument("--threads", type=int, nargs="+", default=None,
                     help="torch intra-op threads for the batched path (default: 1 and torch's default)")
+    ap.add_argument("--images", type=int, default=0, help="use the first N images (0: all)")
     args = ap.parse_args()
     default_threads = torch.get_num_threads()
     threads = args.threads or sorted({1, default_threads})
 
     x, y, source = images()
+    if args.images:
+        x, y = x[:args.images], y[:args.images]
     print(f"images: {len(x)} from {source}; batch {BATCH}; repeats {args.repeats} (median reported); "
           f"torch {torch.__version__}, {torch.get_num_threads()} intra-op threads")
     batched, pil = {}, {}
@@ -132,9 +140,16 @@ def main() -> None:
     for name, r in {**batched, **pil}.items():
         print(f"{name:44s} {r:12,.0f} images/s")
     best = max(pil.values())
-    for name, r in batched.items():
+    best_name = max(pil, key=pil.get)
+    rows = []
+    for t, (name, r) in zip(threads, batched.items()):
         print(f"ratio {name} / fastest PIL setting: {r / best:.1f}x  "
               f"(vs each: {', '.join(f'{r / v:.1f}x' for v in pil.values())}; target >= 10x)")
+        rows.append({"setting": f"crop + flip, {len(x)} images, batch {BATCH}, {t} thread{'s' * (t > 1)}",
+                     "figure": f"batched {r:,.0f} img/s",
+                     "baseline": f"{best_name} {best:,.0f} img/s (best of workers {'/'.join(map(str, args.workers))})",
+                     "ratio": f"{r / best:.1f}x", "note": f"median of {args.repeats}; target >= 10x"})
+    print(result_line("augment_speed", args.device, rows))
 
 
 if __name__ == "__main__":

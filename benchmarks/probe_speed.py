@@ -13,7 +13,12 @@
 Each structured run and its direct reference are timed alternately, so both see the same machine load.
 
 Usage: python benchmarks/probe_speed.py [--repeats 3] [--scan-sample 100] [--dg-sample 300]
-Prints medians over repeats and the ratios (targets: scan >= 3x, DG objectives >= 20x).
+                                        [--device cpu|cuda] [--batch 8192] [--dg-batch 1024] [--lr-step 1e-5]
+                                        [--hidden 256]
+Prints medians over repeats and the ratios (targets: scan >= 3x, DG objectives >= 20x), then one JSON
+line (``benchmarks/gpu_table.py``). ``--device`` defaults to CUDA when present; ``--batch`` /
+``--dg-batch`` / ``--lr-step`` / ``--hidden`` (width of both hidden layers) change the problem size
+(smaller for a smoke run, larger batches on a GPU).
 """
 from __future__ import annotations
 
@@ -35,6 +40,8 @@ from lowbit_core.models.mlp import MLP  # noqa: E402
 from lowbit_core.probes import lr_scan  # noqa: E402
 from lowbit_core.probes.gradient import batch_loss_fn, gradient_at, normalize  # noqa: E402
 from lowbit_core.probes.structure import FirstLayerView, coordinate_losses, scan_losses  # noqa: E402
+
+from gpu_table import result_line  # noqa: E402  (benchmarks/, this script's folder)
 
 MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist" / "train-images-idx3-ubyte.gz"
 
@@ -65,22 +72,24 @@ def timed_pair(fast, direct, repeats: int) -> tuple[float, object, float, object
     return statistics.median(times[0]), outs[0], statistics.median(times[1]), outs[1]
 
 
-def setup(kind: str, batch: int, device):
+def setup(kind: str, batch: int, device, hidden: int = 256):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(0)
     x, y, src = inputs(batch, gen)
-    model = MLP(784, (256, 256), 10, kind=kind).to(device).requires_grad_(False)
+    model = MLP(784, (hidden, hidden), 10, kind=kind).to(device).requires_grad_(False)
     x, y = x.to(device), y.to(device)
     w0 = model.layers[0].weight.clone()
     return model, x, y, w0, src
 
 
-def bench_scan(kind: str, repeats: int, sample: int, device) -> None:
-    model, x, y, w0, src = setup(kind, 8192, device)
+def bench_scan(kind: str, repeats: int, sample: int, device, batch: int = 8192, lr_step: float = 1e-5,
+               hidden: int = 256) -> dict:
+    model, x, y, w0, src = setup(kind, batch, device, hidden)
     loss_fn = batch_loss_fn(model, 0, w0, x, y)
     _, g = gradient_at(loss_fn, torch.zeros_like(w0))
     d = normalize(g, "max")
-    lrs = lr_scan.lr_grid(1e-5, 1e-1, 1e-5)
+    lrs = lr_scan.lr_grid(lr_step, 1e-1, lr_step)
+    sample = min(sample, len(lrs))
     sub = np.linspace(0, len(lrs) - 1, sample).astype(int)
     view = FirstLayerView(model, x, y)
     t_fast, fast, t_sub, ref = timed_pair(lambda: scan_losses(view, w0, d, lrs, 0.1),
@@ -88,13 +97,16 @@ def bench_scan(kind: str, repeats: int, sample: int, device) -> None:
     t_naive = t_sub * len(lrs) / sample
     rel = float(np.max(np.abs(fast[sub] - ref) / np.abs(ref)))
     same = int(np.argmin(fast[sub])) == int(np.argmin(ref))
-    print(f"lr scan {kind:6s}: 10^4 points, batch 8192, {src}; structured {t_fast:7.1f} s | direct "
+    print(f"lr scan {kind:6s}: {len(lrs)} points, batch {batch}, {src}; structured {t_fast:7.1f} s | direct "
           f"{t_naive:7.1f} s (extrapolated from {sample} points: {t_sub:.2f} s) | speed-up "
           f"{t_naive / t_fast:5.1f}x | max rel diff {rel:.1e}, same argmin on the subsample: {same}")
+    return {"setting": f"lr scan {kind}, {len(lrs)} points, batch {batch}, 784-{hidden}-{hidden}-10", "figure": f"structured {t_fast:.2f} s",
+            "baseline": f"direct {t_naive:.1f} s (from {sample} points)", "ratio": f"{t_naive / t_fast:.1f}x",
+            "note": f"target >= 3x; max rel diff {rel:.1e}, same argmin {same}"}
 
 
-def bench_dg(kind: str, repeats: int, sample: int, device) -> None:
-    model, x, y, w0, src = setup(kind, 1024, device)
+def bench_dg(kind: str, repeats: int, sample: int, device, batch: int = 1024, hidden: int = 256) -> dict:
+    model, x, y, w0, src = setup(kind, batch, device, hidden)
     view = FirstLayerView(model, x, y)
     # FP: move +epsilon; binary: flip every weight (as if every flip were reachable: the worst case)
     w_new = (w0 + 0.1)[None] if kind == "fp" else torch.where(w0 >= 0, -1e-3, 0.0)[None]
@@ -113,9 +125,12 @@ def bench_dg(kind: str, repeats: int, sample: int, device) -> None:
     t_fast, out, t_sub, ref = timed_pair(lambda: coordinate_losses(view, w0, w_new), direct, repeats)
     t_naive = t_sub * n / sample
     rel = float(np.max(np.abs(out.view(-1)[coords].cpu().numpy() - ref) / ref))
-    print(f"DG objectives {kind:6s}: {n} coordinates, batch 1024; structured {t_fast:7.1f} s | direct "
+    print(f"DG objectives {kind:6s}: {n} coordinates, batch {batch}; structured {t_fast:7.1f} s | direct "
           f"{t_naive:8.1f} s (extrapolated from {sample} coordinates: {t_sub:.2f} s) | speed-up "
           f"{t_naive / t_fast:6.1f}x | max rel diff {rel:.1e}")
+    return {"setting": f"DG objectives {kind}, {n} coordinates, batch {batch}, 784-{hidden}-{hidden}-10", "figure": f"structured {t_fast:.2f} s",
+            "baseline": f"direct {t_naive:.1f} s (from {sample} coordinates)", "ratio": f"{t_naive / t_fast:.1f}x",
+            "note": f"target >= 20x; max rel diff {rel:.1e}"}
 
 
 def main() -> None:
@@ -124,16 +139,23 @@ def main() -> None:
     ap.add_argument("--scan-sample", type=int, default=100)
     ap.add_argument("--dg-sample", type=int, default=300)
     ap.add_argument("--only", choices=["scan", "dg"], default=None)
+    ap.add_argument("--device", default=None, help="cpu or cuda (default: CUDA when present)")
+    ap.add_argument("--batch", type=int, default=8192, help="batch of the lr scan")
+    ap.add_argument("--dg-batch", type=int, default=1024, help="batch of the DG objectives")
+    ap.add_argument("--lr-step", type=float, default=1e-5, help="lr grid step (grid: step..0.1; 1e-5: 10^4 points)")
+    ap.add_argument("--hidden", type=int, default=256, help="width of both hidden layers of the MLP")
     args = ap.parse_args()
-    device = pick_device()
+    device = torch.device(args.device) if args.device else pick_device()
     print(f"device: {device}, torch threads: {torch.get_num_threads()}, repeats: {args.repeats} (medians)")
+    rows = []
     for kind in ("fp", "binary"):
         if args.only in (None, "scan"):
-            bench_scan(kind, args.repeats, args.scan_sample, device)
+            rows.append(bench_scan(kind, args.repeats, args.scan_sample, device, args.batch, args.lr_step, args.hidden))
     with torch.no_grad():
         for kind in ("fp", "binary"):
             if args.only in (None, "dg"):
-                bench_dg(kind, args.repeats, args.dg_sample, device)
+                rows.append(bench_dg(kind, args.repeats, args.dg_sample, device, args.dg_batch, args.hidden))
+    print(result_line("probe_speed", device, rows))
 
 
 if __name__ == "__main__":

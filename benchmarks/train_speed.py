@@ -18,6 +18,7 @@ other processes on a shared machine).
 
 Usage: python benchmarks/train_speed.py [--batch 128] [--repeats 15] [--steps 3] [--threads 1]
                                         [--device cpu|cuda] [--width 16] [--kinds fp binary dsq2]
+Ends with one JSON line (``benchmarks/gpu_table.py``).
 """
 from __future__ import annotations
 
@@ -36,6 +37,8 @@ from torch.nn import functional as F  # noqa: E402
 from lowbit_core.config import with_overrides  # noqa: E402
 from lowbit_core.train.config import TrainConfig  # noqa: E402
 from lowbit_core.train.loop import build_model, make_optimizer  # noqa: E402
+
+from gpu_table import result_line  # noqa: E402  (benchmarks/, this script's folder)
 
 KINDS = {
     "fp": {"model.kind": "fp"},
@@ -102,14 +105,21 @@ def main(argv=None) -> int:
     print(f"ResNet-20 (width {args.width}) training step, batch {args.batch}, device {args.device}, threads {threads}, "
           f"median of {args.repeats} x {args.steps} steps")
     fp = statistics.median(rates["fp"])
+    rows = []
     for k in kinds:
         med = statistics.median(rates[k])
         best = max(rates[k])
         print(f"  {k:8s} {med:9.1f} images/s median (best {best:.0f})  ratio to fp {med / fp:.2f} "
               f"(best/best {best / max(rates['fp']):.2f})")
+        if k != "fp":
+            rows.append({"setting": f"ResNet-20 step, batch {args.batch}, {k} vs fp",
+                         "figure": f"{k} {med:,.0f} img/s", "baseline": f"fp {fp:,.0f} img/s",
+                         "ratio": f"{med / fp:.2f}", "note": f"median of {args.repeats} x {args.steps} steps"
+                         + ("; target >= 0.70" if k == "binary" else "")})
     if "binary" in rates:
         ratio = statistics.median(rates["binary"]) / fp
         print(f"binary / fp = {ratio:.2f} (target >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})")
+    print(result_line("train_speed", args.device, rows))
     return 0
 
 

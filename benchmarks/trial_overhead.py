@@ -8,7 +8,8 @@ start-up is timed separately and excluded.
     per-trial overhead = (T_launch - T_loop) / N
 
 Usage: python benchmarks/trial_overhead.py [--trials 120] [--repeats 3]
-Prints the medians over repeats and the ratio T_launch / T_loop.
+Prints the medians over repeats and the ratio T_launch / T_loop, then one JSON line
+(``benchmarks/gpu_table.py``). Trials run on the family's default device (CUDA when visible).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import launch.cluster  # noqa: E402,F401
 from lowbit_core.sweep import Resources, Sweep, grid, plan  # noqa: E402
+
+from gpu_table import result_line  # noqa: E402  (benchmarks/, this script's folder)
 
 TINY = {"model.hidden": (16,), "model.pretrain_steps": 0, "data.batch_size": 64, "scan.lr_step": 0.02,
         "multi.steps": 5, "multi.report_every": 5}
@@ -82,6 +85,13 @@ def main() -> None:
     print(f"launch path: median {launch:.2f} s  = {1e3 * launch / n:.1f} ms/trial")
     print(f"overhead per trial: {1e3 * (launch - loop) / n:.1f} ms (target <= 50 ms); ratio launch/loop: "
           f"{launch / loop:.1f}x")
+    from lowbit_core.device import pick_device
+
+    print(result_line("trial_overhead", pick_device(), [{
+        "setting": f"{n} tiny probe trials, one at a time", "figure": f"launch path {1e3 * launch / n:.1f} ms/trial",
+        "baseline": f"plain loop {1e3 * loop / n:.1f} ms/trial",
+        "ratio": f"{1e3 * (launch - loop) / n:.1f} ms overhead/trial",
+        "note": f"median of {args.repeats}; target <= 50 ms; Ray start-up {startup:.1f} s excluded"}]))
 
 
 if __name__ == "__main__":
