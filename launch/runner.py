@@ -42,6 +42,7 @@ class Outcome:
 
 
 def git_sha() -> str:
+    """The checkout's commit (``-dirty`` with uncommitted changes to tracked files), or "unknown"."""
     try:
         sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
                              timeout=5).stdout.strip()
@@ -53,6 +54,7 @@ def git_sha() -> str:
 
 
 def new_run_id() -> str:
+    """A unique, time-sortable run id: UTC ``YYYYmmddTHHMMSS-<6 hex>``."""
     return time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + "-" + uuid.uuid4().hex[:6]
 
 
@@ -62,13 +64,24 @@ class FolderLock:
     def __init__(self, folder: Path):
         self.path = folder / "_lock"
 
+    def _take(self, fh) -> None:
+        """Lock ``fh`` (an open lock file) or close it and raise ConfigError: another run holds it."""
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.close()
+            raise ConfigError(f"another run is writing to {self.path.parent}; wait for it or use --results") from None
+
+    def probe(self) -> None:
+        """Raise that ConfigError now if another run holds the lock (before Ray starts); writes
+        nothing: only an existing lock file is opened, and it is released again at once."""
+        if self.path.exists():
+            with open(self.path) as fh:
+                self._take(fh)
+
     def __enter__(self):
         self.fh = open(self.path, "a+")
-        try:
-            fcntl.flock(self.fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self.fh.close()
-            raise ConfigError(f"another run is writing to {self.path.parent}; wait for it or use --results") from None
+        self._take(self.fh)
         return self
 
     def __exit__(self, *exc):
@@ -77,9 +90,11 @@ class FolderLock:
 
 
 def prepare_folder(results: Path, sweep_name: str, resume: bool, record: dict) -> Path:
-    """The sweep's result folder, checked before anything is written: without --resume it must not
-    already hold results; with --resume its recorded plan, if any, must match ``record``."""
+    """The sweep's result folder, checked before anything is written: no other run is writing to it;
+    without --resume it must not already hold results; with --resume its recorded plan, if any, must
+    match ``record``."""
     folder = results / sweep_name
+    FolderLock(folder).probe()
     if not resume and data_parts(folder):
         raise ConfigError(f"{folder} already holds results; pass --resume to continue that sweep, or "
                           f"--results DIR to write somewhere else")
@@ -89,6 +104,7 @@ def prepare_folder(results: Path, sweep_name: str, resume: bool, record: dict) -
 
 
 def _tune_domain(dist):
+    """The Ray Tune search domain of a sweep distribution (IntUniform's ``high`` is included)."""
     from ray import tune
 
     if isinstance(dist, LogUniform):

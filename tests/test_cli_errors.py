@@ -72,3 +72,16 @@ def test_dry_run_with_set_pins_an_axis():
     res = run_sweep(SWEEP, "--dry-run", "--set", "model.kind=fp", "--set", "seeds=[0]", timeout=60)
     assert res.returncode == 0, res.stderr
     assert "2 trials" in res.stdout  # fp collapses the estimators: 2 batch sizes x 1 seed
+
+
+def test_a_folder_another_run_writes_to_is_refused_before_ray_starts(tmp_path):
+    """The lock probe (launch.runner.FolderLock.probe) refuses at once and writes nothing."""
+    from launch.runner import FolderLock
+    from lowbit_core.config import ConfigError
+
+    FolderLock(tmp_path / "new").probe()
+    assert not (tmp_path / "new").exists()
+    with FolderLock(tmp_path):
+        with pytest.raises(ConfigError, match=f"another run is writing to {tmp_path}"):
+            FolderLock(tmp_path).probe()
+    FolderLock(tmp_path).probe()
