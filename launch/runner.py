@@ -378,6 +378,13 @@ def _fit(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: int) -> b
     return interrupted
 
 
+def _outcome(plan: Plan, run: _Run, interrupted: bool) -> Outcome:
+    """The run's summary: trials done (earlier runs' included), failed with their errors, rows written."""
+    p = run.progress
+    return Outcome(total=plan.n_trials, done=p.already_done + p.done, failed=p.failed, failures=p.failures,
+                   interrupted=interrupted, rows_written=run.writer.rows_written, folder=run.folder, best=p.best)
+
+
 def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None,
              retries: int | None = None, command: list[str] | None = None) -> Outcome:
     """Run every trial of ``plan`` that has not finished before; write Parquet under results/<sweep>
@@ -397,6 +404,4 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
         run = _open_run(plan, folder, resume, record, flush_every)
         make_tuner = _tuner_factory(plan, run, _trainable(plan, run, resume, request), max_concurrent, retries)
         interrupted = _fit(plan, run, make_tuner, resume, max_concurrent or concurrency)
-    p = run.progress
-    return Outcome(total=plan.n_trials, done=p.already_done + p.done, failed=p.failed, failures=p.failures,
-                   interrupted=interrupted, rows_written=run.writer.rows_written, folder=folder, best=p.best)
+    return _outcome(plan, run, interrupted)
