@@ -9,6 +9,8 @@ from lowbit_core.quant import estimator_registry
 # The registry's estimator for "no estimator given" (the identity, nSTE): the reference of the
 # vSTE-vs-nSTE comparison.
 REFERENCE = estimator_registry.label(None)
+PARAM_NAMES = estimator_registry.PARAM_NAMES
+"""The config names of the registry's estimator parameters ('clip', 'window')."""
 
 
 def param_name(name) -> str | None:
@@ -27,5 +29,3 @@ def label_from_params(name, params: dict) -> str:
     the other estimators' parameters are ignored)."""
     return label(name, params.get(param_name(name)))
 
-
-PARAM_NAMES = estimator_registry.PARAM_NAMES

@@ -95,6 +95,12 @@ class SeedStat:
     def verdict(self) -> Verdict:
         return paired_verdict(self.values)
 
+    def columns(self, name: str) -> dict:
+        """Table columns ``<name>.mean/.std/.n``, ``<name>.note`` (what the ± shows) and
+        ``<name>.verdict`` (the verdict on the per-seed values)."""
+        return {f"{name}.mean": self.mean, f"{name}.std": self.std, f"{name}.n": self.n, f"{name}.note": self.note,
+                f"{name}.verdict": self.verdict()}
+
 
 def over_seeds(frame: pd.DataFrame, value: str, seed: str | None) -> SeedStat:
     """``value`` averaged per seed over that seed's rows (the settings; nulls dropped), then mean,

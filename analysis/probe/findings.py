@@ -35,7 +35,9 @@ def kind_groups(final: pd.DataFrame):
 
 
 def stat_text(row: pd.Series, metric: str = IMPROVEMENT) -> str:
-    return fmt_mean_std(row[f"{metric}.mean"], row[f"{metric}.std"], int(row[f"{metric}.n"]), signed=True)
+    """A table row's '<metric>.mean/.std/.n' as text (signed for relative metrics)."""
+    return fmt_mean_std(row[f"{metric}.mean"], row[f"{metric}.std"], int(row[f"{metric}.n"]),
+                        signed=metric.startswith("rel_"))
 
 
 def row_text(row: pd.Series, keys: list[str], metric: str = IMPROVEMENT) -> str:

@@ -27,7 +27,7 @@ import re
 import numpy as np
 import pandas as pd
 
-from analysis.common.format import fmt_mean_std, fmt_value, short_names
+from analysis.common.format import fmt_value, short_names
 from analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
 from analysis.common.plan import SweepPlan
 from analysis.common.stats import mean_std_n, over_seeds

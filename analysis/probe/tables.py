@@ -113,14 +113,6 @@ def pooled_keys(final: pd.DataFrame, keys: list[str]) -> list[str]:
     return [k for k in pair_keys(final, keys) if k != seed and k not in comparison_by(keys)]
 
 
-def seed_stat(name: str, frame: pd.DataFrame, col: str, seed: str | None) -> dict:
-    """``<name>.mean/.std/.n`` over seeds of ``frame[col]`` (per-seed means first), ``<name>.note``
-    (what the ± shows) and ``<name>.verdict`` (the verdict on the per-seed values)."""
-    s = over_seeds(frame, col, seed)
-    return {f"{name}.mean": s.mean, f"{name}.std": s.std, f"{name}.n": s.n, f"{name}.note": s.note,
-            f"{name}.verdict": s.verdict()}
-
-
 def estimator_comparison(final: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Per estimator setting (and batch size when it varies), over the binary final rows:
     paired relative difference of single_best_loss and best_loss against the reference estimator,
@@ -139,10 +131,10 @@ def estimator_comparison(final: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         sel = dict(zip(by, values))
         row = dict(sel)
         for m, pairs in paired.items():
-            row.update(seed_stat(f"rel_diff.{m}", rows_matching(pairs, sel), "rel_diff", seed))
-        row.update(seed_stat(f"diff.{IMPROVEMENT}", rows_matching(diff, sel), "diff", seed))
+            row.update(over_seeds(rows_matching(pairs, sel), "rel_diff", seed).columns(f"rel_diff.{m}"))
+        row.update(over_seeds(rows_matching(diff, sel), "diff", seed).columns(f"diff.{IMPROVEMENT}"))
         for m in (IMPROVEMENT, "grad_cos_identity", "grad_clipped_frac"):
-            row.update(seed_stat(m, sub, m, seed))
+            row.update(over_seeds(sub, m, seed).columns(m))
         out.append(row)
     return pd.DataFrame(out)
 

@@ -62,9 +62,7 @@ def paired_differences(trials: pd.DataFrame, keys: list[str], axis: str, value, 
 
 def diff_stats(name: str, pairs: pd.DataFrame) -> dict:
     """``<name>.mean/.std/.n/.note/.verdict``: the pairs' differences over seeds (per-seed means first)."""
-    s = over_seeds(pairs, "diff", SEED if SEED in pairs.columns else None)
-    return {f"{name}.mean": s.mean, f"{name}.std": s.std, f"{name}.n": s.n, f"{name}.note": s.note,
-            f"{name}.verdict": s.verdict()}
+    return over_seeds(pairs, "diff", SEED if SEED in pairs.columns else None).columns(name)
 
 
 def comparison_cells(trials, keys, axis, value, ref) -> list[tuple[str, tuple, dict]]:
