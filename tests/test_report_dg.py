@@ -234,3 +234,14 @@ def test_methods_module_imports_no_torch_or_ray():
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout) == []
+
+
+def test_one_seed_gives_no_answer():
+    """One seed: the gains are clear in the means, but no verdict rests on n = 1."""
+    md = Analysis(fake_method_rows()[lambda d: d["seed"] == 0]).markdown([])
+    lines = findings_lines(md)
+    answer = next(x for x in lines if "usable upper bound" in x and "(binary)" in x)
+    assert ("DG: NO ANSWER — DG S=4: no verdict against multi-step STE (sgd) (n = 1), single-step STE (n = 1) "
+            "(fewer than 2 paired seeds)") in answer
+    assert "YES" not in md and "NO —" not in md
+    assert any("improves with S: n = 1: no verdict (needs >= 2 seeds)." in x for x in lines)

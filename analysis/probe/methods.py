@@ -215,39 +215,45 @@ def compare(sub: pd.DataFrame, a: str, b: str, keys: list[str], names: tuple[str
 
 
 def versus(sub: pd.DataFrame, a: str, refs: list[str], keys: list[str], what: str) -> tuple[list[str], dict]:
-    """One line per reference: a's loss against it, which is lower; and the verdict sign per reference."""
-    lines, signs = [], {}
+    """One line per reference: a's loss against it, which is lower; and the verdict per reference."""
+    lines, verdicts = [], {}
     for b in refs:
         c = compare(sub, a, b, keys, (what, "STE"))
-        signs[b] = c["verdict"].sign
+        verdicts[b] = c["verdict"]
         verdict = {-1: f"{what} reaches a LOWER loss than {b}",
                    1: f"{what} does NOT reach a lower loss than {b} (STE is lower)",
                    0: f"{what} vs {b}: no clear difference (within one std)"}.get(
-            signs[b], f"{what} vs {b}: {c['verdict'].text('', '')}")
+            c["verdict"].sign, f"{what} vs {b}: {c['verdict'].text('', '')}")
         lines.append(f"  {a} {pooled_text(loss_stat(sub, a), signed=False)} vs {b} "
                      f"{pooled_text(loss_stat(sub, b), signed=False)} (final best_loss); {c['text']}; {verdict}.")
-    return lines, signs
+    return lines, verdicts
 
 
-def answer(what: str, label: str, signs: dict) -> str:
+def answer(what: str, label: str, verdicts: dict) -> str:
     """YES when ``label`` is lower than every STE reference by the verdict rule; NO when some
-    reference is lower or within one std; no answer while a verdict is missing (n < 2)."""
+    reference is lower or within one std; no answer while a verdict is missing (n < 2). Each
+    reference is named with its n (paired seeds)."""
     label = label if label.startswith(what) else f"{what} ({label})"
-    if not signs:
+    if not verdicts:
         return f"no STE trials to compare {what} with"
-    lower = [b for b, s in signs.items() if s == -1]
-    not_lower = [b for b, s in signs.items() if s in (0, 1)]
-    undecided = [b for b, s in signs.items() if s is None]
-    beats = f"; it does beat {', '.join(lower)}" if lower else ""
-    open_ = f"; no verdict against {', '.join(undecided)} (fewer than 2 paired seeds)" if undecided else ""
+
+    def named(refs):
+        return ", ".join(f"{b} (n = {verdicts[b].n})" for b in refs)
+
+    lower = [b for b, v in verdicts.items() if v.sign == -1]
+    not_lower = [b for b, v in verdicts.items() if v.sign in (0, 1)]
+    undecided = [b for b, v in verdicts.items() if v.sign is None]
+    beats = f"; it does beat {named(lower)}" if lower else ""
+    missing = f"no verdict against {named(undecided)} (fewer than 2 paired seeds)"
     if not_lower:
-        why = ", ".join(f"{b}: {'STE lower' if signs[b] == 1 else 'within one std'}" for b in not_lower)
+        why = ", ".join(f"{b}: {'STE lower' if verdicts[b].sign == 1 else 'within one std'}, n = {verdicts[b].n}"
+                        for b in not_lower)
         return (f"NO — {label} does not reach a lower final best_loss than {', '.join(not_lower)} "
-                f"({why}){beats}{open_}, so it is not a usable upper bound for STE")
+                f"({why}){beats}{'; ' + missing if undecided else ''}, so it is not a usable upper bound for STE")
     if undecided:
-        return f"NO ANSWER — {label}: no verdict against {', '.join(undecided)} (fewer than 2 paired seeds){beats}"
+        return f"NO ANSWER — {label}: {missing}{beats}"
     return (f"YES — {label} reaches a lower final best_loss than every STE method here "
-            f"({', '.join(lower)}), so it is a usable reference (upper bound) for STE")
+            f"({named(lower)}), so it is a usable reference (upper bound) for STE")
 
 
 def dg_findings(final_ws: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -269,11 +275,11 @@ def dg_findings(final_ws: pd.DataFrame, keys: list[str]) -> list[str]:
                 continue
             n_variants = sum(map(pick, sub[METHOD].astype(str).unique()))
             best_note = f" (best {what} variant by mean)" if n_variants > 1 else ""
-            more, signs = versus(sub, label, refs, keys, what)
+            more, verdicts = versus(sub, label, refs, keys, what)
             lines.append(f"DG vs STE ({who}){note}: {label}{best_note} against "
                          f"{', '.join(refs) or 'no STE method'}:")
             lines += more
-            answers.append(f"{what}: {answer(what, label, signs)}")
+            answers.append(f"{what}: {answer(what, label, verdicts)}")
         if answers:
             lines.append(f"Is DG a usable upper bound (reference) for STE? ({who}) " + "; ".join(answers) + ".")
         lines += s_trend(sub, keys, who)
