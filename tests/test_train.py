@@ -12,7 +12,7 @@ from lowbit_core.families import get_family
 from lowbit_core.quant.estimators import ede_schedule
 from lowbit_core.train.checkpoint import load_state, save_state
 from lowbit_core.train.config import TrainConfig, canonicalize, preflight
-from lowbit_core.train.data import load_train_data, make_synthetic, split_validation
+from lowbit_core.train.data import load_train_data, fixed_subset, make_synthetic, split_validation
 from lowbit_core.train.loop import build_model, cosine_lr, plan_phases, train
 
 TINY = {"data.n_train": 256, "data.n_test": 64, "model.width": 4, "train.batch_size": 32, "train.epochs": 4,
@@ -224,6 +224,18 @@ def test_preflight_and_data(tmp_path):
     s1, s2 = make_synthetic(20, 10, 5), make_synthetic(20, 10, 5)
     assert s1[0].dtype == torch.uint8 and s1[0].shape == (20, 3, 32, 32)
     assert torch.equal(s1[0], s2[0]) and set(s1[1].tolist()) <= set(range(5))
+
+
+def test_fixed_subset_keeps_every_class_of_a_class_sorted_file():
+    """n_train on a file sorted by class (the shared CIFAR-10 subset is) must not drop classes."""
+    y = torch.arange(10).repeat_interleave(100)  # 0...0 1...1 ... 9...9
+    x = torch.arange(1000).view(1000, 1, 1, 1).to(torch.int64)
+    xs, ys = fixed_subset(x, y, 200)
+    assert len(ys) == 200 and set(ys.tolist()) == set(range(10)) and torch.bincount(ys).min() >= 8
+    ids = xs.flatten().tolist()
+    assert ids == sorted(ids) and torch.equal(ys, y[xs.flatten()])  # original order, labels follow
+    assert fixed_subset(x, y, 200)[0].tolist() == xs.tolist()  # fixed
+    assert fixed_subset(x, y, 0)[0] is x and fixed_subset(x, y, 5000)[1] is y
 
 
 @pytest.mark.parametrize("fraction", [0.0, 0.1, 0.5])

@@ -40,7 +40,8 @@ class TrainDataConfig:
     ``.npz`` with x_train, y_train, x_test, y_test), or ``synthetic`` (generated CIFAR-shaped uint8
     images with class-dependent structure; no download; see :mod:`lowbit_core.train.data`).
 
-    ``n_train`` / ``n_test``: use the first n images (0: all of them; synthetic: 0 means 2048 / 512).
+    ``n_train`` / ``n_test``: use a fixed subset of n images (0: all of them; synthetic: 0 means
+    2048 / 512), the same for every trial (:func:`lowbit_core.train.data.fixed_subset`).
     ``n_classes`` applies to ``synthetic`` only. ``augment``: random crop (padding 4) + flip.
     ``val_fraction``: the share of those training images held out as a validation split, on which
     the best epoch is selected (:mod:`lowbit_core.train.data`); 0 keeps no split, and selection

@@ -10,6 +10,10 @@ class ``c`` is ``clip(128 + 48 * s * T_c + 40 * noise, 0, 255)`` with a per-imag
 flips keep the class readable: a small CNN learns it in a few hundred steps. The task is fixed
 (generated from seed 0), whatever the trial's seed; train and test images are independent draws.
 
+``n_train`` / ``n_test`` > 0 keep a fixed subset of that many images: the first n of a seed-0
+permutation, in their original order (:func:`fixed_subset`). Not the first n in file order: files
+sorted by class (the shared CIFAR-10 subset is) would otherwise lose whole classes.
+
 Validation split (``val_fraction`` f > 0): of the N training images (after ``n_train``), a fixed
 random subset of ``round(f N)`` (a permutation from seed 0, the same for every trial and seed, so
 that all trials of a sweep select on the same images, and class-balanced in expectation even when
@@ -41,14 +45,29 @@ class TrainData:
     stats: str  # the name whose mean/std normalise the images (cifar.normalize)
 
 
+def _permutation_mask(n_all: int, n_pick: int) -> torch.Tensor:
+    """Boolean mask of the first ``n_pick`` positions of a seed-0 permutation of ``n_all``."""
+    mask = torch.zeros(n_all, dtype=torch.bool)
+    mask[torch.randperm(n_all, generator=torch.Generator().manual_seed(0))[:n_pick]] = True
+    return mask
+
+
+def fixed_subset(x: torch.Tensor, y: torch.Tensor, n: int):
+    """``n`` images chosen by a seed-0 permutation, in their original order (all of them when n is 0
+    or at least their number)."""
+    if n <= 0 or n >= len(y):
+        return x, y
+    keep = _permutation_mask(len(y), n)
+    return x[keep], y[keep]
+
+
 def split_validation(x: torch.Tensor, y: torch.Tensor, fraction: float):
     """``(x_train, y_train, x_val, y_val)``: ``round(fraction * N)`` images chosen by a seed-0
     permutation go to validation; the training images keep their order."""
     n_val = round(fraction * len(y))
     if n_val >= len(y):
         raise ValueError(f"data.val_fraction={fraction} leaves no training images of {len(y)}")
-    is_val = torch.zeros(len(y), dtype=torch.bool)
-    is_val[torch.randperm(len(y), generator=torch.Generator().manual_seed(0))[:n_val]] = True
+    is_val = _permutation_mask(len(y), n_val)
     return x[~is_val], y[~is_val], x[is_val], y[is_val]
 
 
@@ -79,10 +98,8 @@ def _load(cfg: TrainDataConfig) -> TrainData:
     else:
         x_tr, y_tr, x_te, y_te, n_classes = load_cifar(cfg.name, cfg.root)
         stats = cfg.name
-        if cfg.n_train:
-            x_tr, y_tr = x_tr[:cfg.n_train], y_tr[:cfg.n_train]
-        if cfg.n_test:
-            x_te, y_te = x_te[:cfg.n_test], y_te[:cfg.n_test]
+        x_tr, y_tr = fixed_subset(x_tr, y_tr, cfg.n_train)
+        x_te, y_te = fixed_subset(x_te, y_te, cfg.n_test)
     x_tr, y_tr, x_va, y_va = split_validation(x_tr, y_tr, cfg.val_fraction)
     return TrainData(x_tr, y_tr, x_te, y_te, x_va, y_va, n_classes, stats)
 
@@ -103,4 +120,4 @@ def load_train_data(cfg: TrainDataConfig, device: torch.device | str = "cpu") ->
     return _CACHE[key]
 
 
-__all__ = ["TrainData", "make_synthetic", "split_validation", "load_train_data", "SYNTHETIC_DEFAULT"]
+__all__ = ["TrainData", "make_synthetic", "fixed_subset", "split_validation", "load_train_data", "SYNTHETIC_DEFAULT"]
