@@ -149,6 +149,17 @@ def test_model_selection_uses_validation_never_test(fraction):
     assert metrics[-1]["best_test_acc"] == max(r["test_acc"] for r in metrics)
 
 
+def test_pretrain_path_selects_among_finetune_epochs_only():
+    cfg = tiny(**{"model.kind": "binary", "train.pretrain_epochs": 2, "train.epochs": 4, "train.steps_per_epoch": 2,
+                  "data.val_fraction": 0.25})
+    metrics, _ = run(cfg)
+    assert [m["phase"] for m in metrics] == ["pretrain", "pretrain", "finetune", "finetune"]
+    fine = metrics[2:]
+    best = 2 + int(np.argmax([m["val_acc"] for m in fine]))
+    assert metrics[-1]["selected_epoch"] == best + 1 and metrics[-1]["selected_test_acc"] == metrics[best]["test_acc"]
+    assert metrics[2]["selected_epoch"] == 3  # the first finetune epoch starts a new selection
+
+
 def test_scratch_is_one_phase_and_fp_ignores_pretraining():
     assert [p.name for p in plan_phases(tiny(**{"model.kind": "binary"}))] == ["scratch"]
     fp = canonicalize(tiny(**{"model.kind": "fp", "train.pretrain_epochs": 2}))

@@ -115,6 +115,8 @@ REGISTRY: dict[str, Estimator] = {e.name: e for e in (
 )}
 
 NAMES: tuple[str, ...] = tuple(REGISTRY)
+REFERENCE = "identity"
+"""The estimator others are compared with (nSTE), and the one a row without an estimator column used."""
 WITH_PARAM: tuple[str, ...] = tuple(n for n, e in REGISTRY.items() if e.param is not None)
 PARAM_NAMES: tuple[str, ...] = tuple(dict.fromkeys(e.param for e in REGISTRY.values() if e.param))
 
@@ -130,10 +132,10 @@ def get(name: str) -> Estimator:
 def label(name, value=None) -> str:
     """Report label of estimator ``name`` with parameter ``value`` (a missing name is ``identity``)."""
     if name is None or (isinstance(name, float) and math.isnan(name)):
-        name = "identity"
+        name = REFERENCE
     entry = REGISTRY.get(str(name))
     return entry.describe(value) if entry else str(name)
 
 
-__all__ = ["Estimator", "REGISTRY", "NAMES", "WITH_PARAM", "PARAM_NAMES", "get", "label", "ede_schedule", "ede_tk",
+__all__ = ["Estimator", "REGISTRY", "NAMES", "REFERENCE", "WITH_PARAM", "PARAM_NAMES", "get", "label", "ede_schedule", "ede_tk",
            "T_MIN", "T_MAX", "identity_grad", "value_clip_grad", "window_grad", "approx_sign_grad", "ede_grad"]

@@ -14,7 +14,9 @@ Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`
    step ``s`` of a phase with ``S`` steps is ``cosine_lr(peak, s, S) = peak (1 + cos(pi s / S)) / 2``;
 3. evaluation on the test set and the validation split (eval mode: BN running statistics, DSQ's
    hard quantizer); model selection on validation: ``selected_epoch`` is the epoch (1-based) with
-   the best ``val_acc`` so far (ties keep the earlier) and ``selected_test_acc`` its test accuracy.
+   the best ``val_acc`` so far within the current phase (so a pretrain path selects among its
+   finetune epochs, never an FP epoch; ties keep the earlier) and ``selected_test_acc`` its test
+   accuracy.
    With ``data.val_fraction = 0`` the selection uses the test accuracy (optimistic: it peeks at the
    test set; reports say so). ``best_test_acc`` (the running maximum of ``test_acc``) is kept as a
    column for old readers and is never a selection rule. The headline number is the final epoch's
@@ -180,6 +182,9 @@ def _rng(gens: dict[str, torch.Generator]) -> dict:
     return out
 
 
+NO_SELECTION = {"best_val_acc": math.nan, "selected_epoch": 0, "selected_test_acc": math.nan}
+
+
 @dataclass
 class _Run:
     """What one training run carries from epoch to epoch (the checkpointed state, live)."""
@@ -196,8 +201,7 @@ class _Run:
     opt: torch.optim.Optimizer
     train_steps: int = 0
     best_test: float = 0.0
-    selection: dict = field(default_factory=lambda: {"best_val_acc": math.nan, "selected_epoch": 0,
-                                                     "selected_test_acc": math.nan})
+    selection: dict = field(default_factory=lambda: dict(NO_SELECTION))
 
     def phase_of(self, epoch: int) -> Phase:
         return next(p for p in self.phases if p.start <= epoch < p.end)
@@ -241,6 +245,7 @@ def _enter_epoch(run: _Run, epoch: int) -> tuple[int, int]:
         run.model = build_model(cfg, run.phase.kind, run.data.n_classes).to(run.device)
         load_fp_weights(run.model, fp_state)
         run.opt = make_optimizer(run.model, cfg, run.phase.lr)
+        run.selection = dict(NO_SELECTION)  # select among the trained model's own epochs, never the FP ones
     phase, model, e = run.phase, run.model, epoch - run.phase.start
     model.train()
     set_ede_epoch(model, e, phase.epochs)
