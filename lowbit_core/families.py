@@ -30,6 +30,8 @@ class Family:
     """Config keys holding file-system paths: a relative one is relative to the driver's working
     directory (Ray runs trials in their own folders), so trials resolve it against that directory;
     the trial key keeps the path as written."""
+    describe: Callable[[Any], dict[str, str]] | None = None
+    """Extra columns of a trial in the ``--dry-run`` table (e.g. its OPs and parameter size), or None."""
 
 
 def _probe_family() -> Family:
@@ -79,10 +81,15 @@ def _probe_family() -> Family:
 def _train_family() -> Family:
     # CIFAR training (lowbit_core.train): run(cfg, report, device, start_state=None) reports once per
     # epoch, with report(metrics, state=...) on checkpoint epochs (the trainable saves the state).
+    # Every row also carries the cost of the trial's final model (lowbit_core.cost: MACs, BOPs, OPs,
+    # parameter bits, energy estimate); the dry run shows its OPs and size.
+    from lowbit_core.cost.family import COST_METRICS, describe_cost, with_cost
+    from lowbit_core.cost.train import train_cost
     from lowbit_core.train.config import TrainConfig, canonicalize, preflight
     from lowbit_core.train.loop import TRAIN_METRICS, train
 
-    return Family("train", TrainConfig, train, TRAIN_METRICS, canonicalize, preflight)
+    return Family("train", TrainConfig, with_cost(train, train_cost), {**TRAIN_METRICS, **COST_METRICS},
+                  canonicalize, preflight, describe=describe_cost(train_cost))
 
 
 _BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family, "train": _train_family}
