@@ -71,13 +71,16 @@ def print_plan(plan) -> None:
     if folded:
         print(f"folded: {', '.join(plan.sweep.fold)} -- {folded} grid points run batched inside "
               f"{sum(1 for t in plan.trials if t.points)} trials")
-    table = [["study" if plan.is_optuna else "trial"] + varying + (["searched"] if plan.is_optuna else [])]
+    # the family's per-trial description (train: the model's OPs and parameter size), as extra columns
+    described = [plan.family.describe(x.config) for x in plan.trials or plan.studies] if plan.family.describe else []
+    extra = list(described[0]) if described else []
+    table = [["study" if plan.is_optuna else "trial"] + varying + (["searched"] if plan.is_optuna else []) + extra]
     for i, (key, flat) in enumerate(rows):
         cells = [key] + [str(flat[k]) for k in varying]
         if plan.is_optuna:
             cells.append(", ".join(f"{k}~{type(d).__name__}({d.low:g},{d.high:g})"
                                    for k, d in plan.studies[i].distributions.items()))
-        table.append(cells)
+        table.append(cells + [described[i][k] for k in extra] if described else cells)
     widths = [max(len(r[j]) for r in table) for j in range(len(table[0]))]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
