@@ -29,6 +29,7 @@ from analysis.common.writing import FamilyReport  # noqa: E402
 
 USAGE_EXIT = 2
 REPORT_DIR = "_report"
+PROG = "python analysis/report.py" if __package__ in (None, "") else "lowbit-report"
 # One report per family, in the order tried on folders without a plan (probe claims the rest).
 REPORTS: tuple[FamilyReport, ...] = (train.REPORT, probe.REPORT)
 
@@ -37,11 +38,11 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is a single stderr line and exit status 2."""
 
     def error(self, message: str):
-        self.exit(USAGE_EXIT, f"error: {message}; usage: python analysis/report.py RESULTS_DIR\n")
+        self.exit(USAGE_EXIT, f"error: {message}; usage: {PROG} RESULTS_DIR\n")
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = OneLineParser(prog="python analysis/report.py", description=__doc__.splitlines()[0])
+    parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", metavar="RESULTS_DIR", help="directory with the sweep's part-*.parquet files")
     return parser.parse_args(argv)
 
