@@ -3,7 +3,7 @@
 Question: before reading anything into the training sweeps, does the stack (data, augmentation,
 model, quantizers, loop) train? ResNet-20 (He et al. 2016), FP and binary (sign weights with the
 per-channel mean-|W| scale, ApproxSign activations; first and last layer FP), 2 epochs of Adam on
-the first 10k CIFAR-10 training images, evaluated on the test set.
+a fixed 10k subset of the CIFAR-10 training images, evaluated on the test set.
 
 Expected: FP far above chance (10%) after 2 epochs (~40-45%); binary above chance but well below
 FP (~30%): binary ResNets need many more epochs.

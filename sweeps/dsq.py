@@ -14,7 +14,7 @@ Expected: DSQ above the static windows by a point or two at 2 bits (the paper's 
 large leaves a soft/hard gap at evaluation: watch ``dsq_alpha`` next to ``train_acc``/``test_acc``.
 
 Cost: smoke ~1 min on 2 CPU cores. Default: 9 configurations x 2 seeds = 18 trials of 10 epochs on
-the first 10k CIFAR-10 images, ~8 min each per CPU core, ~25 min for DSQ (3x slower per step),
+a fixed 10k subset of the CIFAR-10 images, ~8 min each per CPU core, ~25 min for DSQ (3x slower per step),
 ~2.5 h on 2 cores.
 Full: 50k images, 200 epochs, 3 seeds: 27 trials, ~15 GPU-hours.
 

@@ -15,7 +15,7 @@ cosine lr decays, ending within noise of no perturbation unless the network is s
 Compare final ``test_acc`` per (init, amplitude), mean +- std over seeds; ``perturbed`` marks kicks.
 
 Cost: smoke ~1 min on 2 CPU cores. Default: 9 configurations x 2 seeds = 18 trials of 8 epochs
-on the first 10k CIFAR-10 images, ~6 min each per CPU core (~1 h on 2 cores). Full: 50k images,
+on a fixed 10k subset of the CIFAR-10 images, ~6 min each per CPU core (~1 h on 2 cores). Full: 50k images,
 200 epochs, a kick every 10 epochs, 5 seeds: 45 trials, ~25 GPU-hours.
 
 Command: python launch/sweep.py sweeps/init_perturb.py [--smoke | --profile full]

@@ -14,7 +14,7 @@ budgets (it is a regularizer and binary networks underfit), and may help at the 
 Compare final ``test_acc`` (last epoch) per (data, mixup, path), mean +- std over seeds.
 
 Cost: smoke ~1 min on 2 CPU cores (synthetic images, width-8 nets, 4 epochs of 8 steps). Default: 16 trials
-(2 data sets x 2 mixup x 2 paths x 2 seeds) of 10 epochs on the first 10k training images, about
+(2 data sets x 2 mixup x 2 paths x 2 seeds) of 10 epochs on a fixed 10k subset of the training images, about
 8 min per trial per CPU core (measured: ~45 s per binary epoch incl. the 10k-image test pass), ~1.1 h
 on 2 cores. Full: all 50k images, 200 epochs (P = 100),
 ResNet-20 and ResNet-18, 5 seeds: 80 trials, ~40 GPU-hours.
