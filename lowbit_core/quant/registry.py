@@ -12,6 +12,9 @@
   for activations; ``signed`` overrides).
 - ``dsq``: :class:`~lowbit_core.quant.dsq.DSQQuantizer` (``alpha``, ``learn_alpha``, ``lower``,
   ``upper``, ``learn_bounds``, ``train_forward``).
+- ``pams``: :class:`~lowbit_core.quant.pams.PAMSWeight` (max-scaled symmetric k-bit weights) for
+  ``role="weight"``, :class:`~lowbit_core.quant.pams.PAMSAct` (learned max scale) for ``role="act"``
+  (Li et al., ECCV 2020); ``bits >= 2``.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ from torch import nn
 from lowbit_core.quant.dsq import TRAIN_FORWARDS, DSQQuantizer
 from lowbit_core.quant.estimators import ESTIMATORS
 from lowbit_core.quant.kbit import DoReFaAct, DoReFaWeight, LSQQuantizer, _check_bits, lsq_levels
+from lowbit_core.quant.pams import pams_levels, pams_quantizer
 from lowbit_core.quant.sign import WEIGHT_SCALES, SignQuantizer
 
 ROLES = ("weight", "act")
@@ -65,6 +69,8 @@ class QuantizerSpec:
             _check_bits(self.bits)
         if self.name == "lsq":
             lsq_levels(self.bits, self.is_signed)
+        if self.name == "pams":
+            pams_levels(self.bits)
         if self.name == "dsq":
             if not 0 < self.alpha < 0.5:
                 raise ValueError(f"dsq alpha must be in (0, 0.5), got {self.alpha}")
@@ -109,6 +115,7 @@ QUANTIZERS: dict[str, Callable[[QuantizerSpec], nn.Module]] = {
     "dorefa": _dorefa,
     "lsq": _lsq,
     "dsq": _dsq,
+    "pams": pams_quantizer,
 }
 
 
