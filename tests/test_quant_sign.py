@@ -150,3 +150,74 @@ def test_sign_quantizer_module_and_scale_registry():
         get_weight_scale("l2")
     with pytest.raises(KeyError, match="valid: identity, value_clip, window, approx_sign, ede"):
         SignQuantizer("tanh")
+
+
+# ---- relative parameters and thresholds (registry units) ---------------------------------------
+
+def test_relative_window_is_t_times_the_layers_std_computed_by_hand():
+    import numpy as np
+
+    from lowbit_core.quant.estimator_registry import Relative
+
+    torch.manual_seed(0)
+    w = 0.05 * torch.randn(64, 27)
+    g = torch.randn(64, 27)
+    for unit, stat in (("std", np.std(w.numpy().astype(np.float64))),
+                       ("mean_abs", np.abs(w.numpy().astype(np.float64)).mean())):
+        t = 0.7 * stat
+        got = grad_of(lambda v: binarize(v, "window", Relative(0.7, unit)), w, g)
+        assert torch.equal(got, g * (w.abs() <= t).float())  # no weight lies within 1e-7 of the edge
+        assert 0 < float((got == 0).float().mean()) < 1
+
+
+def test_relative_value_clip_is_c_times_the_upstream_gradients_std():
+    from lowbit_core.quant.estimator_registry import Relative
+
+    torch.manual_seed(1)
+    x, g = torch.randn(200), torch.randn(200)
+    c = 0.5 * float(g.double().std(correction=0))
+    got = grad_of(lambda v: binarize(v, "value_clip", Relative(0.5, "std")), x, g)
+    assert torch.allclose(got, g.clamp(-c, c), atol=1e-7, rtol=0)
+    assert (got.abs().max() - c) < 1e-6 and (g.abs() > c).any()
+
+
+def test_relative_threshold_shifts_the_sign_exactly():
+    from lowbit_core.quant.estimator_registry import Relative
+
+    below_one = torch.nextafter(torch.tensor(1.0), torch.tensor(0.0)).item()
+    x = torch.tensor([-3.0, 1.0, below_one, 3.0])  # mean|x| = 2 exactly in float32, so tau = 0.5 * 2 = 1
+    assert binarize(x, threshold=Relative(0.5, "mean_abs")).tolist() == [-1, 1, -1, 1]
+    assert torch.equal(binarize(x, threshold=Relative(0.5, "mean_abs")), binarize(x, threshold=1.0))
+    torch.manual_seed(2)
+    x = torch.randn(1000)
+    tau = 0.3 * float(x.double().std(correction=0))
+    assert torch.equal(binarize(x, threshold=Relative(0.3, "std")), torch.where(x >= tau, 1.0, -1.0))
+    # the window is measured on the unshifted input and applied to x - tau
+    got = grad_of(lambda v: binarize(v, "window", Relative(0.5, "std"), threshold=Relative(0.3, "std")), x)
+    t = 0.5 * float(x.double().std(correction=0))
+    assert torch.equal(got, ((x - tau).abs() <= t).float())
+
+
+def test_units_labels_and_errors_come_from_the_registry():
+    from lowbit_core.quant import estimator_registry as reg
+
+    assert reg.relative(0.5) == 0.5 and reg.relative(0.5, "std") == reg.Relative(0.5, "std")
+    assert reg.label("window", 0.5, "std") == "window t=0.5·std" and reg.label("window", 0.5, "abs") == "window t=0.5"
+    assert reg.label("identity", 0.5, "std") == "identity" and reg.label("ede", None, "std") == "ede"
+    assert reg.WITH_RELATIVE == ("value_clip", "window")
+    assert reg.get("window").param_axis == "input" and reg.get("value_clip").param_axis == "gradient"
+    with pytest.raises(KeyError, match="valid: std, mean_abs"):
+        reg.Relative(0.5, "abs")
+    with pytest.raises(KeyError, match="valid: abs, std, mean_abs"):
+        reg.relative(0.5, "l2")
+    with pytest.raises(ValueError, match="'approx_sign' takes no relative parameter; relative parameters: value_clip, window"):
+        SignQuantizer("approx_sign", reg.Relative(1.0, "std"))
+
+
+def test_passes_is_where_the_estimator_gives_a_gradient():
+    from lowbit_core.quant.estimator_registry import get
+
+    x = torch.tensor([-1.5, -1.0, -0.5, 0.0, 0.99, 1.0, 2.0])
+    assert get("window").passes(x, 1.0).tolist() == [False, True, True, True, True, True, False]
+    assert get("approx_sign").passes(x).tolist() == [False, False, True, True, True, False, False]
+    assert get("identity").passes(x).all() and get("value_clip").passes(x, 0.5).all()

@@ -141,3 +141,39 @@ def test_forward_on_cuda():
 def test_blocks_reject_unknown_names():
     with pytest.raises(KeyError, match="valid: basic, bireal"):
         BasicBlock(4, 4, 1, QuantSpec(), "A", "dense", "relu")
+
+
+def test_relative_windows_and_thresholds_equal_absolute_ones_computed_by_hand_per_layer():
+    """t * std(W_l) and tau * std(W_l) per layer (weights), t * mean|x_l| and tau * mean|x_l| of the
+    batch's input (activations): the same gradients as absolute windows and thresholds set by hand."""
+    import numpy as np
+
+    from lowbit_core.quant.estimator_registry import Relative
+    from lowbit_core.quant.sign import SignQuantizer
+
+    spec = QuantSpec(weight="sign", weight_estimator="window", weight_param=Relative(0.8, "std"),
+                     weight_threshold=Relative(0.2, "std"), weight_scale="mean_abs", act="sign",
+                     act_estimator="window", act_param=Relative(1.5, "mean_abs"),
+                     act_threshold=Relative(0.1, "mean_abs"))
+    torch.manual_seed(0)
+    rel = resnet20(10, spec, width=4).double()
+    ref = resnet20(10, spec, width=4).double()
+    ref.load_state_dict(rel.state_dict())
+    x, y = torch.randn(16, 3, 16, 16, dtype=torch.float64), torch.randint(0, 10, (16,))
+    inputs = {}
+    for i, conv in enumerate(inner_convs(rel)):
+        conv.act_quantizer.register_forward_pre_hook(lambda m, a, i=i: inputs.__setitem__(i, a[0].detach().numpy()))
+    F.cross_entropy(rel(x), y).backward()
+    windows, outside = [], []
+    for i, conv in enumerate(inner_convs(ref)):  # absolute numbers by hand, layer by layer
+        w, a = conv.weight.detach().numpy(), inputs[i]
+        t, tau = 0.8 * np.std(w), 0.2 * np.std(w)
+        conv.weight_quantizer = SignQuantizer("window", t, tau, "mean_abs")
+        conv.act_quantizer = SignQuantizer("window", 1.5 * np.abs(a).mean(), 0.1 * np.abs(a).mean())
+        windows.append(t)
+        outside.append(float((np.abs(w - tau) > t).mean()))
+    F.cross_entropy(ref(x), y).backward()
+    for (name, p), q in zip(rel.named_parameters(), ref.parameters()):
+        assert torch.equal(p.grad, q.grad), name
+    assert len(set(np.round(windows, 6))) == 18  # every layer had its own window
+    assert min(outside) > 0.2  # each window cut weights (the comparison is not vacuous)

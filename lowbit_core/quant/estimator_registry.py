@@ -19,12 +19,25 @@ gradient credited to ``w``:
   ``dL/dw = g * k * t * (1 - tanh^2(t w))``; parameter ``(t, k)`` or ``t`` (``k = max(1/t, 1)``),
   ``None`` for the schedule's start (``t = T_MIN``); training sets it per epoch
   (:func:`ede_schedule`), so it is not a sweepable number.
+
+Relative parameters and thresholds. At initialization no latent weight of a CIFAR ResNet-20 exceeds
+about 0.08, so an absolute window t = 0.1 is already the identity there, and a given t means
+different things in different layers. A parameter (and a binarization threshold) may therefore be
+given as :class:`Relative`: ``value * unit(tensor)``, with ``unit`` one of :data:`UNITS` --
+``std(x) = sqrt(mean((x - mean x)^2))`` (population std, ddof = 0) or ``mean|x|`` -- taken over the
+whole tensor of one layer at the time of the step (the layer's latent weight, or the batch of its
+input activations), detached. Which tensor an estimator's parameter is measured against is part of
+its entry (``param_axis``): ``input`` for a window half-width (``window``: ``t * std(w)``, on the
+unshifted input, like the threshold), ``gradient`` for a bound on the gradient's values
+(``value_clip``: ``c * std(g)`` of the layer's upstream gradient). :meth:`Estimator.absolute` turns a
+relative parameter into the number the gradient function uses; :func:`resolve` does it for a
+threshold.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 
 def identity_grad(g, w, param=None):
@@ -79,11 +92,64 @@ def ede_grad(g, w, param=None):
     return g * (k * t) * (1 - (t * w).tanh() ** 2)
 
 
+def std_of(x):
+    """Population std of a whole tensor (ddof = 0), detached: ``sqrt(mean((x - mean x)^2))``."""
+    return x.detach().std(correction=0)
+
+
+def mean_abs_of(x):
+    """``mean|x|`` over a whole tensor, detached."""
+    return x.detach().abs().mean()
+
+
+ABSOLUTE = "abs"
+UNITS: dict[str, Callable[[Any], Any] | None] = {ABSOLUTE: None, "std": std_of, "mean_abs": mean_abs_of}
+"""Units of a parameter or threshold: ``abs`` (the number itself) or a per-layer statistic."""
+
+
+@dataclass(frozen=True)
+class Relative:
+    """``value * UNITS[unit](tensor)``: a parameter or threshold relative to a layer's scale, the
+    statistic taken at the time of the step (module docstring)."""
+
+    value: float
+    unit: str
+
+    def __post_init__(self):
+        if self.unit not in UNITS or self.unit == ABSOLUTE:
+            raise KeyError(f"unknown relative unit {self.unit!r}; valid: {', '.join(u for u in UNITS if u != ABSOLUTE)}")
+
+    def of(self, x):
+        """The absolute value for tensor ``x`` (a 0-d tensor on ``x``'s device; no host sync)."""
+        return self.value * UNITS[self.unit](x)
+
+    def __str__(self) -> str:
+        return f"{self.value:g}·{self.unit}"
+
+
+def relative(value: float, unit: str = ABSOLUTE):
+    """``value`` in ``unit``: the float itself for ``abs``, else ``Relative(value, unit)``."""
+    if unit not in UNITS:
+        raise KeyError(f"unknown unit {unit!r}; valid: {', '.join(UNITS)}")
+    return float(value) if unit == ABSOLUTE else Relative(float(value), unit)
+
+
+def resolve(value, x):
+    """A threshold (or any length on the input axis) for tensor ``x``: ``value.of(x)`` if relative."""
+    return value.of(x) if isinstance(value, Relative) else value
+
+
+ParamAxis = Literal["input", "gradient"]
+
+
 @dataclass(frozen=True)
 class Estimator:
     """One backward estimator. ``param``: the name of its sweepable parameter (``None``: it has
     none), ``default`` its value when none is given, ``symbol`` how a label shows it; ``schedule``:
-    ``(epoch, total) -> parameter`` for an estimator whose parameter training sets per epoch."""
+    ``(epoch, total) -> parameter`` for an estimator whose parameter training sets per epoch;
+    ``param_axis``: what a :class:`Relative` parameter is measured against -- ``input`` (a window
+    half-width on the input axis) or ``gradient`` (a bound on the gradient's values); ``None``: the
+    parameter cannot be relative."""
 
     name: str
     grad: Callable[..., Any]
@@ -93,23 +159,45 @@ class Estimator:
     default: float | None = None
     symbol: str = ""
     schedule: Callable[[float, float], Any] | None = None
+    param_axis: ParamAxis | None = None
 
-    def describe(self, value=None) -> str:
-        """Report label: the name, with the parameter where it acts (``window t=0.5``); ``None``, NaN
-        or 0 show the default."""
+    def describe(self, value=None, unit=None) -> str:
+        """Report label: the name, with the parameter where it acts (``window t=0.5``, relative:
+        ``window t=0.5·std``); ``None``, NaN or 0 show the default; a null unit is ``abs``."""
         if self.param is None:
             return self.name
         if value is None or (isinstance(value, float) and math.isnan(value)) or float(value) == 0.0:
             value = self.default
-        return f"{self.name} {self.symbol}={float(value):g}"
+        relative_unit = self.param_axis is not None and isinstance(unit, str) and unit not in ("", ABSOLUTE)
+        return f"{self.name} {self.symbol}={float(value):g}" + (f"·{unit}" if relative_unit else "")
+
+    def absolute(self, param, x=None, g=None):
+        """The parameter in absolute units: ``None`` is the default; a :class:`Relative` one is
+        measured on ``x`` (``param_axis`` ``input``: the unshifted input) or on ``g`` (``gradient``:
+        the upstream gradient) when that tensor is given, and left relative otherwise."""
+        if param is None:
+            return self.default
+        if not isinstance(param, Relative):
+            return param
+        if self.param_axis is None:
+            relative_ok = ", ".join(n for n, e in REGISTRY.items() if e.param_axis)
+            raise ValueError(f"estimator {self.name!r} takes no relative parameter; relative parameters: {relative_ok}")
+        tensor = x if self.param_axis == "input" else g
+        return param if tensor is None else param.of(tensor)
+
+    def passes(self, x, param=None):
+        """Where the estimator passes a gradient at (shifted) input ``x``: ``grad(1, x, param) != 0``
+        (the inside of its window; everywhere for the identity and the value clip). ``param`` in
+        absolute units (``None``: the default)."""
+        return self.grad(x.new_ones(()).expand_as(x), x, self.absolute(param)) != 0
 
 
 REGISTRY: dict[str, Estimator] = {e.name: e for e in (
     Estimator("identity", identity_grad, "nSTE", "Bengio et al. 2013, arXiv:1308.3432"),
     Estimator("value_clip", value_clip_grad, "vSTE (value clip)", "meeting record 2021-06-16",
-              param="clip", default=0.5, symbol="c"),
+              param="clip", default=0.5, symbol="c", param_axis="gradient"),
     Estimator("window", window_grad, "vSTE (window)", "Hubara et al. 2016, NeurIPS (BNN)",
-              param="window", default=1.0, symbol="t"),
+              param="window", default=1.0, symbol="t", param_axis="input"),
     Estimator("approx_sign", approx_sign_grad, "ApproxSign", "Liu et al. 2018, ECCV (Bi-Real Net)"),
     Estimator("ede", ede_grad, "EDE", "Qin et al. 2020, CVPR (IR-Net)", schedule=ede_schedule),
 )}
@@ -119,6 +207,8 @@ REFERENCE = "identity"
 """The estimator others are compared with (nSTE), and the one a row without an estimator column used."""
 WITH_PARAM: tuple[str, ...] = tuple(n for n, e in REGISTRY.items() if e.param is not None)
 PARAM_NAMES: tuple[str, ...] = tuple(dict.fromkeys(e.param for e in REGISTRY.values() if e.param))
+WITH_RELATIVE: tuple[str, ...] = tuple(n for n, e in REGISTRY.items() if e.param_axis is not None)
+"""The estimators whose parameter may be relative to the layer's scale."""
 
 
 def get(name: str) -> Estimator:
@@ -129,13 +219,15 @@ def get(name: str) -> Estimator:
         raise KeyError(f"unknown estimator {name!r}; valid: {', '.join(NAMES)}") from None
 
 
-def label(name, value=None) -> str:
-    """Report label of estimator ``name`` with parameter ``value`` (a missing name is ``identity``)."""
+def label(name, value=None, unit=None) -> str:
+    """Report label of estimator ``name`` with parameter ``value`` in ``unit`` (a missing name is
+    ``identity``; a missing unit ``abs``)."""
     if name is None or (isinstance(name, float) and math.isnan(name)):
         name = REFERENCE
     entry = REGISTRY.get(str(name))
-    return entry.describe(value) if entry else str(name)
+    return entry.describe(value, unit) if entry else str(name)
 
 
 __all__ = ["Estimator", "REGISTRY", "NAMES", "REFERENCE", "WITH_PARAM", "PARAM_NAMES", "get", "label", "ede_schedule", "ede_tk",
+           "UNITS", "ABSOLUTE", "Relative", "relative", "resolve", "std_of", "mean_abs_of", "WITH_RELATIVE",
            "T_MIN", "T_MAX", "identity_grad", "value_clip_grad", "window_grad", "approx_sign_grad", "ede_grad"]

@@ -6,6 +6,11 @@ derivative of sign is 0 almost everywhere, so training uses a surrogate: given t
 ``g = dL/d sign(w)``, an estimator returns the gradient credited to the latent weight ``w``.
 :func:`sign_ste` wires one into autograd. :data:`ESTIMATORS` (name -> gradient) and
 :data:`DEFAULT_PARAMS` (name -> default parameter) are views of the registry.
+
+A :class:`~lowbit_core.quant.estimator_registry.Relative` parameter is made absolute by the
+registry entry (:meth:`~lowbit_core.quant.estimator_registry.Estimator.absolute`): one measured on
+the input (a window) from the tensor :func:`sign_ste` receives, in the forward; one measured on the
+gradient (a value clip) from the upstream gradient ``g`` of that layer, in the backward.
 """
 from __future__ import annotations
 
@@ -58,10 +63,11 @@ class _SignSTE(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (w,) = ctx.saved_tensors
-        return ESTIMATORS[ctx.name](g, w, ctx.param), None, None
+        entry = REGISTRY[ctx.name]
+        return entry.grad(g, w, entry.absolute(ctx.param, g=g)), None, None
 
 
-def sign_ste(w: torch.Tensor, name: str = "identity", param: float | None = None) -> torch.Tensor:
-    """Forward sign(w); backward through the estimator ``name`` with its parameter."""
-    get_estimator(name)
-    return _SignSTE.apply(w, name, param)
+def sign_ste(w: torch.Tensor, name: str = "identity", param=None) -> torch.Tensor:
+    """Forward sign(w); backward through the estimator ``name`` with its parameter (a number, EDE's
+    pair, or a ``Relative``: see the module docstring)."""
+    return _SignSTE.apply(w, name, get(name).absolute(param, x=w))

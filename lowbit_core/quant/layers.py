@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lowbit_core.quant.dsq import DSQQuantizer
-from lowbit_core.quant.estimator_registry import get
+from lowbit_core.quant.estimator_registry import Relative, get
 from lowbit_core.quant.registry import QuantizerSpec, _check_keys, make_quantizer
 from lowbit_core.quant.sign import SignQuantizer
 
@@ -35,17 +35,19 @@ class QuantSpec:
     """Weight and input-activation quantizers of one layer, by name (see
     :data:`~lowbit_core.quant.registry.QUANTIZERS`). ``bits`` is shared unless ``weight_bits`` /
     ``act_bits`` override it; ``dsq_*`` apply to whichever side uses ``dsq``. Invalid names raise
-    at construction, listing the valid ones."""
+    at construction, listing the valid ones. A sign side's parameter and threshold may be a
+    :class:`~lowbit_core.quant.estimator_registry.Relative` (``t * std(W)`` of the layer's weight,
+    or of the batch's input activations, at the time of the step)."""
 
     weight: str = "none"              # none | sign | dorefa | lsq | dsq
     weight_estimator: str = "identity"
     weight_param: Any = None
     weight_scale: str = "none"        # none | mean_abs
-    weight_threshold: float = 0.0
+    weight_threshold: float | Relative = 0.0
     act: str = "none"                 # none | sign | dorefa | lsq | dsq
     act_estimator: str = "identity"
     act_param: Any = None
-    act_threshold: float = 0.0
+    act_threshold: float | Relative = 0.0
     act_signed: bool = False          # lsq activations: signed range
     bits: int = 2
     weight_bits: int | None = None

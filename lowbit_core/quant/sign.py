@@ -21,19 +21,29 @@ from typing import Callable
 import torch
 from torch import nn
 
-from lowbit_core.quant.estimator_registry import get
-from lowbit_core.quant.estimators import DEFAULT_PARAMS, get_estimator, sign_ste
+from lowbit_core.quant.estimator_registry import Relative, get, resolve
+from lowbit_core.quant.estimators import sign_ste
+
+Threshold = float | Relative
 
 
-def binarize(x: torch.Tensor, estimator: str = "identity", param=None, threshold: float = 0.0) -> torch.Tensor:
-    """Forward ``sign(x - threshold)``; backward ``estimator(g, x - threshold, param)``.
+def is_zero(threshold: Threshold) -> bool:
+    """Whether a threshold is 0 (absolute or relative): no shift."""
+    return (threshold.value if isinstance(threshold, Relative) else threshold) == 0.0
 
-    ``param=None`` takes the estimator's default from :data:`DEFAULT_PARAMS`."""
-    get_estimator(estimator)
-    if param is None:
-        param = DEFAULT_PARAMS[estimator]
-    shifted = x - threshold if threshold != 0.0 else x
-    return sign_ste(shifted, estimator, param)
+
+def shifted_input(x: torch.Tensor, threshold: Threshold = 0.0) -> torch.Tensor:
+    """``x - tau`` with ``tau`` the threshold resolved on ``x`` (``x`` itself for a zero threshold)."""
+    return x if is_zero(threshold) else x - resolve(threshold, x)
+
+
+def binarize(x: torch.Tensor, estimator: str = "identity", param=None, threshold: Threshold = 0.0) -> torch.Tensor:
+    """Forward ``sign(x - tau)``; backward ``estimator(g, x - tau, param)``.
+
+    ``param=None`` takes the estimator's default; relative ``param`` / ``threshold`` are measured on
+    the unshifted ``x`` (a value clip's on the upstream gradient, in the backward)."""
+    p = get(estimator).absolute(param, x=x)
+    return sign_ste(shifted_input(x, threshold), estimator, p)
 
 
 def no_scale(w: torch.Tensor) -> torch.Tensor:
@@ -58,7 +68,7 @@ def get_weight_scale(name: str) -> Callable[[torch.Tensor], torch.Tensor]:
         raise KeyError(f"unknown weight scale {name!r}; valid: {', '.join(WEIGHT_SCALES)}") from None
 
 
-def binarize_weight(w: torch.Tensor, estimator: str = "identity", param=None, threshold: float = 0.0,
+def binarize_weight(w: torch.Tensor, estimator: str = "identity", param=None, threshold: Threshold = 0.0,
                     scale: str = "none") -> torch.Tensor:
     """``scale(w) * sign(w - threshold)`` with the estimator's backward through sign and autograd's
     through the scale (see the module docstring)."""
@@ -72,11 +82,14 @@ class SignQuantizer(nn.Module):
     must be ``none``). ``param`` may be changed between steps (e.g. EDE's ``(t, k)`` per epoch via
     :meth:`set_epoch`)."""
 
-    def __init__(self, estimator: str = "identity", param=None, threshold: float = 0.0, scale: str = "none"):
+    def __init__(self, estimator: str = "identity", param=None, threshold: Threshold = 0.0, scale: str = "none"):
         super().__init__()
-        get_estimator(estimator)
+        entry = get(estimator)
         get_weight_scale(scale)
-        self.estimator, self.param, self.threshold, self.scale = estimator, param, float(threshold), scale
+        if isinstance(param, Relative):
+            entry.absolute(param)  # an estimator whose parameter cannot be relative fails here, not at the first step
+        self.estimator, self.param, self.scale = estimator, param, scale
+        self.threshold = threshold if isinstance(threshold, Relative) else float(threshold)
 
     def set_epoch(self, epoch: float, total: float) -> None:
         """For a scheduled estimator (EDE): set ``param = schedule(epoch, total)``; no-op otherwise."""
@@ -91,5 +104,5 @@ class SignQuantizer(nn.Module):
         return f"estimator={self.estimator}, param={self.param}, threshold={self.threshold}, scale={self.scale}"
 
 
-__all__ = ["binarize", "binarize_weight", "mean_abs_scale", "no_scale", "WEIGHT_SCALES", "get_weight_scale",
-           "SignQuantizer"]
+__all__ = ["binarize", "binarize_weight", "shifted_input", "is_zero", "mean_abs_scale", "no_scale", "WEIGHT_SCALES",
+           "get_weight_scale", "SignQuantizer", "Threshold"]
