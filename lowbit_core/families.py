@@ -92,7 +92,19 @@ def _train_family() -> Family:
                   canonicalize, preflight, describe=describe_cost(train_cost))
 
 
-_BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family, "train": _train_family}
+def _sr_family() -> Family:
+    # Low-bit super-resolution (lowbit_core.train.sr_loop): EDSR in FP / k-bit / binary on HR folders
+    # with MATLAB-bicubic LR images; reports once per epoch, with report(metrics, state=...) on
+    # checkpoint epochs (the trainable saves the state), like the train family. Path keys: the
+    # training images and the benchmark sets (and a custom test folder).
+    from lowbit_core.train.sr_config import SRConfig, canonicalize, preflight
+    from lowbit_core.train.sr_loop import SR_METRICS, train_sr
+
+    return Family("sr", SRConfig, train_sr, SR_METRICS, canonicalize, preflight,
+                  path_keys=("data.root", "data.test_root", "data.custom_test"))
+
+
+_BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family, "train": _train_family, "sr": _sr_family}
 
 
 def get_family(name: str) -> Family:

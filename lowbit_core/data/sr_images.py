@@ -19,9 +19,10 @@ Folders: a **folder** of images (``*.png``, ``*.bmp``; e.g. T91), **DIV2K**'s la
 ``<test_root>/<name>/HR/``) for Set5, Set14, B100, Urban100 -- any folder of PNGs works.
 
 **Generated** images (no files; smoke runs and tests): each image is a fixed function of its seed,
-``clip(128 + sum of 3 sinusoidal gratings (random direction, period 4..24 px, amplitude 20..50)
-+ 2 hard-edged discs (random centre, radius, +-60 per channel), 0, 255)`` per channel, so it has
-edges and textures at several frequencies that bicubic upsampling blurs.
+``clip(128 + sum of 3 sinusoidal gratings (random direction, period 3..16 px, amplitude 20..50)
++ 4 hard-edged discs (random centre, radius, +-60 per channel), 0, 255)`` per channel, so it has
+edges and textures at several frequencies that bicubic upsampling blurs (bicubic x2 on 96 px
+images: about 32 dB).
 """
 from __future__ import annotations
 
@@ -103,11 +104,11 @@ def generated_image(seed: int, size: int) -> np.ndarray:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     img = np.full((size, size, 3), 128.0)
     for _ in range(3):
-        theta, period = rng.uniform(0, np.pi), rng.uniform(4, 24)
+        theta, period = rng.uniform(0, np.pi), rng.uniform(3, 16)
         phase, amp = rng.uniform(0, 2 * np.pi), rng.uniform(20, 50, size=3)
         wave = np.sin(2 * np.pi * (xx * np.cos(theta) + yy * np.sin(theta)) / period + phase)
         img += wave[:, :, None] * amp
-    for _ in range(2):
+    for _ in range(4):
         cy, cx, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(size / 8, size / 3)
         disc = ((yy - cy) ** 2 + (xx - cx) ** 2) <= r * r
         img += disc[:, :, None] * rng.choice([-60.0, 60.0], size=3)
