@@ -13,7 +13,7 @@ from lowbit_core.quant.estimators import ede_schedule
 from lowbit_core.train.checkpoint import load_state, save_state
 from lowbit_core.train.config import TrainConfig, canonicalize, preflight
 from lowbit_core.train.data import load_train_data, fixed_subset, make_synthetic, split_validation
-from lowbit_core.train.loop import build_model, cosine_lr, plan_phases, train
+from lowbit_core.train.loop import TRAIN_METRICS, build_model, cosine_lr, plan_phases, train
 
 TINY = {"data.n_train": 256, "data.n_test": 64, "model.width": 4, "train.batch_size": 32, "train.epochs": 4,
         "train.optimizer": "adam", "train.lr": 0.01, "train.weight_decay": 1e-4}
@@ -84,7 +84,7 @@ def _same_state(a, b, path="state"):
 def test_resume_after_two_epochs_equals_four_uninterrupted(overrides, tmp_path, deterministic):
     cfg = tiny(**overrides)
     full, full_states = run(cfg)
-    assert [m["epoch"] for m in full] == [1, 2, 3, 4] and sorted(full_states) == [1, 2, 3]
+    assert [m["epoch"] for m in full] == [1, 2, 3, 4] and sorted(full_states) == [1, 2, 3, 4]  # final state kept
 
     first, _ = run(cfg, stop_after=2, folder=tmp_path)
     state = load_state(tmp_path)  # torch.load(..., weights_only=True)
@@ -98,6 +98,7 @@ def test_resume_after_two_epochs_equals_four_uninterrupted(overrides, tmp_path, 
     for a, b in zip(full, first + rest):
         assert {k: v for k, v in a.items() if k not in skip} == {k: v for k, v in b.items() if k not in skip}
     _same_state(full_states[3], rest_states[3])  # weights, optimizer, RNG after epoch 3: bit-identical
+    _same_state(full_states[4], rest_states[4])  # and the final state
 
 
 def test_pretrain_path_phases_lr_and_metrics():
@@ -112,8 +113,10 @@ def test_pretrain_path_phases_lr_and_metrics():
     # lr of the last step of each epoch: cosine over the phase's steps, restarted at finetune_lr
     assert metrics[0]["lr"] == pytest.approx(cosine_lr(0.01, 2, 6))
     assert metrics[2]["lr"] == pytest.approx(cosine_lr(0.002, 2, 3))
-    assert states[2]["phase"] == "pretrain" and 3 not in states  # the last epoch is not checkpointed
-    declared = set(get_family("train").metrics) | {"step"}
+    assert states[2]["phase"] == "pretrain" and states[3]["phase"] == "finetune"  # the final state is kept
+    assert states[3]["arch"] == {"arch": "resnet20", "width": 4, "block": "basic", "nonlin": "hardtanh", "n_classes": 10}
+    declared = set(TRAIN_METRICS) | {"step"}  # the loop's own metrics (the family adds its cost columns)
+    assert set(TRAIN_METRICS) <= set(get_family("train").metrics)
     for m in metrics:
         assert set(m) == declared
         assert 0 <= m["test_acc"] <= m["best_test_acc"] <= 1 and math.isnan(m["dsq_alpha"])

@@ -80,7 +80,8 @@ def test_smoke_sweep_end_to_end_with_a_retried_trial(tmp_path):
     retried = df[(df["cfg.model.init"] == "kaiming") & (df["cfg.perturb.amplitude"] == 0.2)].sort_values("step")
     assert list(retried.resumed_from_epoch) == [0, 0, 2, 2]
     assert (df[df.trial_key != retried.trial_key.iloc[0]].resumed_from_epoch == 0).all()
-    # checkpoints after epochs 1..3 (not the last); Ray keeps the newest 2 per trial (num_to_keep),
+    # checkpoints after every epoch, the last included (the trial's final state, for model.init_from);
+    # Ray keeps the newest 2 per trial (num_to_keep),
     # each with the marker that finds it again after a driver crash
     trial_dirs = [d for d in (folder / "_ray").glob("*/*") if d.is_dir()]
     errored = [d for d in trial_dirs if (d / "error.txt").exists()]
@@ -88,4 +89,4 @@ def test_smoke_sweep_end_to_end_with_a_retried_trial(tmp_path):
     for d in trial_dirs:
         kept = sorted(c.name for c in d.glob("checkpoint_*") if (c / "state.pt").is_file())
         assert len(kept) == 2 and all((d / c / "lowbit_checkpoint.json").is_file() for c in kept), (d, kept)
-        assert sorted(json.loads((d / c / "lowbit_checkpoint.json").read_text())["step"] for c in kept) == [2, 3]
+        assert sorted(json.loads((d / c / "lowbit_checkpoint.json").read_text())["step"] for c in kept) == [3, 4]

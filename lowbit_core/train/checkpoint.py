@@ -22,6 +22,12 @@ killed (``--resume`` matches on the trial key, not on Ray's folder names), and w
 checkpoint from one cut short while it was being written or copied: :func:`load_checkpoint` accepts a
 folder only if the marker names the trial, the file has that size and digest, and the state loads
 (``weights_only=True``) with that epoch; :func:`load_first_valid` skips the folders that fail.
+
+Starting another trial from a state (``model.init_from``): :func:`read_model_state` reads the
+``"model"`` weights (and the ``"arch"`` record the loop writes: arch, width, block, nonlinearity,
+classes) of a ``state.pt`` or its checkpoint folder -- or a bare ``state_dict`` -- with
+``weights_only=True``; :func:`load_model_weights` loads them into a model after checking that the
+architecture is the same. Every failure is one line naming the file.
 """
 from __future__ import annotations
 
@@ -138,5 +144,72 @@ def load_first_valid(folders: Iterable[str | Path], trial_key: str) -> tuple[dic
     return None, None, skipped
 
 
-__all__ = ["STATE_FILE", "MARKER_FILE", "FORMAT", "to_cpu", "save_state", "load_state", "write_marker",
-           "read_marker", "load_checkpoint", "load_first_valid"]
+def _first_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"
+
+
+def read_model_state(path: str | Path) -> dict:
+    """``{"model": state_dict, "arch": dict | None}`` from a state file or a checkpoint folder holding
+    ``state.pt`` (a training state, or a bare ``state_dict``), read with ``weights_only=True``;
+    ``FileNotFoundError`` / ``ValueError`` with one line otherwise."""
+    p = Path(path)
+    file = p / STATE_FILE if p.is_dir() else p
+    if not file.is_file():
+        raise FileNotFoundError(f"{path}: no such state file (give a train trial's {STATE_FILE} or its checkpoint folder)")
+    try:
+        obj = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 -- any unreadable file is one line for the user
+        raise ValueError(f"{file}: cannot be loaded with torch.load(weights_only=True): {_first_line(exc)}") from None
+    if isinstance(obj, dict) and isinstance(obj.get("model"), dict):
+        return {"model": obj["model"], "arch": obj.get("arch")}
+    if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return {"model": obj, "arch": None}
+    raise ValueError(f"{file}: holds no model weights (expected a training state with 'model', or a state_dict)")
+
+
+ARCH_KEYS = ("arch", "width", "block", "nonlin", "n_classes")
+
+
+def _describe_arch(arch: dict) -> str:
+    classes = "" if arch.get("n_classes") is None else f", {arch['n_classes']} classes"
+    return f"{arch.get('arch')} width {arch.get('width')} {arch.get('block')} {arch.get('nonlin')}{classes}"
+
+
+def _is_quantizer_key(key: str) -> bool:
+    return ".weight_quantizer." in key or ".act_quantizer." in key
+
+
+def load_model_weights(model: torch.nn.Module | None, state: dict, arch: dict, source: str) -> None:
+    """Load ``state["model"]`` into ``model`` if ``state`` fits architecture ``arch`` (a dict of
+    :data:`ARCH_KEYS`; ``n_classes`` None is not compared); ``model=None`` checks only the record.
+
+    Rules: where the state records its ``"arch"``, every key must be equal; then every model tensor
+    but the quantizers' own (LSQ steps, DSQ bounds) must be in the state with the same shape, and
+    the state may hold no other tensor except quantizers'. A precision change (FP weights into a
+    binary model) is allowed: the weights are the same tensors. ``ValueError`` (one line naming
+    ``source``) otherwise."""
+    saved = state.get("arch")
+    if saved is not None:
+        differ = [k for k in ARCH_KEYS if not (k == "n_classes" and arch.get(k) is None) and saved.get(k) != arch.get(k)]
+        if differ:
+            raise ValueError(f"{source}: holds a {_describe_arch(saved)} state, this trial builds "
+                             f"{_describe_arch(arch)} ({', '.join(differ)} differ)")
+    if model is None:
+        return
+    weights, own = state["model"], model.state_dict()
+    missing = [k for k in own if k not in weights and not _is_quantizer_key(k)]
+    unexpected = [k for k in weights if k not in own and not _is_quantizer_key(k)]
+    shapes = [f"{k} {tuple(weights[k].shape)} vs {tuple(own[k].shape)}" for k in own
+              if k in weights and tuple(weights[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or shapes:
+        parts = [f"{len(missing)} missing ({', '.join(missing[:3])})" if missing else "",
+                 f"{len(unexpected)} unexpected ({', '.join(unexpected[:3])})" if unexpected else "",
+                 f"{len(shapes)} of another shape ({', '.join(shapes[:3])})" if shapes else ""]
+        raise ValueError(f"{source}: not the architecture of this trial ({_describe_arch(arch)}): tensors "
+                         + "; ".join(p for p in parts if p))
+    model.load_state_dict({k: v for k, v in weights.items() if k in own}, strict=False)
+
+
+__all__ = ["STATE_FILE", "MARKER_FILE", "FORMAT", "ARCH_KEYS", "to_cpu", "save_state", "load_state", "write_marker",
+           "read_marker", "load_checkpoint", "load_first_valid", "read_model_state", "load_model_weights"]

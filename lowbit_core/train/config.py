@@ -9,8 +9,12 @@ Precision (``model.kind``):
 
 - ``fp``: no quantization (``quant`` is ignored);
 - ``binary``: inner convs use ``sign`` weights (``quant.weight_*``: estimator, its parameter, the
-  XNOR-Net mean-|W| scale, threshold) and, with ``quant.act="quant"``, ``sign`` input activations
-  (``quant.act_estimator`` / ``quant.act_param``);
+  XNOR-Net mean-|W| scale; ``quant.threshold``) and, with ``quant.act="quant"``, ``sign`` input
+  activations (``quant.act_estimator`` / ``quant.act_param`` / ``quant.act_threshold``). The units
+  ``quant.weight_unit`` / ``quant.act_unit`` (``abs``, or a per-layer statistic of
+  :data:`~lowbit_core.quant.estimator_registry.UNITS`) apply to that side's estimator parameter
+  (where the registry lets it be relative) and threshold: ``weight_unit="std"`` makes a window
+  ``t * std(W_l)`` and the threshold ``tau * std(W_l)`` of each layer ``l`` at the time of the step;
 - ``kbit``: inner convs use ``quant.kbit`` (``dorefa``, ``lsq`` or ``dsq``) at ``quant.bits`` on the
   weights and, with ``quant.act="quant"``, on the input activations. ``kbit="dsq", bits=1`` is 1-bit
   DSQ. DSQ's alpha is learned (``quant.dsq_schedule="learned"``) or set per epoch by a linear /
@@ -32,6 +36,7 @@ from lowbit_core.config import ConfigError
 from lowbit_core.quant import estimator_registry
 
 Estimator = Literal[estimator_registry.NAMES]
+Unit = Literal[tuple(estimator_registry.UNITS)]
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,11 @@ class TrainModelConfig:
     the first stage (0: the standard 16 / 64); ``block``: ``basic`` (He et al.) or ``bireal`` (a
     shortcut around every conv); ``nonlin``: ``auto`` (hardtanh when activations are binarized,
     else ReLU), ``relu``, ``hardtanh``; ``init``: ``default`` (PyTorch's), ``xavier``, ``kaiming``,
-    ``orthogonal`` (:func:`lowbit_core.models.resnet.init_weights`)."""
+    ``orthogonal`` (:func:`lowbit_core.models.resnet.init_weights`); ``init_from``: a state file whose
+    model weights start the trial instead ('' = none): a training state (``state.pt``, e.g. a train
+    trial's final checkpoint) or its checkpoint folder, loaded with ``torch.load(weights_only=True)``
+    into the trial's first model; the architecture (arch, width, block, nonlinearity, classes) must
+    be the same (:func:`lowbit_core.train.checkpoint.load_model_weights`)."""
 
     arch: Literal["resnet20", "resnet18"] = "resnet20"
     width: int = 0
@@ -79,6 +88,7 @@ class TrainModelConfig:
     block: Literal["basic", "bireal"] = "basic"
     nonlin: Literal["auto", "relu", "hardtanh"] = "auto"
     init: Literal["default", "xavier", "kaiming", "orthogonal"] = "default"
+    init_from: str = ""
 
     def __post_init__(self):
         if self.width < 0:
@@ -90,16 +100,21 @@ class QuantConfig:
     """How the inner convs quantize (see the module docstring for which fields act per ``model.kind``).
 
     ``weight_param`` / ``act_param``: the estimator's parameter (window t, clip c); 0 takes the
-    estimator's default. EDE's (t, k) follow IR-Net's schedule per epoch (the param is ignored).
+    estimator's default (in the side's unit). EDE's (t, k) follow IR-Net's schedule per epoch (the
+    param is ignored). ``threshold`` (weights) and ``act_threshold``: tau in sign(x - tau).
+    ``weight_unit`` / ``act_unit``: the unit of that side's parameter and threshold (module docstring).
     """
 
     act: Literal["quant", "none"] = "quant"
     weight_estimator: Estimator = "identity"
     weight_param: float = 0.0
+    weight_unit: Unit = "abs"
     weight_scale: Literal["none", "mean_abs"] = "mean_abs"
     threshold: float = 0.0
     act_estimator: Estimator = "approx_sign"
     act_param: float = 0.0
+    act_unit: Unit = "abs"
+    act_threshold: float = 0.0
     kbit: Literal["dorefa", "lsq", "dsq"] = "dorefa"
     bits: int = 2
     dsq_alpha: float = 0.2
@@ -126,7 +141,8 @@ class TrainLoopConfig:
     quantizer parameters), ``epochs`` in total, of which ``pretrain_epochs`` FP pretraining
     (``finetune_lr``: peak lr after it, 0 = ``lr``), ``steps_per_epoch`` (0: one pass over the
     training set; a cap for smoke runs), ``mixup_alpha`` (0: off), ``checkpoint_every`` (epochs; 0:
-    never; the last epoch is never checkpointed: the trial is done)."""
+    never; the last epoch is always checkpointed too, so the trial's final state is kept, for
+    ``model.init_from``)."""
 
     optimizer: Literal["sgd", "adam"] = "sgd"
     lr: float = 0.1
@@ -184,12 +200,26 @@ class TrainConfig:
     seed: int = 0
 
 
+def _sign_side(q: QuantConfig, d: QuantConfig, estimator: str, param: str, unit: str, threshold: str) -> dict:
+    """The fields of one sign side (weights or activations) that do not act, reset to the defaults:
+    the parameter of an estimator without one; the unit where neither the threshold nor the
+    parameter can be relative."""
+    entry = estimator_registry.get(getattr(q, estimator))
+    out = {}
+    if entry.param is None:
+        out[param] = getattr(d, param)
+    if getattr(q, threshold) == 0.0 and entry.param_axis is None:
+        out[unit] = getattr(d, unit)
+    return out
+
+
 def canonicalize(cfg: TrainConfig) -> TrainConfig:
     """Reset parameters that do not act, so equivalent trials share one key.
 
     FP models ignore ``quant`` and have no pretrain path (``pretrain_epochs`` -> 0); binary models
     ignore the k-bit fields; k-bit models ignore the sign fields; non-DSQ models ignore the DSQ
-    fields; estimators without a parameter ignore theirs; each optimizer ignores the other's
+    fields; estimators without a parameter ignore theirs; a side's unit acts only on a nonzero
+    threshold or a parameter the registry lets be relative; each optimizer ignores the other's
     fields; ``finetune_lr`` acts only with pretraining; ``perturb.period`` only with an amplitude.
     """
     q, d = cfg.quant, QuantConfig()
@@ -200,16 +230,17 @@ def canonicalize(cfg: TrainConfig) -> TrainConfig:
     elif cfg.model.kind == "binary":
         q = dataclasses.replace(q, kbit=d.kbit, bits=d.bits, dsq_alpha=d.dsq_alpha, dsq_schedule=d.dsq_schedule,
                                 dsq_alpha_min=d.dsq_alpha_min, dsq_train_forward=d.dsq_train_forward)
-        if q.weight_estimator not in estimator_registry.WITH_PARAM:
-            q = dataclasses.replace(q, weight_param=d.weight_param)
+        q = dataclasses.replace(q, **_sign_side(q, d, "weight_estimator", "weight_param", "weight_unit", "threshold"))
         if q.act == "none":
-            q = dataclasses.replace(q, act_estimator=d.act_estimator, act_param=d.act_param)
-        elif q.act_estimator not in estimator_registry.WITH_PARAM:
-            q = dataclasses.replace(q, act_param=d.act_param)
+            q = dataclasses.replace(q, act_estimator=d.act_estimator, act_param=d.act_param, act_unit=d.act_unit,
+                                    act_threshold=d.act_threshold)
+        else:
+            q = dataclasses.replace(q, **_sign_side(q, d, "act_estimator", "act_param", "act_unit", "act_threshold"))
     else:
         q = dataclasses.replace(q, weight_estimator=d.weight_estimator, weight_param=d.weight_param,
-                                weight_scale=d.weight_scale, threshold=d.threshold, act_estimator=d.act_estimator,
-                                act_param=d.act_param)
+                                weight_unit=d.weight_unit, weight_scale=d.weight_scale, threshold=d.threshold,
+                                act_estimator=d.act_estimator, act_param=d.act_param, act_unit=d.act_unit,
+                                act_threshold=d.act_threshold)
         if q.kbit != "dsq":
             q = dataclasses.replace(q, dsq_alpha=d.dsq_alpha, dsq_schedule=d.dsq_schedule,
                                     dsq_alpha_min=d.dsq_alpha_min, dsq_train_forward=d.dsq_train_forward)
@@ -228,7 +259,14 @@ def canonicalize(cfg: TrainConfig) -> TrainConfig:
 
 
 def preflight(cfg: TrainConfig) -> str | None:
-    """Driver-side: the data set's files must be readable (the message says where to put them)."""
+    """Driver-side: the data set's files must be readable (the message says where to put them), and
+    a ``model.init_from`` file must hold a state of this architecture."""
+    if cfg.model.init_from:
+        from lowbit_core.train.loop import init_from_problem
+
+        problem = init_from_problem(cfg)
+        if problem:
+            return problem
     if cfg.data.name == "synthetic":
         return None
     from lowbit_core.data.cifar import cifar_missing

@@ -1,4 +1,6 @@
-"""CIFAR classification training, Ray-free: ``train(cfg, report, device, start_state)``.
+"""CIFAR classification training, Ray-free: ``train(cfg, report, device, start_state)``, made of
+:func:`start_run` (the model, optimizer and generators of a fresh or continued run) and
+:func:`run_epochs` (the epochs below), which other families call to train a model they then inspect.
 
 Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`` and ``step``):
 
@@ -22,11 +24,16 @@ Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`
    column for old readers and is never a selection rule. The headline number is the final epoch's
    ``test_acc``;
 4. ``report(metrics)`` -- or ``report(metrics, state=state)`` every ``train.checkpoint_every``
-   epochs except the last: ``state`` (a fresh CPU copy the caller may keep; layout in
+   epochs and at the last epoch (the trial's final state is kept, so another trial can start from
+   it: ``model.init_from``): ``state`` (a fresh CPU copy the caller may keep; layout in
    :mod:`lowbit_core.train.checkpoint`) restarts the run after that epoch when passed back as
    ``start_state``, bit-identically on the CPU (same thread count). Every report carries
    ``resumed_from_epoch``: the epoch this call started from (``start_state["epoch"]``; 0 when fresh),
    so the rows of a resumed trial show where it continued.
+
+Initial weights: ``model.init_from`` (a state file) or the ``init_model`` state a caller passes to
+:func:`start_run` replaces the seeded init of the first phase's model, after a check that it holds
+weights of the same architecture (:func:`lowbit_core.train.checkpoint.load_model_weights`).
 
 Pretrain path: at the first finetune epoch the FP model's weights are loaded into the quantized
 model (:func:`~lowbit_core.models.resnet.load_fp_weights`; quantizer parameters start fresh) and a
@@ -39,7 +46,9 @@ perturbations. ``train_acc`` under mixup is ``lam acc(y_a) + (1 - lam) acc(y_b)`
 """
 from __future__ import annotations
 
+import functools
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
@@ -52,12 +61,13 @@ from lowbit_core.data.augment import augment, batches
 from lowbit_core.data.cifar import normalize
 from lowbit_core.data.mixup import mixup, mixup_loss
 from lowbit_core.device import pick_device
-from lowbit_core.models.resnet import CifarResNet, build_resnet, load_fp_weights, resolve_nonlin
+from lowbit_core.models.resnet import DEFAULT_WIDTH, CifarResNet, build_resnet, load_fp_weights, resolve_nonlin
 from lowbit_core.quant.dsq import DSQQuantizer, dsq_alpha_schedule
 from lowbit_core.quant.estimator_registry import get as get_estimator_entry
+from lowbit_core.quant.estimator_registry import relative
 from lowbit_core.quant.layers import QuantSpec, set_dsq_alpha, set_ede_epoch
 from lowbit_core.quant.sign import SignQuantizer
-from lowbit_core.train.checkpoint import FORMAT, to_cpu
+from lowbit_core.train.checkpoint import FORMAT, load_model_weights, read_model_state, to_cpu
 from lowbit_core.train.config import TrainConfig
 from lowbit_core.train.data import TrainData, load_train_data
 from lowbit_core.train.init import init_weights, perturb
@@ -94,16 +104,27 @@ def plan_phases(cfg: TrainConfig) -> list[Phase]:
     return [Phase("scratch", 0, t.epochs, cfg.model.kind, t.lr)]
 
 
+def sign_param(estimator: str, value: float, unit: str):
+    """A sign side's estimator parameter for :class:`QuantSpec`: ``None`` where the estimator takes
+    none (or sets it by schedule); else ``value`` (0: the registry's default) in ``unit``."""
+    entry = get_estimator_entry(estimator)
+    if entry.param is None:
+        return None
+    return relative(value or entry.default, unit) if entry.param_axis else (value or None)
+
+
 def quant_spec(cfg: TrainConfig, kind: str) -> QuantSpec | None:
     """The inner convs' :class:`QuantSpec` for precision ``kind`` (None for FP)."""
     q = cfg.quant
     if kind == "fp":
         return None
     if kind == "binary":
-        return QuantSpec(weight="sign", weight_estimator=q.weight_estimator, weight_param=q.weight_param or None,
-                         weight_scale=q.weight_scale, weight_threshold=q.threshold,
+        return QuantSpec(weight="sign", weight_estimator=q.weight_estimator,
+                         weight_param=sign_param(q.weight_estimator, q.weight_param, q.weight_unit),
+                         weight_scale=q.weight_scale, weight_threshold=relative(q.threshold, q.weight_unit),
                          act="sign" if q.act == "quant" else "none", act_estimator=q.act_estimator,
-                         act_param=q.act_param or None)
+                         act_param=sign_param(q.act_estimator, q.act_param, q.act_unit),
+                         act_threshold=relative(q.act_threshold, q.act_unit))
     return QuantSpec(weight=q.kbit, act=q.kbit if q.act == "quant" else "none", bits=q.bits,
                      dsq_alpha=q.dsq_alpha, dsq_learn_alpha=q.dsq_schedule == "learned",
                      dsq_train_forward=q.dsq_train_forward)
@@ -116,6 +137,36 @@ def build_model(cfg: TrainConfig, kind: str, n_classes: int) -> CifarResNet:
     m = cfg.model
     nonlin = resolve_nonlin(m.nonlin, quant_spec(cfg, m.kind))
     return build_resnet(m.arch, n_classes, quant_spec(cfg, kind), m.width, m.block, nonlin)
+
+
+def architecture(cfg: TrainConfig, n_classes: int | None) -> dict:
+    """What a model state of this trial fits: arch, width, block and nonlinearity as built (``auto``
+    and width 0 resolved) and the number of classes (``None``: not known yet)."""
+    m = cfg.model
+    return {"arch": m.arch, "width": m.width or DEFAULT_WIDTH[m.arch], "block": m.block,
+            "nonlin": resolve_nonlin(m.nonlin, quant_spec(cfg, m.kind)), "n_classes": n_classes}
+
+
+def init_from_problem(cfg: TrainConfig) -> str | None:
+    """Driver-side check of ``model.init_from``: the one-line reason the file cannot start this trial
+    (missing, unreadable, another architecture), or None. The file is read once per planning run
+    (cached on its path, size and mtime)."""
+    path = cfg.model.init_from
+    try:
+        st = os.stat(path)
+        stamp = (st.st_size, st.st_mtime_ns)
+    except OSError:
+        stamp = None
+    return _init_from_problem(path, stamp, tuple(sorted(architecture(cfg, None).items())))
+
+
+@functools.lru_cache(maxsize=32)
+def _init_from_problem(path: str, stamp, arch: tuple) -> str | None:
+    try:
+        load_model_weights(None, read_model_state(path), dict(arch), path)
+    except (OSError, ValueError) as exc:
+        return str(exc)
+    return None
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
@@ -186,7 +237,7 @@ NO_SELECTION = {"best_val_acc": math.nan, "selected_epoch": 0, "selected_test_ac
 
 
 @dataclass
-class _Run:
+class TrainRun:
     """What one training run carries from epoch to epoch (the checkpointed state, live)."""
 
     cfg: TrainConfig
@@ -207,8 +258,11 @@ class _Run:
         return next(p for p in self.phases if p.start <= epoch < p.end)
 
 
-def _start_run(cfg: TrainConfig, data: TrainData, device: torch.device, start_state: dict | None) -> _Run:
-    """A fresh run (seeded init, the first phase) or one continued from ``start_state``."""
+def start_run(cfg: TrainConfig, data: TrainData, device: torch.device, start_state: dict | None = None,
+              init_model: dict | None = None) -> TrainRun:
+    """A fresh run (seeded init, the first phase) or one continued from ``start_state``. ``init_model``
+    (fresh runs only): a state with ``"model"`` weights (and ``"arch"``) that replace the seeded init
+    after the architecture check; its source is named in errors as ``init_model["source"]``."""
     phases = plan_phases(cfg)
     gens = {"data": torch.Generator().manual_seed(10_000 + cfg.seed),
             "perturb": torch.Generator().manual_seed(20_000 + cfg.seed)}
@@ -218,8 +272,11 @@ def _start_run(cfg: TrainConfig, data: TrainData, device: torch.device, start_st
         torch.manual_seed(cfg.seed)
         model = build_model(cfg, phase.kind, data.n_classes)
         init_weights(model, cfg.model.init, torch.Generator().manual_seed(30_000 + cfg.seed))
+        if init_model is not None:
+            load_model_weights(model, init_model, architecture(cfg, data.n_classes),
+                               init_model.get("source", "init_model"))
         model.to(device)
-        return _Run(cfg, data, device, phases, gens, n_steps, 0, phase, model, make_optimizer(model, cfg, phase.lr))
+        return TrainRun(cfg, data, device, phases, gens, n_steps, 0, phase, model, make_optimizer(model, cfg, phase.lr))
     names = [p.name for p in phases]
     if start_state["phase"] not in names:
         raise ValueError(f"start_state phase {start_state['phase']!r} is not a phase of this config ({names})")
@@ -229,13 +286,13 @@ def _start_run(cfg: TrainConfig, data: TrainData, device: torch.device, start_st
     opt = make_optimizer(model, cfg, phase.lr)
     opt.load_state_dict(start_state["optimizer"])
     _set_rng(gens, start_state["rng"])
-    run = _Run(cfg, data, device, phases, gens, n_steps, int(start_state["epoch"]), phase, model, opt,
+    run = TrainRun(cfg, data, device, phases, gens, n_steps, int(start_state["epoch"]), phase, model, opt,
                int(start_state["train_steps"]), float(start_state["best_test_acc"]))
     run.selection.update(start_state.get("selection", {}))
     return run
 
 
-def _enter_epoch(run: _Run, epoch: int) -> tuple[int, int]:
+def _enter_epoch(run: TrainRun, epoch: int) -> tuple[int, int]:
     """Switch phase where one ends (FP weights into the quantized model, a fresh optimizer), set the
     epoch's schedules (EDE, scheduled DSQ alpha) and perturb; returns (epoch within phase, perturbed)."""
     cfg = run.cfg
@@ -259,7 +316,7 @@ def _enter_epoch(run: _Run, epoch: int) -> tuple[int, int]:
     return e, perturbed
 
 
-def _train_epoch(run: _Run, e: int) -> dict:
+def _train_epoch(run: TrainRun, e: int) -> dict:
     """One pass of ``n_steps`` optimizer steps at epoch ``e`` of the phase; the epoch's train metrics."""
     cfg, data, model, opt, phase, n_steps = run.cfg, run.data, run.model, run.opt, run.phase, run.n_steps
     t = cfg.train
@@ -292,7 +349,7 @@ def _train_epoch(run: _Run, e: int) -> dict:
             "images_per_s": seen / (time.perf_counter() - t0)}
 
 
-def _evaluate_and_select(run: _Run, epoch: int) -> dict:
+def _evaluate_and_select(run: TrainRun, epoch: int) -> dict:
     """Test and validation metrics of the epoch, and the selected epoch so far: the best validation
     accuracy (ties keep the earlier epoch); with no validation split, the best test accuracy (optimistic)."""
     data, batch = run.data, run.cfg.train.eval_batch_size
@@ -309,10 +366,11 @@ def _evaluate_and_select(run: _Run, epoch: int) -> dict:
             "val_acc": val_acc, **sel}
 
 
-def _state(run: _Run, epoch: int, e: int) -> dict:
+def _state(run: TrainRun, epoch: int, e: int) -> dict:
     """The checkpoint state after global ``epoch`` (layout: :mod:`lowbit_core.train.checkpoint`)."""
     return to_cpu({
-        "format": FORMAT, "epoch": epoch + 1, "phase": run.phase.name, "train_steps": run.train_steps,
+        "format": FORMAT, "epoch": epoch + 1, "phase": run.phase.name, "arch": architecture(run.cfg, run.data.n_classes),
+        "train_steps": run.train_steps,
         "best_test_acc": run.best_test, "selection": dict(run.selection), "model": run.model.state_dict(),
         "optimizer": run.opt.state_dict(),
         "scheduler": {"kind": "cosine", "phase_step": (e + 1) * run.n_steps, "phase_steps": run.phase.epochs * run.n_steps},
@@ -320,13 +378,10 @@ def _state(run: _Run, epoch: int, e: int) -> dict:
     })
 
 
-def train(cfg: TrainConfig, report: Report, device: torch.device | None = None,
-          start_state: dict | None = None) -> dict:
-    """Train per ``cfg``; ``report(metrics)`` each epoch (``state=`` on checkpoint epochs, see the module
-    docstring); ``start_state``: a state from an earlier run of the same config to continue from.
-    Returns the last epoch's metrics."""
-    device = device or pick_device()
-    run = _start_run(cfg, load_train_data(cfg.data, device), device, start_state)
+def run_epochs(run: TrainRun, report: Report) -> dict:
+    """The run's remaining epochs, ``report(metrics)`` after each (``state=`` on checkpoint epochs and
+    the last, see the module docstring); returns the last epoch's metrics ({} when none was left)."""
+    cfg = run.cfg
     last: dict = {}
     for epoch in range(run.epoch0, cfg.train.epochs):
         t0 = time.perf_counter()
@@ -336,12 +391,27 @@ def train(cfg: TrainConfig, report: Report, device: torch.device | None = None,
                 "dsq_alpha": _dsq_alpha(run.model), "ede_t": _ede_t(run.model), "perturbed": perturbed,
                 "resumed_from_epoch": run.epoch0}
         every = cfg.train.checkpoint_every
-        if every and (epoch + 1) % every == 0 and epoch + 1 < cfg.train.epochs:
+        if every and ((epoch + 1) % every == 0 or epoch + 1 == cfg.train.epochs):
             report(dict(last), state=_state(run, epoch, e))
         else:
             report(dict(last))
     return last
 
 
-__all__ = ["TRAIN_METRICS", "Phase", "plan_phases", "quant_spec", "build_model", "make_optimizer", "cosine_lr",
-           "evaluate", "steps_per_epoch", "train"]
+def train(cfg: TrainConfig, report: Report, device: torch.device | None = None,
+          start_state: dict | None = None) -> dict:
+    """Train per ``cfg``; ``report(metrics)`` each epoch (``state=`` on checkpoint epochs and the last,
+    see the module docstring); ``start_state``: a state from an earlier run of the same config to
+    continue from (``model.init_from`` then does not act: the state holds the trained weights).
+    Returns the last epoch's metrics."""
+    device = device or pick_device()
+    init = None
+    if start_state is None and cfg.model.init_from:
+        init = {**read_model_state(cfg.model.init_from), "source": cfg.model.init_from}
+    run = start_run(cfg, load_train_data(cfg.data, device), device, start_state, init)
+    return run_epochs(run, report)
+
+
+__all__ = ["TRAIN_METRICS", "Phase", "plan_phases", "sign_param", "quant_spec", "build_model", "architecture",
+           "init_from_problem", "make_optimizer", "cosine_lr", "evaluate", "steps_per_epoch", "TrainRun", "start_run",
+           "run_epochs", "train"]
