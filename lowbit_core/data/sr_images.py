@@ -159,8 +159,8 @@ class PatchSampler:
             raise ValueError(f"no training image is at least {hr_patch} px on each side (scale {scale} x "
                              f"LR patch {lr_patch}); lower data.lr_patch")
         self.scale, self.lr_patch, self.augment = scale, lr_patch, augment
-        self.hr = [torch.from_numpy(np.ascontiguousarray(p.hr)).permute(2, 0, 1).to(device) for p in kept]
-        self.lr = [torch.from_numpy(np.ascontiguousarray(p.lr)).permute(2, 0, 1).to(device) for p in kept]
+        self.hr = [torch.from_numpy(np.array(p.hr)).permute(2, 0, 1).to(device) for p in kept]
+        self.lr = [torch.from_numpy(np.array(p.lr)).permute(2, 0, 1).to(device) for p in kept]
 
     def __len__(self) -> int:
         return len(self.hr)

@@ -151,7 +151,7 @@ def load_train_pairs(cfg: SRConfig) -> tuple[SRPair, ...]:
 @torch.no_grad()
 def super_resolve(model: nn.Module, lr: np.ndarray, device: torch.device) -> np.ndarray:
     """The model's output for one LR uint8 ``(h, w, 3)`` image as 8 bits, ``(s h, s w, 3)`` uint8."""
-    x = torch.from_numpy(np.ascontiguousarray(lr)).permute(2, 0, 1)[None].float().to(device)
+    x = torch.from_numpy(np.array(lr)).permute(2, 0, 1)[None].float().to(device)
     return quantize(model(x)[0].permute(1, 2, 0).cpu().numpy())
 
 
