@@ -502,3 +502,114 @@ def test_smoke_train_sweep_then_report(tmp_path):
     assert table.count("(n=1)") >= 4 * 6 and "FP test_acc at end of pretraining" in table
     for name in ("train_curves.png", "final_test_acc.png"):
         assert_png(folder / "_report" / name)
+
+
+# ---- cost: fronts, per-model tables, equal bits -------------------------------------------------
+
+from analysis.common.fronts import front_line, pareto_front  # noqa: E402
+from analysis.train.equal_bits import equal_bits_diffs  # noqa: E402
+from lowbit_core.cost.columns import layers_json  # noqa: E402
+
+# (series, kind, bits, width) -> (log2 param_bits, final test_acc at seed 0 before the seed terms)
+BW = {
+    ("binary", "binary", 1, 8): (17, 0.30), ("binary", "binary", 1, 16): (19, 0.50),
+    ("binary", "binary", 1, 24): (20, 0.60),
+    ("DoReFa 2-bit", "kbit", 2, 8): (18, 0.45),   # the binary curve at 2^18 bits: 0.40 -> Δ +0.05
+    ("DoReFa 2-bit", "kbit", 2, 16): (20, 0.58),  # at 2^20 (the curve's end): 0.60 -> Δ -0.02
+    ("DoReFa 2-bit", "kbit", 2, 24): (21, 0.66),  # beyond the binary curve: not compared
+}
+
+
+def bw_acc(series: str, width: int, seed: int) -> float:
+    """The 2-bit groups get +0.01 x seed on top of the shared offset: per-seed mean Δ = 0.015 + 0.01 seed."""
+    key = next(k for k in BW if k[0] == series and k[3] == width)
+    return BW[key][1] + OFFSET[seed] + (0.01 * seed if key[2] == 2 else 0.0)
+
+
+def fake_bits_width_rows(seeds=SEEDS) -> pd.DataFrame:
+    rows = []
+    for (series, kind, bits, width), (log_bits, _) in BW.items():
+        layers = layers_json([("conv1", "conv 3x3 s1", f"{width}x32x32", 32, 32, 1000 * width, 0, 1000.0 * width,
+                               2 ** log_bits - 64, 1e-6), ("(other)", "", "", None, None, 0, 0, 0.0, 64, 0.0)])
+        cost = {"macs": 1000 * width, "fp_macs": 10 * width, "lowbit_macs": 990 * width,
+                "bops": 990 * width * bits * bits, "ops": 10 * width + 990 * width * bits * bits / 64,
+                "params": 2 ** log_bits // bits, "param_bits": 2 ** log_bits, "peak_act_elems": 1024 * width,
+                "energy_uj": 0.001 * width * bits, "cost_layers": layers}
+        for seed in SEEDS if seeds is None else seeds:
+            f = bw_acc(series, width, seed)
+            cfg = {"cfg.model.kind": kind, "cfg.quant.bits": bits if kind == "kbit" else 2, "cfg.model.width": width,
+                   **cost}
+            rows += epoch_rows(f"{kind}-{bits}-{width}-{seed}", seed, cfg, [0.4 * f, 0.6 * f, 0.8 * f, f],
+                               ["scratch"] * EPOCHS, sweep="fake_bits_width")
+    return pd.DataFrame(rows)
+
+
+def test_pareto_front_rule():
+    cost, score = [1, 2, 3, 4, 2, np.nan], [0.5, 0.7, 0.6, 0.9, 0.7, 0.99]
+    assert list(pareto_front(cost, score)) == [True, True, False, True, True, False]  # ties both stay
+    assert list(pareto_front([1, 2, 3], [1.0, 2.0, 0.5], higher_is_better=False)) == [True, False, True]
+    x, y = front_line(cost, score)
+    assert list(x) == [1, 2, 2, 4] and list(y) == [0.5, 0.7, 0.7, 0.9]
+
+
+@pytest.fixture(scope="module")
+def bw() -> TrainAnalysis:
+    return TrainAnalysis(fake_bits_width_rows())
+
+
+def test_front_points_and_members(bw):
+    assert bw.costed and bw.keys == [QUANTIZER, "cfg.model.width"]
+    p = bw.points.set_index(["series", "label"])
+    assert set(p.index) == {(s, f"width={w}") for s, _, _, w in BW}
+    r = p.loc[("binary", "width=16")]
+    assert r["param_bits"] == 2 ** 19 and r["weight_bits"] == 1
+    assert r["mean"] == pytest.approx(np.mean([bw_acc("binary", 16, s) for s in SEEDS]))
+    # front against parameter bits: binary w8 (2^17) < 2-bit w8 (2^18) < binary w16 (2^19) ... every point
+    # beats the cheaper ones here except binary w24 (2^20, 0.60 + offsets) vs 2-bit w16 (2^20, lower) and
+    # 2-bit w24 (2^21, highest)
+    from analysis.train.cost import front_members
+
+    assert front_members(bw.points, "param_bits") == ["binary width=8", "DoReFa 2-bit width=8", "binary width=16",
+                                                      "binary width=24", "DoReFa 2-bit width=24"]
+
+
+def test_equal_bits_closed_form(bw):
+    d = equal_bits_diffs(bw.trials, bw.keys)
+    assert set(zip(d["hi"], d["lo"], d["point"])) == {("DoReFa 2-bit", "binary", "width=8"),
+                                                      ("DoReFa 2-bit", "binary", "width=16")}
+    for _, r in d.iterrows():  # width 8: 0.45 - 0.40 (+0.01 seed); width 16: 0.58 - 0.60 (+0.01 seed)
+        expected = (0.05 if r["point"] == "width=8" else -0.02) + 0.01 * r["seed"]
+        assert r["diff"] == pytest.approx(expected, abs=1e-12)
+    line = next(x for x in bw.findings if x.startswith("**At equal parameter bits"))
+    m, s, n = msn([0.015 + 0.01 * sd for sd in SEEDS])
+    note = "± std over seeds of the per-seed mean over 2 settings"
+    assert fmt_pp(m, s, n, note=note) in line and "more bits per weight higher by more than one std" in line
+    assert "4 comparisons" not in line and f"{2 * len(SEEDS)} comparisons" in line
+
+
+def test_equal_bits_needs_two_seeds_and_overlap():
+    one = TrainAnalysis(fake_bits_width_rows(seeds=(0,)))
+    line = next(x for x in one.findings if x.startswith("**At equal parameter bits"))
+    assert "no verdict" in line
+    narrow = fake_bits_width_rows()
+    narrow = narrow[narrow["cfg.model.width"] != 24]  # the binary curve (2^17..2^19) no longer reaches 2^20
+    a = TrainAnalysis(narrow)
+    d = equal_bits_diffs(a.trials, a.keys)
+    assert set(d["point"]) == {"width=8"}
+
+
+def test_cost_report_section_and_figure(bw, tmp_path):
+    out = write_results(fake_bits_width_rows(), tmp_path / "bw")
+    assert run_report(out).returncode == 0
+    md = (out / "_report" / "report.md").read_text()
+    assert "## Cost per inference (lowbit_core.cost)" in md and "ESTIMATE" in md
+    assert md.count("<details><summary>Per layer:") == len(BW)  # one table per distinct model
+    assert "| quantizer=binary width=8 | 8k | 80 |" in md        # the summary row: MACs, FP MACs
+    assert "Pareto front of mean final test_acc against parameter bits" in md
+    assert "## Final test accuracy and model selection per group" in md and "## Paired differences" in md
+    assert_png(out / "_report" / "cost_fronts.png")
+
+
+def test_rows_without_cost_columns_have_no_cost_section(analysis):
+    assert not analysis.costed
+    assert "## Cost per inference" not in analysis.markdown([])

@@ -17,6 +17,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 FRONT_STYLE = {"color": "black", "ls": "--", "lw": 1.2}
 
@@ -73,10 +74,11 @@ def plot_fronts(points: pd.DataFrame, axes: dict[str, str], score_label: str, pa
                 ax.annotate(str(r["label"]), (r["_x"], r["mean"]), textcoords="offset points", xytext=(4, 4),
                             fontsize="x-small", color=colors.get(name))
         fx, fy = front_line(x_all, y_all, higher_is_better)
-        if len(fx):
-            ax.step(fx, fy, where="post", label="Pareto front", **FRONT_STYLE)
+        if len(fx):  # each front point holds until the next; the last one to the costliest point
+            ax.step([*fx, np.nanmax(x_all)], [*fy, fy[-1]], where="post", label="Pareto front", **FRONT_STYLE)
             ax.plot(fx, fy, ls="", marker="o", ms=11, mfc="none", mec="black", mew=1.0)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(NullFormatter())
         ax.set_xlabel(axes[col])
         ax.set_ylabel(score_label)
         ax.grid(alpha=0.3, which="both")

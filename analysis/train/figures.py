@@ -1,5 +1,5 @@
-"""The training report's figures: accuracy / loss / DSQ-alpha curves per group over epochs and the
-final-accuracy dot plot, drawn with matplotlib's Agg canvas (no display, no pyplot state).
+"""The training report's figures: accuracy / loss / DSQ-alpha curves per group over epochs, the
+final-accuracy dot plot and the accuracy-vs-cost fronts, drawn with matplotlib's Agg canvas (no display, no pyplot state).
 """
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.common.format import is_null
+from analysis.common.format import fmt_value, is_null
+from analysis.common.fronts import plot_fronts
 from analysis.common.groups import iter_groups, rows_matching
 from analysis.common.plotting import curve_over_seeds, group_colors, kind_of, panel_keys
+from analysis.train.cost import FRONT_AXES, series_key
 from analysis.train.groups import ACC, LOSS, QUANTIZER, epoch_column, label_of, names_of, ok_trials
 
 
@@ -153,3 +155,21 @@ def plot_final(trials: pd.DataFrame, table: pd.DataFrame, keys: list[str], path:
     fig.tight_layout()
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
+
+
+def plot_cost_fronts(points: pd.DataFrame, trials: pd.DataFrame, keys: list[str], path: Path) -> Path | None:
+    """Final test accuracy against OPs and against parameter bits: one point per group (mean ± std
+    over seeds), a line per series (quantizer label, e.g. per bit-width, through its widths), colours
+    by model kind (FP red, binary blue, k-bit green), the Pareto front dashed."""
+    if points.empty:
+        return None
+    series = series_key(keys)
+    names = list(dict.fromkeys(points["series"]))
+    if series:
+        kinds = [kind_for((name,), [series], trials[trials[series].map(fmt_value) == name]) for name in names]
+        colors = dict(zip(names, line_colors(kinds)))
+    else:
+        colors = None
+    pts = points.assign(mean=100 * points["mean"], std=100 * points["std"])
+    return plot_fronts(pts, FRONT_AXES, "final test accuracy [%]", path, colors,
+                       legend_title=names_of([series])[series] if series else "")

@@ -17,6 +17,7 @@ import pandas as pd
 from analysis.common.format import fmt_acc, fmt_mean_std, fmt_pp, fmt_value, is_null, stat_cells
 from analysis.common.groups import KIND, iter_groups, paired_rows, rows_matching
 from analysis.common.stats import mean_std_n, over_seeds
+from analysis.train.cost import weight_bits
 from analysis.train.groups import QUANTIZER, SELECTED, label_of, names_of, ok_trials
 
 PRETRAIN = "cfg.train.pretrain_epochs"
@@ -192,13 +193,11 @@ def dsq_alpha_lines(table: pd.DataFrame, keys: list[str]) -> list[str]:
 
 
 def bits_of(label: str, trials: pd.DataFrame) -> int | None:
+    """The weight bit-width of the trials with quantizer ``label`` (:func:`analysis.train.cost.weight_bits`)."""
     sub = trials[trials[QUANTIZER] == label]
-    kind = str(sub[KIND].iloc[0]) if KIND in sub.columns and len(sub) else ""
-    if kind == "binary":
-        return 1
-    if kind == "kbit" and "cfg.quant.bits" in sub.columns:
-        return int(sub["cfg.quant.bits"].iloc[0])
-    return None
+    if KIND not in sub.columns or not len(sub):
+        return None
+    return weight_bits(sub[KIND].iloc[0], sub["cfg.quant.bits"].iloc[0] if "cfg.quant.bits" in sub.columns else None)
 
 
 def dsq_lines(trials: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -241,7 +240,8 @@ def exclusion_lines(trials: pd.DataFrame, keys: list[str], failed_without_rows: 
         epochs = ", ".join(sorted({str(int(v)) for v in trials["last_epoch"]})) if len(trials) else "–"
         return [f"All {n_all} trials finished every planned epoch ({epochs}) with finite metrics."]
     counts = excluded["outcome"].value_counts() if len(excluded) else pd.Series(dtype=int)
-    parts = [f"{k}: {int(counts.get(k, 0))}" for k in ("failed", "non-finite", "incomplete") if counts.get(k, 0)]
+    parts = [f"{k}: {int(counts.get(k, 0))}" for k in ("failed", "stopped early", "non-finite", "incomplete")
+             if counts.get(k, 0)]
     if len(failed_without_rows):
         parts.append(f"failed before reporting an epoch: {len(failed_without_rows)}")
     lines = [f"**Excluded from all statistics: {len(excluded) + len(failed_without_rows)} of {n_all} trials** "

@@ -32,6 +32,11 @@ Rules used here, all computed from the rows:
   ``cfg.model.width`` are the setting, not a treatment: they split the comparisons but are not compared.
 - **Verdicts**: the one rule of :func:`analysis.common.stats.paired_verdict` (n >= 2 seeds,
   |mean| > std of the per-seed differences).
+- **Cost** (rows with the cost columns of :mod:`lowbit_core.cost.columns`): each group's model cost
+  (OPs, parameter bits, energy ESTIMATE) next to its mean final test_acc, the Pareto fronts against
+  OPs and parameter bits (one line per quantizer label), a per-model summary and per-layer table
+  (:mod:`analysis.train.cost`), and the equal-bits comparison of bits per weight against more
+  weights (:mod:`analysis.train.equal_bits`).
 
 The parts live in :mod:`analysis.train.groups` (labels, trial and group tables),
 :mod:`analysis.train.findings` (paired differences, findings) and :mod:`analysis.train.figures`
@@ -49,7 +54,9 @@ from analysis.common.load import error_line, failed_trials
 from analysis.common.plan import SweepPlan
 from analysis.common.writing import (fact_lines, figures_section, findings_section, joined, provenance_facts,
                                      seeds_fact, time_facts, title, write_analysis)
-from analysis.train.figures import plot_curves, plot_final
+from analysis.train.cost import cost_section, front_points, has_cost, models, with_costs
+from analysis.train.equal_bits import equal_bits_lines
+from analysis.train.figures import plot_cost_fronts, plot_curves, plot_final
 from analysis.train.findings import comparisons, format_comparisons, train_findings
 from analysis.train.groups import (ACC, EPOCHS, OPTIMISTIC, QUANTIZER, VAL_FRACTION, add_quantizer_column,
                                    format_group_table, group_table, ok_trials, quantizer_collapsed_columns,
@@ -59,6 +66,8 @@ FAMILY = "train"
 FIGURES = {
     "train_curves": "Test accuracy and train loss vs epoch (mean ± std over seeds)",
     "final_test_acc": "Final test accuracy per group (mean ± std over seeds; dots: single seeds)",
+    "cost_fronts": "Final test accuracy vs OPs and vs parameter bits (one point per group, mean ± std over seeds; "
+                   "a line per quantizer; dashed: Pareto front)",
 }
 
 
@@ -83,12 +92,20 @@ class TrainAnalysis:
         self.comparisons = comparisons(self.trials, self.keys)
         self.findings = train_findings(self.trials, self.table, self.comparisons, self.keys, self.rows,
                                        self.failed_without_rows)
+        self.costed = has_cost(self.rows) and len(self.trials) > 0
+        if self.costed:
+            self.trials = with_costs(self.trials, self.rows)
+            self.points = front_points(self.trials, self.table, self.keys)
+            self.models = models(self.trials, self.keys)
+            self.findings += equal_bits_lines(self.trials, self.keys)
         good = ok_trials(self.trials)
         self.optimistic = bool(len(good) and good["selected_on_test"].any())
 
     def make_figures(self, out_dir: Path) -> list[Path]:
         drawn = [plot_curves(self.rows, self.trials, self.keys, out_dir / "train_curves.png"),
                  plot_final(self.trials, self.table, self.keys, out_dir / "final_test_acc.png")]
+        if self.costed:
+            drawn.append(plot_cost_fronts(self.points, self.trials, self.keys, out_dir / "cost_fronts.png"))
         return [p for p in drawn if p is not None]
 
     def selection_fact(self) -> tuple[str, str]:
@@ -149,7 +166,7 @@ class TrainAnalysis:
 
     def markdown(self, paths: list[Path]) -> str:
         out = (self.header() + findings_section(self.findings) + self.table_section() + self.comparisons_section()
-               + figures_section(paths, FIGURES))
+               + (cost_section(self.models, self.points) if self.costed else []) + figures_section(paths, FIGURES))
         return "\n".join(out).rstrip() + "\n"
 
     def mixup(self) -> bool:

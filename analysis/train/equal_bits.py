@@ -1,0 +1,98 @@
+"""Equal-bits comparisons (meeting record: "more total bits -- more bits per unit, or wider layers --
+makes optimization easier"): at equal parameter bits, do more bits per weight or more weights win?
+
+Rule. The curves are the series of the fronts (one per quantizer label, e.g. binary, DoReFa 2-bit,
+FP; each with one weight bit-width, :func:`analysis.train.cost.weight_bits`) within a setting cell
+(the group keys other than the series and ``cfg.model.width``). For two series with b_hi > b_lo
+bits and each seed s, the b_lo curve of seed s is its finished trials' (log2 param_bits, final
+test_acc), which needs at least two distinct widths; each finished b_hi trial of seed s whose
+param_bits lie within that curve's range is compared with the curve linearly interpolated (in
+log2 bits) at its param_bits, never extrapolated: Δ = acc(more bits per weight) − acc(more weights,
+same bits). Per series pair and pooled over all pairs, each seed's Δs are averaged first; mean ±
+std and n are over seeds, and the verdict is :func:`analysis.common.stats.paired_verdict`'s.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analysis.common.format import fmt_pp, fmt_value
+from analysis.common.groups import iter_groups
+from analysis.common.stats import over_seeds
+from analysis.train.cost import BITS, series_key
+from analysis.train.groups import label_of, ok_trials
+
+WIDTH = "cfg.model.width"
+SEED = "seed"
+
+
+def _usable(trials: pd.DataFrame) -> pd.DataFrame:
+    t = ok_trials(trials)
+    if not len(t) or BITS not in t.columns or "param_bits" not in t.columns:
+        return t.iloc[0:0]
+    x = pd.to_numeric(t["param_bits"], errors="coerce")
+    acc = pd.to_numeric(t["final_test_acc"], errors="coerce")
+    return t[t[BITS].notna() & (x > 0) & np.isfinite(acc)].assign(_logbits=np.log2(x), _acc=acc)
+
+
+def equal_bits_diffs(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Every comparison of the rule (module docstring): columns ``cell``, ``hi``, ``lo`` (series), ``hi_bits``,
+    ``lo_bits``, ``point`` (the b_hi group's label), ``seed``, ``param_bits``, ``acc``, ``acc_lo`` and ``diff``."""
+    series = series_key(keys)
+    t = _usable(trials)
+    if series is None or t.empty or SEED not in t.columns:
+        return pd.DataFrame()
+    cell_keys = [k for k in keys if k not in (series, WIDTH)]
+    point_keys = [k for k in keys if k != series and k not in cell_keys]
+    rows = []
+    for cvals, cell in iter_groups(t, cell_keys):
+        bits = {s: set(g[BITS]) for s, g in cell.groupby(series)}
+        names = sorted((s for s, b in bits.items() if len(b) == 1), key=lambda s: next(iter(bits[s])))
+        for lo in names:
+            for hi in (s for s in names if next(iter(bits[s])) > next(iter(bits[lo]))):
+                for seed, g_lo in cell[cell[series] == lo].groupby(SEED):
+                    curve = g_lo.groupby("_logbits")["_acc"].mean().sort_index()
+                    if len(curve) < 2:
+                        continue
+                    h = cell[(cell[series] == hi) & (cell[SEED] == seed)]
+                    h = h[h["_logbits"].between(curve.index[0], curve.index[-1])]
+                    for _, r in h.iterrows():
+                        acc_lo = float(np.interp(r["_logbits"], curve.index.to_numpy(), curve.to_numpy()))
+                        rows.append({"cell": label_of(cell_keys, cvals) if cell_keys else "", "hi": hi, "lo": lo,
+                                     "hi_bits": next(iter(bits[hi])), "lo_bits": next(iter(bits[lo])),
+                                     "point": label_of(point_keys, [r[k] for k in point_keys]) if point_keys else "",
+                                     SEED: seed, "param_bits": float(r["param_bits"]), "acc": r["_acc"],
+                                     "acc_lo": acc_lo, "diff": r["_acc"] - acc_lo})
+    return pd.DataFrame(rows)
+
+
+def _stat_text(frame: pd.DataFrame) -> tuple[str, str]:
+    stat = over_seeds(frame, "diff", SEED)
+    verdict = stat.verdict().text("more bits per weight higher", "more weights higher")
+    return fmt_pp(stat.mean, stat.std, stat.n, note=stat.note), verdict
+
+
+def equal_bits_lines(trials: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The findings: the pooled answer, then one line per series pair; a line saying why there is no
+    comparison where several bit-widths and widths were run but no ranges overlap."""
+    diffs = equal_bits_diffs(trials, keys)
+    if diffs.empty:
+        t = _usable(trials)
+        if len(t) and t[BITS].nunique() > 1 and WIDTH in keys:
+            return ["Equal-bits comparison: none possible (no group's parameter bits lie within the range of another "
+                    "bit-width's widths; each curve needs >= 2 widths of a seed)."]
+        return []
+    text, verdict = _stat_text(diffs)
+    lines = [f"**At equal parameter bits, more bits per weight − more weights** (each higher-bit group against the "
+             f"lower-bit curve interpolated in log2 bits at its parameter bits, paired on seed; "
+             f"{len(diffs)} comparisons): Δ final test_acc = {text}; {verdict}."]
+    for (cell, hi, lo), g in diffs.groupby(["cell", "hi", "lo"], sort=False):
+        points = ", ".join(dict.fromkeys(p for p in g["point"] if p)) or "all"
+        text, verdict = _stat_text(g)
+        where = f"{cell}: " if cell else ""
+        lines.append(f"  {where}{hi} ({fmt_value(g['hi_bits'].iloc[0])} bit) − {lo} ({fmt_value(g['lo_bits'].iloc[0])} "
+                     f"bit) at {hi}'s bits ({points}): {text}; {verdict}.")
+    return lines
+
+
+__all__ = ["equal_bits_diffs", "equal_bits_lines"]
