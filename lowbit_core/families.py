@@ -35,8 +35,9 @@ class Family:
 
 
 def _probe_family() -> Family:
-    from lowbit_core.data.mnist import mnist_missing
-    from lowbit_core.probes.config import DGConfig, EstimatorConfig, MultiConfig, ProbeConfig
+    from lowbit_core.data.mnist import mnist_missing, mnist_too_small
+    from lowbit_core.probes.config import (AdmmConfig, DGConfig, ESConfig, EstimatorConfig, GAConfig, MultiConfig,
+                                           ProbeConfig)
     from lowbit_core.probes.run import FOLDABLE, PROBE_METRICS, run_probe, run_probe_batch
     from lowbit_core.quant import estimator_registry
 
@@ -56,8 +57,9 @@ def _probe_family() -> Family:
             multi = dataclasses.replace(multi, momentum=MultiConfig().momentum)
         if multi.optimizer != "adam":
             multi = dataclasses.replace(multi, beta1=MultiConfig().beta1, beta2=MultiConfig().beta2)
-        # each method ignores the other methods' sections (DG needs no estimator: it measures losses)
-        if cfg.method == "ste":
+        # each method ignores the other methods' sections (the estimator still acts: every trial's
+        # single-step scan, ADMM's STE checkpoint among them, goes through it)
+        if cfg.method not in ("dg", "cdg"):
             dg = DGConfig()
         else:
             keep = {"fp_moves": dg.fp_moves}
@@ -68,11 +70,17 @@ def _probe_family() -> Family:
                 keep.update(cdg_max_moves=dg.cdg_max_moves, cdg_refresh=dg.cdg_refresh, report_every=dg.report_every,
                             cdg_shortlist=dg.cdg_shortlist if dg.cdg_refresh > 1 else DGConfig().cdg_shortlist)
             dg = DGConfig(**keep)
+        if cfg.method != "ste":
             multi = MultiConfig()
-        return dataclasses.replace(cfg, estimator=est, multi=multi, dg=dg)
+        return dataclasses.replace(cfg, estimator=est, multi=multi, dg=dg,
+                                   admm=cfg.admm if cfg.method == "admm" else AdmmConfig(),
+                                   ga=cfg.ga if cfg.method == "ga" else GAConfig(),
+                                   es=cfg.es if cfg.method == "es" else ESConfig())
 
     def preflight(cfg: ProbeConfig) -> str | None:
-        return mnist_missing(cfg.data.root) if cfg.data.name == "mnist" else None
+        if cfg.data.name != "mnist":
+            return None
+        return mnist_missing(cfg.data.root) or mnist_too_small(cfg.data.batch_size)
 
     return Family("probe", ProbeConfig, run_probe, PROBE_METRICS, canonicalize, preflight,
                   foldable=FOLDABLE, run_batch=run_probe_batch)

@@ -191,7 +191,7 @@ def test_probe_data_sizes_model():
 
 
 def test_cached_start_equals_fresh_pretraining():
-    from lowbit_core.probes import run as run_mod
+    from lowbit_core.probes import start as run_mod
 
     cfg = with_overrides(ProbeConfig(), {**TINY, "multi.steps": 2})
     run_mod._START_CACHE.clear()

@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 MEAN, STD = 0.1307, 0.3081
+TRAIN_IMAGES = 60_000
 RAW_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
@@ -30,6 +31,15 @@ def mnist_missing(root: str | Path) -> str | None:
         f"MNIST not found: {raw}/ lacks {', '.join(missing)}; put the four unpacked IDX files there, "
         f"or set data.root to the folder that holds MNIST/raw/"
     )
+
+
+def mnist_too_small(batch_size: int) -> str | None:
+    """None when MNIST's training images hold a probe batch and a disjoint held-out batch of
+    ``batch_size`` each, else a one-line message naming the key and the valid range."""
+    if 2 * batch_size <= TRAIN_IMAGES:
+        return None
+    return (f"data.batch_size={batch_size} is too large for MNIST: the probe batch and its disjoint held-out "
+            f"batch need 2 * batch_size <= {TRAIN_IMAGES}; valid: 1..{TRAIN_IMAGES // 2}")
 
 
 def load_mnist(root: str | Path, train: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,13 +30,15 @@ ADAM_EPS = 1e-8
 
 @dataclass(frozen=True)
 class BatchPoint:
-    """Per-start values after ``step`` updates (tensors of shape (S,))."""
+    """Per-start values after ``step`` updates (tensors of shape (S,)); ``delta`` (S, H, D): each
+    start's current point."""
 
     step: int
     loss: torch.Tensor
     best_loss: torch.Tensor
     max_abs_delta: torch.Tensor
     coords_moved: torch.Tensor
+    delta: torch.Tensor
 
 
 def _normalize(g: torch.Tensor, how: str) -> torch.Tensor:
@@ -70,7 +72,7 @@ def search_batch(model: MLP, view: FirstLayerView, w0: torch.Tensor, delta0: tor
         best = torch.minimum(best, loss)
         reach = torch.maximum(reach, delta.abs().amax(dim=(1, 2)))
         moved = (eff.detach() != eff0).sum(dim=(1, 2))
-        yield BatchPoint(k, loss, best.clone(), reach.clone(), moved)
+        yield BatchPoint(k, loss, best.clone(), reach.clone(), moved, delta.detach().clone())
         if k == steps:
             return
         (g,) = torch.autograd.grad(losses.sum(), d)

@@ -75,26 +75,40 @@ class EstimatorConfig:
 
 @dataclass(frozen=True)
 class BudgetConfig:
-    """L-infinity box ``|w - w0| <= epsilon`` around the start, on layer ``layer`` only."""
+    """L-infinity box ``|w - w0| <= epsilon`` around the start, on layer ``layer`` only.
+
+    ``evals_per_weight``: a cap on every method's loss evaluations (:mod:`lowbit_core.probes.evals`),
+    ``ceil(evals_per_weight * weights of the layer)``, so that methods compare at equal cost; a method
+    stops before the step that would exceed it (its start, step 0, is always reported). 0: no cap
+    (each method runs its own step count).
+    """
 
     epsilon: float = 0.1
     layer: int = 0
+    evals_per_weight: float = 0.0
 
     def __post_init__(self):
         if not self.epsilon > 0:
             raise ConfigError(f"budget.epsilon must be > 0, got {self.epsilon}")
         if self.layer < 0:
             raise ConfigError(f"budget.layer must be >= 0, got {self.layer}")
+        if self.evals_per_weight < 0:
+            raise ConfigError(f"budget.evals_per_weight must be >= 0 (0 = no cap), got {self.evals_per_weight}")
 
 
 @dataclass(frozen=True)
 class ScanConfig:
-    """Single-step lr scan: lr = lr_min, lr_min + lr_step, ..., <= lr_max (the seed: 1e-5..1e-1 by 1e-5)."""
+    """Single-step lr scan: lr = lr_min, lr_min + lr_step, ..., <= lr_max (the seed: 1e-5..1e-1 by 1e-5).
+
+    ``unit``: ``absolute`` (lr as written) or ``epsilon`` (lr_min, lr_max and lr_step in units of
+    budget.epsilon, so a scan to lr_max = 1 ends at the box's edge whatever epsilon is).
+    """
 
     lr_min: float = 1e-5
     lr_max: float = 1e-1
     lr_step: float = 1e-3
     normalize: Literal["max", "l2", "sign"] = "max"
+    unit: Literal["absolute", "epsilon"] = "absolute"
 
     def __post_init__(self):
         if not 0 < self.lr_min <= self.lr_max or self.lr_step <= 0:
@@ -107,10 +121,12 @@ class ScanConfig:
 
 @dataclass(frozen=True)
 class MultiConfig:
-    """Multi-step search inside the box: optimizer steps on w, then delta clipped back to the box."""
+    """Multi-step search inside the box: optimizer steps on w, then delta clipped back to the box.
+    ``lr_unit``: ``absolute`` (lr as written) or ``epsilon`` (lr in units of budget.epsilon)."""
 
     optimizer: Literal["sgd", "sgdm", "adam"] = "sgd"
     lr: float = 1e-3
+    lr_unit: Literal["absolute", "epsilon"] = "absolute"
     momentum: float = 0.9
     beta1: float = 0.9
     beta2: float = 0.999
@@ -162,10 +178,89 @@ class DGConfig:
 
 
 @dataclass(frozen=True)
+class AdmmConfig:
+    """ADMM (Leng et al., AAAI 2018; the update rules are in :mod:`lowbit_core.probes.admm`).
+
+    ``start``: ``ste`` (the single-step STE's best point, the "STE checkpoint") or ``w0``;
+    ``rho``: the initial penalty, in units of the largest |gradient| at the start; ``rho_growth``: the
+    schedule rho_{k+1} = rho_k * rho_growth; ``lr``: the largest step of the start's loss gradient
+    per proximal step (in the unit variable V); ``iterations``: outer iterations; ``inner_steps``:
+    extragradient steps per proximal (V) update.
+    """
+
+    start: Literal["ste", "w0"] = "ste"
+    rho: float = 0.01
+    rho_growth: float = 1.05
+    lr: float = 0.1
+    iterations: int = 100
+    inner_steps: int = 1
+    report_every: int = 10
+
+    def __post_init__(self):
+        if not self.rho > 0 or self.rho_growth < 1 or not self.lr > 0:
+            raise ConfigError(f"admm.rho > 0, admm.rho_growth >= 1 and admm.lr > 0 are required, got "
+                              f"{self.rho}, {self.rho_growth}, {self.lr}")
+        if self.iterations < 0 or self.inner_steps < 1 or self.report_every < 1:
+            raise ConfigError("admm.iterations >= 0, admm.inner_steps >= 1 and admm.report_every >= 1 are required")
+
+
+@dataclass(frozen=True)
+class GAConfig:
+    """Genetic algorithm over the reachable coordinates (rules in :mod:`lowbit_core.probes.genetic`).
+
+    ``mutations``: expected genes mutated per child; ``init_rate``: fraction of genes mutated in each
+    random individual of the initial population (individual 0 is the start)."""
+
+    population: int = 32
+    generations: int = 100
+    elite: int = 2
+    tournament: int = 3
+    crossover: float = 0.9
+    mutations: float = 1.0
+    init_rate: float = 0.05
+    report_every: int = 10
+
+    def __post_init__(self):
+        if self.population < 2 or not 1 <= self.elite < self.population:
+            raise ConfigError(f"ga.population >= 2 and 1 <= ga.elite < ga.population are required, got "
+                              f"{self.population}, {self.elite}")
+        if self.generations < 0 or self.tournament < 1 or self.report_every < 1:
+            raise ConfigError("ga.generations >= 0, ga.tournament >= 1 and ga.report_every >= 1 are required")
+        if not 0 <= self.crossover <= 1 or not 0 <= self.init_rate <= 1 or self.mutations < 0:
+            raise ConfigError("ga.crossover and ga.init_rate must lie in [0, 1] and ga.mutations >= 0")
+
+
+@dataclass(frozen=True)
+class ESConfig:
+    """Separable CMA-ES over the box with the ``cma`` library (:mod:`lowbit_core.probes.evolution_strategy`).
+
+    ``population``: solutions per generation (0: cma's default 4 + 3 ln n); ``sigma0``: the initial
+    step size in units of epsilon (the search space is [-1, 1]^n, delta = epsilon x)."""
+
+    population: int = 0
+    generations: int = 100
+    sigma0: float = 0.3
+    report_every: int = 10
+
+    def __post_init__(self):
+        if self.population < 0 or self.population == 1 or self.generations < 0 or self.report_every < 1:
+            raise ConfigError("es.population = 0 (default) or >= 2, es.generations >= 0 and es.report_every >= 1 "
+                              "are required")
+        if not self.sigma0 > 0:
+            raise ConfigError(f"es.sigma0 must be > 0, got {self.sigma0}")
+
+
+METHODS = ("ste", "dg", "cdg", "admm", "ga", "es")
+"""Every probe method; all but ``ste`` probe the first layer only."""
+
+
+@dataclass(frozen=True)
 class ProbeConfig:
-    """One probe trial: model at a pretrained start, fixed batch, the single-step STE scan, and the
-    method under test: ``ste`` (multi-step STE, section ``multi``), ``dg`` (single-/multi-step DG,
-    section ``dg``) or ``cdg`` (coordinate-descent DG)."""
+    """One probe trial: model at a pretrained start, fixed batch (and a held-out batch of the same
+    size no method sees), the single-step STE scan, and the method under test: ``ste`` (multi-step
+    STE, section ``multi``), ``dg`` (single-/multi-step DG, section ``dg``), ``cdg``
+    (coordinate-descent DG), ``admm`` (section ``admm``), ``ga`` (genetic algorithm, section ``ga``)
+    or ``es`` (separable CMA-ES, section ``es``)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -174,7 +269,10 @@ class ProbeConfig:
     scan: ScanConfig = field(default_factory=ScanConfig)
     multi: MultiConfig = field(default_factory=MultiConfig)
     dg: DGConfig = field(default_factory=DGConfig)
-    method: Literal["ste", "dg", "cdg"] = "ste"
+    admm: AdmmConfig = field(default_factory=AdmmConfig)
+    ga: GAConfig = field(default_factory=GAConfig)
+    es: ESConfig = field(default_factory=ESConfig)
+    method: Literal[METHODS] = "ste"
     seed: int = 0
 
     def __post_init__(self):

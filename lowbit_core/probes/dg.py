@@ -7,10 +7,9 @@ best candidate move, evaluated on the fixed batch with every other weight held
 (:func:`lowbit_core.probes.structure.coordinate_losses`). A step has a reach r (the largest change
 one step may make) and a radius R <= epsilon (the box |w - w0| <= R it must stay in). Candidates:
 
-- binary MLP: one candidate, the sign flip, moving w_ij just across zero (to exactly 0 when w_ij < 0,
-  since sign(0) = +1, and to the negative float32 neighbour of 0 nearest w0's grid when w_ij >= 0);
-  reachable when the flipped point lies within R of w0 (only weights with |w0_ij| <= R can flip, and
-  a flipped weight can always flip back);
+- binary MLP: one candidate, the sign flip, moving w_ij just across zero; reachable when the
+  flipped point lies within R of w0 (:mod:`lowbit_core.probes.flips`: only weights with
+  |w0_ij| <= R can flip, and a flipped weight can always flip back);
 - FP MLP: ``w_ij +- f * r`` for each fraction f in ``fp_moves`` (default 1 and 1/2), clipped to the box
   of radius R.
 
@@ -39,25 +38,15 @@ Stops after ``max_moves`` moves or when no coordinate improves.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Iterator
 
 import numpy as np
 import torch
 
 from lowbit_core.probes.budget import box_bound
+from lowbit_core.probes.flips import flip_target
+from lowbit_core.probes.points import Point
 from lowbit_core.probes.structure import FirstLayerView, coordinate_losses
-from lowbit_core.quant.estimators import sign
-
-
-
-@dataclass(frozen=True)
-class DGPoint:
-    step: int
-    loss: float
-    best_loss: float
-    max_abs_delta: float
-    coords_moved: int
 
 
 def candidates(view: FirstLayerView, w0: torch.Tensor, delta: torch.Tensor, reach: float, radius: float,
@@ -69,10 +58,7 @@ def candidates(view: FirstLayerView, w0: torch.Tensor, delta: torch.Tensor, reac
     b = box_bound(radius)
     nan = torch.full_like(delta, float("nan"))
     if view.binary:
-        u = w0 + delta
-        # flip up: w0 + (-w0) = 0 exactly, sign +1; flip down: w0 + nextafter(-w0, -inf) = -ulp < 0
-        target = torch.where(u >= 0, torch.nextafter(-w0, torch.full_like(w0, -float("inf"))), -w0)
-        ok = (target.abs() <= b) & (sign(w0 + target) != sign(u))
+        target, ok = flip_target(w0, delta, radius)
         return torch.where(ok, target, nan)[None]
     out = []
     for f in fp_moves:
@@ -125,10 +111,10 @@ def dg_step(view: FirstLayerView, w0: torch.Tensor, w: torch.Tensor, reach: floa
     return best_w
 
 
-def _point(view, w0, delta, step, best) -> DGPoint:
+def _point(view, w0, delta, step, best, reach: float = 0.0) -> Point:
     loss = view.loss(w0 + delta)
     moved = int((view.effective(w0 + delta) != view.effective(w0)).sum())
-    return DGPoint(step, loss, min(best, loss), float(delta.abs().max()), moved)
+    return Point(step, loss, min(best, loss), max(reach, float(delta.abs().max())), moved, delta)
 
 
 def cumulative_radius(step: int, steps: int, epsilon: float) -> float:
@@ -136,19 +122,19 @@ def cumulative_radius(step: int, steps: int, epsilon: float) -> float:
     return epsilon if step >= steps else step * epsilon / steps
 
 
-def multistep_dg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, steps: int, **kw) -> Iterator[DGPoint]:
+def multistep_dg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, steps: int, **kw) -> Iterator[Point]:
     """Yield the point after 0..S DG steps, step s with reach epsilon / S and radius s * epsilon / S."""
     w = torch.zeros_like(w0)
     p = _point(view, w0, w, 0, float("inf"))
     yield p
     for s in range(1, steps + 1):
         w = dg_step(view, w0, w, epsilon / steps, cumulative_radius(s, steps, epsilon), **kw)
-        p = _point(view, w0, w, s, p.best_loss)
+        p = _point(view, w0, w, s, p.best_loss, p.max_abs_delta)
         yield p
 
 
 def cdg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, max_moves: int, refresh: int = 1,
-        shortlist: int = 64, fp_moves=(1.0, 0.5)) -> Iterator[DGPoint]:
+        shortlist: int = 64, fp_moves=(1.0, 0.5)) -> Iterator[Point]:
     """Yield the point after 0, 1, ... accepted coordinate moves (see the module docstring)."""
     w = torch.zeros_like(w0)
     p = _point(view, w0, w, 0, float("inf"))
@@ -179,5 +165,5 @@ def cdg(view: FirstLayerView, w0: torch.Tensor, epsilon: float, max_moves: int, 
         w.view(-1)[j] = target.view(-1)[j]
         moves += 1
         since_full += 1
-        p = _point(view, w0, w, moves, p.best_loss)
+        p = _point(view, w0, w, moves, p.best_loss, p.max_abs_delta)
         yield p

@@ -6,14 +6,19 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from lowbit_core.probes.evals import EvalCounter
+
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-def batch_loss_fn(model, layer: int, w0: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> LossFn:
-    """``delta -> mean cross-entropy`` of ``model`` on (x, y) with layer ``layer`` at ``w0 + delta``."""
+def batch_loss_fn(model, layer: int, w0: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                  counter: EvalCounter | None = None) -> LossFn:
+    """``delta -> mean cross-entropy`` of ``model`` on (x, y) with layer ``layer`` at ``w0 + delta``;
+    each call (and each backward pass through it) is counted on ``counter`` when one is given."""
 
     def loss(delta: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(model(x, override={layer: w0 + delta}), y)
+        value = F.cross_entropy(model(x, override={layer: w0 + delta}), y)
+        return counter.count(value) if counter is not None else value
 
     return loss
 

@@ -11,25 +11,13 @@ projection after the step, as in projected gradient descent).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import torch
 
 from lowbit_core.probes.budget import project
 from lowbit_core.probes.gradient import LossFn, normalize
-
-
-@dataclass(frozen=True)
-class Point:
-    """The state after ``step`` updates: loss there, best loss so far, largest |delta| so far, and how
-    many weights differ from the start (``changed(delta)``; binary: sign flips)."""
-
-    step: int
-    loss: float
-    best_loss: float
-    max_abs_delta: float
-    coords_moved: int = 0
+from lowbit_core.probes.points import Point
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, betas=(0.9, 0.999)):
@@ -45,7 +33,8 @@ def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, betas=(0
 def search(loss_fn: LossFn, delta0: torch.Tensor, epsilon: float, optimizer: str, lr: float, steps: int,
            momentum: float = 0.9, betas=(0.9, 0.999), grad_normalize: str = "max",
            changed: Callable[[torch.Tensor], int] | None = None) -> Iterator[Point]:
-    """Yield the :class:`Point` after 0, 1, ..., ``steps`` updates."""
+    """Yield the :class:`~lowbit_core.probes.points.Point` after 0, 1, ..., ``steps`` updates
+    (``coords_moved`` = ``changed(delta)``, default the coordinates with delta != 0)."""
     delta = project(delta0.detach().clone(), epsilon).requires_grad_(True)
     opt = make_optimizer(optimizer, [delta], lr, momentum, betas)
     best, reach = float("inf"), 0.0
@@ -54,8 +43,9 @@ def search(loss_fn: LossFn, delta0: torch.Tensor, epsilon: float, optimizer: str
         loss = float(value.detach())
         best = min(best, loss)
         reach = max(reach, float(delta.detach().abs().max()))
-        moved = changed(delta.detach()) if changed else int((delta.detach() != 0).sum())
-        yield Point(k, loss, best, reach, moved)
+        current = delta.detach().clone()
+        moved = changed(current) if changed else int((current != 0).sum())
+        yield Point(k, loss, best, reach, moved, current)
         if k == steps:
             return
         opt.zero_grad(set_to_none=True)

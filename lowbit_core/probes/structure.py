@@ -17,6 +17,9 @@ FP MLP, ``sign(W)/sqrt(fan_in)`` for the binary MLP), everything the probes need
 All results equal the direct computation up to float32 summation order (tests check 1e-5 relative
 on the losses and identical argmins); the binary flip points are located with the very float32
 expression the direct computation uses, so the same weights flip at the same scan point.
+
+Every loss value computed here is counted on the view's :class:`~lowbit_core.probes.evals.EvalCounter`
+as one loss evaluation (the shortcuts replace one forward pass each).
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import torch.nn.functional as F
 
 from lowbit_core.models.mlp import MLP
 from lowbit_core.probes.budget import box_bound
+from lowbit_core.probes.evals import EvalCounter
 from lowbit_core.quant.estimators import sign
 
 # elements per chunk of batched tail evaluations: 8 MB of float32 stays in cache (measured faster than 256 MB)
@@ -45,12 +49,14 @@ REFRESH_EVERY = 64
 
 
 class FirstLayerView:
-    """Fixed batch (x, y) and an MLP whose first layer alone moves; everything after it is frozen."""
+    """Fixed batch (x, y) and an MLP whose first layer alone moves; everything after it is frozen.
+    ``counter`` counts the loss evaluations on (x, y) (a fresh one by default)."""
 
-    def __init__(self, model: MLP, x: torch.Tensor, y: torch.Tensor):
+    def __init__(self, model: MLP, x: torch.Tensor, y: torch.Tensor, counter: EvalCounter | None = None):
         if len(model.layers) < 2:
             raise ValueError("the structured probes need at least one hidden layer")
         self.model, self.x, self.y = model, x, y
+        self.counter = counter if counter is not None else EvalCounter()
         self.binary = model.kind == "binary"
         self.scale = 1.0 / math.sqrt(x.shape[1]) if self.binary else 1.0
         with torch.no_grad():
@@ -71,14 +77,28 @@ class FirstLayerView:
         return F.cross_entropy(logits.reshape(c * b, k), self.y.repeat(c), reduction="none").view(c, b).mean(1)
 
     def loss_from(self, z: torch.Tensor, layer: int) -> torch.Tensor:
-        """Loss for pre-activations ``z`` (C, B, H) of layer ``layer`` (0 = first); returns (C,)."""
+        """Loss for pre-activations ``z`` (C, B, H) of layer ``layer`` (0 = first); returns (C,),
+        counted as C loss evaluations."""
         last = len(self.weights) - 1
         for i in range(layer + 1, last + 1):
             z = torch.relu(z) @ self.weights[i].T + self.biases[i]
-        return self._ce(z)
+        return self.counter.count(self._ce(z))
 
     def loss(self, w_latent: torch.Tensor) -> float:
         return float(self.loss_from(self.z1(w_latent)[None], 0)[0])
+
+    def losses_of_effective(self, eff: torch.Tensor) -> torch.Tensor:
+        """Losses (P,) for a batch of effective first-layer weights ``eff`` (P, H, D), in chunks that
+        keep the (chunk, B, H) pre-activations near :data:`CHUNK_ELEMENTS` (differentiable)."""
+        step = _chunk(self.x.shape[0] * eff.shape[1])
+        parts = [self.loss_from(torch.matmul(self.x, eff[s:s + step].transpose(1, 2)) + self.biases[0], 0)
+                 for s in range(0, eff.shape[0], step)]
+        return torch.cat(parts)
+
+    def losses_of_deltas(self, w0: torch.Tensor, deltas: torch.Tensor) -> torch.Tensor:
+        """Losses (P,) of the latent points ``w0 + deltas[p]`` (deltas (P, H, D)), without a graph."""
+        with torch.no_grad():
+            return self.losses_of_effective(self.effective(w0 + deltas))
 
 
 def _chunk(per_item: int) -> int:
@@ -357,4 +377,4 @@ def _two_hidden_layers(view: FirstLayerView, z, h, z2, d_eff, todo, out) -> None
             ac = columns.index_select(1, piece)  # (2C, B n)
             logits = torch.addcmul(ac[:n_cls], t.view(1, -1), ac[n_cls:])
             ce = _ce_columns(logits, view.y.repeat_interleave(n))
-            out[m[s:s + step], i, j[s:s + step]] = ce.view(bsz, n).mean(0)
+            out[m[s:s + step], i, j[s:s + step]] = view.counter.count(ce.view(bsz, n).mean(0))
