@@ -161,4 +161,10 @@ def train_trainable(config: dict, resume: dict | None = None, cwd: str | None = 
     run_trial("train", config, resume, cwd)
 
 
-TRAINABLES = {"probe": probe_trainable, "train": train_trainable}
+def sr_trainable(config: dict, resume: dict | None = None, cwd: str | None = None) -> None:
+    """Ray Tune function trainable of the ``sr`` family (checkpoints every epoch and resumes from them,
+    as ``train`` does)."""
+    run_trial("sr", config, resume, cwd)
+
+
+TRAINABLES = {"probe": probe_trainable, "train": train_trainable, "sr": sr_trainable}

@@ -27,7 +27,7 @@ from typing import Literal
 
 from lowbit_core.config import ConfigError
 from lowbit_core.data.sr_images import DIV2K_TRAIN, benchmark_folder, list_images
-from lowbit_core.models.edsr import PARTS
+from lowbit_core.models.edsr import PARTS, SCALES
 from lowbit_core.quant import estimator_registry
 
 Estimator = Literal[estimator_registry.NAMES]
@@ -169,7 +169,7 @@ class SRTrainConfig:
 class SRConfig:
     """One super-resolution trial (family ``sr``)."""
 
-    scale: Literal[2, 3, 4] = 2
+    scale: int = 2
     data: SRDataConfig = field(default_factory=SRDataConfig)
     model: SRModelConfig = field(default_factory=SRModelConfig)
     quant: SRQuantConfig = field(default_factory=SRQuantConfig)
@@ -177,8 +177,8 @@ class SRConfig:
     seed: int = 0
 
     def __post_init__(self):
-        if isinstance(self.scale, bool) or not isinstance(self.scale, int):
-            raise ConfigError(f"scale must be an int, one of 2, 3, 4; got {self.scale!r}")
+        if self.scale not in SCALES:
+            raise ConfigError(f"scale={self.scale!r} is not valid; valid: {', '.join(map(str, SCALES))}")
         if self.data.train == "generated" and self.data.generated_size < self.scale * self.data.lr_patch:
             raise ConfigError(f"data.generated_size={self.data.generated_size} is smaller than the HR patch "
                               f"scale x data.lr_patch = {self.scale * self.data.lr_patch}")
