@@ -104,15 +104,36 @@ def _sr_family() -> Family:
     # Low-bit super-resolution (lowbit_core.train.sr_loop): EDSR in FP / k-bit / binary on HR folders
     # with MATLAB-bicubic LR images; reports once per epoch, with report(metrics, state=...) on
     # checkpoint epochs (the trainable saves the state), like the train family. Path keys: the
-    # training images and the benchmark sets (and a custom test folder).
+    # training images and the benchmark sets (and a custom test folder). Every row also carries the
+    # cost of the trial's final EDSR for a 192 x 192 HR output (lowbit_core.train.sr_loop.sr_cost).
+    from lowbit_core.cost.family import COST_METRICS, describe_cost, with_cost
     from lowbit_core.train.sr_config import SRConfig, canonicalize, preflight
-    from lowbit_core.train.sr_loop import SR_METRICS, train_sr
+    from lowbit_core.train.sr_loop import SR_METRICS, sr_cost, train_sr
 
-    return Family("sr", SRConfig, train_sr, SR_METRICS, canonicalize, preflight,
-                  path_keys=("data.root", "data.test_root", "data.custom_test"))
+    return Family("sr", SRConfig, with_cost(train_sr, sr_cost), {**SR_METRICS, **COST_METRICS}, canonicalize,
+                  preflight, path_keys=("data.root", "data.test_root", "data.custom_test"),
+                  describe=describe_cost(sr_cost))
 
 
-_BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family, "train": _train_family, "sr": _sr_family}
+def _gradstats_family() -> Family:
+    # Gradient statistics of sign estimators on a binary CIFAR ResNet (lowbit_core.gradstats): rows at
+    # the start state (initialized or FP-pretrained) and after each fine-tuning epoch; per-layer
+    # statistics as list columns; no checkpoints (a trial restarts whole). Rows carry the cost of the
+    # trial's binary model, as in the train family.
+    from lowbit_core.cost.family import COST_METRICS, describe_cost, with_cost
+    from lowbit_core.cost.train import train_cost
+    from lowbit_core.gradstats.config import GradStatsConfig, canonicalize, finetune_config, preflight
+    from lowbit_core.gradstats.run import GRADSTATS_METRICS, run_gradstats
+
+    def cost(cfg):
+        return train_cost(finetune_config(cfg))
+
+    return Family("gradstats", GradStatsConfig, with_cost(run_gradstats, cost), {**GRADSTATS_METRICS, **COST_METRICS},
+                  canonicalize, preflight, path_keys=("data.root", "model.init_from"), describe=describe_cost(cost))
+
+
+_BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family, "train": _train_family, "sr": _sr_family,
+                                              "gradstats": _gradstats_family}
 
 
 def get_family(name: str) -> Family:

@@ -64,7 +64,7 @@ class SRDataConfig:
     test_sets: tuple[str, ...] = ("generated",)
     custom_test: str = ""
     n_test: int = 0
-    generated_size: int = 96
+    generated_size: int = 192
     lr_patch: int = 48
     augment: bool = True
     crop_size: int = 48

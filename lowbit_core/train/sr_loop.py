@@ -28,9 +28,15 @@ epochs, its weights are loaded into the quantized EDSR (quantizer parameters sta
 trains for the rest with a fresh Adam and step schedule at ``train.finetune_lr`` (0: ``lr``), as PAMS
 fine-tunes an FP EDSR. Randomness from ``cfg.seed``: model init (torch's global RNG) and one CPU
 generator for patches.
+
+Hardware cost (:func:`sr_cost`, the family's cost columns): the trial's final EDSR counted by
+:func:`lowbit_core.cost.model_cost` for one 192 x 192 HR output (LR input 96, 64, 48 px at x2, x3,
+x4; every count except the parameters scales with the pixels: x25 gives a 1280 x 720 output, the
+size SR papers quote Mult-Adds for).
 """
 from __future__ import annotations
 
+import functools
 import math
 import time
 from dataclasses import dataclass
@@ -41,6 +47,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lowbit_core.cost.count import Cost, model_cost
 from lowbit_core.data.sr_images import PatchSampler, SRPair, bicubic_upscale, load_pairs
 from lowbit_core.data.sr_metrics import psnr_ssim_y, quantize
 from lowbit_core.device import pick_device
@@ -50,8 +57,8 @@ from lowbit_core.quant.layers import QuantSpec
 from lowbit_core.quant.pams import PAMSAct, set_pams_calibration
 from lowbit_core.train.checkpoint import FORMAT, to_cpu
 from lowbit_core.train.loop import Phase, _rng, _set_rng
-from lowbit_core.train.sr_config import (GENERATED_TEST_SEED, GENERATED_TRAIN_SEED, TEST_SETS, SRConfig, test_folder,
-                                         train_folder)
+from lowbit_core.train.sr_config import (GENERATED_TEST_SEED, GENERATED_TRAIN_SEED, TEST_SETS, SRConfig, SRModelConfig,
+                                         SRQuantConfig, test_folder, train_folder)
 
 Report = Callable[..., None]
 GENERATED_DEFAULT = (16, 4)
@@ -99,6 +106,22 @@ def build_model(cfg: SRConfig, kind: str) -> EDSR:
     nonlin = resolve_nonlin(m.nonlin, quant_spec(cfg, cfg.quant.kind) if "body" in cfg.quant.parts else None)
     specs = {p: spec for p in cfg.quant.parts} if spec is not None else {}
     return EDSR(cfg.scale, m.blocks, m.channels, m.res_scale, specs, nonlin)
+
+
+COST_HR_SIDE = 192
+"""Side of the HR output the cost columns are counted for (divisible by 2, 3 and 4)."""
+
+
+@functools.lru_cache(maxsize=256)
+def _cost(scale: int, model: SRModelConfig, quant: SRQuantConfig) -> Cost:
+    side = COST_HR_SIDE // scale
+    return model_cost(build_model(SRConfig(scale=scale, model=model, quant=quant), quant.kind), (1, 3, side, side))
+
+
+def sr_cost(cfg: SRConfig) -> Cost:
+    """The cost of the trial's final EDSR for one 192 x 192 HR output (module docstring); cached per
+    model-determining config (scale, model, quant), so a dry run builds each distinct model once."""
+    return _cost(cfg.scale, cfg.model, cfg.quant)
 
 
 def make_optimizer(model: nn.Module, cfg: SRConfig, lr: float) -> torch.optim.Adam:
@@ -308,6 +331,7 @@ def train_sr(cfg: SRConfig, report: Report, device: torch.device | None = None,
     return last
 
 
-__all__ = ["SR_METRICS", "SET_METRICS", "plan_phases", "quant_spec", "build_model", "make_optimizer",
+__all__ = ["SR_METRICS", "SET_METRICS", "COST_HR_SIDE", "plan_phases", "quant_spec", "build_model", "sr_cost",
+           "make_optimizer",
            "step_lr_factor", "TestSet", "load_test_sets", "load_train_pairs", "super_resolve", "evaluate",
            "crop_metrics", "train_sr"]
