@@ -22,7 +22,7 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
     sys.path.insert(0, str(_here.parent))
 
-from analysis import probe, train  # noqa: E402
+from analysis import probe, sr, train  # noqa: E402
 from analysis.common.load import ResultsError, load_results, load_trial_status  # noqa: E402
 from analysis.common.plan import SweepPlan  # noqa: E402
 from analysis.common.writing import FamilyReport  # noqa: E402
@@ -31,7 +31,7 @@ USAGE_EXIT = 2
 REPORT_DIR = "_report"
 PROG = "python analysis/report.py" if __package__ in (None, "") else "lowbit-report"
 # One report per family, in the order tried on folders without a plan (probe claims the rest).
-REPORTS: tuple[FamilyReport, ...] = (train.REPORT, probe.REPORT)
+REPORTS: tuple[FamilyReport, ...] = (train.REPORT, sr.REPORT, probe.REPORT)
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -1,0 +1,122 @@
+"""The SR report (analysis/sr/) on a fake sweep with closed-form scores: per-set tables with bicubic and
+FP rows (mean ± std, n), ΔPSNR against FP paired on seed, the costliest part per bit-width, the
+literature check of the bicubic baseline, failed and unfinished trials left out, the figures."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+from matplotlib import image as mpimg
+
+from analysis.common.format import fmt_mean_std
+from analysis.report import REPORTS, family_report
+from analysis.common.plan import SweepPlan
+from analysis.sr.groups import trial_table
+from analysis.sr.report import SRAnalysis, is_sr_sweep, write_report
+from analysis.sr.tables import paired_vs_fp, setting_stats
+
+SETS = ("Set5", "Set14")
+FP_PSNR = {"Set5": 35.0, "Set14": 31.0}
+BICUBIC = {"Set5": (33.6734, 0.9303), "Set14": (30.2302, 0.8691)}
+SEED_OFFSET = {0: 0.0, 1: 0.1}
+# PSNR cost of each setting against FP, per seed (closed form: the tables must give these back)
+COST = {(4, "body"): (-0.2, -0.3), (4, "tail"): (-0.5, -0.7), (1, "body"): (-1.0, -1.2), (1, "tail"): (-3.0, -2.6),
+        (1, "body+skip"): (-1.5, -1.5)}
+EPOCHS = 3
+CROP = 6
+
+
+def psnr_of(bits, parts, test_set, seed):
+    return FP_PSNR[test_set] + SEED_OFFSET[seed] + (0.0 if bits == 32 else COST.get((bits, parts), (-9.0, -9.0))[seed])
+
+
+def trial_rows(key, bits, parts, seed, epochs_done=EPOCHS, psnr_nan=False):
+    rows = []
+    for e in range(1, epochs_done + 1):
+        row = {"trial_key": key, "step": e, "epoch": e, "seed": seed, "sweep": "fake_sr", "family": "sr",
+               "run_id": "run1", "cfg.seed": seed, "cfg.scale": 2, "cfg.quant.bits": bits,
+               "cfg.quant.parts": json.dumps(parts.split("+")), "cfg.quant.kbit": "pams", "cfg.train.epochs": EPOCHS,
+               "cfg.data.train": "folder", "cfg.data.root": "T91", "cfg.model.blocks": 4, "cfg.model.channels": 32,
+               "n_train_images": 91, "ops": 1e6 * (bits if bits < 32 else 64), "param_bits": 1e5 * bits, "bops": 1e5,
+               "fp_macs": 5e5, "energy_uj": 1.0}
+        for s in SETS:
+            final = psnr_of(bits, parts, s, seed)
+            row[f"psnr_y.{s}"] = float("nan") if psnr_nan else final - (EPOCHS - e) * 0.5
+            row[f"ssim_y.{s}"] = 0.9 + 0.001 * (final - 30)
+            row[f"bicubic_psnr_y.{s}"], row[f"bicubic_ssim_y.{s}"] = BICUBIC[s]
+            row[f"n_images.{s}"] = 5 if s == "Set5" else 14
+        for m in ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y"):
+            row[m] = np.mean([row[f"{m}.{s}"] for s in SETS])
+        if e == EPOCHS:
+            pix = np.full(CROP * CROP * 3, 10.0 * bits % 255)
+            row.update(crop_image="Set5/baby", crop_hr=pix + 100, crop_bicubic=pix + 50, crop_sr=pix)
+        rows.append(row)
+    return rows
+
+
+def fake_sweep():
+    rows = []
+    for seed in (0, 1):
+        rows += trial_rows(f"fp{seed}", 32, "body", seed)
+        for bits, parts in COST:
+            rows += trial_rows(f"{bits}{parts}{seed}", bits, parts, seed)
+    rows += trial_rows("short", 4, "head", 0, epochs_done=2)          # unfinished: left out
+    rows += trial_rows("nan", 4, "skip", 0, psnr_nan=True)           # non-finite: left out
+    rows += trial_rows("dead", 4, "skip", 1)                          # ERROR in _trials: left out
+    status = pd.DataFrame({"trial_key": ["dead"], "status": ["ERROR"], "error": ["RuntimeError: boom"]})
+    return pd.DataFrame(rows), status
+
+
+def test_tables_give_back_the_closed_form_scores():
+    df, status = fake_sweep()
+    trials = trial_table(df, status)
+    assert dict(zip(trials.trial_key, trials.outcome))["short"] == "unfinished"
+    assert {k: o for k, o in zip(trials.trial_key, trials.outcome) if o == "failed"} == {"nan": "failed", "dead": "failed"}
+    stats = setting_stats(trials, "Set5", 2).set_index("setting")
+    assert list(stats.index) == ["FP", "4-bit pams: body", "4-bit pams: tail", "1-bit sign: body",
+                                 "1-bit sign: body+skip", "1-bit sign: tail"]
+    assert stats.loc["FP", "psnr.mean"] == np.mean([35.0, 35.1]) and stats.loc["FP", "psnr.n"] == 2
+    assert stats.loc["1-bit sign: tail", "psnr.mean"] == np.mean([32.0, 32.5])
+    d = paired_vs_fp(trials, "Set14", 2).set_index("setting")
+    for (bits, parts), cost in COST.items():
+        label = f"{bits}-bit {'pams' if bits > 1 else 'sign'}: {parts}"
+        np.testing.assert_allclose(d.loc[label, "dpsnr.mean"], np.mean(cost), atol=1e-12)
+        np.testing.assert_allclose(d.loc[label, "dpsnr.std"], np.std(cost, ddof=1), atol=1e-12)
+        assert d.loc[label, "dpsnr.n"] == 2
+    assert d.loc["1-bit sign: tail", "verdict"].sign == -1     # -2.8 ± 0.28: lower by more than one std
+    assert d.loc["1-bit sign: body+skip", "verdict"].sign == -1
+
+
+def test_report_markdown_findings_and_figures(tmp_path):
+    df, status = fake_sweep()
+    assert is_sr_sweep(df) and is_sr_sweep(df.drop(columns="family"))
+    assert family_report(df, SweepPlan()).name == "sr" and any(r.name == "sr" for r in REPORTS)
+    paths = write_report(df, status, tmp_path)
+    names = sorted(p.name for p in paths)
+    assert names == ["crops.png", "psnr_vs_bits.png", "psnr_vs_cost_x2.png", "report.md"]
+    for p in paths:
+        if p.suffix == ".png":
+            assert mpimg.imread(p).shape[0] > 100
+    md = (tmp_path / "report.md").read_text()
+    # bicubic against the literature, FP against bicubic (per seed: +1.33, +1.43 on Set5)
+    assert "bicubic Set5 x2: 33.67 dB / 0.9303 (literature 33.66 / 0.9299; difference +0.013 dB)" in md
+    assert f"FP minus bicubic PSNR-Y, Set5 x2 (dB): {fmt_mean_std(1.3766, np.std([1.3266, 1.4266], ddof=1), 2, signed=True)}" in md
+    # the costliest single part: tail at 4 bits (-0.6 vs -0.25) and at 1 bit (-2.8 vs -1.1)
+    assert "Set5 x2, 4 bits: quantizing **tail** costs the most PSNR, 0.35 dB more than the next (body)" in md
+    assert "Set14 x2, 1 bit: quantizing **tail** costs the most PSNR, 1.7 dB more than the next (body)" in md
+    # table rows: bicubic and FP first, n over seeds, paired Δ with its verdict
+    assert "| bicubic | 33.67 ± 0 (n=12) | 0.9303 ± 0 (n=12) | – | – |" in md
+    assert "| FP | 35.05 ± 0.07071 (n=2) |" in md
+    assert ("| 1-bit sign: tail | 32.25 ± 0.3536 (n=2) | " in md
+            and "| -2.8 ± 0.2828 (n=2) | below FP by more than one std |" in md)
+    assert "**n not counted: 3**" in md and "unfinished: stopped after epoch 2 of 3" in md and "RuntimeError: boom" in md
+    assert "## Cost per 192x192 HR output" in md and "ESTIMATE" in md
+
+
+def test_one_seed_gives_no_verdict(tmp_path):
+    df, status = fake_sweep()
+    df = df[df.seed == 0]
+    md_lines = SRAnalysis(df, status).markdown([])
+    assert "n = 1: no verdict (needs >= 2 seeds)" in md_lines
+    assert "below FP by more than one std" not in md_lines
