@@ -268,3 +268,14 @@ def test_with_cost_adds_the_columns_to_every_report():
     assert all(m["bops"] == cost.bops and m["cost_layers"] == cost.metrics()["cost_layers"] for m, _ in seen)
     assert out["ops"] == cost.ops and costed.__name__ == "run"
     assert describe_cost(lambda cfg: cost)(None) == {"OPs": "11.68k", "size": "6.424 kbit (0.000803 MB)"}
+
+
+def test_pams_layer_and_edsr_without_bn():
+    """PAMS (k-bit, max-scaled): weights at k bits + one max|W| scale; the activation quantizer's alpha
+    and calibration max at 32. An EDSR-style net (PixelShuffle: no MACs) counts only its convs."""
+    pams = QuantConv2d(4, 4, 3, padding=1, spec=QuantSpec(weight="pams", act="pams", bits=3))
+    c = model_cost(nn.Sequential(pams, nn.PixelShuffle(2)), (1, 4, 6, 6))
+    (r,) = c.layers
+    assert (r.w_bits, r.a_bits, r.macs) == (3, 3, 4 * 36 * 36) and r.bops == 9 * r.macs
+    assert r.param_bits == 144 * 3 + 32 * (4 + 1 + 2)            # weights, bias, max|W|, alpha + max_val
+    assert c.peak_act_elems == 4 * 6 * 6 and c.other_param_bits == 0

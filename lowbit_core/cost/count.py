@@ -12,10 +12,11 @@ Per counted layer (conventions: :mod:`lowbit_core.cost.columns`; energy: :mod:`l
 - ``macs`` = output elements x (input channels / groups) x kernel height x kernel width for a conv,
   output elements x input features for a linear layer;
 - bit-widths from the layer's :class:`~lowbit_core.quant.layers.QuantSpec` (:func:`operand_bits`):
-  ``none`` 32, ``sign`` 1, ``dorefa`` / ``lsq`` / ``dsq`` their ``bits``; a plain layer is 32 x 32;
+  ``none`` 32, ``sign`` 1, the k-bit quantizers (``dorefa``, ``lsq``, ``dsq``, ``pams``) their
+  ``bits``; a plain layer is 32 x 32;
 - ``param_bits``: the weight at its bit-width, the bias, the quantizers' own floating tensors (LSQ
-  step, DSQ bounds and alpha) and the scales the weight quantizer derives (:func:`derived_scales`)
-  at 32 bits. Floating tensors outside the counted layers (BN weights, biases and running
+  step, DSQ bounds and alpha, PAMS's activation max) and the scales the weight quantizer derives
+  (:func:`derived_scales`) at 32 bits. Floating tensors outside the counted layers (BN weights, biases and running
   statistics) form :attr:`Cost.other_param_bits`; integer buffers (BN's batch counter, lazy-init
   flags) are bookkeeping and not counted.
 
@@ -57,13 +58,14 @@ def layer_bits(m: nn.Module) -> tuple[int, int]:
 def derived_scales(m: nn.Module) -> int:
     """How many FP scale numbers the layer's weight quantizer computes from the weight (not stored as
     parameters, needed at inference): XNOR-Net's mean |W| per output channel for ``sign`` with a
-    scale, DoReFa's one E|W| per layer at 1 bit (its BWN branch); 0 otherwise."""
+    scale, one per layer for DoReFa at 1 bit (its BWN branch, E|W|) and for PAMS (max |W|); 0
+    otherwise (DoReFa's k-bit levels are fixed in [-1, 1]; LSQ's step and DSQ's bounds are parameters)."""
     if not isinstance(m, (QuantConv2d, QuantLinear)):
         return 0
     q = m.spec.weight_quantizer()
     if q.name == "sign" and q.scale != "none":
         return int(m.weight.shape[0])
-    return 1 if q.name == "dorefa" and q.bits == 1 else 0
+    return 1 if (q.name == "dorefa" and q.bits == 1) or q.name == "pams" else 0
 
 
 def _float_numel(tensors) -> int:
