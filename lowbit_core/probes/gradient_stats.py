@@ -256,6 +256,8 @@ def gradient_stats(model: nn.Module, batches: Sequence[tuple[torch.Tensor, torch
     choices = {"weight": list(dict.fromkeys([*weight, *references.values()])),
                "act": list(dict.fromkeys([*act, *references.values()]))}
     with _instrumented(model, choices["act"]) as (wl, al, switch):
+        if not al:  # no sign activations: nothing to measure on that side
+            choices["act"] = []
         case = _case_index(choices["act"], al)
         acc = _Accumulators([n for n, _ in quantized_layers(model)], wl, al, choices, references, n_stats, len(batches))
         for m, (x, y) in enumerate(batches):
