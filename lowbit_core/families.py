@@ -115,7 +115,25 @@ def _sr_family() -> Family:
                   describe=describe_cost(sr_cost))
 
 
-_BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family, "train": _train_family, "sr": _sr_family}
+def _gradstats_family() -> Family:
+    # Gradient statistics of sign estimators on a binary CIFAR ResNet (lowbit_core.gradstats): rows at
+    # the start state (initialized or FP-pretrained) and after each fine-tuning epoch; per-layer
+    # statistics as list columns; no checkpoints (a trial restarts whole). Rows carry the cost of the
+    # trial's binary model, as in the train family.
+    from lowbit_core.cost.family import COST_METRICS, describe_cost, with_cost
+    from lowbit_core.cost.train import train_cost
+    from lowbit_core.gradstats.config import GradStatsConfig, canonicalize, finetune_config, preflight
+    from lowbit_core.gradstats.run import GRADSTATS_METRICS, run_gradstats
+
+    def cost(cfg):
+        return train_cost(finetune_config(cfg))
+
+    return Family("gradstats", GradStatsConfig, with_cost(run_gradstats, cost), {**GRADSTATS_METRICS, **COST_METRICS},
+                  canonicalize, preflight, path_keys=("data.root", "model.init_from"), describe=describe_cost(cost))
+
+
+_BUILDERS: dict[str, Callable[[], Family]] = {"probe": _probe_family, "train": _train_family, "sr": _sr_family,
+                                              "gradstats": _gradstats_family}
 
 
 def get_family(name: str) -> Family:
