@@ -7,7 +7,8 @@ columns each family reports). The report goes into the ``_report`` subfolder bec
 skip names starting with ``_``: PNG files beside the parts would break ``pandas.read_parquet(RESULTS_DIR)``.
 Prints the paths it wrote and exits 0. Bad input (missing directory, no part files, no rows, an
 unreadable plan, a family without a report) prints one line ``error: ...`` to stderr, writes
-nothing and exits 2.
+nothing and exits 2. A damaged part (unreadable, or another sweep's) is left out: one line on stderr
+names it, the report is made from the intact parts and says at its top which files it left out.
 """
 from __future__ import annotations
 
@@ -24,8 +25,9 @@ if __package__ in (None, ""):
 
 from analysis import probe, sr, train  # noqa: E402
 from analysis.common.load import ResultsError, load_results, load_trial_status  # noqa: E402
+from lowbit_core.results import damaged_line  # noqa: E402
 from analysis.common.plan import SweepPlan  # noqa: E402
-from analysis.common.writing import FamilyReport  # noqa: E402
+from analysis.common.writing import REPORT_NAME, FamilyReport  # noqa: E402
 
 USAGE_EXIT = 2
 REPORT_DIR = "_report"
@@ -58,19 +60,36 @@ def family_report(df, plan: SweepPlan) -> FamilyReport:
                        f"valid: {', '.join(r.name for r in REPORTS)}")
 
 
+def note_damaged(report_md: Path, damaged: list[str]) -> None:
+    """Put the damaged files a report left out at the top of its markdown (after the title)."""
+    lines = report_md.read_text(encoding="utf-8").split("\n")
+    note = ["> **Left out, damaged:** " + "; ".join(damaged) + ". The rows they held are missing from this "
+            "report; `--resume` moves such files to `_damaged/` and runs their trials again.", ""]
+    report_md.write_text("\n".join(lines[:2] + note + lines[2:]), encoding="utf-8")
+
+
 def main(argv: list[str] | None = None) -> int:
     """CLI entry: load, check, write; return the exit status."""
     args = parse_args(argv)
     results_dir = Path(args.results_dir)
+    damaged: list[str] = []
+
+    def skip(path, reason):
+        damaged.append(f"`{path.name}` ({reason})")
+        print(f"warning: {damaged_line(path, reason)}; left out, the report reads the intact files", file=sys.stderr)
+
     try:
-        df = load_results(results_dir)
-        status = load_trial_status(results_dir)
         plan = SweepPlan.read(results_dir)
+        df = load_results(results_dir, on_damaged=skip, sweep=plan.name)
+        status = load_trial_status(results_dir, on_damaged=skip)
         report = family_report(df, plan)
     except ResultsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return USAGE_EXIT
-    for path in report.write(df, status, results_dir / REPORT_DIR, plan):
+    written = report.write(df, status, results_dir / REPORT_DIR, plan)
+    if damaged:
+        note_damaged(next(p for p in written if p.name == REPORT_NAME), damaged)
+    for path in written:
         print(path)
     for line in report.warnings(df):
         print(line, file=sys.stderr)

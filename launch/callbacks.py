@@ -14,8 +14,8 @@ from ray import tune
 
 from lowbit_core.config import flatten
 from lowbit_core.families import Family
-from lowbit_core.results import ResultsWriter
-from lowbit_core.sweep import resolve_points
+from lowbit_core.results import FINISHED, STOPPED_EARLY, ResultsWriter
+from lowbit_core.sweep import EPOCH, EPOCH_KEYS, resolve_points
 from lowbit_core.sweep import resolve_trial as resolve
 
 
@@ -79,14 +79,66 @@ class NonFiniteStopper(tune.Stopper):
         self.__dict__.update(state, interrupt=INTERRUPT)
 
 
-class ParquetCallback(tune.Callback):
-    """Turns every reported result into one long-format row; records each trial's end."""
+class TrialEnds:
+    """How a trial that Tune reports complete (not errored) ended, the same for every callback:
+    ERROR (stopped by the :class:`NonFiniteStopper`, with its reason), INTERRUPTED (Ctrl-C / SIGTERM
+    cut it short), STOPPED_EARLY (the sweep's scheduler stopped it before its planned epochs: Tune
+    completes such a trial like a finished one, so the last reported epoch tells them apart), or
+    TERMINATED (it ran to its end)."""
 
-    def __init__(self, writer: ResultsWriter, family: Family, sweep: str, provenance: dict,
-                 stopper: NonFiniteStopper | None = None):
-        self.writer, self.family, self.stopper = writer, family, stopper
+    def __init__(self, family: Family, stopper: NonFiniteStopper | None = None, scheduler: str | None = None):
+        self.family, self.stopper, self.scheduler = family, stopper, scheduler
+        self.epoch_key = EPOCH_KEYS.get(family.name)
+
+    def planned_epochs(self, trial) -> int | None:
+        if self.scheduler is None or self.epoch_key is None:
+            return None
+        return int(flatten(resolve(self.family, trial.config)[0])[self.epoch_key])
+
+    def stopped_early(self, trial) -> str | None:
+        """'stopped early by ASHA at epoch 3 of 10' for a trial the scheduler stopped, else None."""
+        planned = self.planned_epochs(trial)
+        epoch = (trial.last_result or {}).get(EPOCH)
+        if planned is None or not isinstance(epoch, int) or epoch >= planned:
+            return None
+        return f"stopped early by {self.scheduler} at epoch {epoch} of {planned}"
+
+    def ended(self, trial) -> tuple[str, str]:
+        """(status, reason) of a completed trial."""
+        reason = self.stopper.reasons.get(trial.trial_id) if self.stopper else None
+        if reason:
+            return "ERROR", reason
+        if self.stopper is not None and self.stopper.interrupt.is_set():
+            # stopped by Ctrl-C (or cut short at the same moment): not finished, so --resume reruns it
+            return "INTERRUPTED", "stopped by SIGINT"
+        early = self.stopped_early(trial)
+        return (STOPPED_EARLY, early) if early else (FINISHED, "")
+
+
+def last_step(trial) -> int | None:
+    result = trial.last_result or {}
+    step = result.get("step", result.get("training_iteration"))
+    return int(step) if isinstance(step, (int, float)) else None
+
+
+class ParquetCallback(tune.Callback):
+    """Turns every reported result into one long-format row; records each trial's end.
+
+    ``listeners`` (the experiment trackers, :class:`launch.trackers.TrackerForwarder`) follow what is
+    written: ``setup(**info)`` when a Tuner starts, ``row_added(trial, trial_key, row)`` for each row
+    the writer takes (not a (trial_key, step) already written), ``trial_ended(trial, failed)`` and
+    ``experiment_ended(trials, **info)``."""
+
+    def __init__(self, writer: ResultsWriter, family: Family, sweep: str, provenance: dict, ends: TrialEnds,
+                 listeners: list | None = None):
+        self.writer, self.family, self.ends = writer, family, ends
         self.static = {"sweep": sweep, "family": family.name, "run_id": writer.run_id, **provenance}
         self._trials: dict[str, tuple[str, list[tuple[str, dict]]]] = {}
+        self.listeners = list(listeners or [])
+
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
+        for listener in self.listeners:
+            listener.setup(stop=stop, num_samples=num_samples, total_num_samples=total_num_samples, **info)
 
     def _trial(self, trial) -> tuple[str, list[tuple[str, dict]]]:
         """(study, [(key, cfg columns)] of every grid point the trial runs: one unless folded)."""
@@ -109,22 +161,21 @@ class ParquetCallback(tune.Callback):
             **{"ver.python": result.get("_ver_python"), "ver.torch": result.get("_ver_torch"),
                "ver.ray": result.get("_ver_ray"), "ver.lowbit_sweeps": result.get("_ver_lowbit_sweeps")},
         )
-        self.writer.add(row)
+        if self.writer.add(row):
+            for listener in self.listeners:
+                listener.row_added(trial, key, row)
 
     def _ended(self, trial, status: str, error: str = "") -> None:
         study, points = self._trial(trial)
         for key, _ in points:
             self.writer.trial_ended({"trial_key": key, "trial_id": trial.trial_id, "run_id": self.writer.run_id,
                                      "study": study, "status": status, "error": error,
-                                     "time": datetime.now(timezone.utc)})
+                                     "time": datetime.now(timezone.utc), "step": last_step(trial)})
+        for listener in self.listeners:
+            listener.trial_ended(trial, failed=status == "ERROR")
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        reason = self.stopper.reasons.get(trial.trial_id) if self.stopper else None
-        if self.stopper is not None and self.stopper.interrupt.is_set() and not reason:
-            # stopped by Ctrl-C (or cut short at the same moment): not finished, so --resume reruns it
-            self._ended(trial, "INTERRUPTED", "stopped by SIGINT")
-            return
-        self._ended(trial, "ERROR" if reason else "TERMINATED", reason or "")
+        self._ended(trial, *self.ends.ended(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended(trial, "ERROR", _error_line(trial))
@@ -134,21 +185,41 @@ class ParquetCallback(tune.Callback):
 
     def on_experiment_end(self, trials, **info):
         self.writer.flush()
+        for listener in self.listeners:
+            listener.experiment_ended(trials, **info)
+
+
+def clock(seconds: float) -> str:
+    """A duration as ``45s``, ``3m05s`` or ``1h02m``."""
+    s = int(round(max(0.0, seconds)))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s // 60 % 60:02d}m"
 
 
 @dataclass
 class Progress:
-    """Counts across every Tuner of one sweep run (Optuna sweeps run one Tuner per study)."""
+    """Counts across every Tuner of one sweep run (Optuna sweeps run one Tuner per study). ``done``
+    counts trials that ended without failing (``stopped`` of them stopped early by the scheduler);
+    ``already_*`` count those of earlier runs (``--resume``). ``slots``: trials that run at once."""
 
     total: int
     metric: str
     mode: str
     already_done: int = 0
+    already_stopped: int = 0
     done: int = 0
+    stopped: int = 0
     failed: int = 0
     running: int = 0
     best: float = math.nan
     failures: list[tuple[str, str]] = field(default_factory=list)
+    slots: int = 1
+    started: float = field(default_factory=time.monotonic)
+    durations: list[float] = field(default_factory=list)
+    running_since: dict[str, float] = field(default_factory=dict)
 
     def offer(self, value) -> None:
         if value is None or not isinstance(value, (int, float)) or math.isnan(value):
@@ -156,18 +227,45 @@ class Progress:
         if math.isnan(self.best) or (value < self.best if self.mode == "min" else value > self.best):
             self.best = float(value)
 
-    def line(self) -> str:
+    def trial_started(self, trial_id: str, now: float | None = None) -> None:
+        self.running_since.setdefault(trial_id, time.monotonic() if now is None else now)
+
+    def trial_ended(self, trial_id: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        start = self.running_since.pop(trial_id, None)
+        if start is not None:
+            self.durations.append(now - start)
+
+    def seconds_left(self, now: float | None = None) -> float | None:
+        """Estimated seconds until every trial has ended, from the mean duration D of the trials this
+        run ended: each running trial needs D minus what it ran (at least 0), each not yet started one
+        D, shared over the slots (at most one per trial left). None before any trial has ended."""
+        if not self.durations:
+            return None
+        now = time.monotonic() if now is None else now
+        mean = sum(self.durations) / len(self.durations)
+        left = max(0, self.total - self.already_done - self.done - self.failed)
+        running = [max(0.0, mean - (now - t)) for t in self.running_since.values()]
+        work = sum(running) + max(0, left - len(running)) * mean
+        return work / max(1, min(self.slots, left)) if left else 0.0
+
+    def line(self, now: float | None = None) -> str:
+        now = time.monotonic() if now is None else now
         best = "-" if math.isnan(self.best) else f"{self.best:.5g}"
-        prior = f" ({self.already_done} from before)" if self.already_done else ""
-        return (f"trials {self.already_done + self.done}/{self.total} done{prior}, {self.running} running, "
-                f"{self.failed} failed | best {self.metric} {best}")
+        notes = ([f"{self.already_stopped + self.stopped} stopped early"] if self.already_stopped + self.stopped else []) \
+            + ([f"{self.already_done} from before"] if self.already_done else [])
+        left = self.seconds_left(now)
+        return (f"trials {self.already_done + self.done}/{self.total} done"
+                + (f" ({', '.join(notes)})" if notes else "")
+                + f", {self.running} running, {self.failed} failed | best {self.metric} {best} | "
+                  f"{clock(now - self.started)} elapsed, {'?' if left is None else '~' + clock(left)} left")
 
 
 class ProgressCallback(tune.Callback):
     """One progress line: rewritten in place on a terminal, a line per change (at most every 10 s) in logs."""
 
-    def __init__(self, progress: Progress, family: Family, stream=None, stopper: NonFiniteStopper | None = None):
-        self.p, self.family, self.stopper = progress, family, stopper
+    def __init__(self, progress: Progress, family: Family, ends: TrialEnds, stream=None):
+        self.p, self.family, self.ends = progress, family, ends
         self.stream = stream or sys.stderr
         self.tty = self.stream.isatty()
         self._last_line, self._last_time = "", 0.0
@@ -186,21 +284,27 @@ class ProgressCallback(tune.Callback):
         self.stream.flush()
         self._last_line, self._last_time = line, now
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self.p.trial_started(trial.trial_id)
+
     def on_step_end(self, iteration, trials, **info):
         self.p.running = sum(1 for t in trials if t.status == "RUNNING")
         self._show()
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        reason = self.stopper.reasons.get(trial.trial_id) if self.stopper else None
-        if reason:
+        self.p.trial_ended(trial.trial_id)
+        status, reason = self.ends.ended(trial)
+        if status == "ERROR":
             self.p.failed += 1
             self.p.failures.append((resolve(self.family, trial.config)[1], reason))
-        else:
+        elif status != "INTERRUPTED":
             self.p.done += 1
+            self.p.stopped += status == STOPPED_EARLY
             self.p.offer((trial.last_result or {}).get(self.p.metric))
         self._show()
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        self.p.trial_ended(trial.trial_id)
         self.p.failed += 1
         _, key = resolve(self.family, trial.config)
         self.p.failures.append((key, _error_line(trial)))

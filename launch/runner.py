@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING
 from launch.plan_record import matching_plan, new_record, record_run
 from lowbit_core.config import ConfigError, flatten
 from lowbit_core.results import (
-    ResultsWriter, data_parts, existing_steps, finished_trials, remove_stale_temp_files, results_schema,
+    STOPPED_EARLY, ResultsWriter, data_parts, existing_steps, finished_trials, latest_status, quarantine_damaged,
+    remove_stale_temp_files, results_schema,
 )
-from lowbit_core.sweep import LogUniform, Plan, Study, Uniform
+from lowbit_core.sweep import ASHA, EPOCH, LogUniform, Plan, Study, Uniform
 
 if TYPE_CHECKING:  # launch.callbacks imports ray: only when a sweep runs
     from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
@@ -29,12 +30,16 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 class Outcome:
     total: int
     done: int
+    """Trials that ended without failing (earlier runs' included), ``stopped`` of them stopped early."""
     failed: int
     failures: list[tuple[str, str]] = field(default_factory=list)
     interrupted: bool = False
     rows_written: int = 0
     folder: Path | None = None
     best: float = math.nan
+    stopped: int = 0
+    damaged: list[str] = field(default_factory=list)
+    """One line per damaged file this run moved to ``_damaged/``."""
 
     @property
     def ok(self) -> bool:
@@ -89,17 +94,17 @@ class FolderLock:
         self.fh.close()
 
 
-def prepare_folder(results: Path, sweep_name: str, resume: bool, record: dict) -> Path:
+def prepare_folder(results: Path, sweep_name: str, resume: bool, record: dict, extend: bool = False) -> Path:
     """The sweep's result folder, checked before anything is written: no other run is writing to it;
     without --resume it must not already hold results; with --resume its recorded plan, if any, must
-    match ``record``."""
+    match ``record``; with --extend (a resume) ``record`` may widen it (:func:`launch.plan_record.matching_plan`)."""
     folder = results / sweep_name
     FolderLock(folder).probe()
     if not resume and data_parts(folder):
         raise ConfigError(f"{folder} already holds results; pass --resume to continue that sweep, or "
                           f"--results DIR to write somewhere else")
     if resume:
-        matching_plan(folder, record)
+        matching_plan(folder, record, extend)
     return folder
 
 
@@ -115,7 +120,7 @@ def _tune_domain(dist):
 
 
 def _prior_evaluations(folder: Path, study: Study, metric: str, done: set[str]):
-    """(points, rewards) of this study's finished trials, to warm-start Optuna on --resume."""
+    """(points, rewards, trial keys) of this study's finished trials, to warm-start Optuna on --resume."""
     import pyarrow.parquet as pq
 
     points, rewards = [], []
@@ -133,7 +138,7 @@ def _prior_evaluations(folder: Path, study: Study, metric: str, done: set[str]):
         if row[metric] is not None:
             points.append({k: row[f"cfg.{k}"] for k in keys})
             rewards.append(row[metric])
-    return points, rewards
+    return points, rewards, list(last)
 
 
 def flush_seconds() -> float:
@@ -231,7 +236,10 @@ class _Run:
     parquet_cb: ParquetCallback
     progress_cb: ProgressCallback
     done: set[str]
-    """Trial keys finished by earlier runs (``--resume``; empty otherwise)."""
+    """Trial keys earlier runs finished or stopped early (``--resume``; empty otherwise)."""
+    stopped_before: set[str] = field(default_factory=set)
+    """Those of ``done`` that a scheduler stopped early."""
+    damaged: list[str] = field(default_factory=list)
 
 
 def _check_retries(sweep, retries: int | None) -> int:
@@ -259,23 +267,53 @@ def _start_cluster(sweep, address: str | None) -> tuple[dict, int]:
     return request, max(1, int(res.get("CPU", 1) // sweep.resources.cpu))
 
 
-def _open_run(plan: Plan, folder: Path, resume: bool, record: dict, flush_every: float) -> _Run:
-    """Under the folder's lock: clear stale temp files, record this run in ``_sweep.json``, read what
-    earlier runs finished (``--resume``), and set up the writer, progress and callbacks."""
-    from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
+def _quarantine(folder: Path, sweep_name: str) -> list[str]:
+    """Move the folder's damaged parts to ``_damaged/`` (:func:`lowbit_core.results.quarantine_damaged`),
+    printing one line for each to stderr; returns the lines."""
+    lines = [d.line() for d in quarantine_damaged(folder, sweep_name)]
+    for line in lines:
+        print(line, file=sys.stderr)
+    return lines
+
+
+def _open_run(plan: Plan, folder: Path, resume: bool, record: dict, flush_every: float, concurrency: int,
+              extend: bool = False, trackers: list[str] = ()) -> _Run:
+    """Under the folder's lock: clear stale temp files, record this run in ``_sweep.json``, move damaged
+    parts aside and read what earlier runs finished (``--resume``), and set up the writer, progress,
+    callbacks and trackers."""
+    from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback, TrialEnds
+    from launch.trackers import tracker_listeners
 
     sweep = plan.sweep
     remove_stale_temp_files(folder)
     run_id = new_run_id()
-    record_run(folder, record, run_id, resume)
-    done = finished_trials(folder) if resume else set()
+    record_run(folder, record, run_id, resume, extend)
+    damaged = _quarantine(folder, sweep.name) if resume else []
     writer = ResultsWriter(folder, results_schema(plan.family.config_cls, plan.family.metrics), run_id,
                            flush_seconds=flush_every)
-    progress = Progress(total=plan.n_trials, metric=sweep.metric, mode=sweep.mode)
+    done = finished_trials(folder, steps=writer.seen) if resume else set()
+    stopped_before = {k for k, row in latest_status(folder).items() if row["status"] == STOPPED_EARLY} & done
+    progress = Progress(total=plan.n_trials, metric=sweep.metric, mode=sweep.mode, slots=concurrency)
     stopper = NonFiniteStopper([sweep.metric] + (["loss"] if "loss" in plan.family.metrics else []))
-    parquet_cb = ParquetCallback(writer, plan.family, sweep.name, {"git_sha": record["git_sha"]}, stopper=stopper)
-    progress_cb = ProgressCallback(progress, plan.family, stopper=stopper)
-    return _Run(folder, run_id, writer, progress, stopper, parquet_cb, progress_cb, done)
+    ends = TrialEnds(plan.family, stopper, type(plan.scheduler).__name__ if plan.scheduler else None)
+    listeners = tracker_listeners(list(trackers), folder, sweep.name, run_id, plan.family.metrics)
+    parquet_cb = ParquetCallback(writer, plan.family, sweep.name, {"git_sha": record["git_sha"]}, ends, listeners)
+    progress_cb = ProgressCallback(progress, plan.family, ends)
+    return _Run(folder, run_id, writer, progress, stopper, parquet_cb, progress_cb, done, stopped_before, damaged)
+
+
+def make_scheduler(plan: Plan):
+    """A fresh Ray Tune scheduler for one Tuner of ``plan`` (None without one): ``ASHAScheduler`` or
+    ``HyperBandScheduler``, time in epochs; metric and mode come from the Tuner's config."""
+    from ray.tune.schedulers import ASHAScheduler, HyperBandScheduler
+
+    spec = plan.scheduler
+    if spec is None:
+        return None
+    if isinstance(spec, ASHA):
+        return ASHAScheduler(time_attr=EPOCH, max_t=spec.max_epochs, grace_period=spec.grace_period,
+                             reduction_factor=spec.reduction_factor, brackets=spec.brackets)
+    return HyperBandScheduler(time_attr=EPOCH, max_t=spec.max_epochs, reduction_factor=spec.reduction_factor)
 
 
 def _trainable(plan: Plan, run: _Run, resume: bool, request: dict):
@@ -293,8 +331,9 @@ def _trainable(plan: Plan, run: _Run, resume: bool, request: dict):
 
 def _tuner_factory(plan: Plan, run: _Run, trainable, max_concurrent: int | None, retries: int):
     """``make(param_space, num_samples=1, search_alg=None) -> tune.Tuner`` for this run: the sweep's
-    metric and mode, actors reused, trial folders named by trial id under ``<folder>/_ray/<run id>``,
-    the run's callbacks and stopper, ``retries`` restarts, the newest checkpoints kept."""
+    metric and mode, its scheduler (a fresh one per Tuner), actors reused, trial folders named by trial
+    id under ``<folder>/_ray/<run id>``, the run's callbacks and stopper, ``retries`` restarts, the
+    newest checkpoints kept."""
     from ray import tune
 
     sweep = plan.sweep
@@ -305,7 +344,7 @@ def _tuner_factory(plan: Plan, run: _Run, trainable, max_concurrent: int | None,
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=sweep.metric, mode=sweep.mode, num_samples=num_samples, search_alg=search_alg,
-                max_concurrent_trials=max_concurrent, reuse_actors=True,
+                scheduler=make_scheduler(plan), max_concurrent_trials=max_concurrent, reuse_actors=True,
                 trial_dirname_creator=lambda t: t.trial_id,
             ),
             run_config=tune.RunConfig(
@@ -323,8 +362,10 @@ def _fit_grid(plan: Plan, run: _Run, make_tuner) -> None:
     """One Tuner over every grid trial not finished before (trials as JSON text, :attr:`Trial.ray_base`)."""
     from ray import tune
 
-    todo = [t for t in plan.trials if not set(t.keys) <= run.done]
-    run.progress.already_done = len(plan.trials) - len(todo)
+    finished = [set(t.keys) <= run.done for t in plan.trials]
+    todo = [t for t, f in zip(plan.trials, finished) if not f]
+    run.progress.already_done = sum(finished)
+    run.progress.already_stopped = sum(1 for t, f in zip(plan.trials, finished) if f and set(t.keys) & run.stopped_before)
     if todo:
         make_tuner({"base": tune.grid_search([t.ray_base for t in todo]), "study": ""}).fit()
 
@@ -341,9 +382,10 @@ def _fit_optuna(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: in
     for study in plan.studies:
         if run.stopper.interrupt.is_set():
             break
-        points, rewards = _prior_evaluations(run.folder, study, sweep.metric, run.done) if resume else ([], [])
+        points, rewards, keys = _prior_evaluations(run.folder, study, sweep.metric, run.done) if resume else ([], [], [])
         remaining = study.num_samples - len(points)
         run.progress.already_done += len(points)
+        run.progress.already_stopped += len(set(keys) & run.stopped_before)
         if remaining <= 0:
             continue
         # studies of one seed share the sampler's stream (paired across optimizers); different seeds
@@ -382,26 +424,33 @@ def _outcome(plan: Plan, run: _Run, interrupted: bool) -> Outcome:
     """The run's summary: trials done (earlier runs' included), failed with their errors, rows written."""
     p = run.progress
     return Outcome(total=plan.n_trials, done=p.already_done + p.done, failed=p.failed, failures=p.failures,
-                   interrupted=interrupted, rows_written=run.writer.rows_written, folder=run.folder, best=p.best)
+                   interrupted=interrupted, rows_written=run.writer.rows_written, folder=run.folder, best=p.best,
+                   stopped=p.already_stopped + p.stopped, damaged=run.damaged)
 
 
 def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None,
-             retries: int | None = None, command: list[str] | None = None) -> Outcome:
+             retries: int | None = None, command: list[str] | None = None, extend: bool = False,
+             trackers: list[str] = ()) -> Outcome:
     """Run every trial of ``plan`` that has not finished before; write Parquet under results/<sweep>
     and the plan, ``_sweep.json`` (:mod:`launch.plan_record`; ``command``: default ``sys.argv``).
 
     A trial that raises is restarted up to ``retries`` times (default: the sweep's ``retries``);
-    one whose loss turns NaN/inf is stopped and counted as failed. Bad input (also a ``--resume``
-    of a different plan) raises ConfigError before anything is written.
+    one whose loss turns NaN/inf is stopped and counted as failed; one the sweep's scheduler stops
+    is recorded as stopped early. ``extend``: a resume that may widen the recorded plan (more seeds,
+    grid values, Optuna samples). ``trackers``: ``--log`` names (:mod:`launch.trackers`). A resume
+    moves damaged parts to ``_damaged/`` and reruns the trials they held. Bad input (also a
+    ``--resume`` of a different plan) raises ConfigError before anything is written.
     """
     retries = _check_retries(plan.sweep, retries)
     flush_every = flush_seconds()
+    resume = resume or extend
     record = new_record(plan, sys.argv if command is None else command, git_sha())
-    folder = prepare_folder(results, plan.sweep.name, resume, record)
+    folder = prepare_folder(results, plan.sweep.name, resume, record, extend)
     request, concurrency = _start_cluster(plan.sweep, address)
     folder.mkdir(parents=True, exist_ok=True)
+    slots = min(max_concurrent or concurrency, concurrency)
     with FolderLock(folder):
-        run = _open_run(plan, folder, resume, record, flush_every)
+        run = _open_run(plan, folder, resume, record, flush_every, slots, extend, trackers)
         make_tuner = _tuner_factory(plan, run, _trainable(plan, run, resume, request), max_concurrent, retries)
         interrupted = _fit(plan, run, make_tuner, resume, max_concurrent or concurrency)
     return _outcome(plan, run, interrupted)

@@ -44,9 +44,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dry-run", action="store_true", help="print the trials and resources, then exit")
     p.add_argument("--results", default="results", help="results root (default: results/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same folder")
+    p.add_argument("--extend", action="store_true",
+                   help="resume, widening the recorded sweep on purpose (more seeds, grid values or Optuna samples)")
     p.add_argument("--max-concurrent", type=int, default=None, metavar="N", help="at most N trials at once")
     p.add_argument("--retries", type=int, default=None, metavar="N",
                    help="restart a trial that raises up to N times (default: the sweep's `retries`, else 0)")
+    p.add_argument("--log", dest="trackers", action="append", default=[], metavar="TRACKER",
+                   help="also log to an experiment tracker: mlflow, tensorboard or wandb (repeatable; offline "
+                        "by default, under the results folder)")
     return p
 
 
@@ -58,6 +63,7 @@ def _profile(args) -> str:
 
 def print_plan(plan) -> None:
     from lowbit_core.config import flatten
+    from lowbit_core.sweep import describe_plan
 
     s = plan.sweep
     print(f"sweep {s.name} (family {plan.family.name}, profile {plan.profile}): {plan.n_trials} trials, "
@@ -67,6 +73,10 @@ def print_plan(plan) -> None:
     varying = [k for k in rows[0][1] if len({str(r[1][k]) for r in rows}) > 1] if rows else []
     if plan.is_optuna:
         print(f"Optuna (TPE) search: {len(plan.studies)} studies x {plan.sweep.search.num_samples} samples")
+    if plan.scheduler:
+        settings = {k: v for k, v in describe_plan(plan)["scheduler"].items() if k != "type"}
+        print(f"early stopping: {type(plan.scheduler).__name__} on {s.metric} ({s.mode}), epochs as time: "
+              + ", ".join(f"{k}={v}" for k, v in settings.items()))
     folded = sum(len(t.points) for t in plan.trials if t.points)
     if folded:
         print(f"folded: {', '.join(plan.sweep.fold)} -- {folded} grid points run batched inside "
@@ -88,16 +98,18 @@ def print_plan(plan) -> None:
 
 def _planned(args):
     """The checked plan of the command line ``args``; ConfigError (one line) for bad input."""
+    from launch.trackers import check_trackers
     from lowbit_core.families import get_family
-    from lowbit_core.sweep import load_sweep, parse_set, plan
+    from lowbit_core.sweep import load_sweep, parse_set, plan, sweep_file_sha256
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
     if args.retries is not None and args.retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {args.retries}")
+    args.trackers = check_trackers(args.trackers)
     sweep = load_sweep(args.sweep_file)
     overrides, seeds = parse_set(get_family(sweep.family), args.sets)
-    return plan(sweep, _profile(args), overrides, seeds)
+    return plan(sweep, _profile(args), overrides, seeds, source_sha256=sweep_file_sha256(args.sweep_file))
 
 
 def _summarize(outcome, words: list[str]) -> int:
@@ -105,7 +117,7 @@ def _summarize(outcome, words: list[str]) -> int:
     failed or unfinished, 130 interrupted: with the command that resumes, from ``words``)."""
     print(f"results: {outcome.folder} ({outcome.rows_written} rows written this run)")
     if outcome.interrupted:
-        words = [a for a in words if a != "--resume"]
+        words = [a for a in words if a not in ("--resume", "--extend")]
         print(f"interrupted: {outcome.done}/{outcome.total} trials done; continue with:\n  {PROG} "
               f"{' '.join(map(shlex.quote, words))} --resume", file=sys.stderr)
         return 130
@@ -117,7 +129,8 @@ def _summarize(outcome, words: list[str]) -> int:
     if not outcome.ok:
         print(f"only {outcome.done} of {outcome.total} trials finished", file=sys.stderr)
         return 1
-    print(f"all {outcome.total} trials finished; report: {REPORT} {outcome.folder}")
+    early = f" ({outcome.stopped} stopped early by the scheduler)" if outcome.stopped else ""
+    print(f"all {outcome.total} trials finished{early}; report: {REPORT} {outcome.folder}")
     return 0
 
 
@@ -133,7 +146,7 @@ def run(argv=None) -> int:
         from launch.runner import run_plan
 
         outcome = run_plan(the_plan, Path(args.results), args.address, args.resume, args.max_concurrent,
-                           args.retries, command=[sys.argv[0], *words])
+                           args.retries, command=[sys.argv[0], *words], extend=args.extend, trackers=args.trackers)
     except ConfigError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2

@@ -3,8 +3,9 @@
 Layout of ``<results>/<sweep>/``::
 
     part-<run_id>-<seq>.parquet   data: one row per reported step of a trial
-    _trials/<run_id>-<seq>.parquet  one row per ended trial: trial_key, status, error
+    _trials/<run_id>-<seq>.parquet  one row per ended trial: trial_key, status, error, step, rows
     _sweep.json                    the plan (JSON): family, profile, metric, axes, seeds, ..., runs
+    _damaged/                      parts a --resume found damaged (moved here, never deleted)
     _ray/                          Ray Tune's own state
 
 Readers of Parquet folders (``pandas.read_parquet``, pyarrow datasets) skip names starting with ``_``
@@ -17,7 +18,11 @@ Guarantees:
 - the writer loads the (trial_key, step) pairs already present and never writes one twice, so a
   resumed run adds no duplicates;
 - all parts of a sweep share one schema fixed from the family's declared metrics and config fields,
-  so columns never vanish when pyarrow unifies parts. List metrics (curves) are ``list<double>``.
+  so columns never vanish when pyarrow unifies parts. List metrics (curves) are ``list<double>``;
+- a status row records how many rows its trial has on disk (``rows``): a trial counts as done only
+  while they are all there (:func:`finished_trials`), so rows lost with a damaged part are run again;
+- a damaged part (unreadable, or foreign: not a results table, or another sweep's rows) is reported
+  in one line by every reader that meets it, and :func:`quarantine_damaged` moves it to ``_damaged/``.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ import os
 import time
 import typing
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,7 +55,18 @@ PROVENANCE: dict[str, pa.DataType] = {
 TRIAL_STATUS = pa.schema([
     ("trial_key", pa.string()), ("trial_id", pa.string()), ("run_id", pa.string()), ("study", pa.string()),
     ("status", pa.string()), ("error", pa.string()), ("time", pa.timestamp("ms", tz="UTC")),
+    ("step", pa.int64()), ("rows", pa.int64()),
 ])
+"""One row per ended trial. ``status``: TERMINATED (ran to its end), STOPPED_EARLY (a scheduler such as
+ASHA stopped it; ``error`` says by what and at which epoch), ERROR or INTERRUPTED; ``step``: its last
+reported step; ``rows``: how many (trial_key, step) rows of it were on disk or buffered when it ended
+(null in folders from before these columns)."""
+
+FINISHED, STOPPED_EARLY = "TERMINATED", "STOPPED_EARLY"
+DONE_STATUSES = (FINISHED, STOPPED_EARLY)
+"""Statuses of trials that need no rerun (a trial stopped early by the scheduler is not failed)."""
+
+DAMAGED_DIR = "_damaged"
 
 _METRIC_TYPES = {"float": pa.float64(), "int": pa.int64(), "str": pa.string(), "list[float]": pa.list_(pa.float64())}
 
@@ -118,19 +135,49 @@ def existing_steps(folder: str | Path) -> set[tuple[str, int]]:
     return seen
 
 
-def trial_status(folder: str | Path) -> dict[str, str]:
-    """Latest status per trial_key from ``_trials/`` ('TERMINATED' or 'ERROR')."""
-    status: dict[str, tuple[Any, str]] = {}
-    for part in sorted((Path(folder) / "_trials").glob("*.parquet")):
+def status_files(folder: str | Path) -> list[Path]:
+    return sorted((Path(folder) / "_trials").glob("*.parquet"))
+
+
+def latest_status(folder: str | Path) -> dict[str, dict]:
+    """The latest status row (a dict of :data:`TRIAL_STATUS` columns; the newer ones may be absent)
+    per trial_key from ``_trials/``."""
+    latest: dict[str, dict] = {}
+    for part in status_files(folder):
         for row in pq.read_table(part).to_pylist():
-            prev = status.get(row["trial_key"])
-            if prev is None or row["time"] >= prev[0]:
-                status[row["trial_key"]] = (row["time"], row["status"])
-    return {k: v[1] for k, v in status.items()}
+            prev = latest.get(row["trial_key"])
+            if prev is None or row["time"] >= prev["time"]:
+                latest[row["trial_key"]] = row
+    return latest
 
 
-def finished_trials(folder: str | Path) -> set[str]:
-    return {k for k, s in trial_status(folder).items() if s == "TERMINATED"}
+def trial_status(folder: str | Path) -> dict[str, str]:
+    """Latest status per trial_key from ``_trials/`` (TERMINATED, STOPPED_EARLY, ERROR, INTERRUPTED)."""
+    return {k: row["status"] for k, row in latest_status(folder).items()}
+
+
+def rows_per_trial(steps) -> dict[str, int]:
+    """trial_key -> how many of the (trial_key, step) pairs ``steps`` it has."""
+    counts: dict[str, int] = {}
+    for key, _ in steps:
+        counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def finished_trials(folder: str | Path, steps: set[tuple[str, int]] | None = None) -> set[str]:
+    """Trial keys that need no rerun: latest status TERMINATED or STOPPED_EARLY, and every row the
+    status counted still on disk (``steps``: the (trial_key, step) pairs on disk, default: read them).
+    A trial whose rows went with a damaged part (moved to ``_damaged/``) is therefore unfinished. For
+    status rows from before the ``rows`` column, one row on disk is taken as enough."""
+    latest = latest_status(folder)
+    on_disk = rows_per_trial(existing_steps(folder) if steps is None else steps)
+    return {k for k, row in latest.items()
+            if row["status"] in DONE_STATUSES and on_disk.get(k, 0) >= _rows_needed(row)}
+
+
+def _rows_needed(status_row: dict) -> int:
+    rows = status_row.get("rows")
+    return 1 if rows is None else int(rows)
 
 
 class ResultsError(ValueError):
@@ -140,13 +187,54 @@ class ResultsError(ValueError):
 REQUIRED_COLUMNS = ("trial_key", "step")
 
 
-def _read_parquet(path: Path):
-    """One Parquet file as a DataFrame; an unreadable file is a ResultsError naming it."""
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def part_problem(table: pa.Table, required: tuple[str, ...], sweep: str | None = None) -> str | None:
+    """Why a readable Parquet table is not a part of this folder (foreign), or None: it lacks a
+    ``required`` column, or its ``sweep`` column names another sweep than ``sweep``."""
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        return f"foreign: no {', '.join(missing)} column (not a results table of lowbit-sweeps)"
+    if sweep and "sweep" in table.column_names:
+        others = sorted({v for v in table.column("sweep").to_pylist() if v is not None} - {sweep})
+        if others:
+            return f"foreign: rows of sweep {', '.join(others)}, not {sweep}"
+    return None
+
+
+def read_part(path: Path, required: tuple[str, ...] = ("trial_key", "step"),
+              sweep: str | None = None) -> tuple[pa.Table | None, str | None]:
+    """(table, None) for an intact Parquet file, (None, why it is damaged) otherwise: unreadable
+    (truncated, not Parquet, corrupt pages) or foreign (:func:`part_problem`)."""
     try:
-        return pq.read_table(path).to_pandas()
-    except Exception as exc:  # pyarrow raises several types for damaged files
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise ResultsError(f"cannot read {path}: {first}; valid: a Parquet file written by the sweep") from None
+        table = pq.read_table(path)
+    except Exception as exc:  # noqa: BLE001 -- pyarrow raises several types for damaged files
+        return None, "unreadable: " + _first_line(exc).split(f"{path}': ", 1)[-1]
+    problem = part_problem(table, required, sweep)
+    return (None, problem) if problem else (table, None)
+
+
+def damaged_line(path: Path, reason: str) -> str:
+    """The one line naming a damaged file and why (readers print it; --resume adds where it went)."""
+    return f"damaged part {path} ({reason})"
+
+
+def _read_tables(paths: list[Path], required: tuple[str, ...], on_damaged, sweep: str | None = None):
+    """DataFrames of the intact files of ``paths``. A damaged one raises ResultsError naming it, or,
+    with ``on_damaged``, is skipped after ``on_damaged(path, reason)``."""
+    frames = []
+    for path in paths:
+        table, reason = read_part(path, required, sweep)
+        if reason is None:
+            frames.append(table.to_pandas())
+        elif on_damaged is None:
+            raise ResultsError(f"{damaged_line(path, reason)}; valid: a Parquet file written by the sweep")
+        else:
+            on_damaged(path, reason)
+    return frames
 
 
 def concat_parts(frames: list):
@@ -164,17 +252,20 @@ def concat_parts(frames: list):
     return pd.concat(nonempty, ignore_index=True, sort=False)
 
 
-def read_results(folder: str | Path):
+def read_results(folder: str | Path, on_damaged=None, sweep: str | None = None):
     """All data rows of a sweep folder as a pandas DataFrame (union of columns across parts; empty
-    when there are none). A damaged part raises :class:`ResultsError` naming it."""
-    return concat_parts([_read_parquet(p) for p in data_parts(folder)])
+    when there are none). A damaged part raises :class:`ResultsError` naming it; with
+    ``on_damaged(path, reason)`` it is reported there and skipped (``sweep``: the folder's sweep
+    name, so that another sweep's part counts as foreign)."""
+    return concat_parts(_read_tables(data_parts(folder), REQUIRED_COLUMNS, on_damaged, sweep))
 
 
-def load_results(results_dir: str | Path):
+def load_results(results_dir: str | Path, on_damaged=None, sweep: str | None = None):
     """All data rows of ``results_dir``, duplicates of (trial_key, step) dropped (last part wins).
 
     Raises ResultsError when the directory is missing, holds no part files, holds no rows, or
-    lacks the columns every results table has.
+    lacks the columns every results table has; also for a damaged part unless ``on_damaged`` is
+    given (then that part is skipped and reported: :func:`read_results`).
     """
     root = Path(results_dir)
     if not root.exists():
@@ -183,7 +274,16 @@ def load_results(results_dir: str | Path):
         raise ResultsError(f"{root} is not a directory; valid: a results directory such as results/<sweep>")
     if not data_parts(root):
         raise ResultsError(f"no part-*.parquet files in {root}; valid: a results directory written by launch/sweep.py")
-    df = read_results(root)
+    damaged: list[Path] = []
+
+    def note(path, reason):
+        damaged.append(path)
+        on_damaged(path, reason)
+
+    df = read_results(root, note if on_damaged else None, sweep)
+    if len(damaged) == len(data_parts(root)):
+        raise ResultsError(f"every part file in {root} is damaged; valid: a results directory with at least one "
+                           "intact part")
     missing = [c for c in REQUIRED_COLUMNS if c not in df.columns]
     if missing:
         raise ResultsError(f"{root} parts lack column(s) {', '.join(missing)}; valid: results tables with "
@@ -193,18 +293,61 @@ def load_results(results_dir: str | Path):
     return df.drop_duplicates(subset=["trial_key", "step"], keep="last").reset_index(drop=True)
 
 
-def load_trial_status(results_dir: str | Path):
+def load_trial_status(results_dir: str | Path, on_damaged=None):
     """The latest status row per trial from ``_trials/*.parquet`` as a DataFrame, or None when there
-    are none. A resumed run may add a second status row for a trial; the latest ``time`` wins."""
-    files = sorted(Path(results_dir, "_trials").glob("*.parquet"))
+    are none. A resumed run may add a second status row for a trial; the latest ``time`` wins. A
+    damaged status file raises ResultsError, or is skipped and reported to ``on_damaged``."""
+    files = status_files(results_dir)
     if not files:
         return None
-    df = concat_parts([_read_parquet(p) for p in files])
+    df = concat_parts(_read_tables(files, ("trial_key", "status"), on_damaged))
     if df.empty or "trial_key" not in df.columns or "status" not in df.columns:
         return None
     if "time" in df.columns:
         df = df.sort_values("time", kind="stable")
     return df.drop_duplicates(subset=["trial_key"], keep="last").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Damaged:
+    """A file :func:`quarantine_damaged` moved: where it was, where it is now, and why."""
+
+    path: Path
+    moved_to: Path
+    reason: str
+
+    def line(self) -> str:
+        return f"{damaged_line(self.path, self.reason)}: moved to {self.moved_to}; the trials it held run again"
+
+
+def _free_name(folder: Path, name: str) -> Path:
+    """``folder/name``, or ``folder/name.1``, ``.2``, ... where that exists already (nothing is overwritten)."""
+    target, n = folder / name, 0
+    while target.exists():
+        n += 1
+        target = folder / f"{name}.{n}"
+    return target
+
+
+def quarantine_damaged(folder: str | Path, sweep: str | None = None) -> list[Damaged]:
+    """Move every damaged data part and status file of ``folder`` (:func:`read_part`; ``sweep``: the
+    folder's sweep, so that another sweep's part counts as foreign) into ``folder/_damaged/`` (status
+    files into ``_damaged/_trials/``), never deleting one. Call it holding the folder's lock, before
+    the writer reads what is on disk: the trials whose rows went then count as unfinished
+    (:func:`finished_trials`), and a trial whose status went has none, so both run again."""
+    folder = Path(folder)
+    found = [(p, read_part(p, REQUIRED_COLUMNS, sweep)[1], folder / DAMAGED_DIR) for p in data_parts(folder)]
+    found += [(p, read_part(p, ("trial_key", "status"))[1], folder / DAMAGED_DIR / "_trials")
+              for p in status_files(folder)]
+    moved = []
+    for path, reason, target_dir in found:
+        if reason is None:
+            continue
+        target_dir.mkdir(parents=True, exist_ok=True)
+        target = _free_name(target_dir, path.name)
+        os.replace(path, target)
+        moved.append(Damaged(path, target, reason))
+    return moved
 
 
 def write_plan(folder: str | Path, plan: dict) -> Path:
@@ -241,6 +384,7 @@ class ResultsWriter:
         self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
         self.folder.mkdir(parents=True, exist_ok=True)
         self._seen = existing_steps(self.folder)
+        self._count = rows_per_trial(self._seen)
         self._rows: list[dict] = []
         self._status: list[dict] = []
         self._seq = 0
@@ -254,21 +398,29 @@ class ResultsWriter:
         """The (trial_key, step) pairs on disk or written by this writer (not to be modified)."""
         return self._seen
 
-    def add(self, row: dict) -> None:
+    def rows_of(self, trial_key: str) -> int:
+        """How many rows of ``trial_key`` are on disk or buffered."""
+        return self._count.get(trial_key, 0)
+
+    def add(self, row: dict) -> bool:
+        """Buffer ``row``; False (and nothing buffered) when its (trial_key, step) is written already."""
         ident = (row["trial_key"], int(row["step"]))
         if ident in self._seen:
             self.rows_skipped += 1
-            return
+            return False
         unknown = set(row) - set(self.schema.names)
         if unknown:
             raise KeyError(f"columns not in the results schema: {sorted(unknown)}")
         self._seen.add(ident)
+        self._count[ident[0]] = self._count.get(ident[0], 0) + 1
         self._rows.append(row)
         self._maybe_flush()
+        return True
 
     def trial_ended(self, status_row: dict) -> None:
-        """Record a trial's end (a dict with the TRIAL_STATUS columns); written after its data."""
-        self._status.append(status_row)
+        """Record a trial's end (a dict with the TRIAL_STATUS columns; ``rows`` defaults to the trial's
+        rows on disk or buffered); written after its data."""
+        self._status.append({"rows": self.rows_of(status_row["trial_key"]), **status_row})
         self._maybe_flush()
 
     def _maybe_flush(self) -> None:

@@ -13,7 +13,11 @@ wrong type, a value out of range) surfaces as one :class:`ConfigError` line:
 - grid search: one trial per point of the product, canonicalized by the family (parameters that do
   not act are reset) and de-duplicated; each trial has a stable ``key`` (hash of its config);
 - Optuna search: one study per point of the grid axes (seeds included), each sampling
-  ``num_samples`` trials from the distributions that apply to that point (``when``).
+  ``num_samples`` trials from the distributions that apply to that point (``when``);
+- early stopping (multi-fidelity): a sweep of a family that reports once per epoch may declare a
+  scheduler, :class:`ASHA` or :class:`HyperBand` (Ray Tune's ``ASHAScheduler`` / ``HyperBandScheduler``
+  on the sweep's metric and mode, with the epoch as time); it stops trials that trail at a rung, and
+  such a trial is recorded as stopped early, not failed.
 """
 from __future__ import annotations
 
@@ -104,16 +108,82 @@ class Optuna:
             raise ConfigError(f"Optuna.num_samples must be >= 1, got {self.num_samples}")
 
 
+EPOCH_KEYS: dict[str, str] = {"train": "train.epochs", "sr": "train.epochs"}
+"""Families that report once per epoch (an ``epoch`` metric, one report each), with the config key of
+a trial's planned epochs: only these take a scheduler, whose time is the epoch. (A family's fact kept
+here until :class:`lowbit_core.families.Family` carries it.)"""
+
+EPOCH = "epoch"
+"""The reported metric a scheduler counts time in (Ray's ``time_attr``)."""
+
+
+def _positive_int(owner: str, name: str, value: Any, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{owner}.{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _reduction_factor(owner: str, value: Any) -> None:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not value > 1:
+        raise ConfigError(f"{owner}.reduction_factor must be a number > 1, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ASHA:
+    """Asynchronous successive halving (Li et al. 2020, "A System for Massively Parallel Hyperparameter
+    Tuning"), run by Ray Tune's ``ASHAScheduler`` on the sweep's metric and mode, time in epochs.
+
+    Rungs lie at ``grace_period * reduction_factor**k`` epochs below ``max_epochs``; a trial reaching a
+    rung goes on only if its metric is in the best ``1 / reduction_factor`` of the values recorded at
+    that rung so far, else it is stopped (recorded as STOPPED_EARLY with the epoch). ``max_epochs``: 0
+    takes the trials' planned epochs (``train.epochs``); it may not be below them. ``brackets``: Ray's
+    brackets (1: plain ASHA)."""
+
+    grace_period: int = 1
+    reduction_factor: float = 3
+    max_epochs: int = 0
+    brackets: int = 1
+
+    def __post_init__(self):
+        _positive_int("ASHA", "grace_period", self.grace_period)
+        _reduction_factor("ASHA", self.reduction_factor)
+        _positive_int("ASHA", "max_epochs", self.max_epochs, minimum=0)
+        _positive_int("ASHA", "brackets", self.brackets)
+
+
+@dataclass(frozen=True)
+class HyperBand:
+    """Synchronous HyperBand (Li et al. 2018), run by Ray Tune's ``HyperBandScheduler`` on the sweep's
+    metric and mode, time in epochs: brackets of successive halving with budgets up to ``max_epochs``
+    (0: the trials' planned epochs); a trial waits (paused, resumed from its epoch checkpoint) until
+    its bracket's rung is complete, the worse ``1 - 1 / reduction_factor`` are stopped."""
+
+    reduction_factor: float = 3
+    max_epochs: int = 0
+
+    def __post_init__(self):
+        _reduction_factor("HyperBand", self.reduction_factor)
+        _positive_int("HyperBand", "max_epochs", self.max_epochs, minimum=0)
+
+
+Scheduler = ASHA | HyperBand
+NO_SCHEDULER = "none"
+"""``Profile(scheduler=NO_SCHEDULER)``: the profile runs without the sweep's scheduler (e.g. the same
+grid to the end, to measure what the scheduler saved)."""
+
+
 @dataclass(frozen=True)
 class Profile:
-    """A named variant: ``base`` and ``space`` entries replace the sweep's; ``seeds``, ``num_samples``
-    replace the sweep's when given. A space entry set to None removes that axis."""
+    """A named variant: ``base`` and ``space`` entries replace the sweep's; ``seeds``, ``num_samples``,
+    ``search`` and ``scheduler`` replace the sweep's when given (``scheduler=NO_SCHEDULER`` removes it).
+    A space entry set to None removes that axis."""
 
     base: Mapping[str, Any] = field(default_factory=dict)
     space: Mapping[str, Any] = field(default_factory=dict)
     seeds: tuple[int, ...] | None = None
     num_samples: int | None = None
     description: str = ""
+    search: Literal["grid"] | Optuna | None = None
+    scheduler: ASHA | HyperBand | Literal["none"] | None = None
 
 
 @dataclass(frozen=True)
@@ -137,6 +207,9 @@ class Sweep:
     fold: tuple[str, ...] = ()
     """Grid axes run inside one Ray trial as a batched computation (keys the family lists as
     foldable, e.g. ``multi.noise``); each grid point still gets its own key and Parquet rows."""
+    scheduler: ASHA | HyperBand | None = None
+    """Early stopping on the sweep's metric and mode (:class:`ASHA`, :class:`HyperBand`), for families
+    that report once per epoch (:data:`EPOCH_KEYS`); None runs every trial to its end."""
 
 
 # ---------------------------------------------------------------- plans
@@ -194,6 +267,12 @@ class Plan:
     space: Mapping[str, Any] = field(default_factory=dict)
     """The sweep's space after the profile and overrides, in its order: dotted key -> tuple of grid
     values, a :data:`Distribution`, or a one-value tuple for an axis an override pinned. No seeds."""
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    """The typed ``--set`` config overrides (dotted key -> value; seeds are :attr:`seeds`)."""
+    scheduler: Scheduler | None = None
+    """The sweep's scheduler after the profile, with ``max_epochs`` resolved (never 0)."""
+    source_sha256: str = ""
+    """sha256 of the sweep file's bytes ("" when the plan was not made from a file)."""
 
     @property
     def is_optuna(self) -> bool:
@@ -226,11 +305,12 @@ def _apply_profile(sweep: Sweep, profile: str) -> Sweep:
             space.pop(key, None)
         else:
             space[key] = value
-    search = sweep.search
+    search = sweep.search if p.search is None else p.search
     if p.num_samples is not None and isinstance(search, Optuna):
         search = replace(search, num_samples=p.num_samples)
+    scheduler = sweep.scheduler if p.scheduler is None else (None if p.scheduler == NO_SCHEDULER else p.scheduler)
     return replace(sweep, base={**sweep.base, **p.base}, space=space,
-                   seeds=p.seeds if p.seeds is not None else sweep.seeds, search=search)
+                   seeds=p.seeds if p.seeds is not None else sweep.seeds, search=search, scheduler=scheduler)
 
 
 def parse_set(family: Family, items: list[str]) -> tuple[dict[str, Any], tuple[int, ...] | None]:
@@ -282,9 +362,43 @@ def _check_sweep(sweep: Sweep, family: Family) -> None:
     if sweep.metric not in family.metrics:
         raise ConfigError(f"sweep metric {sweep.metric!r} is not a metric of family {family.name}; valid: "
                           f"{', '.join(family.metrics)}")
+    if sweep.scheduler is not None and not isinstance(sweep.scheduler, (ASHA, HyperBand)):
+        raise ConfigError(f"sweep scheduler must be ASHA(...), HyperBand(...) or None, got {sweep.scheduler!r}")
     for name, p in sweep.profiles.items():
         if not isinstance(p, Profile):
             raise ConfigError(f"profile {name!r} must be a Profile, got {type(p).__name__}")
+        if p.scheduler is not None and p.scheduler != NO_SCHEDULER and not isinstance(p.scheduler, (ASHA, HyperBand)):
+            raise ConfigError(f"profile {name!r}: scheduler must be ASHA(...), HyperBand(...), "
+                              f"{NO_SCHEDULER!r} or None, got {p.scheduler!r}")
+        if p.search is not None and p.search != "grid" and not isinstance(p.search, Optuna):
+            raise ConfigError(f"profile {name!r}: search must be 'grid', Optuna(...) or None, got {p.search!r}")
+
+
+def _resolved_scheduler(s: Sweep, family: Family, points: Mapping[str, Any],
+                        dists: Mapping[str, Distribution]) -> Scheduler | None:
+    """The sweep's scheduler with ``max_epochs`` resolved from the trials' planned epochs, checked:
+    the family reports per epoch, the planned epochs are fixed (not searched), none exceeds
+    ``max_epochs``, and the first rung lies below them (else nothing could ever be stopped)."""
+    sched = s.scheduler
+    if sched is None:
+        return None
+    name = type(sched).__name__
+    if family.name not in EPOCH_KEYS:
+        raise ConfigError(f"scheduler {name} needs a family that reports once per epoch "
+                          f"({', '.join(sorted(EPOCH_KEYS))}); family {family.name} does not")
+    key = EPOCH_KEYS[family.name]
+    if key in dists:
+        raise ConfigError(f"scheduler {name} needs {key} fixed per trial; it is searched ({type(dists[key]).__name__})")
+    planned = sorted({int(flatten(cfg)[key]) for cfg in points.values()})
+    max_epochs = sched.max_epochs or planned[-1]
+    if max_epochs < planned[-1]:
+        raise ConfigError(f"scheduler {name}: max_epochs={max_epochs} is below {key}={planned[-1]} of some "
+                          f"trials (they would be cut at {max_epochs}); use max_epochs=0 (the trials' epochs) "
+                          f"or >= {planned[-1]}")
+    if isinstance(sched, ASHA) and sched.grace_period >= planned[0]:
+        raise ConfigError(f"scheduler ASHA: grace_period={sched.grace_period} is not below {key}={planned[0]}; "
+                          "no trial could be stopped early")
+    return replace(sched, max_epochs=max_epochs)
 
 
 def _split_space(s: Sweep, family: Family, overrides: Mapping[str, Any]) -> tuple[dict[str, tuple], dict[str, Distribution]]:
@@ -338,10 +452,11 @@ def _studies(points: Mapping[str, Any], dists: Mapping[str, Distribution], num_s
 
 
 def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | None = None,
-         seeds: tuple[int, ...] | None = None) -> Plan:
+         seeds: tuple[int, ...] | None = None, source_sha256: str = "") -> Plan:
     """Check a sweep under a profile and ``--set`` overrides, and expand it into trials or studies.
 
-    An override of a key that is also a grid axis pins that axis to the one value.
+    An override of a key that is also a grid axis pins that axis to the one value. ``source_sha256``:
+    the sweep file's hash (:func:`sweep_file_sha256`), recorded in the plan.
     """
     family = get_family(sweep.family)
     _check_sweep(sweep, family)
@@ -352,9 +467,11 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
     axes, dists = _split_space(s, family, overrides)
     space = {k: (overrides[k],) if k in overrides else axes[k] if k in axes else dists[k] for k in s.space}
     points = _grid_points(family, base_cfg, {**axes, "seed": seeds})
+    common = dict(space=space, overrides=overrides, scheduler=_resolved_scheduler(s, family, points, dists),
+                  source_sha256=source_sha256)
     if not isinstance(s.search, Optuna):
-        return Plan(s, profile, family, seeds, trials=_fold(family, tuple(s.fold), points), space=space)
-    return Plan(s, profile, family, seeds, studies=_studies(points, dists, s.search.num_samples), space=space)
+        return Plan(s, profile, family, seeds, trials=_fold(family, tuple(s.fold), points), **common)
+    return Plan(s, profile, family, seeds, studies=_studies(points, dists, s.search.num_samples), **common)
 
 
 def _column_value(value: Any) -> Any:
@@ -371,19 +488,34 @@ def _describe_axis(axis: tuple | Distribution) -> list | dict:
             "when": {k: _column_value(v) for k, v in axis.when.items()}}
 
 
+def _describe_spec(spec: Any) -> Any:
+    """A search or scheduler spec as JSON: ``"grid"`` / None as is, a dataclass as ``{"type": name,
+    <its fields>}``."""
+    if spec is None or isinstance(spec, str):
+        return spec
+    return {"type": type(spec).__name__, **to_dict(spec)}
+
+
 def describe_plan(p: Plan) -> dict[str, Any]:
     """What a plan runs, as JSON-able data (the identity part of ``_sweep.json``): ``name``,
     ``family``, ``profile``, ``metric``, ``mode``, ``axes`` (dotted key -> grid values after the
     profile and overrides, a pinned axis as its one value, or a distribution; see
-    :func:`_describe_axis`), ``fold``, ``seeds`` and ``canonical_defaults`` (dotted key -> the family's
-    default for every config key). Values are as the ``cfg.<key>`` columns hold them (tuples as JSON
-    text), so they compare directly with the Parquet data.
+    :func:`_describe_axis`), ``fold``, ``seeds``, ``canonical_defaults`` (dotted key -> the family's
+    default for every config key), ``base`` (the sweep's base config after the profile), ``overrides``
+    (the ``--set`` config keys), ``search`` (``"grid"`` or the Optuna settings), ``scheduler`` (None
+    or its settings, ``max_epochs`` resolved) and ``sweep_sha256`` (the sweep file's hash, None when
+    unknown). Values are as the ``cfg.<key>`` columns hold them (tuples as JSON text), so they compare
+    directly with the Parquet data.
     """
     s = p.sweep
     return {
         "name": s.name, "family": p.family.name, "profile": p.profile, "metric": s.metric, "mode": s.mode,
         "axes": {k: _describe_axis(v) for k, v in p.space.items()}, "fold": list(s.fold),
         "seeds": list(p.seeds), "canonical_defaults": flatten(p.family.config_cls()),
+        "base": {k: _column_value(v) for k, v in s.base.items()},
+        "overrides": {k: _column_value(v) for k, v in p.overrides.items()},
+        "search": _describe_spec(s.search), "scheduler": _describe_spec(p.scheduler),
+        "sweep_sha256": p.source_sha256 or None,
     }
 
 
@@ -459,6 +591,11 @@ def _unflatten_value(family: Family, key: str, value: Any) -> Any:
 
 
 # ---------------------------------------------------------------- loading sweep files
+def sweep_file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a sweep file's bytes: the plan records it, so a resume notices an edited file."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def load_sweep(path: str | Path) -> Sweep:
     """Import a sweep file and return its one :class:`Sweep`; errors are one-line ConfigErrors."""
     p = Path(path)

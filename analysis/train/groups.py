@@ -13,7 +13,7 @@ import pandas as pd
 from analysis.common.estimators import label as estimator_label
 from analysis.common.format import fmt_acc, fmt_mean_std, fmt_value, group_label, is_null, short_names, stat_cells
 from analysis.common.groups import KIND, collapsed_columns, iter_groups, seed_column, varying_keys
-from analysis.common.load import error_line, failed_trials
+from analysis.common.load import error_line, failed_trials, stopped_trials
 from analysis.common.stats import mean_std_n
 
 QUANTIZER = "quantizer"
@@ -153,10 +153,14 @@ def selection(t: pd.DataFrame, acc: pd.Series, phase: pd.Series, ep: str) -> dic
     return {SELECTED: best[0], SELECTED_EPOCH: best[1], "selected_on_test": True, "selected_outside": False}
 
 
-def outcome(key, last_epoch: int, planned, final_acc: float, final_loss: float, errors: dict) -> tuple[str, str]:
-    """('ok' | 'failed' | 'non-finite' | 'incomplete', reason) of one trial."""
+def outcome(key, last_epoch: int, planned, final_acc: float, final_loss: float, errors: dict,
+            stopped: dict | None = None) -> tuple[str, str]:
+    """('ok' | 'failed' | 'stopped early' | 'non-finite' | 'incomplete', reason) of one trial;
+    ``stopped``: trial key -> reason of the trials the sweep's scheduler stopped early."""
     if key in errors:
         return "failed", error_line(errors[key])
+    if stopped and key in stopped:
+        return "stopped early", stopped[key]
     if not (np.isfinite(final_acc) and np.isfinite(final_loss)):
         return "non-finite", f"non-finite {ACC}/{LOSS} at epoch {last_epoch}"
     if not is_null(planned) and last_epoch < int(planned):
@@ -172,6 +176,7 @@ def trial_table(rows: pd.DataFrame, keys: list[str], status: pd.DataFrame | None
     ep = epoch_column(rows)
     failed = failed_trials(status)
     errors = dict(zip(failed["trial_key"], failed["error"].fillna("").astype(str))) if len(failed) else {}
+    stopped = stopped_trials(status)
     seed = seed_column(rows)
     out = []
     for key, t in rows.sort_values(["trial_key", ep], kind="stable").groupby("trial_key", sort=False):
@@ -185,7 +190,7 @@ def trial_table(rows: pd.DataFrame, keys: list[str], status: pd.DataFrame | None
         acc = pd.to_numeric(t.get(ACC, pd.Series(np.nan, index=t.index)), errors="coerce")
         rec["final_test_acc"] = acc.iloc[-1]
         rec["outcome"], rec["reason"] = outcome(key, rec["last_epoch"], rec["planned_epochs"], acc.iloc[-1],
-                                                numeric(last.get(LOSS, np.nan)), errors)
+                                                numeric(last.get(LOSS, np.nan)), errors, stopped)
         for name in ("train_acc", "train_loss", "test_loss", "dsq_alpha"):
             rec[f"final_{name}"] = numeric(last.get(name, np.nan))
         phase = t["phase"].astype(str) if "phase" in t.columns else pd.Series("", index=t.index)
