@@ -17,7 +17,7 @@ from analysis.common.format import fmt, fmt_mean_std, fmt_value, group_label, sh
 from analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
 from analysis.common.stats import SeedStat, over_seeds
 from analysis.probe.groups import BATCH, ESTIMATOR, NOISE, OPTIMIZER
-from analysis.probe.tables import IMPROVEMENT, mean_std_table
+from analysis.probe.tables import HELDOUT_IMPROVEMENT, IMPROVEMENT, mean_std_table
 
 FLOAT32_EPS = 1.1920929e-07
 MULTI, SINGLE = "multi-step better", "single-step better"
@@ -84,6 +84,26 @@ def multi_vs_single(final: pd.DataFrame, keys: list[str]) -> list[str]:
                 best = table.loc[table[f"{IMPROVEMENT}.mean"].idxmax()]
                 worst = table.loc[table[f"{IMPROVEMENT}.mean"].idxmin()]
                 lines.append(f"  best setting {who}: {row_text(best, rest)}; worst: {row_text(worst, rest)}.")
+    return lines
+
+
+def heldout_lines(final: pd.DataFrame, keys: list[str]) -> list[str]:
+    """Per model kind: the relative improvement on the probe batch and on the held-out batch side by
+    side (pooled per seed), and whether the held-out one is positive by the verdict rule: a gain that
+    carries over is a property of the landscape, one that does not is memorization of the batch."""
+    if HELDOUT_IMPROVEMENT not in final.columns or IMPROVEMENT not in final.columns:
+        return []
+    seed = seed_column(final)
+    lines = []
+    for values, sub in iter_groups(final, [k for k in keys if k == KIND]):
+        held = over_seeds(sub, HELDOUT_IMPROVEMENT, seed)
+        if not held.n:
+            continue
+        who = f" ({fmt_value(values[0])})" if values else ""
+        batch = over_seeds(sub, IMPROVEMENT, seed)
+        lines.append(f"Held-out batch{who}: mean {HELDOUT_IMPROVEMENT} = {pooled_text(held)} against "
+                     f"{IMPROVEMENT} = {pooled_text(batch)} on the probe batch; held-out: "
+                     f"{held.verdict().text('the gain carries over to unseen data', 'worse than single-step STE on unseen data')}.")
     return lines
 
 
@@ -197,7 +217,7 @@ def findings(final: pd.DataFrame, keys: list[str], comparison: pd.DataFrame, exc
              epsilon: float = 1.0, extra: list[str] = ()) -> list[str]:
     """All findings lines, in report order; ``extra`` lines (the method comparison) go before the
     budget check. In method sweeps ``final`` and ``keys`` are the multi-step STE trials'."""
-    lines = multi_vs_single(final, keys) + fp_vs_binary(final)
+    lines = multi_vs_single(final, keys) + fp_vs_binary(final) + heldout_lines(final, keys)
     lines += noise_trend(final, keys)
     if OPTIMIZER in keys:
         lines += by_single_key(final, OPTIMIZER, "Optimizers")

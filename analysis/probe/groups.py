@@ -5,9 +5,10 @@ The estimator columns (``cfg.estimator.name`` and one column per registry parame
 ``cfg.estimator.clip``) collapse into one label (``estimator``), because a parameter means
 something only for its own estimator.
 
-Method sweeps (``cfg.method`` in ste/dg/cdg with some non-STE method) get a ``method`` label per trial
-('multi-step STE (sgd)', 'DG S=4', 'CDG (refresh 20)'); the cfg.method, cfg.dg.* and cfg.multi.*
-columns that take one value per label (they vary only because the method does: each method leaves
+Method sweeps (``cfg.method`` other than ste on some trial) get a ``method`` label per trial
+('multi-step STE (sgd)', 'DG S=4', 'CDG (refresh 20)', 'ADMM (from STE)', 'GA', 'ES (sep-CMA)');
+the cfg.method column and the method sections' columns (cfg.dg.*, cfg.multi.*, cfg.admm.*, cfg.ga.*,
+cfg.es.*) that take one value per label (they vary only because the method does: each method leaves
 the other methods' sections at their defaults) collapse into it, like the estimator columns do.
 """
 from __future__ import annotations
@@ -27,10 +28,12 @@ OPTIMIZER = "cfg.multi.optimizer"
 BATCH = "cfg.data.batch_size"
 METHOD = "method"
 METHOD_COLUMN = "cfg.method"
-METHOD_SECTIONS = ("cfg.dg.", "cfg.multi.")
-STEPS, REFRESH = "cfg.dg.steps", "cfg.dg.cdg_refresh"
-LABEL_COLUMNS = (STEPS, OPTIMIZER, REFRESH)
-"""The columns a method label is made of (besides cfg.method): DG's S, STE's optimizer, CDG's refresh."""
+METHOD_SECTIONS = ("cfg.dg.", "cfg.multi.", "cfg.admm.", "cfg.ga.", "cfg.es.")
+STEPS, REFRESH, ADMM_START = "cfg.dg.steps", "cfg.dg.cdg_refresh", "cfg.admm.start"
+LABEL_COLUMNS = (STEPS, OPTIMIZER, REFRESH, ADMM_START)
+"""The columns a method label is made of (besides cfg.method): DG's S, STE's optimizer, CDG's refresh,
+ADMM's start."""
+ADMM_STARTS = {"ste": "from STE", "w0": "from w0"}
 STE = "ste"
 
 
@@ -51,9 +54,10 @@ def add_estimator_column(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(**{ESTIMATOR: labels})
 
 
-def method_label(method, steps=None, optimizer=None, refresh=None) -> str:
-    """'multi-step STE (sgd)', 'DG S=1 (single-step)', 'DG S=4', 'CDG' or 'CDG (refresh 20)'.
-    A null method is STE (parts written before methods existed); null parameters take their defaults."""
+def method_label(method, steps=None, optimizer=None, refresh=None, admm_start=None) -> str:
+    """'multi-step STE (sgd)', 'DG S=1 (single-step)', 'DG S=4', 'CDG', 'CDG (refresh 20)',
+    'ADMM (from STE)', 'ADMM (from w0)', 'GA' or 'ES (sep-CMA)'. A null method is STE (parts written
+    before methods existed); null parameters take their defaults."""
     method = STE if is_null(method) else str(method)
     if method == STE:
         return f"multi-step STE ({'sgd' if is_null(optimizer) else optimizer})"
@@ -63,6 +67,12 @@ def method_label(method, steps=None, optimizer=None, refresh=None) -> str:
     if method == "cdg":
         r = 1 if is_null(refresh) else int(refresh)
         return "CDG" if r <= 1 else f"CDG (refresh {r})"
+    if method == "admm":
+        return f"ADMM ({ADMM_STARTS.get('ste' if is_null(admm_start) else str(admm_start), admm_start)})"
+    if method == "ga":
+        return "GA"
+    if method == "es":
+        return "ES (sep-CMA)"
     return method
 
 
@@ -83,13 +93,12 @@ def add_method_column(df: pd.DataFrame) -> pd.DataFrame:
     (an STE-only sweep keeps the report it always had)."""
     if not has_other_methods(df):
         return df
-    labels = [method_label(m, s, o, r) for m, s, o, r in
-              zip(*(column_or_null(df, c) for c in (METHOD_COLUMN, *LABEL_COLUMNS)))]
+    labels = [method_label(*values) for values in zip(*(column_or_null(df, c) for c in (METHOD_COLUMN, *LABEL_COLUMNS)))]
     return df.assign(**{METHOD: labels})
 
 
 def method_collapsed_columns(df: pd.DataFrame) -> list[str]:
-    """The cfg.method / cfg.dg.* / cfg.multi.* columns that vary but take a single value per method
+    """The cfg.method and method-section columns that vary but take a single value per method
     label: they vary only because the method does, so the label stands for them."""
     return collapsed_columns(df, METHOD, [c for c in df.columns if c == METHOD_COLUMN or c.startswith(METHOD_SECTIONS)])
 

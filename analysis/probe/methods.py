@@ -37,7 +37,8 @@ from analysis.probe.groups import (LABEL_COLUMNS, METHOD, METHOD_COLUMN, STE, me
 from analysis.probe.tables import format_mean_std_table, mean_std_table
 
 SINGLE_STE = "single-step STE"
-METHOD_METRICS = ("best_loss", "rel_improvement_best", "coords_moved", "max_abs_delta")
+METHOD_METRICS = ("best_loss", "rel_improvement_best", "rel_improvement_heldout", "loss_evals", "coords_moved",
+                  "max_abs_delta")
 OPTIMIZER_ORDER = ("sgd", "sgdm", "adam")
 CADENCE = ".report_every"
 # Folders without canonical defaults: the settings each method reads (the family's canonicalize
@@ -46,13 +47,23 @@ METHOD_SETTINGS = {
     STE: ("cfg.multi.",),
     "dg": ("cfg.dg.steps", "cfg.dg.select", "cfg.dg.max_coords", "cfg.dg.prefix_points", "cfg.dg.fp_moves"),
     "cdg": ("cfg.dg.cdg_", "cfg.dg.fp_moves"),
+    "admm": ("cfg.admm.",),
+    "ga": ("cfg.ga.",),
+    "es": ("cfg.es.",),
 }
+SINGLE_COLUMNS = {"heldout_loss": "single_heldout_loss", "loss_evals": "single_loss_evals",
+                  "start_loss": "start_loss", "heldout_start_loss": "heldout_start_loss",
+                  "layer_weights": "layer_weights"}
+"""Columns of a single-step STE row and the column of the trial rows each is taken from."""
+FAMILY_RANK = {"STE": 1, "DG": 2, "CDG": 3, "ADMM": 4, "GA": 5, "ES": 6}
+"""Order of the method families after single-step STE (rank 0); other labels come last."""
 
 
 # ---- labels and order --------------------------------------------------------------------------
 
 def method_rank(label: str) -> tuple:
-    """Sort key: single-step STE, multi-step STE (sgd, sgdm, adam, others), DG by S, CDG by refresh."""
+    """Sort key: single-step STE, multi-step STE (sgd, sgdm, adam, others), DG by S, CDG by refresh,
+    ADMM, GA, ES, then other labels."""
     label = str(label)
     if label == SINGLE_STE:
         return (0, 0, label)
@@ -66,7 +77,8 @@ def method_rank(label: str) -> tuple:
     if label.startswith("CDG"):
         m = re.search(r"refresh (\d+)", label)
         return (3, int(m.group(1)) if m else 1, label)
-    return (4, 0, label)
+    family = label.split(" ")[0]
+    return (FAMILY_RANK.get(family, len(FAMILY_RANK) + 1), 0, label)
 
 
 def ordered_methods(labels) -> list[str]:
@@ -105,8 +117,9 @@ def sort_by_method(table: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 
 def with_single_step(final: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """The final rows plus one single-step STE row per (model kind, other keys, seed), built from
-    ``single_best_loss``: best_loss = single_best_loss, rel_improvement_best = 0, no coords_moved or
-    max_abs_delta."""
+    ``single_best_loss``: best_loss = single_best_loss, rel_improvement_best = 0, and where the rows
+    carry them heldout_loss = single_heldout_loss, rel_improvement_heldout = 0, loss_evals =
+    single_loss_evals and the start losses; no coords_moved or max_abs_delta."""
     if METHOD not in final.columns or "single_best_loss" not in final.columns:
         return final
     seed = seed_column(final)
@@ -118,6 +131,11 @@ def with_single_step(final: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     single[METHOD_COLUMN] = "single"
     single["best_loss"] = pd.to_numeric(base["single_best_loss"], errors="coerce").to_numpy()
     single["rel_improvement_best"] = 0.0
+    for target, source in SINGLE_COLUMNS.items():
+        if source in base.columns:
+            single[target] = pd.to_numeric(base[source], errors="coerce").to_numpy()
+    if "single_heldout_loss" in base.columns:
+        single["rel_improvement_heldout"] = 0.0
     single["trial_key"] = [f"single-step|{i}" for i in range(len(single))]
     return pd.concat([final, single], ignore_index=True, sort=False)
 

@@ -18,7 +18,7 @@ from analysis.common.load import error_line, failed_trials
 from analysis.common.plan import SweepPlan
 from analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
                                      time_facts, title, write_analysis)
-from analysis.probe import figures
+from analysis.probe import budget_curve, cost, figures
 from analysis.probe.findings import budget_line, findings, metric_line
 from analysis.probe.groups import (ESTIMATOR, METHOD, METHOD_COLUMN, STE, add_estimator_column, add_method_column,
                                    best_trials_per_study, group_keys, method_family)
@@ -33,7 +33,11 @@ FIGURES = {
     "improvement_vs_noise": "Relative improvement vs noise amplitude of the random start",
     "estimator_comparison": "vSTE vs nSTE (estimator settings against identity)",
     "lr_scan": "Single-step lr scan",
-    "methods": "Final best loss and coordinates moved per method (single-step STE, multi-step STE, DG, CDG)",
+    "methods": "Final best loss and coordinates moved per method (single-step STE, multi-step STE, DG, CDG, "
+               "ADMM, GA, ES)",
+    "budget_curve": "Budget curve: relative improvement over single-step STE against epsilon, probe batch and "
+                    "held-out batch, with the reach fraction (dashed)",
+    "loss_vs_evals": "Best loss against loss evaluations on the probe batch, every method",
 }
 METHODS_STEP_TITLE = ("Relative improvement over single-step STE vs step, one panel per method "
                       "(step: STE iteration, DG step, CDG accepted move)")
@@ -68,6 +72,9 @@ class ProbeAnalysis:
             self.final_ws, self.method_table = self.final, pd.DataFrame()
         self.comparison = (estimator_comparison(self.ste_final, self.ste_keys) if ESTIMATOR in self.ste_keys
                            else pd.DataFrame())
+        self.curve = (budget_curve.curve_table(self.final_ws) if self.methods and budget_curve.applies(self.final)
+                      else pd.DataFrame())
+        self.scaling = cost.scaling_table(self.final_ws) if self.methods else pd.DataFrame()
         self.excess = budget_excess(self.all_rows)
         eps = pd.to_numeric(self.all_rows.get("cfg.budget.epsilon", pd.Series(dtype=float)), errors="coerce")
         self.epsilon = float(eps.max()) if eps.notna().any() else 1.0
@@ -85,7 +92,9 @@ class ProbeAnalysis:
             figures.plot_lr_scan(self.final, self.keys, out_dir / "lr_scan.png"),
         ]
         if self.methods:
-            drawn.append(figures.plot_methods(self.method_table, out_dir / "methods.png"))
+            drawn += [figures.plot_methods(self.method_table, out_dir / "methods.png"),
+                      budget_curve.plot(self.curve, out_dir / "budget_curve.png"),
+                      cost.plot_loss_vs_evals(self.rows, self.final, self.keys, out_dir / "loss_vs_evals.png")]
         return [p for p in drawn if p is not None]
 
     # ---- markdown sections ---------------------------------------------------------------------
@@ -111,8 +120,32 @@ class ProbeAnalysis:
 
     def findings_lines(self) -> list[str]:
         ranked = metric_line(self.final, self.keys, self.metric, self.mode) if self.plan.metric else []
-        extra = dg_findings(self.final_ws, self.keys) if self.methods else []
+        extra = (dg_findings(self.final_ws, self.keys) + budget_curve.findings(self.curve)
+                 + cost.scaling_findings(self.scaling, self.final_ws)) if self.methods else []
         return ranked + findings(self.ste_final, self.ste_keys, self.comparison, self.excess, self.epsilon, extra)
+
+    def budget_curve_section(self) -> list[str]:
+        if self.curve.empty:
+            return []
+        return ["## Budget curve (final rows, mean ± std over seeds)", "",
+                "Relative improvement over single-step STE on the probe batch (rel_improvement_best) and on "
+                "the held-out batch (rel_improvement_heldout), gain over the start on the probe batch "
+                "(gain_from_start = (L_start - L_best) / L_start) and reach_frac (binary: fraction of "
+                "first-layer weights with |w0| <= epsilon; FP: mean |delta| / mean |w0| of the answer), per "
+                f"epsilon. Saturated: within {100 * budget_curve.SATURATED:.0f}% of the largest mean over epsilon.", "",
+                frame_to_markdown(format_mean_std_table(self.curve, [k for k in self.curve.columns if "." not in k
+                                                                     or k.startswith("cfg.")],
+                                                        budget_curve.CURVE_METRICS)), ""]
+
+    def scaling_section(self) -> list[str]:
+        table = cost.format_scaling(self.scaling)
+        if not table:
+            return []
+        return ["## Equal loss evaluations: methods as the layer grows (final rows, mean ± std over seeds)", "",
+                "Cells: final best_loss; the paired ratio (L_m - L_STE) / L_STE against the best multi-step STE "
+                "(lower: below STE, higher: above, ≈: within one std, n < 2: no verdict); the mean loss "
+                "evaluations used. Under budget.evals_per_weight every method had the same allowance.", "",
+                *table]
 
     def metrics_section(self) -> list[str]:
         metrics = FINAL_METRICS + ((self.metric,) if self.metric not in FINAL_METRICS else ())
@@ -128,10 +161,13 @@ class ProbeAnalysis:
     def methods_section(self) -> list[str]:
         if self.method_table.empty:
             return []
-        return ["## Methods: single-step STE, multi-step STE, DG, CDG (final rows, mean ± std over seeds)", "",
+        return ["## Methods (final rows, mean ± std over seeds)", "",
                 "Single-step STE is the lr scan every trial carries (best_loss = single_best_loss, "
-                "rel_improvement_best = 0 by definition). `step` counts STE iterations for multi-step STE, "
-                "DG steps for DG (S steps of reach epsilon/S) and accepted coordinate moves for CDG; "
+                "rel_improvement_best = rel_improvement_heldout = 0 by definition, loss_evals = the scan's cost). "
+                "`step` counts STE iterations for multi-step STE, DG steps for DG (S steps of reach epsilon/S), "
+                "accepted coordinate moves for CDG, iterations for ADMM and generations for GA and ES; "
+                "rel_improvement_heldout compares each method's answer (its lowest probe-batch loss) with "
+                "single-step STE's on the held-out batch; loss_evals counts loss evaluations on the probe batch; "
                 "coords_moved counts first-layer weights that differ from the start (binary: sign flips). "
                 "settings: the method's own settings that differ between methods.", "",
                 frame_to_markdown(format_methods_table(self.method_table, method_settings(self.all_rows, self.plan))),
@@ -169,7 +205,7 @@ class ProbeAnalysis:
         """The whole report.md text, figures linked by file name (they sit next to it)."""
         titles = {**FIGURES, **({"improvement_vs_step": METHODS_STEP_TITLE} if self.methods else {})}
         parts = (self.header() + findings_section(self.findings_lines()) + self.methods_section()
-                 + self.metrics_section() + self.estimator_section() + self.optuna_section()
+                 + self.budget_curve_section() + self.scaling_section() + self.metrics_section() + self.estimator_section() + self.optuna_section()
                  + figures_section(paths, titles))
         return "\n".join(parts).rstrip() + "\n"
 

@@ -20,7 +20,10 @@ from analysis.probe.groups import BATCH, ESTIMATOR
 
 IMPROVEMENT = "rel_improvement_best"
 """The probe's answer to "multi-step vs single-step": (L_single - L_multi) / L_single, best so far."""
-FINAL_METRICS = ("start_loss", "single_best_loss", "best_loss", IMPROVEMENT, "max_abs_delta")
+HELDOUT_IMPROVEMENT = "rel_improvement_heldout"
+"""The same for the answers' losses on the held-out batch: (H_single - H_multi) / H_single."""
+FINAL_METRICS = ("start_loss", "single_best_loss", "best_loss", IMPROVEMENT, "heldout_loss", HELDOUT_IMPROVEMENT,
+                 "max_abs_delta")
 DEFAULT_METRIC = (IMPROVEMENT, "max")
 """The sweep metric of folders without a plan (what the report used before plans were recorded)."""
 

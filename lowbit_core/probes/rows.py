@@ -6,7 +6,9 @@ found a lower loss); the method's answer -- the point with the lowest probe-batc
 the held-out batch (``heldout_loss``) and its relative improvement over the single-step STE's answer
 on that batch (``rel_improvement_heldout``); the cost so far (``loss_evals``, ``grad_evals``); and
 ``reach_frac``: binary, the fraction of the layer's weights whose sign can flip in the box
-(|w0| <= epsilon); FP, mean |delta| / mean |w0| of the answer.
+(|w0| <= epsilon); FP, mean |delta| / mean |w0| of the answer. Every row also carries the trial's
+shared metrics (start and held-out start loss, the single-step STE's best loss, lr, held-out loss
+and cost, the gradient comparison, ``layer_weights`` = the probed layer's number of weights).
 """
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ PROBE_METRICS: dict[str, str] = {
     "coords_moved": "int",
     "heldout_loss": "float", "heldout_start_loss": "float", "single_heldout_loss": "float",
     "rel_improvement_heldout": "float", "loss_evals": "int", "grad_evals": "int", "single_loss_evals": "int",
-    "reach_frac": "float",
+    "reach_frac": "float", "layer_weights": "int",
     "scan_lr": "list[float]", "scan_loss": "list[float]",
 }
 

@@ -91,6 +91,7 @@ def setup(cfg: ProbeConfig, device: torch.device) -> Setup:
               counter.snapshot(), float(reachable(w0, eps).double().mean()) if model.kind == "binary" else None, {})
     s.common = {"start_loss": start_loss, "single_best_loss": single.best_loss, "single_best_lr": single.best_lr,
                 "grad_cos_identity": cos, "grad_clipped_frac": frac, "heldout_start_loss": s.heldout(zero),
-                "single_heldout_loss": s.heldout(single.best_delta), "single_loss_evals": s.single_cost[0]}
+                "single_heldout_loss": s.heldout(single.best_delta), "single_loss_evals": s.single_cost[0],
+                "layer_weights": w0.numel()}
     return s
 

@@ -1,0 +1,68 @@
+"""Discrete methods for a discrete problem: ADMM, a genetic algorithm and CMA-ES against multi-step
+STE and DG at equal loss evaluations, as the probed layer grows.
+
+Question (meeting record, notes: "routes to solve the optimization problem: discrete methods for a
+discrete problem, e.g. ADMM (with STE checkpoints); genetic algorithms struggle in high
+dimensions"): inside the box |w - w0| <= 0.1 on the first layer of the toy MLP (FP and binary), on
+one fixed batch, and with every method given the same number of loss evaluations on that batch --
+2 per weight of the layer (``budget.evals_per_weight``; every forward pass counts, a gradient step
+costs one, see lowbit_core/probes/evals.py) -- which method reaches the lowest loss, and how does
+that change as the first layer widens from 8 to 128 units (256 to 4096 weights)? Methods: multi-step
+STE (SGD), single-step DG, ADMM from the STE checkpoint (Leng et al., AAAI 2018;
+lowbit_core/probes/admm.py), a genetic algorithm over the reachable coordinates
+(lowbit_core/probes/genetic.py) and separable CMA-ES from the `cma` library
+(lowbit_core/probes/evolution_strategy.py); the single-step STE scan is in every trial. Every
+method's answer is also evaluated on a held-out batch.
+
+Expected (the meeting record's claim): the population methods (GA, CMA-ES) fall behind the
+gradient and coordinate methods as the dimension grows at a fixed per-weight budget; ADMM from the
+STE checkpoint is never worse than that checkpoint and ends near multi-step STE; DG (one exact
+evaluation per coordinate) spends its budget on one step and ends behind multi-step STE.
+
+Cost (2 CPU cores): smoke ~1 min (10 trials); default 150 trials (5 methods x 2 kinds x 5 widths x 3
+seeds; 32 input features, batch 1024), ~15 min (measured: see the closing note of issue #10); full
+(batch 8192, 64 input features, widths 16..256, 4 evaluations per weight, 5 seeds) meant for a
+cluster.
+
+Command: python launch/sweep.py sweeps/discrete_baselines.py [--smoke | --profile full]
+then:    python analysis/report.py results/discrete_baselines
+"""
+from lowbit_core.sweep import Profile, Resources, Sweep, grid
+
+UNCAPPED = 10**7
+"""Step counts of the methods: the loss-evaluation cap (budget.evals_per_weight) ends every run."""
+
+SWEEP = Sweep(
+    name="discrete_baselines",
+    family="probe",
+    base={"data.n_features": 32, "budget.evals_per_weight": 2.0,
+          "multi.optimizer": "sgd", "multi.lr": 0.002, "multi.steps": UNCAPPED, "multi.report_every": 50,
+          "dg.fp_moves": (1.0,), "admm.start": "ste", "admm.iterations": UNCAPPED, "admm.report_every": 20,
+          "ga.generations": UNCAPPED, "ga.report_every": 5, "es.generations": UNCAPPED, "es.report_every": 5},
+    space={
+        "model.kind": grid("fp", "binary"),
+        "model.hidden": grid((8, 64), (16, 64), (32, 64), (64, 64), (128, 64)),
+        "method": grid("ste", "dg", "admm", "ga", "es"),
+    },
+    metric="best_loss",
+    mode="min",
+    seeds=(0, 1, 2),
+    resources=Resources(cpu=1, gpu=0.25),
+    profiles={
+        "smoke": Profile(
+            base={"model.pretrain_steps": 50, "data.batch_size": 256, "data.n_features": 16,
+                  "scan.lr_step": 1e-2, "budget.evals_per_weight": 1.5},
+            space={"model.kind": grid("binary"), "model.hidden": grid((4, 16), (16, 16))},
+            seeds=(0,),
+            description="binary MLP, 1 seed, batch 256, widths 4 and 16 (64 and 256 weights), 1.5 evaluations per weight",
+        ),
+        "full": Profile(
+            base={"data.batch_size": 8192, "data.n_features": 64, "scan.lr_step": 1e-5,
+                  "budget.evals_per_weight": 4.0, "multi.report_every": 200, "admm.report_every": 100,
+                  "ga.report_every": 20, "es.report_every": 20},
+            space={"model.hidden": grid((16, 64), (32, 64), (64, 64), (128, 64), (256, 64))},
+            seeds=(0, 1, 2, 3, 4),
+            description="batch 8192, 64 inputs, widths 16..256 (1024..16384 weights), 4 evaluations per weight, 5 seeds",
+        ),
+    },
+)
