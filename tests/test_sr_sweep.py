@@ -13,7 +13,7 @@ from PIL import Image
 from conftest import ROOT, run_script, run_sweep
 from lowbit_core.config import ConfigError
 from lowbit_core.data.sr_images import generated_image
-from lowbit_core.sweep import load_sweep, plan
+from lowbit_core.sweep import load_sweep, plan, resolve_trial
 
 SWEEP_FILE = ROOT / "sweeps" / "sr_lowbit.py"
 
@@ -50,6 +50,8 @@ def test_profiles_plan(sweep, tmp_path):
     assert {t.config.data.test_sets for t in default.trials} == {("Set5", "Set14")}
     with pytest.raises(ConfigError, match=r"data.root: image folder .*T91 not found"):
         plan(sweep, "default", {"data.root": str(tmp_path / "nothing" / "T91"), "data.test_root": str(data)})
+    for t in smoke.trials + default.trials:   # the runner's JSON text gives back the planned config and key
+        assert resolve_trial(default.family, {"base": t.ray_base, "study": ""}) == (t.config, t.key)
     full_root = fake_folders(tmp_path / "full", ["DIV2K_train_HR", "bench/Set5", "bench/Set14", "bench/B100",
                                                  "bench/Urban100"])
     full = plan(sweep, "full", {"data.root": str(full_root), "data.test_root": str(full_root / "bench")})
