@@ -100,6 +100,9 @@ def test_preflight_names_the_missing_folder(tmp_path):
     assert "holds no .png/.bmp files" in FAMILY.preflight(cfg)
     write_pngs(tmp_path / "Set5" / "HR", 1, 40)                   # EDSR's benchmark layout <set>/HR/
     assert FAMILY.preflight(cfg) is None
+    big = with_overrides(cfg, {"data.lr_patch": 24})               # 2 x 24 = 48 px > the 40 px images
+    assert FAMILY.preflight(big) == (f"data.lr_patch=24: no training image in {tmp_path / 'T91'} is at least 48 px "
+                                     "on each side (scale 2 x data.lr_patch); lower data.lr_patch")
 
 
 def test_rows_are_declared_and_carry_their_own_bicubic_reference():

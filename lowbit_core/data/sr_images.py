@@ -64,6 +64,12 @@ def read_rgb(path: str | Path) -> tuple[np.ndarray, bool]:
     return as_rgb(arr.astype(np.uint8, copy=False)), grey
 
 
+def image_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file, from its header (the pixels are not decoded)."""
+    with Image.open(path) as im:
+        return im.height, im.width
+
+
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
     """``image`` cropped at the bottom/right to a multiple of ``scale`` in both dimensions."""
     h, w = image.shape[0] - image.shape[0] % scale, image.shape[1] - image.shape[1] % scale
@@ -199,6 +205,6 @@ def augment_pair(lr: torch.Tensor, hr: torch.Tensor, hflip: int, vflip: int, tra
     return tuple(out)
 
 
-__all__ = ["IMAGE_SUFFIXES", "DIV2K_TRAIN", "list_images", "read_rgb", "modcrop", "downscale", "bicubic_upscale",
+__all__ = ["IMAGE_SUFFIXES", "DIV2K_TRAIN", "list_images", "read_rgb", "image_size", "modcrop", "downscale", "bicubic_upscale",
            "GREY_MODES", "SRPair", "make_pair", "generated_image", "generated_images", "folder_images", "benchmark_folder",
            "load_pairs", "PatchSampler", "augment_pair"]

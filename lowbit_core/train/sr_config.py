@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from lowbit_core.config import ConfigError
-from lowbit_core.data.sr_images import DIV2K_TRAIN, benchmark_folder, list_images
+from lowbit_core.data.sr_images import DIV2K_TRAIN, benchmark_folder, image_size, list_images
 from lowbit_core.models.edsr import PARTS, SCALES
 from lowbit_core.quant import estimator_registry
 
@@ -250,7 +250,20 @@ def preflight(cfg: SRConfig) -> str | None:
             list_images(folder)
         except FileNotFoundError as exc:
             return f"{key}: {exc} (put the HR images there, or change the key)"
-    return None
+    return _patch_fits(cfg)
+
+
+def _patch_fits(cfg: SRConfig) -> str | None:
+    """An error line unless some training image holds an HR patch (``scale x data.lr_patch``)."""
+    folder = train_folder(cfg.data)
+    if folder is None:
+        return None
+    hr_patch = cfg.scale * cfg.data.lr_patch
+    files = list_images(folder)
+    if any(min(image_size(f)) >= hr_patch for f in (files[:cfg.data.n_train] if cfg.data.n_train else files)):
+        return None
+    return (f"data.lr_patch={cfg.data.lr_patch}: no training image in {folder} is at least {hr_patch} px on each "
+            f"side (scale {cfg.scale} x data.lr_patch); lower data.lr_patch")
 
 
 __all__ = ["TEST_SETS", "FP_BITS", "BINARY_BITS", "SRDataConfig", "SRModelConfig", "SRQuantConfig", "SRTrainConfig",
