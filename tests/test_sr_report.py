@@ -110,7 +110,7 @@ def test_report_markdown_findings_and_figures(tmp_path):
     assert "| FP | 35.05 ± 0.07071 (n=2) |" in md
     assert ("| 1-bit sign: tail | 32.25 ± 0.3536 (n=2) | " in md
             and "| -2.8 ± 0.2828 (n=2) | below FP by more than one std |" in md)
-    assert "**n not counted: 3**" in md and "unfinished: stopped after epoch 2 of 3" in md and "RuntimeError: boom" in md
+    assert "**n not counted: 3**" in md and "unfinished: last reported epoch 2 of 3" in md and "RuntimeError: boom" in md
     assert "## Cost per 192x192 HR output" in md and "ESTIMATE" in md
 
 

@@ -101,7 +101,7 @@ def trial_table(rows: pd.DataFrame, status: pd.DataFrame | None) -> pd.DataFrame
             reason.append(error_line(errors[r["trial_key"]]))
         elif not is_null(planned) and int(r.get("epoch") or 0) < int(planned):
             outcome.append("unfinished")
-            reason.append(f"stopped after epoch {fmt_value(r.get('epoch'))} of {int(planned)}")
+            reason.append(f"last reported epoch {fmt_value(r.get('epoch'))} of {int(planned)}")
         elif is_null(psnr) or not math.isfinite(float(psnr)):
             outcome.append("failed")
             reason.append("non-finite psnr_y")
