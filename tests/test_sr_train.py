@@ -20,7 +20,7 @@ from lowbit_core.quant.pams import PAMSAct
 from lowbit_core.sweep import config_key
 from lowbit_core.train.checkpoint import load_state, save_state
 from lowbit_core.train.sr_config import SRConfig
-from lowbit_core.train.sr_loop import build_model, make_optimizer, step_lr_factor, train_sr
+from lowbit_core.train.sr_loop import build_model, crop_position, make_optimizer, step_lr_factor, train_sr
 
 FAMILY = get_family("sr")
 TINY = {"model.blocks": 1, "model.channels": 4, "data.generated_size": 32, "data.lr_patch": 8, "data.n_train": 3,
@@ -121,8 +121,20 @@ def test_rows_are_declared_and_carry_their_own_bicubic_reference():
         assert r["n_images.generated"] == 2 and math.isfinite(r["psnr_y"]) and r["iterations"] == 2 * r["epoch"]
     assert "crop_sr" not in rows[0] and len(rows[-1]["crop_sr"]) == 10 * 10 * 3
     assert rows[-1]["crop_image"] == "generated/gen000"
-    assert rows[-1]["crop_hr"] == pairs[0].hr[11:21, 11:21].astype(float).ravel().tolist()
+    bic0 = bicubic_upscale(pairs[0].lr, 2)
+    y, x = crop_position(pairs[0].hr, bic0, 10)
+    assert rows[-1]["crop_hr"] == pairs[0].hr[y:y + 10, x:x + 10].astype(float).ravel().tolist()
+    assert rows[-1]["crop_bicubic"] == bic0[y:y + 10, x:x + 10].astype(float).ravel().tolist()
     assert rows[0]["act_clip"] > 0 and rows[0]["lr"] == 1e-3
+
+
+def test_crop_goes_where_bicubic_loses_most():
+    hr = np.zeros((40, 30, 3), np.uint8)
+    bic = hr.copy()
+    bic[22:30, 17:24] = 50                          # the only error: inside the window at (20, 15)
+    assert crop_position(hr, bic, 10) == (20, 15)   # grid 0, 5, ..., 30 x 0, 5, ..., 20; ties -> first
+    assert crop_position(hr, hr, 10) == (0, 0)
+    assert crop_position(hr, bic, 40)[0] == 0 and crop_position(hr, bic, 7)[0] in range(34)
 
 
 @pytest.mark.parametrize("over", [

@@ -4,9 +4,9 @@
   32 = FP), one line per quantized part set (mean ± std over seeds), each line ending at the shared FP
   point; bicubic as a dashed grey line.
 - ``crops.png``: the crop every trial stores of the first test set's first image (``crop_hr``,
-  ``crop_bicubic``, ``crop_sr``; flattened HWC): the top row HR, bicubic and FP, then one row per
-  bit-width with one crop per part set (lowest seed of each setting, smallest scale), titled with the
-  setting's PSNR-Y on that set.
+  ``crop_bicubic``, ``crop_sr``; flattened HWC; where bicubic loses most): the top row HR, bicubic and
+  FP, then one row per bit-width with one crop per part set (lowest seed of each setting, smallest
+  scale), titled with the setting's PSNR-Y on that set.
 - ``psnr_vs_cost_x<s>.png``: PSNR-Y (mean over the trial's test sets) against OPs and parameter bits,
   one line per bit-width, the Pareto front dashed (:func:`analysis.common.fronts.plot_fronts`).
 """
@@ -109,7 +109,8 @@ def plot_crops(trials: pd.DataFrame, path: Path) -> Path | None:
             ax.imshow(img, interpolation="nearest")
             ax.set_title(title + (f"\n{psnr:.2f} dB ({test_set})" if isinstance(psnr, (int, float)) and psnr == psnr
                                   else ""), fontsize="small")
-    fig.suptitle(f"{image}: {size}x{size} px crop (lowest seed; set-mean PSNR-Y)", fontsize="medium")
+    fig.suptitle(f"{image}: {size}x{size} px crop where bicubic loses most (lowest seed; set-mean PSNR-Y)",
+                 fontsize="medium", y=1.04)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 

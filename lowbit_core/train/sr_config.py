@@ -54,8 +54,8 @@ class SRDataConfig:
     (the images directly in ``root``) or ``div2k`` (``root/DIV2K_train_HR``); ``n_train`` > 0 keeps
     the first n by file name. ``test_sets``: names from :data:`TEST_SETS`; ``n_test`` > 0 keeps the first
     n images of each (generated: 0 -> 4). ``lr_patch``: LR patch side (the HR patch is ``scale`` times
-    it). ``crop_size``: side of the HR crop stored for the report's figure (0: none), cut from the centre
-    of the first test set's first image."""
+    it). ``crop_size``: side of the HR crop stored for the report's figure (0: none), cut from the first
+    test set's first image where bicubic upsampling loses the most."""
 
     train: Literal["generated", "folder", "div2k"] = "generated"
     root: str = "data"

@@ -19,8 +19,8 @@ Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`
 4. ``report(metrics)``, or ``report(metrics, state=state)`` every ``train.checkpoint_every`` epochs
    except the last (the layout of :mod:`lowbit_core.train.checkpoint`, with ``iterations`` in place
    of ``train_steps``); ``start_state`` continues after that epoch, bit-identically on the CPU. The
-   last row also carries ``crop_*``: a ``data.crop_size`` px crop from the centre of the first test
-   set's first image, of the HR image, the bicubic baseline and the model's output (flattened HWC,
+   last row also carries ``crop_*``: a ``data.crop_size`` px crop of the first test set's first image
+   where bicubic upsampling loses the most (:func:`crop_position`), of the HR image, the bicubic baseline and the model's output (flattened HWC,
    0..255), for the report's figure.
 
 Pretrain path (``train.pretrain_epochs`` P > 0, a quantized ``quant.bits``): an FP EDSR trains for P
@@ -198,19 +198,34 @@ def evaluate(model: nn.Module, sets: list[TestSet], scale: int, device: torch.de
     return out, first
 
 
+def crop_position(hr: np.ndarray, bicubic: np.ndarray, size: int) -> tuple[int, int]:
+    """Top-left ``(y, x)`` of the ``size`` px window, on a grid of stride ``size // 2`` (and the last
+    row/column), where bicubic upsampling loses the most: the largest mean ``|bicubic - HR|`` (first
+    on ties). A function of the image alone, so every trial of a sweep shows the same place."""
+    err = np.abs(bicubic.astype(np.float64) - hr.astype(np.float64)).mean(axis=2)
+    step = max(size // 2, 1)
+
+    def starts(n: int) -> list[int]:
+        return sorted({*range(0, n - size + 1, step), n - size})
+
+    best = max((err[y:y + size, x:x + size].mean(), -y, -x) for y in starts(err.shape[0]) for x in starts(err.shape[1]))
+    return -best[1], -best[2]
+
+
 def crop_metrics(sets: list[TestSet], sr: np.ndarray, scale: int, size: int) -> dict:
-    """``crop_*`` of the first set's first image: a centred ``size`` px crop (clamped to the image) of
-    HR, bicubic and ``sr`` (flattened HWC floats) and ``crop_image`` = '<set>/<image>'."""
+    """``crop_*`` of the first set's first image: a ``size`` px crop (clamped to the image) at
+    :func:`crop_position` of HR, bicubic and ``sr`` (flattened HWC floats), ``crop_image`` =
+    '<set>/<image>'."""
     pair = sets[0].pairs[0]
-    hr = pair.hr
+    hr, bicubic = pair.hr, bicubic_upscale(pair.lr, scale)
     size = min(size, *hr.shape[:2])
-    y, x = (hr.shape[0] - size) // 2, (hr.shape[1] - size) // 2
+    y, x = crop_position(hr, bicubic, size)
 
     def cut(img: np.ndarray) -> list[float]:
         return img[y:y + size, x:x + size].astype(np.float64).ravel().tolist()
 
-    return {"crop_image": f"{sets[0].name}/{pair.name}", "crop_hr": cut(hr),
-            "crop_bicubic": cut(bicubic_upscale(pair.lr, scale)), "crop_sr": cut(sr)}
+    return {"crop_image": f"{sets[0].name}/{pair.name}", "crop_hr": cut(hr), "crop_bicubic": cut(bicubic),
+            "crop_sr": cut(sr)}
 
 
 def _act_clip(model: nn.Module) -> float:
@@ -334,4 +349,4 @@ def train_sr(cfg: SRConfig, report: Report, device: torch.device | None = None,
 __all__ = ["SR_METRICS", "SET_METRICS", "COST_HR_SIDE", "plan_phases", "quant_spec", "build_model", "sr_cost",
            "make_optimizer",
            "step_lr_factor", "TestSet", "load_test_sets", "load_train_pairs", "super_resolve", "evaluate",
-           "crop_metrics", "train_sr"]
+           "crop_position", "crop_metrics", "train_sr"]
