@@ -109,7 +109,7 @@ def plot_crops(trials: pd.DataFrame, path: Path) -> Path | None:
             ax.imshow(img, interpolation="nearest")
             ax.set_title(title + (f"\n{psnr:.2f} dB ({test_set})" if isinstance(psnr, (int, float)) and psnr == psnr
                                   else ""), fontsize="small")
-    fig.suptitle(f"{image}: {size}x{size} px crop where bicubic loses most (lowest seed; set-mean PSNR-Y)",
+    fig.suptitle(f"{image}: {size}x{size} px crop (lowest seed; titles: set-mean PSNR-Y)",
                  fontsize="medium", y=1.04)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
