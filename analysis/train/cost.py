@@ -12,7 +12,7 @@ import pandas as pd
 
 from analysis.common.format import fmt_value, is_null, markdown_table
 from analysis.common.fronts import pareto_front
-from analysis.common.groups import KIND
+from analysis.common.groups import KIND, rows_matching
 from analysis.train.groups import QUANTIZER, label_of, ok_trials
 from lowbit_core.cost.columns import COST_METRICS, LAYER_COLUMNS, read_layers, si
 
@@ -69,9 +69,7 @@ def front_points(trials: pd.DataFrame, table: pd.DataFrame, keys: list[str]) -> 
     good = ok_trials(trials)
     out = []
     for _, g in table[table["final_test_acc.n"] > 0].iterrows():
-        sel = good
-        for k in keys:
-            sel = sel[sel[k].map(fmt_value) == fmt_value(g[k])]
+        sel = rows_matching(good, {k: g[k] for k in keys})
         rec = {"series": fmt_value(g[series]) if series else "all trials",
                "label": label_of(rest, [g[k] for k in rest]) if rest else "",
                "mean": g["final_test_acc.mean"], "std": g["final_test_acc.std"], "n": int(g["final_test_acc.n"])}
