@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from launch.plan_record import matching_plan, new_record, record_run
+from launch.trackers import prepare_environment
 from lowbit_core.config import ConfigError, flatten
 from lowbit_core.results import (
     STOPPED_EARLY, ResultsWriter, data_parts, existing_steps, finished_trials, latest_status, quarantine_damaged,
@@ -446,6 +447,7 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
     resume = resume or extend
     record = new_record(plan, sys.argv if command is None else command, git_sha())
     folder = prepare_folder(results, plan.sweep.name, resume, record, extend)
+    prepare_environment(list(trackers))
     request, concurrency = _start_cluster(plan.sweep, address)
     folder.mkdir(parents=True, exist_ok=True)
     slots = min(max_concurrent or concurrency, concurrency)

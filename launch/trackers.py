@@ -53,10 +53,7 @@ def _mlflow(folder: Path, sweep: str):
             self.tags = dict(trial.tags)  # Ray's callback tags every run alike; ours carry the trial key
             super().log_trial_start(trial)
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI")
-    if not uri:
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-        uri = (folder / "_mlflow").resolve().as_uri()
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or (folder / "_mlflow").resolve().as_uri()
     return Callback(tracking_uri=uri, experiment_name=sweep), lambda key: folder / "_mlflow"
 
 
@@ -67,15 +64,18 @@ def _tensorboard(folder: Path, sweep: str):
 
 
 def wandb_logged_in() -> bool:
-    """Whether W&B has an API key here (``$WANDB_API_KEY`` or ``wandb login``), as Ray checks it."""
+    """Whether W&B has an API key here: ``$WANDB_API_KEY``, or the entry ``wandb login`` writes into
+    ``~/.netrc`` (``$NETRC``) for the W&B host (``$WANDB_BASE_URL``, default api.wandb.ai). Reads
+    files only; contacts nothing."""
+    import netrc
+    from urllib.parse import urlparse
+
     if os.environ.get("WANDB_API_KEY"):
         return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai").hostname
     try:
-        import wandb
-
-        wandb.ensure_configured()
-        return bool(wandb.api.api_key)
-    except Exception:  # noqa: BLE001 -- no settings, no netrc: not logged in
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
         return False
 
 
@@ -92,13 +92,24 @@ def _wandb(folder: Path, sweep: str):
             self.kwargs["tags"] = [trial.tags["sweep"], trial.tags["trial_key"]]
             super().log_trial_start(trial)
 
-    mode = wandb_mode()
-    os.environ["WANDB_MODE"] = mode  # Ray's set-up asks for an API key unless the mode is offline
     root = folder / "_wandb"
     root.mkdir(parents=True, exist_ok=True)
-    callback = Callback(project=os.environ.get("WANDB_PROJECT") or sweep, group=sweep, mode=mode,
+    callback = Callback(project=os.environ.get("WANDB_PROJECT") or sweep, group=sweep, mode=wandb_mode(),
                         dir=str(root.resolve()))
     return callback, lambda key: root
+
+
+def prepare_environment(names: list[str]) -> None:
+    """Settle the trackers' environment before Ray starts (a local Ray's workers, among them W&B's
+    logging actors, inherit it): ``MLFLOW_ALLOW_FILE_STORE=true`` for the default MLflow file store;
+    ``WANDB_MODE`` resolved (:func:`wandb_mode`: Ray's W&B set-up asks for an API key unless the mode
+    is offline, and W&B rejects an empty mode) and an empty ``WANDB_API_KEY`` removed."""
+    if "mlflow" in names and not os.environ.get("MLFLOW_TRACKING_URI"):
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    if "wandb" in names:
+        if not os.environ.get("WANDB_API_KEY"):
+            os.environ.pop("WANDB_API_KEY", None)
+        os.environ["WANDB_MODE"] = wandb_mode()
 
 
 TRACKERS: dict[str, Tracker] = {
