@@ -23,7 +23,9 @@ def fault_injection_hook(key: str, config: dict, spec: str):
     ``{"action": "mark"}`` touches ``DIR/mark-<trial key>-<step>`` (shows a test what was reported);
     ``{"action": "raise", "times": N}`` raises RuntimeError, at most N times per trial over all
     its attempts (counted with marker files in DIR, so retries in new processes see the count);
-    ``{"action": "nan", "metric": "loss", "value": "nan"}`` reports that metric as nan (or inf).
+    ``{"action": "nan", "metric": "loss", "value": "nan"}`` reports that metric as nan (or inf);
+    ``{"action": "set", "metric": "val_loss", "value": 5.0}`` reports that metric as the value (makes a
+    scheduler's decisions known in advance).
     Returns ``metrics -> metrics`` or None when no rule applies.
     """
     spec = json.loads(spec)
@@ -42,7 +44,7 @@ def fault_injection_hook(key: str, config: dict, spec: str):
                 time.sleep(rule.get("seconds", 0.1))
             elif rule["action"] == "mark":
                 (marks / f"mark-{key}-{metrics.get('step')}").touch()
-            elif rule["action"] == "nan":
+            elif rule["action"] in ("nan", "set"):
                 metrics[rule.get("metric", "loss")] = float(rule.get("value", "nan"))
             elif rule["action"] == "raise":
                 done = len(list(marks.glob(f"raise-{key}-{i}-*")))
