@@ -23,7 +23,7 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
     sys.path.insert(0, str(_here.parent))
 
-from analysis import probe, sr, train  # noqa: E402
+from analysis import gradstats, probe, sr, train  # noqa: E402
 from analysis.common.load import ResultsError, load_results, load_trial_status  # noqa: E402
 from lowbit_core.results import damaged_line  # noqa: E402
 from analysis.common.plan import SweepPlan  # noqa: E402
@@ -33,7 +33,7 @@ USAGE_EXIT = 2
 REPORT_DIR = "_report"
 PROG = "python analysis/report.py" if __package__ in (None, "") else "lowbit-report"
 # One report per family, in the order tried on folders without a plan (probe claims the rest).
-REPORTS: tuple[FamilyReport, ...] = (train.REPORT, sr.REPORT, probe.REPORT)
+REPORTS: tuple[FamilyReport, ...] = (train.REPORT, sr.REPORT, gradstats.REPORT, probe.REPORT)
 
 
 class OneLineParser(argparse.ArgumentParser):
