@@ -6,6 +6,7 @@ never do otherwise. Ray-free.
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,8 @@ def fault_injection_hook(key: str, config: dict, spec: str):
     flat config matches ``rule["match"]`` (dotted key -> value, e.g. ``{"seed": 1}``; empty: all) and
     acts on each report of a step >= ``rule.get("step", 0)``:
     ``{"action": "sleep", "seconds": S}`` sleeps before reporting (slows a sweep down);
-    ``{"action": "mark"}`` touches ``DIR/mark-<trial key>-<step>`` (shows a test what was reported);
+    ``{"action": "mark"}`` writes ``DIR/mark-<trial key>-<step>`` holding the worker's pid (shows a test
+    what was reported, and in which process);
     ``{"action": "raise", "times": N}`` raises RuntimeError, at most N times per trial over all
     its attempts (counted with marker files in DIR, so retries in new processes see the count);
     ``{"action": "nan", "metric": "loss", "value": "nan"}`` reports that metric as nan (or inf);
@@ -43,7 +45,7 @@ def fault_injection_hook(key: str, config: dict, spec: str):
             if rule["action"] == "sleep":
                 time.sleep(rule.get("seconds", 0.1))
             elif rule["action"] == "mark":
-                (marks / f"mark-{key}-{metrics.get('step')}").touch()
+                (marks / f"mark-{key}-{metrics.get('step')}").write_text(str(os.getpid()))
             elif rule["action"] in ("nan", "set"):
                 metrics[rule.get("metric", "loss")] = float(rule.get("value", "nan"))
             elif rule["action"] == "raise":

@@ -1,8 +1,10 @@
 """A real two-node Ray cluster on this machine (``ray start --head`` + ``ray start --address``, each
 with its own CPU, per-test ports, temp dir and auth token): a smoke sweep through the CLI with
-``--address`` runs trials on both nodes and writes its results once, on the driver; a driver without
-the token is refused. And the default (Ray started by the CLI): no dashboard or Ray Client server,
-token auth on; every listening socket is listed."""
+``--address`` runs trials on both nodes and writes its results once, on the driver; the worker node
+lost mid-sweep (its Ray processes killed with SIGKILL, by pid, while a trial runs there): the trials
+are retried on the surviving node and every (trial, step) row is written exactly once, equal to an
+uninterrupted run; a driver without the token is refused. And the default (Ray started by the CLI):
+no dashboard or Ray Client server, token auth on; every listening socket is listed."""
 from __future__ import annotations
 
 import os
@@ -23,7 +25,7 @@ import pytest
 
 from conftest import ROOT, run_sweep
 from lowbit_core.sweep import load_sweep, plan
-from test_faults import Driver, inject_env, kill_session, session_pids, sessions, wait_for  # noqa: F401
+from test_faults import Driver, inject_env, kill_session, session_pids, sessions, statuses, wait_for  # noqa: F401
 
 RAY = Path(sys.executable).with_name("ray")
 SMOKE = ROOT / "sweeps" / "vste_window.py"
@@ -77,13 +79,17 @@ class RayNode:
 
 @pytest.fixture
 def two_nodes(tmp_path):
-    """Head (1 CPU) and a second node (1 CPU) on 127.0.0.1; yields (address, env with the token)."""
+    """Head (1 CPU) and a second node (1 CPU) on 127.0.0.1; yields (address, env with the token, the
+    nodes' temp dir, [head, worker] RayNodes). Trials write ``tmp_path/marks/mark-<key>-<step>`` with
+    their worker's pid."""
     temp = Path(tempfile.mkdtemp(prefix="lbr", dir="/tmp"))  # short: Ray's socket paths live below it
     env = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     env.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=secrets.token_hex(32), RAY_USAGE_STATS_ENABLED="0")
     # the nodes' workers inherit the nodes' environment: trials sleep 0.4 s per report, so that the
-    # second node's first worker (a few seconds to start) gets trials before the head's has run them all
-    node_env = {**env, **inject_env(tmp_path / "marks", [{"action": "sleep", "seconds": 0.4}])}
+    # second node's first worker (a few seconds to start) gets trials before the head's has run them all;
+    # the head's GCS declares a silent node dead after 3 missed health checks 1 s apart (default 5 x 3 s)
+    node_env = {**env, **inject_env(tmp_path / "marks", [{"action": "sleep", "seconds": 0.4}, {"action": "mark"}]),
+                "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
     port = free_port()
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--temp-dir", str(temp)]
     nodes = []
@@ -93,7 +99,7 @@ def two_nodes(tmp_path):
         nodes[0].wait_started()
         nodes.append(RayNode(["--address", f"127.0.0.1:{port}", *common], node_env, tmp_path / "worker.log"))
         nodes[1].wait_started()
-        yield f"127.0.0.1:{port}", env, temp
+        yield f"127.0.0.1:{port}", env, temp, nodes
     finally:
         for node in reversed(nodes):
             node.stop()
@@ -101,7 +107,7 @@ def two_nodes(tmp_path):
 
 
 def test_smoke_sweep_on_two_nodes(two_nodes, tmp_path):
-    address, env, temp = two_nodes
+    address, env, temp, _ = two_nodes
     n_trials, n_rows = smoke_expectation()
     res = run_sweep(SMOKE, "--smoke", "--results", tmp_path / "res", "--address", address, env=env, timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -117,8 +123,71 @@ def test_smoke_sweep_on_two_nodes(two_nodes, tmp_path):
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["vste_window"]
 
 
+def kill_node(node: RayNode) -> list[int]:
+    """SIGKILL every process of ``node`` (its ``ray start`` and what it started: raylet, workers,
+    agents), by pid; returns the pids."""
+    pids = [node.proc.pid, *session_pids(node.proc.pid)]
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    return pids
+
+
+def worker_marks(marks: Path, node: RayNode) -> list[tuple[str, int]]:
+    """(trial key, step) of the marks written by a process of ``node`` (a trial running there)."""
+    pids = set(session_pids(node.proc.pid))
+    out = []
+    for m in marks.glob("mark-*"):
+        try:
+            pid = int(m.read_text() or 0)
+        except (OSError, ValueError):
+            continue
+        if pid in pids:
+            _, key, step = m.name.rsplit("-", 2)
+            out.append((key, int(step)))
+    return out
+
+
+def test_worker_node_lost_mid_sweep(two_nodes, tmp_path, sessions):
+    address, env, _, (head, worker) = two_nodes
+    n_trials, n_rows = smoke_expectation()
+    ident = ["trial_key", "step"]
+    res = run_sweep(SMOKE, "--smoke", "--results", tmp_path / "whole", "--address", address, env=env, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    whole = pd.read_parquet(tmp_path / "whole" / "vste_window").sort_values(ident).reset_index(drop=True)
+    marks = tmp_path / "marks"
+    for m in marks.glob("mark-*"):
+        m.unlink()
+    d = Driver([SMOKE, "--smoke", "--results", tmp_path / "res", "--address", address, "--retries", "3"], env)
+    sessions.append(d.sid)
+    # a trial on the worker node has reported a step after its first (so rows of it came from there)
+    wait_for(lambda: any(step >= 1 for _, step in worker_marks(marks, worker)), "a trial running on the worker", d)
+    lost_keys = {key for key, _ in worker_marks(marks, worker)}
+    killed = kill_node(worker)
+    rc, out, err = d.wait(timeout=400)
+    assert rc == 0, err[-3000:]
+    assert f"all {n_trials} trials finished" in out
+    df = pd.read_parquet(tmp_path / "res" / "vste_window").sort_values(ident).reset_index(drop=True)
+    print(f"\nworker node killed ({len(killed)} processes) while trials {sorted(lost_keys)} ran there; "
+          f"{len(df)} rows, expected {n_rows}")
+    # every (trial, step) exactly once, with the uninterrupted run's values
+    assert len(df) == n_rows and not df.duplicated(ident).any()
+    metrics = [c for c in ("loss", "single_best_loss", "best_loss") if c in df.columns]
+    pd.testing.assert_frame_equal(df[ident + metrics], whole[ident + metrics])
+    # the trial that was on the worker finished on the surviving node: its rows came from both nodes
+    surviving = df[df.trial_key.isin(lost_keys)]
+    assert surviving.groupby("trial_key").node_id.nunique().max() == 2, surviving[ident + ["node_id"]]
+    final_nodes = set(df.sort_values("step").groupby("trial_key").node_id.last()[list(lost_keys)])
+    worker_node = set(surviving.node_id) - final_nodes
+    assert len(worker_node) == 1 and not final_nodes & worker_node
+    st = statuses(tmp_path / "res" / "vste_window")
+    assert (st.status == "TERMINATED").all() and st.trial_key.value_counts().max() == 1
+
+
 def test_driver_without_the_token_is_refused(two_nodes, tmp_path):
-    address, env, _ = two_nodes
+    address, env, _, _ = two_nodes
     bad = {k: v for k, v in env.items() if not k.startswith("RAY_AUTH")}
     bad.update(RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="not-the-token", RAY_NUM_REDIS_GET_RETRIES="4")  # Ray retries 20 times, 1 s apart
     res = run_sweep(SMOKE, "--smoke", "--results", tmp_path / "res", "--address", address, env=bad, timeout=120)
