@@ -1,5 +1,6 @@
 """The training report's figures: accuracy / loss / DSQ-alpha curves per group over epochs, the
-final-accuracy dot plot and the accuracy-vs-cost fronts, drawn with matplotlib's Agg canvas (no display, no pyplot state).
+final-accuracy dot plot and the accuracy-vs-cost fronts, drawn with matplotlib's Agg canvas (no
+display, no pyplot state).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from analysis.common.format import fmt_value, is_null
 from analysis.common.fronts import plot_fronts
 from analysis.common.groups import iter_groups, rows_matching
 from analysis.common.plotting import curve_over_seeds, group_colors, kind_of, panel_keys
-from analysis.train.cost import FRONT_AXES, series_key
+from analysis.train.cost import BITS, FRONT_AXES, series_key
 from analysis.train.groups import ACC, LOSS, QUANTIZER, epoch_column, label_of, names_of, ok_trials
 
 
@@ -164,6 +165,7 @@ def plot_cost_fronts(points: pd.DataFrame, trials: pd.DataFrame, keys: list[str]
     if points.empty:
         return None
     series = series_key(keys)
+    points = points.sort_values([BITS, "series"], kind="stable")  # legend and colours in bit-width order
     names = list(dict.fromkeys(points["series"]))
     if series:
         kinds = [kind_for((name,), [series], trials[trials[series].map(fmt_value) == name]) for name in names]
