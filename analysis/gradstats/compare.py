@@ -16,12 +16,14 @@ Rules (all from the trial table of :mod:`analysis.gradstats.trials`, counted tri
 """
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from analysis.common.format import fmt, fmt_acc, fmt_mean_std, fmt_pp, fmt_value
 from analysis.common.groups import paired_rows
-from analysis.common.stats import SeedStat, over_seeds
-from analysis.gradstats.trials import ACT_LABEL, LABEL, SEED, STATE, TAU_A, TAU_W, WIDTH
+from analysis.common.stats import SeedStat, mean_std_n, over_seeds
+from analysis.gradstats.trials import ACT_LABEL, BATCHES, LABEL, SEED, STATE, TAU_A, TAU_W, WIDTH
 from lowbit_core.quant import estimator_registry
 
 NSTE = estimator_registry.label(estimator_registry.REFERENCE)
@@ -157,6 +159,24 @@ def coincide_lines(trials: pd.DataFrame) -> list[str]:
     return out
 
 
+def noise_floor_lines(trials: pd.DataFrame) -> list[str]:
+    """Where the weights' SNR sits at the noise floor 1/M: the mean over M batches resolved no signal."""
+    t = ok(trials)
+    if not len(t) or t[BATCHES].nunique() != 1:
+        return []
+    floor = -math.log10(float(t[BATCHES].iloc[0]))
+    out = []
+    for state in states_of(trials):
+        sub = t[t[STATE].astype(str) == state]
+        for stage in ("start", "final"):
+            m, s, n = mean_std_n(sub[f"{stage}.w_snr"])
+            if n:
+                out.append(f"{state}, {stage}: log10 SNR (w), mean ± std over all trials {fmt_mean_std(m, s, n)}, "
+                           f"against the noise floor {floor:.3g} (log10 1/M, M = {int(t[BATCHES].iloc[0])})"
+                           + (": no mean gradient resolved beyond the noise" if m - floor < 0.1 else ""))
+    return out
+
+
 def threshold_lines(trials: pd.DataFrame) -> list[str]:
     """Final accuracy per weight / activation threshold, pooled over the other keys per seed."""
     out = []
@@ -176,4 +196,4 @@ def _pooled(frame: pd.DataFrame):
 
 
 __all__ = ["NSTE", "METRICS", "settings", "versus_nste", "pretraining_dependence", "states_of", "comparison_table",
-           "answer_lines", "coincide_lines", "threshold_lines"]
+           "answer_lines", "coincide_lines", "noise_floor_lines", "threshold_lines"]

@@ -2,6 +2,8 @@
 ddof=1) of counted trials in the base cell -- the smallest weight and activation thresholds and the
 most common activation estimator -- except in the threshold figure, which varies the thresholds.
 
+SNR panels draw the noise floor -log10(M) (a mean of M noise batches has SNR about 1/M).
+
 - ``snr_cos_vs_width``: start-state SNR (mean log10 over the layers of a depth third) and cosine to
   nSTE against the estimator's width, initialized and pretrained side by side, one line per
   estimator and depth third (early / middle / late layers); nSTE's layer mean as a grey line.
@@ -21,7 +23,7 @@ from analysis.common.format import fmt_value
 from analysis.common.plotting import new_figure, save_figure
 from analysis.common.stats import mean_std_n
 from analysis.gradstats.compare import NSTE, ok, states_of
-from analysis.gradstats.trials import ACT_LABEL, LABEL, STATE, TAU_A, TAU_W, WIDTH, summary
+from analysis.gradstats.trials import ACT_LABEL, BATCHES, LABEL, STATE, TAU_A, TAU_W, WIDTH, summary
 
 CMAPS = ("Blues", "Oranges", "Greens", "Purples", "Reds")
 THIRDS = ("early", "middle", "late")
@@ -58,6 +60,13 @@ def _curve(sub: pd.DataFrame, value) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[WIDTH, "mean", "std", "n"])
 
 
+def noise_floor(ax, cell: pd.DataFrame) -> None:
+    """The log10 SNR of a mean of M batches of pure noise, -log10(M), as a dotted line."""
+    m = cell[BATCHES].dropna().unique() if BATCHES in cell.columns else []
+    if len(m) == 1:
+        ax.axhline(-np.log10(m[0]), color="0.2", ls=":", lw=1, label=f"noise floor 1/M (M = {int(m[0])})")
+
+
 def _nste_line(ax, cell: pd.DataFrame, value, label: str = NSTE) -> None:
     ref = cell[cell[LABEL] == NSTE]
     m, s, n = mean_std_n([value(r) for _, r in ref.iterrows()])
@@ -86,6 +95,8 @@ def plot_vs_width(trials: pd.DataFrame, path: Path) -> Path | None:
                     ax.errorbar(c[WIDTH], c["mean"], yerr=c["std"].fillna(0), marker="o", ms=3, color=color,
                                 capsize=2, label=f"{name}, {third} layers")
             _nste_line(ax, sub, lambda r: summary(r[f"start.layers.w_{stat}"], stat))
+            if stat == "snr":
+                noise_floor(ax, sub)
             ax.set_xscale("log")
             ax.set_title(f"{state}: {PANELS[stat]}", fontsize="small")
             ax.set_xlabel("width (estimator parameter; unit in the label)")
@@ -114,6 +125,8 @@ def plot_vs_depth(trials: pd.DataFrame, path: Path) -> Path | None:
                     stack = np.vstack([np.log10(np.where(a > 0, a, np.nan)) if stat == "snr" else a for a in arrays])
                     ax.plot(np.arange(stack.shape[1]), np.nanmean(stack, 0), marker=".", color=color,
                             ls="-" if label != NSTE else "--", label=label)
+            if stat == "snr":
+                noise_floor(ax, sub)
             ax.set_title(f"{state}: {PANELS[stat]}", fontsize="small")
             ax.set_xlabel("quantized layer (forward order)")
     return save_figure(fig, axes, path, "estimator")

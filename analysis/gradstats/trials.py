@@ -12,6 +12,9 @@ per quantized layer (forward order). Rules:
 - **Layer summaries**: ``snr`` as the mean over layers of log10(SNR) (a geometric mean: SNRs span
   decades); every other statistic as the arithmetic mean over layers; per-layer values are kept for
   the depth figure.
+- **Noise floor**: a mean of M batches of pure noise has SNR about 1/M (``stats.batches`` = M), so
+  log10 SNR near -log10(M) means the probe resolved no mean gradient in that layer; the figures
+  draw that level and the findings name it.
 - **Counts**: a trial counts when its last step is ``1 + cfg.train.epochs`` (every fine-tuning
   epoch reported), its final ``test_acc`` is finite and its status is not ERROR; the others are
   counted in the header, never averaged in.
@@ -31,6 +34,7 @@ EST, PARAM, UNIT = "cfg.quant.weight_estimator", "cfg.quant.weight_param", "cfg.
 ACT_EST, ACT_PARAM, ACT_UNIT = "cfg.quant.act_estimator", "cfg.quant.act_param", "cfg.quant.act_unit"
 STATE, TAU_W, TAU_A, EPOCHS = "cfg.state.kind", "cfg.quant.threshold", "cfg.quant.act_threshold", "cfg.train.epochs"
 LABEL, ACT_LABEL, WIDTH, SEED = "estimator", "act_estimator", "width", "seed"
+BATCHES = "stats.batches"
 SUMMARIES = ("snr", "cos_ste", "cos_sur", "sign_ste", "sign_sur", "inside", "norm", "var", "param")
 STAGES = ("start", "final")
 
@@ -86,7 +90,8 @@ def trial_table(rows: pd.DataFrame, status: pd.DataFrame | None = None) -> pd.Da
                TAU_W: float(_cell(last, TAU_W, 0.0)), TAU_A: float(_cell(last, TAU_A, 0.0)), **_labels(last),
                "final_test_acc": float(last.get("test_acc", math.nan)), "last_step": int(last["step"]),
                "start_test_acc": float(start["test_acc"]) if start is not None else math.nan,
-               "pretrain_test_acc": float(last.get("pretrain_test_acc", math.nan))}
+               "pretrain_test_acc": float(last.get("pretrain_test_acc", math.nan)),
+               BATCHES: float(_cell(last, f"cfg.{BATCHES}", math.nan))}
         for stage, r in (("start", start), ("final", last)):
             for side in ("w", "a"):
                 for stat in SUMMARIES:
@@ -108,5 +113,5 @@ def group_keys(trials: pd.DataFrame) -> list[str]:
     return [k for k in keys if k in trials.columns and trials[k].astype(str).nunique() > 1]
 
 
-__all__ = ["EST", "PARAM", "UNIT", "STATE", "TAU_W", "TAU_A", "LABEL", "ACT_LABEL", "WIDTH", "SEED", "SUMMARIES",
+__all__ = ["EST", "PARAM", "UNIT", "STATE", "TAU_W", "TAU_A", "LABEL", "ACT_LABEL", "WIDTH", "SEED", "BATCHES", "SUMMARIES",
            "STAGES", "is_gradstats_sweep", "summary", "width_of", "trial_table", "group_keys"]
