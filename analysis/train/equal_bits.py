@@ -90,8 +90,8 @@ def equal_bits_lines(trials: pd.DataFrame, keys: list[str]) -> list[str]:
         points = ", ".join(dict.fromkeys(p for p in g["point"] if p)) or "all"
         text, verdict = _stat_text(g)
         where = f"{cell}: " if cell else ""
-        lines.append(f"  {where}{hi} ({fmt_value(g['hi_bits'].iloc[0])} bit) − {lo} ({fmt_value(g['lo_bits'].iloc[0])} "
-                     f"bit) at {hi}'s bits ({points}): {text}; {verdict}.")
+        hi_bits, lo_bits = fmt_value(g["hi_bits"].iloc[0]), fmt_value(g["lo_bits"].iloc[0])
+        lines.append(f"  {where}{hi} ({hi_bits} bit) − {lo} ({lo_bits} bit) at {hi}'s bits ({points}): {text}; {verdict}.")
     return lines
 
 
