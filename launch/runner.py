@@ -39,8 +39,6 @@ class Outcome:
     folder: Path | None = None
     best: float = math.nan
     stopped: int = 0
-    damaged: list[str] = field(default_factory=list)
-    """One line per damaged file this run moved to ``_damaged/``."""
 
     @property
     def ok(self) -> bool:
@@ -240,7 +238,6 @@ class _Run:
     """Trial keys earlier runs finished or stopped early (``--resume``; empty otherwise)."""
     stopped_before: set[str] = field(default_factory=set)
     """Those of ``done`` that a scheduler stopped early."""
-    damaged: list[str] = field(default_factory=list)
 
 
 def _check_retries(sweep, retries: int | None) -> int:
@@ -268,13 +265,11 @@ def _start_cluster(sweep, address: str | None) -> tuple[dict, int]:
     return request, max(1, int(res.get("CPU", 1) // sweep.resources.cpu))
 
 
-def _quarantine(folder: Path, sweep_name: str) -> list[str]:
+def _quarantine(folder: Path, sweep_name: str) -> None:
     """Move the folder's damaged parts to ``_damaged/`` (:func:`lowbit_core.results.quarantine_damaged`),
-    printing one line for each to stderr; returns the lines."""
-    lines = [d.line() for d in quarantine_damaged(folder, sweep_name)]
-    for line in lines:
-        print(line, file=sys.stderr)
-    return lines
+    printing one line for each to stderr."""
+    for damaged in quarantine_damaged(folder, sweep_name):
+        print(damaged.line(), file=sys.stderr)
 
 
 def _open_run(plan: Plan, folder: Path, resume: bool, record: dict, flush_every: float, concurrency: int,
@@ -289,7 +284,8 @@ def _open_run(plan: Plan, folder: Path, resume: bool, record: dict, flush_every:
     remove_stale_temp_files(folder)
     run_id = new_run_id()
     record_run(folder, record, run_id, resume, extend)
-    damaged = _quarantine(folder, sweep.name) if resume else []
+    if resume:
+        _quarantine(folder, sweep.name)
     writer = ResultsWriter(folder, results_schema(plan.family.config_cls, plan.family.metrics), run_id,
                            flush_seconds=flush_every)
     done = finished_trials(folder, steps=writer.seen) if resume else set()
@@ -300,7 +296,7 @@ def _open_run(plan: Plan, folder: Path, resume: bool, record: dict, flush_every:
     listeners = tracker_listeners(list(trackers), folder, sweep.name, run_id, plan.family.metrics)
     parquet_cb = ParquetCallback(writer, plan.family, sweep.name, {"git_sha": record["git_sha"]}, ends, listeners)
     progress_cb = ProgressCallback(progress, plan.family, ends)
-    return _Run(folder, run_id, writer, progress, stopper, parquet_cb, progress_cb, done, stopped_before, damaged)
+    return _Run(folder, run_id, writer, progress, stopper, parquet_cb, progress_cb, done, stopped_before)
 
 
 def make_scheduler(plan: Plan):
@@ -426,7 +422,7 @@ def _outcome(plan: Plan, run: _Run, interrupted: bool) -> Outcome:
     p = run.progress
     return Outcome(total=plan.n_trials, done=p.already_done + p.done, failed=p.failed, failures=p.failures,
                    interrupted=interrupted, rows_written=run.writer.rows_written, folder=run.folder, best=p.best,
-                   stopped=p.already_stopped + p.stopped, damaged=run.damaged)
+                   stopped=p.already_stopped + p.stopped)
 
 
 def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None,

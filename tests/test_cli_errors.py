@@ -20,6 +20,8 @@ CASES = {
     "malformed address": ([SWEEP, "--smoke", "--address", "nohostport"], "not host:port"),
     "bad max concurrent": ([SWEEP, "--max-concurrent", "0"], "--max-concurrent must be >= 1"),
     "unknown option": ([SWEEP, "--frobnicate"], "unrecognized arguments"),
+    "unknown tracker": ([SWEEP, "--log", "neptune"], "--log 'neptune' is not a tracker; valid: mlflow, tensorboard, wandb"),
+    "extend without a recorded sweep": ([SWEEP, "--smoke", "--extend"], "--extend widens a recorded sweep, but"),
 }
 
 
@@ -32,6 +34,16 @@ def test_bad_input_exits_2_with_one_line(name, tmp_path):
     assert len(lines) == 1, res.stderr
     assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
     assert "Traceback" not in res.stderr + res.stdout
+    assert not (tmp_path / "res").exists()
+
+
+def test_scheduler_on_a_family_without_epochs(tmp_path):
+    f = tmp_path / "asha_probe.py"
+    f.write_text('"""ASHA on a probe sweep."""\nfrom lowbit_core.sweep import ASHA, Sweep\n'
+                 'SWEEP = Sweep(name="ap", family="probe", metric="loss", scheduler=ASHA())\n')
+    res = run_sweep(f, "--results", tmp_path / "res", timeout=60)
+    assert res.returncode == 2 and res.stderr.strip() == (
+        "error: scheduler ASHA needs a family that reports once per epoch (sr, train); family probe does not")
     assert not (tmp_path / "res").exists()
 
 

@@ -649,3 +649,26 @@ def test_ray_base_json_round_trips_every_planned_trial(name):
                 assert resolve_trial(p.family, text) == (t.config, t.key)
             else:
                 assert [k for _, k in resolve_points(p.family, text)] == t.keys
+
+
+# ---------------------------------------------------------------- the shipped search sweep (Optuna + ASHA)
+def test_train_search_profiles():
+    """sweeps/train_search.py: Optuna + ASHA by default and in smoke; ``grid`` and ``grid_full`` plan
+    the same trials, one with ASHA and one without (what the saving is measured on)."""
+    from lowbit_core.sweep import ASHA
+
+    s = load_sweep(REPO / "sweeps" / "train_search.py")
+    assert s.family == "train" and s.metric == "val_acc" and s.mode == "max"
+    for word in ("Question", "Expected", "Cost", "Measured", "Command"):
+        assert re.search(rf"^{word}\b", s.doc, re.M), word
+    assert "python launch/sweep.py sweeps/train_search.py" in s.doc
+    smoke = plan(s, "smoke")
+    assert smoke.is_optuna and smoke.n_trials == 4 and smoke.scheduler == ASHA(1, 2, 3, 1)
+    default = plan(replace(s, base={**s.base, "data.name": "synthetic"}))  # (planning checks CIFAR is on disk)
+    assert default.is_optuna and default.n_trials == 16 and default.scheduler.max_epochs == 10
+    assert set(default.studies[0].distributions) == {"train.lr", "train.weight_decay"}
+    sweep = replace(s, base={**s.base, "data.name": "synthetic"},
+                    profiles={k: replace(p, base={**p.base, "data.name": "synthetic"}) for k, p in s.profiles.items()})
+    with_asha, without = plan(sweep, "grid"), plan(sweep, "grid_full")
+    assert [t.key for t in with_asha.trials] == [t.key for t in without.trials] and len(without.trials) == 8
+    assert with_asha.scheduler == ASHA(2, 2, 8, 1) and without.scheduler is None
