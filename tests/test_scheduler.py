@@ -8,6 +8,7 @@ no row is lost or written twice.
 """
 from __future__ import annotations
 
+import json
 import os
 import signal
 from types import SimpleNamespace
@@ -15,7 +16,7 @@ from types import SimpleNamespace
 import pandas as pd
 import pytest
 
-from conftest import run_script, run_sweep
+from conftest import ROOT, run_script, run_sweep
 from launch.callbacks import TrialEnds
 from launch.runner import make_scheduler
 from lowbit_core.config import ConfigError
@@ -200,3 +201,21 @@ def test_resume_with_a_scheduler_reruns_no_stopped_trial_and_loses_no_row(sweep_
     for key, r in latest_status(folder).items():
         assert sorted(after[after.trial_key == key].step) == list(range(1, r["step"] + 1))
     assert "4/4 done" in [ln for ln in err.splitlines() if ln.startswith("trials ")][-1]
+
+
+def test_shipped_search_sweep_smoke_runs_optuna_with_asha(tmp_path):
+    """sweeps/train_search.py --smoke: Optuna proposes, ASHA may stop; every trial ends finished or
+    stopped early, with its rows 1..its last epoch, and the plan records both."""
+    res = run_sweep(ROOT / "sweeps" / "train_search.py", "--smoke", "--results", tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "all 4 trials finished" in res.stdout
+    folder = tmp_path / "train_search"
+    rows = pd.read_parquet(folder, columns=["trial_key", "step", "cfg.train.lr"])
+    ends = latest_status(folder)
+    assert len(ends) == 4 and {r["status"] for r in ends.values()} <= {"TERMINATED", STOPPED_EARLY}
+    for key, r in ends.items():
+        assert sorted(rows[rows.trial_key == key].step) == list(range(1, r["step"] + 1))
+        assert (r["step"] == 3) == (r["status"] == "TERMINATED")
+    assert rows.groupby("trial_key")["cfg.train.lr"].nunique().max() == 1 and rows["cfg.train.lr"].nunique() == 4
+    recorded = json.loads((folder / "_sweep.json").read_text())
+    assert recorded["search"]["type"] == "Optuna" and recorded["scheduler"]["type"] == "ASHA"
