@@ -53,9 +53,11 @@ def test_folded_probe_rows_equal_separate_trials():
         assert [r["step"] for r in got[i]] == [r["step"] for r in ref] == [0, 3, 6]
         for a, b in zip(got[i], ref):
             assert set(a) == set(b)
-            for k in ("loss", "best_loss", "rel_improvement_best", "single_best_loss", "max_abs_delta"):
+            for k in ("loss", "best_loss", "rel_improvement_best", "single_best_loss", "max_abs_delta", "heldout_loss",
+                      "rel_improvement_heldout", "reach_frac"):
                 assert a[k] == pytest.approx(b[k], rel=1e-5), k
-            assert a["coords_moved"] == b["coords_moved"]
+            for k in ("coords_moved", "loss_evals", "grad_evals", "single_loss_evals", "layer_weights"):
+                assert a[k] == b[k], k
 
 
 def test_fold_rejects_points_that_differ_elsewhere():

@@ -8,7 +8,8 @@ single-step STE, ``gain_from_start`` = (L_start - L_best) / L_start on the batch
 **Where the budget stops binding** (the rule the findings apply to each method's curve of mean
 relative improvement): with M the largest mean over epsilon, the curve is *saturated* from the
 smallest epsilon whose mean is at least ``SATURATED`` (90%) of M; below it the budget binds (a larger
-box still buys gain). With M <= 0 the method gains nothing at any epsilon and nothing saturates.
+box still buys gain). With M at the grid's smallest epsilon a larger box buys nothing; with M <= 0
+the method gains nothing at any epsilon.
 """
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ import pandas as pd
 
 from analysis.common.format import fmt, fmt_mean_std, fmt_value
 from analysis.common.groups import KIND, iter_groups, seed_column
-from analysis.common.plotting import group_colors, new_figure, save_figure
+from analysis.common.plotting import group_colors, new_figure
 from analysis.common.stats import over_seeds
 from analysis.probe.groups import METHOD
 from analysis.probe.methods import SINGLE_STE, method_rank
@@ -84,6 +85,17 @@ def _stat(row: pd.Series, metric: str) -> str:
                         note=row.get(f"{metric}.note", ""))
 
 
+def sign_text(curve: pd.DataFrame, metric: str) -> str:
+    """Where ``metric`` is above / below 0 by the verdict rule (per epsilon, over seeds)."""
+    signs = {1: [], -1: [], 0: [], None: []}
+    for _, r in curve.iterrows():
+        signs[r[f"{metric}.verdict"].sign].append(fmt_value(r[EPSILON]))
+    words = [f"{what} at epsilon {', '.join(signs[k])}" for k, what in
+             ((1, "above 0 by more than one std"), (-1, "below 0 by more than one std"), (0, "within one std of 0"),
+              (None, "no verdict (n < 2)")) if signs[k]]
+    return " (" + "; ".join(words) + ")"
+
+
 def findings(table: pd.DataFrame) -> list[str]:
     """Per (kind, method), for the batch and the held-out improvement: the ends of the curve, where it
     saturates and the reach fraction there; single-step STE by its gain from the start."""
@@ -108,17 +120,18 @@ def findings(table: pd.DataFrame) -> list[str]:
             top, at, eps_sat = sat
             if np.isnan(eps_sat):
                 text += f"; no gain at any epsilon (largest mean {fmt(top, True)})"
+            elif at <= curve[EPSILON].min():
+                text += (f"; largest at the smallest epsilon ({fmt(top, True)}): a larger box buys no gain on "
+                         "this grid")
             else:
                 reach = curve.loc[curve[EPSILON] == eps_sat, "reach_frac.mean"] if "reach_frac.mean" in curve else []
                 reach_text = f", reach_frac {fmt(float(reach.iloc[0]))}" if len(reach) else ""
-                if eps_sat <= curve[EPSILON].min():
-                    binds = "saturated over the whole grid"
-                elif eps_sat >= curve[EPSILON].max():
-                    binds = "not saturated up to the largest epsilon: the budget binds over the whole grid"
-                else:
-                    binds = f"the budget binds below epsilon={fmt_value(eps_sat)}"
+                binds = ("still rising at the largest epsilon: the budget binds over the whole grid"
+                         if eps_sat >= curve[EPSILON].max() else f"the budget binds below epsilon={fmt_value(eps_sat)}")
                 text += (f"; largest mean {fmt(top, True)} at epsilon={fmt_value(at)}, within {100 * SATURATED:.0f}% "
                          f"of it from epsilon={fmt_value(eps_sat)}{reach_text}: {binds}")
+            if metric == "rel_improvement_heldout" and f"{metric}.verdict" in curve.columns:
+                text += sign_text(curve, metric)
             parts.append(text)
         if parts:
             lines.append(f"Budget curve ({who}): " + "; ".join(parts) + ".")
@@ -163,4 +176,8 @@ def plot(table: pd.DataFrame, path: Path) -> Path | None:
         ax.set_title(f"relative improvement on the {where} (mean ± std over seeds)", fontsize="medium")
         for h, lab in zip(*twin.get_legend_handles_labels()):
             ax.plot([], [], color=h.get_color(), ls="--", lw=1.0, label=lab)
-    return save_figure(fig, axes, path, "kind, method")
+    # the legend clears the last panel's second y axis (save_figure would put it over its tick labels)
+    axes[-1].legend(*axes[-1].get_legend_handles_labels(), title="kind, method", fontsize="small",
+                    title_fontsize="small", loc="upper left", bbox_to_anchor=(1.2, 1.0))
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path

@@ -16,7 +16,8 @@ tolstagnation, maxiter, ...) are switched off: a binary layer's loss is piecewis
 generation must not end the run; the run ends after ``generations``. Each generation asks
 ``popsize`` solutions, evaluates them on the fixed batch (``popsize`` loss evaluations) and tells cma
 their losses. Generation 0 is the start (x = 0: one loss evaluation). The point yielded after each
-generation is that generation's best solution.
+generation is that generation's best solution. pycma needs n >= 2: a layer with a single gene
+gets an inert second coordinate (it moves no weight).
 """
 from __future__ import annotations
 
@@ -55,7 +56,7 @@ def search(view: FirstLayerView, w0: torch.Tensor, epsilon: float, seed: int, ge
 
     def deltas(x: np.ndarray) -> torch.Tensor:
         flat = torch.zeros(x.shape[0], w0.numel(), dtype=w0.dtype, device=w0.device)
-        flat[:, index] = torch.as_tensor(x, dtype=w0.dtype).to(w0.device) * epsilon
+        flat[:, index] = torch.as_tensor(x[:, :len(index)], dtype=w0.dtype).to(w0.device) * epsilon
         return project(flat, epsilon).view(x.shape[0], *w0.shape)
 
     def point(k: int, delta: torch.Tensor, loss: float, best: float, reach: float) -> Point:
@@ -67,7 +68,7 @@ def search(view: FirstLayerView, w0: torch.Tensor, epsilon: float, seed: int, ge
     yield p
     if generations == 0 or len(index) == 0:
         return
-    es = cma.CMAEvolutionStrategy(np.zeros(len(index)), sigma0, cma_options(population, 10_007 + seed))
+    es = cma.CMAEvolutionStrategy(np.zeros(max(len(index), 2)), sigma0, cma_options(population, 10_007 + seed))
     for k in range(1, generations + 1):
         x = np.asarray(es.ask())
         d = deltas(x)
