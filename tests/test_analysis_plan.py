@@ -25,6 +25,11 @@ def plan(**kw) -> dict:
     return {**base, **kw}
 
 
+def sweep_of(folder) -> str:
+    """The sweep name the rows carry: a plan naming another sweep marks the parts as foreign."""
+    return str(load_results(folder)["sweep"].iloc[0])
+
+
 def optuna_rows() -> pd.DataFrame:
     """Two trials per Optuna study: the second (lr 0.05) has the lower best_loss but the lower
     rel_improvement_best, so the two metrics pick different best trials."""
@@ -45,7 +50,7 @@ def report_md(folder) -> str:
 
 def test_plan_metric_and_mode_drive_the_probe_report(tmp_path):
     folder = write_parts(optuna_rows(), tmp_path / "planned")
-    write_plan(folder, plan(metric="best_loss", mode="min"))
+    write_plan(folder, plan(name=sweep_of(folder), metric="best_loss", mode="min"))
     md = report_md(folder)
     assert "tables and figures below use each study's best trial (best_loss, lower is better)" in md
     assert "Best trial per study (lowest final best_loss)" in md and "Best best_loss over studies" in md
@@ -60,7 +65,7 @@ def test_plan_metric_and_mode_drive_the_probe_report(tmp_path):
 
 def test_plan_metric_outside_the_old_table_is_reported(tmp_path):
     folder = write_parts(fake_probe_rows(), tmp_path / "loss")
-    write_plan(folder, plan(metric="loss", mode="min"))
+    write_plan(folder, plan(name=sweep_of(folder), metric="loss", mode="min"))
     md = report_md(folder)
     table = md.split("## Final-row metrics")[1].split("\n## ")[0]
     assert "| max_abs_delta | loss |" in table
@@ -72,7 +77,7 @@ def test_plan_metric_outside_the_old_table_is_reported(tmp_path):
 def test_folder_without_plan_reports_as_with_a_plan_restating_the_fallbacks(tmp_path):
     plain = write_parts(fake_probe_rows(), tmp_path / "a" / "fake_probe")
     planned = write_parts(fake_probe_rows(), tmp_path / "b" / "fake_probe")
-    write_plan(planned, plan())
+    write_plan(planned, plan(name=sweep_of(planned)))
     old, new = report_md(plain), report_md(planned)
     assert "_sweep.json" not in old
     extra = [x for x in new.splitlines() if "_sweep.json" in x or x.startswith("- **command**")]
@@ -83,19 +88,20 @@ def test_folder_without_plan_reports_as_with_a_plan_restating_the_fallbacks(tmp_
 def test_family_comes_from_the_plan(tmp_path):
     df = fake_train_rows(datasets=("cifar10",), mixups=(0.0,)).assign(family="probe")
     folder = write_results(df, tmp_path / "train")
-    write_plan(folder, plan(family="train", metric="test_acc", axes={"train.pretrain_epochs": [0, 2]}))
+    write_plan(folder, plan(name=sweep_of(folder), family="train", metric="test_acc",
+                            axes={"train.pretrain_epochs": [0, 2]}))
     md = report_md(folder)
     assert "## Final test accuracy and model selection per group" in md
     assert "- **plan (_sweep.json)**: profile default; metric test_acc (max); axes train.pretrain_epochs (2)" in md
 
 
 @pytest.mark.parametrize("bad, message", [
-    ({"family": "sr"}, "error: no report for family 'sr' (from _sweep.json); valid: train, probe"),
+    ({"family": "nosuch"}, "error: no report for family 'nosuch' (from _sweep.json); valid: train, sr, gradstats, probe"),
     ({"mode": "best"}, "mode 'best' is not valid; valid: min, max"),
 ])
 def test_unusable_plan_is_a_one_line_error(tmp_path, bad, message):
     folder = write_parts(fake_probe_rows(), tmp_path / "bad")
-    write_plan(folder, plan(**bad))
+    write_plan(folder, plan(name=sweep_of(folder), **bad))
     proc = run_report(folder)
     assert proc.returncode == 2 and proc.stdout == ""
     lines = proc.stderr.strip().splitlines()
