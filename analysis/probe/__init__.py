@@ -1,5 +1,6 @@
 """The report of the ``probe`` family (one-layer budget probes): labels and group keys
-(:mod:`.groups`), tables (:mod:`.tables`), the method comparison (:mod:`.methods`), findings
+(:mod:`.groups`), tables (:mod:`.tables`), the method comparison (:mod:`.methods`), the budget curve
+against epsilon (:mod:`.budget_curve`), methods at equal loss evaluations (:mod:`.cost`), findings
 (:mod:`.findings`), figures (:mod:`.figures`) and the assembled report (:mod:`.report`)."""
 from analysis.common.writing import FamilyReport
 from analysis.probe.report import budget_warnings, write_report

@@ -15,6 +15,7 @@ Per model kind and layer size, each method's final best_loss is compared with mu
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,10 @@ def plot_loss_vs_evals(rows: pd.DataFrame, final: pd.DataFrame, keys: list[str],
                 continue
             values = np.vstack(trials)
             ok = np.isfinite(values).sum(0) > 0
-            mean = np.nanmean(np.where(np.isfinite(values), values, np.nan)[:, ok], axis=0)
-            std = np.nanstd(values[:, ok], axis=0, ddof=1) if len(trials) > 1 else np.zeros(int(ok.sum()))
+            with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # budgets below some seeds' first row
+                mean = np.nanmean(values[:, ok], axis=0)
+                std = np.nanstd(values[:, ok], axis=0, ddof=1) if len(trials) > 1 else np.zeros(int(ok.sum()))
             ax.plot(grid[ok], mean, color=color[m], label=m)
             ax.fill_between(grid[ok], mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=color[m],
                             alpha=0.15, lw=0)

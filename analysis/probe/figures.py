@@ -20,7 +20,8 @@ from analysis.probe.methods import method_rank, ordered_methods
 
 # What ``step`` counts for each method (cfg.method): the x-axis of a "vs step" panel.
 METHOD_STEP_AXIS = {"ste": ("multi-step STE", "STE iteration"), "dg": ("DG / multi-step DG", "DG step"),
-                    "cdg": ("CDG", "accepted coordinate moves")}
+                    "cdg": ("CDG", "accepted coordinate moves"), "admm": ("ADMM", "ADMM iteration"),
+                    "ga": ("genetic algorithm", "generation"), "es": ("sep-CMA-ES", "generation")}
 
 
 # ---- 1. relative improvement vs step -----------------------------------------------------------

@@ -1,9 +1,11 @@
-"""Method comparison for sweeps with ``cfg.method`` (multi-step STE, DG, multi-step DG, CDG).
+"""Method comparison for sweeps with ``cfg.method`` (multi-step STE, DG, multi-step DG, CDG, ADMM,
+GA, ES).
 
 Every trial carries ``single_best_loss``, the single-step STE lr scan on the same batch and start, so
 single-step STE becomes a method row of its own: one value per (model kind, seed, other keys), taken
 from the final rows of whatever methods ran (they agree; the first is kept). Its
-``rel_improvement_best`` is 0 by definition; it has no coords_moved or max_abs_delta.
+``rel_improvement_best`` and ``rel_improvement_heldout`` are 0 by definition, its loss_evals the
+scan's cost; it has no coords_moved or max_abs_delta.
 
 Findings answer the meeting record's question "is DG a usable upper bound (reference) for STE?":
 per model kind, the best DG variant (lowest mean final best_loss over S) and the best CDG variant

@@ -40,7 +40,7 @@ FIGURES = {
     "loss_vs_evals": "Best loss against loss evaluations on the probe batch, every method",
 }
 METHODS_STEP_TITLE = ("Relative improvement over single-step STE vs step, one panel per method "
-                      "(step: STE iteration, DG step, CDG accepted move)")
+                      "(step: STE iteration, DG step, CDG accepted move, ADMM iteration, GA or ES generation)")
 
 
 class ProbeAnalysis:
