@@ -116,7 +116,8 @@ def test_report_writes_figures_tables_and_findings(tmp_path, capsys):
     md = (out / "report.md").read_text()
     assert "**Do vSTE and nSTE differ on ResNet?**" in md and "**Does it depend on pretraining?**" in md
     assert "| weight estimator | state | tau (w) | n |" in md and "(n=2)" in md
-    assert "final test_acc by weight threshold" in md and "window t=2·std pass(es) every latent weight" in md
+    assert "final test_acc by weight threshold" in md
+    assert "init: window t=2·std pass(es) every latent weight" in md and "c=1·std pass" not in md  # a clip never does
     assert "against the noise floor -0.903 (log10 1/M, M = 8)" in md
     assert "- **pretraining**: FP, in the trial, 3 epochs (FP test_acc over seeds 60.00 ± 0.00% (n=2))" in md
 

@@ -145,12 +145,14 @@ def answer_lines(trials: pd.DataFrame) -> list[str]:
 
 
 def coincide_lines(trials: pd.DataFrame) -> list[str]:
-    """Settings whose window covers every latent weight at the start (fraction inside = 1 in every
-    layer): there they are nSTE, whatever their width says."""
+    """Window settings (a parameter on the input axis, per the registry) that cover every latent weight
+    at the start (fraction inside = 1 in every layer): there they are nSTE, whatever their width says.
+    (A value clip passes a gradient everywhere and still changes it: it never coincides this way.)"""
     t = ok(trials)
+    windows = [n for n, e in estimator_registry.REGISTRY.items() if e.param_axis == "input"]
     out = []
     for state in states_of(trials):
-        sub = t[(t[STATE].astype(str) == state) & (t[LABEL] != NSTE)]
+        sub = t[(t[STATE].astype(str) == state) & t["estimator_name"].isin(windows)]
         full = sorted({r[LABEL] for _, r in sub.iterrows()
                        if len(r["start.layers.w_inside"]) and (r["start.layers.w_inside"] == 1).all()})
         if full:

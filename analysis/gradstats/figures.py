@@ -67,6 +67,19 @@ def noise_floor(ax, cell: pd.DataFrame) -> None:
         ax.axhline(-np.log10(m[0]), color="0.2", ls=":", lw=1, label=f"noise floor 1/M (M = {int(m[0])})")
 
 
+def width_axis(ax, cell: pd.DataFrame) -> None:
+    """Log x axis ticked at the widths present, labelled with their unit."""
+    widths = sorted(cell[WIDTH].dropna().unique())
+    if not widths:
+        return
+    ax.set_xscale("log")
+    ax.set_xticks(widths, [fmt_value(w) for w in widths])
+    ax.minorticks_off()
+    units = sorted(set(cell.loc[cell[WIDTH].notna(), "unit"]))
+    unit = units[0] if len(units) == 1 else "/".join(units)
+    ax.set_xlabel("width (estimator parameter)" if unit == "abs" else f"width (multiples of the layer's {unit})")
+
+
 def _nste_line(ax, cell: pd.DataFrame, value, label: str = NSTE) -> None:
     ref = cell[cell[LABEL] == NSTE]
     m, s, n = mean_std_n([value(r) for _, r in ref.iterrows()])
@@ -97,9 +110,8 @@ def plot_vs_width(trials: pd.DataFrame, path: Path) -> Path | None:
             _nste_line(ax, sub, lambda r: summary(r[f"start.layers.w_{stat}"], stat))
             if stat == "snr":
                 noise_floor(ax, sub)
-            ax.set_xscale("log")
+            width_axis(ax, cell)
             ax.set_title(f"{state}: {PANELS[stat]}", fontsize="small")
-            ax.set_xlabel("width (estimator parameter; unit in the label)")
     return save_figure(fig, axes, path, "estimator, depth")
 
 
@@ -113,7 +125,7 @@ def plot_vs_depth(trials: pd.DataFrame, path: Path) -> Path | None:
     fig, axes = new_figure(len(PANELS) * len(states))
     for i, stat in enumerate(PANELS):
         for j, state in enumerate(states):
-            ax = axes[i * len(states) + j]
+            ax = axes[j * len(PANELS) + i]  # a row per state, a column per statistic
             sub = cell[cell[STATE].astype(str) == state]
             for k, name in enumerate(names):
                 mine = [l for l in labels if (cell.loc[cell[LABEL] == l, "estimator_name"] == name).all()]
@@ -145,10 +157,8 @@ def plot_accuracy(trials: pd.DataFrame, path: Path) -> Path | None:
             ax.errorbar(c[WIDTH], c["mean"], yerr=c["std"].fillna(0), marker="o", color=_colors(k, 1)[0], capsize=2,
                         label=name)
         _nste_line(ax, sub, lambda r: r["final_test_acc"])
-        if names:
-            ax.set_xscale("log")
+        width_axis(ax, cell)
         ax.set_title(f"{state}: final test accuracy after fine-tuning", fontsize="small")
-        ax.set_xlabel("width (estimator parameter; unit in the label)")
     return save_figure(fig, axes, path, "estimator")
 
 
