@@ -30,7 +30,9 @@ M_ref = 32) batches of 128 at the start and after each of 2 fine-tuning epochs o
 (364 img/s at batch 128, one idle core; a probe batch costs about two steps): ~1.5 min per trial,
 ~1.5 h on 2 idle cores. Measured on the shared development machine (2 cores at load average ~20
 from other jobs, so ~10x the idle times): one default initialized trial 18 min (probe 3.5 min,
-fine-tuning epoch 3-3.5 min). Smoke: 8 trials on synthetic images, width-4 network; measured 4 min
+fine-tuning epoch 3-3.5 min); a reduced run (2k training / 1k test images, M = 8 / M_ref = 16
+batches of 64, one fine-tuning epoch of 28 steps, 3 pretraining epochs, thresholds 0: 28 trials)
+38 min (probe 41 s, fine-tuning epoch 51 s per trial on average). Smoke: 8 trials on synthetic images, width-4 network; measured 4 min
 at that load (~1 min idle). Full: all 50k images, 20 pretraining and 10 fine-tuning epochs,
 M = 64 / M_ref = 256, 5 widths, 3 thresholds each side, 3 seeds: 594 trials, a GPU sweep.
 
