@@ -126,7 +126,7 @@ def _sweep_file(tmp_path, root):
 from lowbit_core.sweep import Sweep, grid
 
 SWEEP = Sweep(name="mnist_probe", family="probe", metric="loss",
-              base={{"data.name": "mnist", "data.root": {str(root)!r}, "model.hidden": (8,),
+              base={{"data.name": "mnist", "data.root": {str(root)!r}, "data.batch_size": 4, "model.hidden": (8,),
                      "model.pretrain_steps": 2, "multi.steps": 2, "scan.lr_step": 0.05}},
               space={{"model.kind": grid("fp", "binary")}})
 ''')
