@@ -52,8 +52,8 @@ def test_profiles_plan(sweep, tmp_path):
         plan(sweep, "default", {"data.root": str(tmp_path / "nothing" / "T91"), "data.test_root": str(data)})
     for t in smoke.trials + default.trials:   # the runner's JSON text gives back the planned config and key
         assert resolve_trial(default.family, {"base": t.ray_base, "study": ""}) == (t.config, t.key)
-    full_root = fake_folders(tmp_path / "full", ["DIV2K_train_HR", "bench/Set5", "bench/Set14", "bench/B100",
-                                                 "bench/Urban100"])
+    full_root = fake_folders(tmp_path / "full", ["bench/Set5", "bench/Set14", "bench/B100", "bench/Urban100"])
+    fake_folders(full_root, ["DIV2K_train_HR"], size=192)          # holds x4's 192 px HR patch
     full = plan(sweep, "full", {"data.root": str(full_root), "data.test_root": str(full_root / "bench")})
     # (FP once + {8, 4, 2, 1} bits x 7 part sets) x 3 scales x 3 seeds
     assert full.n_trials == (1 + 4 * 7) * 3 * 3
