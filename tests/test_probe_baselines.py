@@ -20,7 +20,7 @@ def test_discrete_baselines_sweep_file():
     s = check_sweep_file("discrete_baselines", {"default": 150, "smoke": 10, "full": 250})
     p = plan(s)
     assert {t.config.method for t in p.trials} == {"ste", "dg", "admm", "ga", "es"}
-    assert {t.config.budget.evals_per_weight for t in p.trials} == {2.0}
+    assert {t.config.budget.evals_per_weight for t in p.trials} == {2.5}
     assert sorted({t.config.model.hidden[0] * t.config.data.n_features for t in p.trials}) == [256, 512, 1024, 2048, 4096]
     assert "default 150 trials" in s.doc
 
