@@ -26,7 +26,7 @@ a trial run in both profiles has the same accuracies): ``grid_full`` ran 64 tria
 2036 s; its best trial by val_acc is lr 5e-3 (val 34.0%, test 29.4%). ``grid`` (ASHA) ran 30
 trial-epochs (-53%) in 1337 s (part of it beside grid_full), 7 of 8 trials stopped early (3 at epoch
 2, 4 at epoch 4); its best is lr 2e-3 (val 31.5%, test 26.8%): it stopped lr 5e-3 at epoch 4, where it
-trailed lr 2e-3 (28.5% vs 30%), 2.5 points below the best at 8 epochs -- inside the noise of a
+trailed lr 2e-3 (28.5% vs 32.5%), 2.5 points below the best at 8 epochs -- inside the noise of a
 200-image validation split (+-3.2 points). With the same values sorted ascending (accuracy rising with
 lr up to 5e-3, so trials arrive worst-first) ASHA ran 60 trial-epochs (1 trial stopped) and found the
 same best as grid_full.

@@ -162,7 +162,7 @@ def test_asha_stops_the_bad_trials_early_and_the_sweep_succeeds(sweep_file, tmp_
     rep = run_script("analysis/report.py", folder, timeout=300)
     assert rep.returncode == 0, rep.stderr[-3000:]
     text = (folder / "_report" / "report.md").read_text()
-    assert "stopped early: 2" in text and f"stopped early by ASHA at epoch 1 of {EPOCHS}" in text
+    assert "stopped early: 2" in text and f"stopped early, by ASHA at epoch 1 of {EPOCHS}" in text
     assert "excluded" in text  # the group table says which trials were left out of the means
 
 

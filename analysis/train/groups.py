@@ -160,7 +160,7 @@ def outcome(key, last_epoch: int, planned, final_acc: float, final_loss: float, 
     if key in errors:
         return "failed", error_line(errors[key])
     if stopped and key in stopped:
-        return "stopped early", stopped[key]
+        return "stopped early", stopped[key].removeprefix("stopped early ")  # "by ASHA at epoch 2 of 10"
     if not (np.isfinite(final_acc) and np.isfinite(final_loss)):
         return "non-finite", f"non-finite {ACC}/{LOSS} at epoch {last_epoch}"
     if not is_null(planned) and last_epoch < int(planned):
