@@ -102,9 +102,14 @@ def test_report_markdown_findings_and_figures(tmp_path):
     # bicubic against the literature, FP against bicubic (per seed: +1.33, +1.43 on Set5)
     assert "bicubic Set5 x2: 33.67 dB / 0.9303 (literature 33.66 / 0.9299; difference +0.013 dB)" in md
     assert f"FP minus bicubic PSNR-Y, Set5 x2 (dB): {fmt_mean_std(1.3766, np.std([1.3266, 1.4266], ddof=1), 2, signed=True)}" in md
-    # the costliest single part: tail at 4 bits (-0.6 vs -0.25) and at 1 bit (-2.8 vs -1.1)
-    assert "Set5 x2, 4 bits: quantizing **tail** costs the most PSNR, 0.35 dB more than the next (body)" in md
-    assert "Set14 x2, 1 bit: quantizing **tail** costs the most PSNR, 1.7 dB more than the next (body)" in md
+    # the costliest single part: tail at 4 bits (-0.6 vs -0.25; per seed -0.3, -0.4) and at 1 bit (-2.8
+    # vs -1.1; per seed -2.0, -1.4), each costlier than the runner-up by more than one std
+    d4, d1 = fmt_mean_std(-0.35, np.std([-0.3, -0.4], ddof=1), 2, signed=True), fmt_mean_std(
+        -1.7, np.std([-2.0, -1.4], ddof=1), 2, signed=True)
+    assert (f"Set5 x2, 4 bits: quantizing **tail** costs the most PSNR; against the next (body), paired on seed: "
+            f"{d4} dB, costlier by more than one std") in md
+    assert (f"Set14 x2, 1 bit: quantizing **tail** costs the most PSNR; against the next (body), paired on seed: "
+            f"{d1} dB, costlier by more than one std") in md
     # table rows: bicubic and FP first, n over seeds, paired Δ with its verdict
     assert "| bicubic | 33.67 ± 0 (n=12) | 0.9303 ± 0 (n=12) | – | – |" in md
     assert "| FP | 35.05 ± 0.07071 (n=2) |" in md

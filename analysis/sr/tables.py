@@ -11,14 +11,15 @@ Rules:
   setting key); mean ± std and n over seeds, and the one verdict rule of
   :func:`analysis.common.stats.paired_verdict`.
 - **Costliest part** at a bit-width: among settings that quantize a single part, the one with the most
-  negative mean ΔPSNR on a set (ties by order); reported with its n and std and the runner-up.
+  negative mean ΔPSNR on a set (ties by order); reported with its n and std, and against the runner-up
+  by the verdict rule on their per-seed difference (is it really the costliest, or tied?).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 
-from analysis.common.format import fmt, fmt_mean_std, markdown_table
+from analysis.common.format import fmt_mean_std, markdown_table
 from analysis.common.stats import mean_std_n, paired_verdict
 from analysis.sr.groups import FP_BITS, PARTS, SETTING, at_scale, ok_trials, parts_label, setting_order
 
@@ -57,11 +58,13 @@ def paired_vs_fp(trials: pd.DataFrame, test_set: str, scale: int) -> pd.DataFram
         sub = ok[ok[SETTING] == setting]
         if int(sub["bits"].iloc[0]) == FP_BITS:
             continue
-        dp = [float(v) - fp_psnr[s] for s, v in zip(sub["seed_value"], sub[f"psnr_y.{test_set}"]) if s in fp_psnr]
+        per_seed = {s: float(v) - fp_psnr[s] for s, v in zip(sub["seed_value"], sub[f"psnr_y.{test_set}"])
+                    if s in fp_psnr}
+        dp = list(per_seed.values())
         ds = [float(v) - fp_ssim[s] for s, v in zip(sub["seed_value"], sub[f"ssim_y.{test_set}"]) if s in fp_ssim]
         v = paired_verdict(dp)
         rows.append({SETTING: setting, "bits": int(sub["bits"].iloc[0]), "parts": parts_label(sub[PARTS].iloc[0]),
-                     "dpsnr.mean": v.mean, "dpsnr.std": v.std, "dpsnr.n": v.n, "verdict": v,
+                     "dpsnr.mean": v.mean, "dpsnr.std": v.std, "dpsnr.n": v.n, "verdict": v, "per_seed": per_seed,
                      "dssim.mean": mean_std_n(ds)[0]})
     return pd.DataFrame(rows)
 
@@ -99,7 +102,12 @@ def costliest_parts(trials: pd.DataFrame, test_set: str, scale: int) -> list[str
         worst = sub.iloc[0]
         gap = ""
         if len(sub) > 1:
-            gap = f", {fmt(sub.iloc[1]['dpsnr.mean'] - worst['dpsnr.mean'])} dB more than the next ({sub.iloc[1]['parts']})"
+            nxt = sub.iloc[1]
+            seeds = sorted(set(worst["per_seed"]) & set(nxt["per_seed"]))
+            v = paired_verdict([worst["per_seed"][k] - nxt["per_seed"][k] for k in seeds])
+            gap = (f"; against the next ({nxt['parts']}), paired on seed: "
+                   f"{fmt_mean_std(v.mean, v.std, v.n, signed=True)} dB, "
+                   f"{v.text('less costly', 'costlier')}")
         lines.append(f"{test_set} x{scale}, {int(bits)} bit{'s' if bits > 1 else ''}: quantizing **{worst['parts']}** "
                      f"costs the most PSNR{gap}. ΔPSNR vs FP, worst first: {ranked}")
     return lines
