@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lowbit_core.config import ConfigError, with_overrides
-from lowbit_core.probes import dg
+from lowbit_core.probes import dg, methods
 from lowbit_core.probes.config import METHODS, ProbeConfig
 from lowbit_core.probes.evals import EvalCounter
 from lowbit_core.probes.gradient import batch_loss_fn
@@ -107,7 +107,6 @@ def test_the_cap_stops_every_method_before_it_is_exceeded(method):
     assert all(r["loss_evals"] <= cap for r in rows[1:])
     # an uncapped run of the same method goes past the cap right after the last capped point
     free = with_overrides(cfg, {"budget.evals_per_weight": 0.0})
-    from lowbit_core.probes import methods
     s = setup(free, CPU)
     base = s.counter.forward
     after = None
