@@ -28,28 +28,31 @@ from test_faults import Driver, inject_env, sessions, statuses, wait_for  # noqa
 
 GOOD, BAD = (1e-3, 2e-3), (3e-3, 4e-3)
 EPOCHS = 4
-SWEEP_TEXT = f'''"""Tiny training sweep with ASHA for the scheduler tests: 4 trials of {EPOCHS} one-step epochs."""
-from lowbit_core.sweep import ASHA, Sweep, grid
+
+
+def sweep_text(lrs: tuple, scheduler: str = "ASHA(grace_period=1, reduction_factor=2)") -> str:
+    """A tiny training sweep for the scheduler tests: one trial per lr, of EPOCHS one-step epochs."""
+    return f'''"""Tiny training sweep for the scheduler tests: {len(lrs)} trials of {EPOCHS} one-step epochs."""
+from lowbit_core.sweep import ASHA, HyperBand, Sweep, grid
 
 SWEEP = Sweep(name="tiny_asha", family="train", metric="val_loss", mode="min",
               base={{"model.width": 4, "data.n_train": 128, "data.n_test": 64, "train.batch_size": 32,
                      "train.epochs": {EPOCHS}, "train.steps_per_epoch": 1, "train.optimizer": "adam"}},
-              space={{"train.lr": grid{GOOD + BAD}}}, seeds=(0,),
-              scheduler=ASHA(grace_period=1, reduction_factor=2))
+              space={{"train.lr": grid{lrs}}}, seeds=(0,), scheduler={scheduler})
 '''
 
 
-def fixed_losses(marks, extra: list[dict] = ()) -> dict:
+def fixed_losses(marks, extra: list[dict] = (), good=GOOD, bad=BAD) -> dict:
     """Fault-hook env: the good trials report val_loss 1, the bad ones 5, at every epoch."""
-    rules = [{"match": {"train.lr": lr}, "action": "set", "metric": "val_loss", "value": 1.0} for lr in GOOD]
-    rules += [{"match": {"train.lr": lr}, "action": "set", "metric": "val_loss", "value": 5.0} for lr in BAD]
+    rules = [{"match": {"train.lr": lr}, "action": "set", "metric": "val_loss", "value": 1.0} for lr in good]
+    rules += [{"match": {"train.lr": lr}, "action": "set", "metric": "val_loss", "value": 5.0} for lr in bad]
     return inject_env(marks, [*rules, *extra])
 
 
 @pytest.fixture
 def sweep_file(tmp_path):
     f = tmp_path / "tiny_asha.py"
-    f.write_text(SWEEP_TEXT)
+    f.write_text(sweep_text(GOOD + BAD))
     return f
 
 
@@ -164,6 +167,34 @@ def test_asha_stops_the_bad_trials_early_and_the_sweep_succeeds(sweep_file, tmp_
     text = (folder / "_report" / "report.md").read_text()
     assert "stopped early: 2" in text and f"stopped early, by ASHA at epoch 1 of {EPOCHS}" in text
     assert "excluded" in text  # the group table says which trials were left out of the means
+
+
+def test_hyperband_pauses_resumes_from_checkpoints_and_stops_the_worst(tmp_path):
+    """HyperBand(reduction_factor=2) over 4 epochs: trials 1-3 fill the full-budget bracket; trials 4-6
+    a bracket that halves at epoch 2 (Tune creates every trial up front, so the brackets are known).
+    Trials of that bracket pause at epoch 2 (Tune keeps their checkpoints) until all three got there;
+    then 6 (the bad one) is stopped, 4 and 5 resume from their epoch-2 checkpoints, whatever the order."""
+    good, bad = (1e-3, 2e-3, 3e-3, 4e-3, 5e-3), (6e-3,)
+    f = tmp_path / "tiny_hb.py"
+    f.write_text(sweep_text(good + bad, "HyperBand(reduction_factor=2)"))
+    res = run_sweep(f, "--results", tmp_path / "res", env=fixed_losses(tmp_path / "marks", good=good, bad=bad),
+                    timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "all 6 trials finished (1 stopped early by the scheduler)" in res.stdout
+    folder = tmp_path / "res" / "tiny_asha"
+    rows = pd.read_parquet(folder, columns=["trial_key", "step", "cfg.train.lr", "resumed_from_epoch"])
+    assert not rows.duplicated(["trial_key", "step"]).any()
+    key = keys_by_lr(folder)
+    st = statuses(folder).set_index("trial_key")
+    assert st.index.is_unique
+    assert st.loc[key[6e-3], "status"] == STOPPED_EARLY and st.loc[key[6e-3], "step"] == 2
+    assert st.loc[key[6e-3], "error"] == f"stopped early by HyperBand at epoch 2 of {EPOCHS}"
+    for lr in good:
+        assert st.loc[key[lr], "status"] == "TERMINATED"
+        assert sorted(rows[rows.trial_key == key[lr]].step) == list(range(1, EPOCHS + 1))
+    for lr in (4e-3, 5e-3):  # paused at epoch 2, resumed from that checkpoint
+        t = rows[rows.trial_key == key[lr]].sort_values("step")
+        assert list(t.resumed_from_epoch) == [0, 0, 2, 2]
 
 
 def test_resume_with_a_scheduler_reruns_no_stopped_trial_and_loses_no_row(sweep_file, tmp_path, sessions):
