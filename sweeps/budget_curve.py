@@ -25,8 +25,9 @@ synthetic task the batch improvement is still rising at 0.1 (+0.48 binary, +0.90
 
 Cost (2 CPU cores, shared with other jobs when measured): smoke ~1 min (8 trials); default 84
 trials (2 kinds x 7 epsilons x {multi-step STE, DG} x 3 seeds; 128-128 MLP, batch 1024), measured
-10 min on the synthetic task and 40 min on MNIST (784-128-128: 100,352 first-layer weights); full (batch 8192, the 10^4-point scan, 1000 SGD steps, DG S in {1, 4, 8},
-11 epsilons, 5 seeds) meant for a cluster.
+10 min on the synthetic task and 40 min on MNIST (784-128-128: 100,352 first-layer weights);
+full (batch 8192, the 10^4-point scan, 1000 SGD steps, DG S in {1, 4, 8}, 11 epsilons, 5 seeds)
+meant for a cluster.
 
 Command: python launch/sweep.py sweeps/budget_curve.py [--smoke | --profile full]
          [--set data.name=mnist --set data.root=DIR]   (DIR/MNIST/raw/ holds the unpacked IDX files)

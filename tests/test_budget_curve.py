@@ -45,7 +45,7 @@ def test_budget_curve_sweep_file():
     assert sorted({t.config.budget.epsilon for t in p.trials}) == [1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1]
     assert {t.config.scan.unit for t in p.trials} == {"epsilon"}
     assert {t.config.multi.lr_unit for t in p.trials if t.config.method == "ste"} == {"epsilon"}
-    assert re.search(r"default 84 trials", s.doc)
+    assert re.search(r"default 84\s+trials", s.doc)
 
 
 @pytest.fixture(scope="module")
