@@ -167,4 +167,11 @@ def sr_trainable(config: dict, resume: dict | None = None, cwd: str | None = Non
     run_trial("sr", config, resume, cwd)
 
 
-TRAINABLES = {"probe": probe_trainable, "train": train_trainable, "sr": sr_trainable}
+def gradstats_trainable(config: dict, resume: dict | None = None, cwd: str | None = None) -> None:
+    """Ray Tune function trainable of the ``gradstats`` family (gradient statistics of ResNet estimators,
+    optionally after a finetune; no checkpoints: a retried trial starts over)."""
+    run_trial("gradstats", config, resume, cwd)
+
+
+TRAINABLES = {"probe": probe_trainable, "train": train_trainable, "sr": sr_trainable,
+              "gradstats": gradstats_trainable}

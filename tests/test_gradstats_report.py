@@ -122,11 +122,8 @@ def test_report_writes_figures_tables_and_findings(tmp_path, capsys):
     assert "- **pretraining**: FP, in the trial, 3 epochs (FP test_acc over seeds 60.00 ± 0.00% (n=2))" in md
 
 
+@pytest.mark.slow
 def test_smoke_sweep_end_to_end(tmp_path):
-    from lowbit_core.trainables import TRAINABLES
-
-    if "gradstats" not in TRAINABLES:
-        pytest.skip("lowbit_core/trainables.py has no gradstats trainable yet (TRAINABLES['gradstats'])")
     res = run_sweep(ROOT / "sweeps" / "resnet_vste_window.py", "--smoke", "--results", tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "all 8 trials finished" in res.stdout

@@ -246,6 +246,12 @@ def test_get_family_unknown_lists_valid():
     assert one_line(ei) == f"unknown family 'resnet'; valid: {', '.join(family_names())}"
 
 
+def test_every_family_has_a_trainable():
+    from lowbit_core.trainables import TRAINABLES
+
+    assert sorted(TRAINABLES) == family_names()
+
+
 # ---------------------------------------------------------------- overrides and seeds
 def test_override_of_grid_axis_pins_it(sweeps):
     s = sweeps["vste_window"]
