@@ -24,8 +24,17 @@ gradient and coordinate methods as the dimension grows at a fixed per-weight bud
 STE checkpoint is never worse than that checkpoint and ends near multi-step STE; DG (one exact
 evaluation per coordinate) spends its budget on one step and ends behind multi-step STE.
 
+Measured (default profile, 3 seeds; (L - L_multi-step STE) / L_multi-step STE, paired on seed, mean
+± std over seeds, at 256 -> 4096 first-layer weights): binary GA +1.5% -> +14.7%, CMA-ES +1.6% ->
++28.3%, DG +0.5% -> +29.5%, ADMM +0.7% -> +0.9% (within 1% at every width); FP GA +15% -> +151%,
+CMA-ES +9% -> +68%, ADMM within 0.3%. The population methods fall behind as the dimension grows, as
+the meeting record says; ADMM from the STE checkpoint ends where multi-step STE ends, never clearly
+lower. On the held-out batch most of every method's gain is gone (binary multi-step STE at 4096
+weights: +0.004 ± 0.017 vs +0.26 on the probe batch).
+
 Cost (2 CPU cores): smoke ~1 min (10 trials); default 150 trials (5 methods x 2 kinds x 5 widths x 3
-seeds; 32 input features, batch 1024), ~15 min (measured: see the closing note of issue #10); full
+seeds; 32 input features, batch 1024), measured 26 min wall with --max-concurrent 1 beside other
+work (2026-12-02); full
 (batch 8192, 64 input features, widths 16..256, 4 evaluations per weight, 5 seeds) meant for a
 cluster.
 
