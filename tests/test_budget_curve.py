@@ -56,6 +56,7 @@ def smoke(tmp_path_factory):
     return out / "budget_curve"
 
 
+@pytest.mark.slow
 def test_smoke_rows_carry_heldout_and_cost(smoke):
     df = pd.read_parquet(smoke)
     for col in ("heldout_loss", "heldout_start_loss", "single_heldout_loss", "rel_improvement_heldout", "loss_evals",
@@ -66,6 +67,7 @@ def test_smoke_rows_carry_heldout_and_cost(smoke):
     assert (binary.groupby("cfg.budget.epsilon")["reach_frac"].mean().diff().dropna() > 0).all()  # more flippable
 
 
+@pytest.mark.slow
 def test_smoke_report_draws_the_budget_curve(smoke):
     res = run_script("analysis/report.py", smoke, timeout=300)
     assert res.returncode == 0, res.stderr

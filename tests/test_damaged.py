@@ -193,6 +193,7 @@ SWEEP = Sweep(name="tiny_damaged", family="probe", metric="loss",
 N_TRIALS, N_ROWS = 6, 24
 
 
+@pytest.mark.slow
 def test_resume_moves_damaged_parts_aside_and_completes_the_folder(tmp_path):
     sweep_file = tmp_path / "tiny_damaged.py"
     sweep_file.write_text(SWEEP_TEXT)

@@ -66,6 +66,7 @@ def test_report_writes_plots_and_summary(vste_results):
     assert "vSTE vs nSTE" in text and "(n=2)" in text
 
 
+@pytest.mark.slow
 def test_resume_finishes_only_what_is_missing(vste_results, tmp_path):
     folder, _ = vste_results
     copy = tmp_path / "res" / "vste_window"
@@ -101,6 +102,7 @@ def test_resume_finishes_only_what_is_missing(vste_results, tmp_path):
     assert [r["resumed"] for r in read_plan(copy)["runs"]] == [True, True]
 
 
+@pytest.mark.slow
 def test_optuna_smoke_sweep_and_report(tmp_path):
     res = run_sweep(ROOT / "sweeps" / "tune_multistep.py", "--smoke", "--results", tmp_path)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -139,6 +141,7 @@ def test_missing_data_is_bad_input_before_ray(tmp_path):
     assert len(res.stderr.strip().splitlines()) == 1 and not (tmp_path / "res").exists()
 
 
+@pytest.mark.slow
 def test_failing_trials_exit_1_with_summary_and_status(tmp_path):
     raw = tmp_path / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
@@ -152,6 +155,7 @@ def test_failing_trials_exit_1_with_summary_and_status(tmp_path):
     assert list(status.status) == ["ERROR", "ERROR"] and status.error.str.len().min() > 0
 
 
+@pytest.mark.slow
 def test_relative_data_root_is_the_drivers(tmp_path):
     """Tune runs each trial in its own folder: a relative data.root must still mean the folder the
     command was started from (and the trial key keeps the path as written)."""

@@ -39,6 +39,7 @@ SWEEP = Sweep(name="{name}", family="probe", metric="loss", base={BASE!r},
     return f
 
 
+@pytest.mark.slow
 def test_folded_run_writes_the_same_rows_as_separate_trials(tmp_path):
     for name, fold in (("separate", ()), ("folded", ("multi.noise",))):
         res = run_sweep(_write(tmp_path, name, fold), "--results", tmp_path / "res")

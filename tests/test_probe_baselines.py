@@ -33,6 +33,7 @@ def smoke(tmp_path_factory):
     return out / "discrete_baselines"
 
 
+@pytest.mark.slow
 def test_smoke_every_method_within_the_same_evaluation_cap(smoke):
     df = pd.read_parquet(smoke)
     s = load_sweep(ROOT / "sweeps" / "discrete_baselines.py")
@@ -47,6 +48,7 @@ def test_smoke_every_method_within_the_same_evaluation_cap(smoke):
     assert (df["max_abs_delta"] <= df["cfg.budget.epsilon"]).all() and df["heldout_loss"].notna().all()
 
 
+@pytest.mark.slow
 def test_smoke_report_compares_at_equal_evaluations(smoke):
     res = run_script("analysis/report.py", smoke, timeout=300)
     assert res.returncode == 0, res.stderr

@@ -142,6 +142,7 @@ def test_a_completed_trial_before_its_last_epoch_was_stopped_early():
 
 
 # ---------------------------------------------------------------- through the CLI
+@pytest.mark.slow
 def test_asha_stops_the_bad_trials_early_and_the_sweep_succeeds(sweep_file, tmp_path):
     # one trial at a time, in grid order: the good ones set the rungs, each bad one is cut at epoch 1
     res = run_sweep(sweep_file, "--results", tmp_path / "res", "--max-concurrent", "1",
@@ -169,6 +170,7 @@ def test_asha_stops_the_bad_trials_early_and_the_sweep_succeeds(sweep_file, tmp_
     assert "excluded" in text  # the group table says which trials were left out of the means
 
 
+@pytest.mark.slow
 def test_hyperband_pauses_resumes_from_checkpoints_and_stops_the_worst(tmp_path):
     """HyperBand(reduction_factor=2) over 4 epochs: trials 1-3 fill the full-budget bracket; trials 4-6
     a bracket that halves at epoch 2 (Tune creates every trial up front, so the brackets are known).
@@ -197,6 +199,7 @@ def test_hyperband_pauses_resumes_from_checkpoints_and_stops_the_worst(tmp_path)
         assert list(t.resumed_from_epoch) == [0, 0, 2, 2]
 
 
+@pytest.mark.slow
 def test_resume_with_a_scheduler_reruns_no_stopped_trial_and_loses_no_row(sweep_file, tmp_path, sessions):
     folder = tmp_path / "res" / "tiny_asha"
     env = fixed_losses(tmp_path / "marks", [{"action": "sleep", "seconds": 0.3}])
@@ -234,6 +237,7 @@ def test_resume_with_a_scheduler_reruns_no_stopped_trial_and_loses_no_row(sweep_
     assert "4/4 done" in [ln for ln in err.splitlines() if ln.startswith("trials ")][-1]
 
 
+@pytest.mark.slow
 def test_shipped_search_sweep_smoke_runs_optuna_with_asha(tmp_path):
     """sweeps/train_search.py --smoke: Optuna proposes, ASHA may stop; every trial ends finished or
     stopped early, with its rows 1..its last epoch, and the plan records both."""

@@ -28,6 +28,7 @@ from lowbit_core.sweep import load_sweep, plan
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo", "scancel")
 MISSING = [b for b in BINARIES if shutil.which(b) is None and not Path("/usr/sbin", b).exists()]
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.skipif(bool(MISSING), reason=f"SLURM/munge not installed (missing: {', '.join(MISSING)}); "
                                              "`apt-get install slurm-wlm munge` (.ci/run does) to run this test"),
     pytest.mark.skipif(os.geteuid() != 0, reason="the single-node SLURM test runs its daemons as root"),

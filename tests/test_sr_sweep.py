@@ -60,6 +60,7 @@ def test_profiles_plan(sweep, tmp_path):
     assert {(t.config.model.blocks, t.config.model.channels, t.config.train.epochs) for t in full.trials} == {(16, 64, 300)}
 
 
+@pytest.mark.slow
 def test_smoke_end_to_end_with_a_retried_trial_and_the_report(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()

@@ -68,6 +68,7 @@ def assert_same(found: dict, want: dict, rel: float = 0.0) -> None:
                 assert found[key][step][name] == pytest.approx(value, rel=rel, abs=1e-12), (key, step, name)
 
 
+@pytest.mark.slow
 def test_mlflow_runs_match_the_parquet_rows(logged, monkeypatch):
     from mlflow import MlflowClient
 
@@ -95,6 +96,7 @@ def test_mlflow_runs_match_the_parquet_rows(logged, monkeypatch):
     assert_same(found, expected(rows))
 
 
+@pytest.mark.slow
 def test_tensorboard_events_match_the_parquet_rows(logged):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -138,6 +140,7 @@ def wandb_records(path):
     return out
 
 
+@pytest.mark.slow
 def test_wandb_offline_runs_match_the_parquet_rows(logged):
     folder, rows = logged
     run_dirs = sorted((folder / "_wandb" / "wandb").glob("offline-run-*"))
@@ -161,6 +164,7 @@ def test_wandb_offline_runs_match_the_parquet_rows(logged):
     assert_same(found, expected(rows))
 
 
+@pytest.mark.slow
 def test_trackers_write_under_underscore_folders_only(logged):
     folder, rows = logged
     # Parquet readers skip the _ folders: the data is exactly the rows

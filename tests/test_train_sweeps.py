@@ -55,6 +55,7 @@ def test_dsq_sweep_has_dsq_and_window_baselines(cifar_root):
     assert {("binary", w, 1, "learned") for w in (0.05, 0.1, 1.0)} <= kinds and len(kinds) == 9
 
 
+@pytest.mark.slow
 def test_smoke_sweep_end_to_end_with_a_retried_trial(tmp_path):
     marks = tmp_path / "marks"
     marks.mkdir()
