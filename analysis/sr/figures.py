@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 from analysis.common.fronts import plot_fronts
 from analysis.common.plotting import new_figure, save_figure
@@ -84,10 +86,13 @@ def plot_crops(trials: pd.DataFrame, path: Path) -> Path | None:
     fp = first[first["bits"] == FP_BITS]
     quant = first[first["bits"] != FP_BITS]
     bits_rows = sorted(quant["bits"].unique(), reverse=True)
-    part_sets = list(dict.fromkeys(parts_label(p) for p in quant[PARTS]))
+    part_sets = sorted(dict.fromkeys(parts_label(p) for p in quant[PARTS]))  # the same column in every row
     cols = max(3, len(part_sets))
-    fig, axes = new_figure(cols * (1 + len(bits_rows)), width=2.4, height=2.6)
-    grid = np.array(axes, dtype=object).reshape(1 + len(bits_rows), cols)
+    rows = 1 + len(bits_rows)  # HR, bicubic, FP; then a row per bit-width, a column per part set
+    fig = Figure(figsize=(2.4 * cols, 2.6 * rows))
+    FigureCanvasAgg(fig)
+    grid = np.array([[fig.add_subplot(rows, cols, i * cols + j + 1) for j in range(cols)] for i in range(rows)],
+                    dtype=object)
     ref = ok.iloc[0].to_dict()
     image = ref.get("crop_image") or "?"
     test_set = str(image).split("/")[0]
@@ -110,7 +115,7 @@ def plot_crops(trials: pd.DataFrame, path: Path) -> Path | None:
             ax.set_title(title + (f"\n{psnr:.2f} dB ({test_set})" if isinstance(psnr, (int, float)) and psnr == psnr
                                   else ""), fontsize="small")
     fig.suptitle(f"{image}: {size}x{size} px crop (lowest seed; titles: set-mean PSNR-Y)",
-                 fontsize="medium", y=1.04)
+                 fontsize="medium")
     fig.savefig(path, dpi=110, bbox_inches="tight")
     return path
 
