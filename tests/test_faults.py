@@ -23,10 +23,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import ROOT
-
-pytestmark = pytest.mark.slow  # real Ray processes killed and restarted: minutes
 from lowbit_core.results import data_parts, finished_trials
 from lowbit_core.sweep import load_sweep, plan
+
+pytestmark = pytest.mark.slow  # real Ray processes killed and restarted: minutes
 
 N_SEEDS, STEPS = 6, 5  # 12 trials x 6 reported steps (0..5)
 

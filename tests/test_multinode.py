@@ -24,10 +24,10 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_sweep
-
-pytestmark = pytest.mark.slow  # real Ray processes killed and restarted: minutes
 from lowbit_core.sweep import load_sweep, plan
 from test_faults import Driver, inject_env, kill_session, session_pids, sessions, statuses, wait_for  # noqa: F401
+
+pytestmark = pytest.mark.slow  # real Ray processes killed and restarted: minutes
 
 RAY = Path(sys.executable).with_name("ray")
 SMOKE = ROOT / "sweeps" / "vste_window.py"
