@@ -3,7 +3,7 @@
 Every run writes it (a dry run and bad input write nothing). Its keys: the plan's identity
 (:func:`lowbit_core.sweep.describe_plan`: ``name``, ``family``, ``profile``, ``metric``, ``mode``,
 ``axes``, ``fold``, ``seeds``, ``canonical_defaults``, ``base``, ``overrides``, ``search``,
-``scheduler``, ``sweep_sha256``), where it came from (``git_sha``, ``command``: ``sys.argv`` as a list,
+``scheduler``, ``sweep_sha256``, ``questions``), where it came from (``git_sha``, ``command``: ``sys.argv`` as a list,
 ``created``: UTC ISO time) and ``runs``: one entry per invocation into the folder, ``{"run_id",
 "time", "command", "resumed"}`` (and ``"extended"``: what an ``--extend`` run added).
 
@@ -23,10 +23,11 @@ from lowbit_core.config import ConfigError
 from lowbit_core.results import PLAN_FILE, ResultsError, read_plan, write_plan
 from lowbit_core.sweep import Plan, describe_plan
 
-RUN_KEYS = ("runs", "command", "created", "git_sha")
-"""Keys that describe runs, not the plan: a resume may differ in them."""
+RUN_KEYS = ("runs", "command", "created", "git_sha", "questions")
+"""Keys that describe runs, not the plan, or annotate it (the questions the sweep bears on, for the
+book): a resume may differ in them."""
 
-LATER_KEYS = ("base", "overrides", "search", "scheduler", "sweep_sha256")
+LATER_KEYS = ("base", "overrides", "search", "scheduler", "sweep_sha256", "questions")
 """Plan keys recorded since plans gained them: a folder whose plan lacks one is not compared on it
 (the resuming run fills it in)."""
 

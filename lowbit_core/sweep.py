@@ -34,6 +34,7 @@ from lowbit_core.config import (
     ConfigError, check_value, flatten, parse_text, resolve_key, to_dict, with_overrides,
 )
 from lowbit_core.families import Family, get_family
+from lowbit_core.questions import describe as describe_questions, resolve as resolve_questions
 
 
 # ---------------------------------------------------------------- search-space primitives
@@ -210,6 +211,9 @@ class Sweep:
     scheduler: ASHA | HyperBand | None = None
     """Early stopping on the sweep's metric and mode (:class:`ASHA`, :class:`HyperBand`), for families
     that report once per epoch (:data:`EPOCH_KEYS`); None runs every trial to its end."""
+    questions: tuple = ()
+    """The meeting record's questions the sweep bears on (:mod:`lowbit_core.questions`): ids, or
+    ``Question(id, text)`` objects of a plug-in sweep's own; the plan records them for the book."""
 
 
 # ---------------------------------------------------------------- plans
@@ -362,6 +366,7 @@ def _check_sweep(sweep: Sweep, family: Family) -> None:
     if sweep.metric not in family.metrics:
         raise ConfigError(f"sweep metric {sweep.metric!r} is not a metric of family {family.name}; valid: "
                           f"{', '.join(family.metrics)}")
+    resolve_questions(sweep.questions)
     if sweep.scheduler is not None and not isinstance(sweep.scheduler, (ASHA, HyperBand)):
         raise ConfigError(f"sweep scheduler must be ASHA(...), HyperBand(...) or None, got {sweep.scheduler!r}")
     for name, p in sweep.profiles.items():
@@ -503,8 +508,9 @@ def describe_plan(p: Plan) -> dict[str, Any]:
     :func:`_describe_axis`), ``fold``, ``seeds``, ``canonical_defaults`` (dotted key -> the family's
     default for every config key), ``base`` (the sweep's base config after the profile), ``overrides``
     (the ``--set`` config keys), ``search`` (``"grid"`` or the Optuna settings), ``scheduler`` (None
-    or its settings, ``max_epochs`` resolved) and ``sweep_sha256`` (the sweep file's hash, None when
-    unknown). Values are as the ``cfg.<key>`` columns hold them (tuples as JSON text), so they compare
+    or its settings, ``max_epochs`` resolved), ``sweep_sha256`` (the sweep file's hash, None when
+    unknown) and ``questions`` (``[{"id", "text"}]``: the questions it bears on, for the book).
+    Values are as the ``cfg.<key>`` columns hold them (tuples as JSON text), so they compare
     directly with the Parquet data.
     """
     s = p.sweep
@@ -516,6 +522,7 @@ def describe_plan(p: Plan) -> dict[str, Any]:
         "overrides": {k: _column_value(v) for k, v in p.overrides.items()},
         "search": _describe_spec(s.search), "scheduler": _describe_spec(p.scheduler),
         "sweep_sha256": p.source_sha256 or None,
+        "questions": describe_questions(resolve_questions(s.questions)),
     }
 
 

@@ -40,6 +40,7 @@ from lowbit_core.sweep import Profile, Resources, Sweep, grid
 SWEEP = Sweep(
     name="bits_width",
     family="train",
+    questions=("bits-vs-width",),
     base={"data.name": "cifar10", "data.n_train": 3000, "data.n_test": 1000, "model.arch": "resnet20",
           "train.optimizer": "adam", "train.lr": 0.002, "train.weight_decay": 0.0, "train.epochs": 4},
     space={

@@ -40,6 +40,7 @@ EPSILONS = grid(1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 1e-1)
 SWEEP = Sweep(
     name="budget_curve",
     family="probe",
+    questions=("budget-binds", "multistep-vs-single", "dg-upper-bound"),
     base={"scan.unit": "epsilon", "scan.lr_min": 0.01, "scan.lr_max": 1.0, "scan.lr_step": 0.01,
           "multi.optimizer": "sgd", "multi.lr_unit": "epsilon", "multi.lr": 0.05, "multi.steps": 200,
           "multi.report_every": 20, "dg.fp_moves": (1.0,)},

@@ -21,6 +21,7 @@ from lowbit_core.sweep import Profile, Resources, Sweep, grid
 SWEEP = Sweep(
     name="cifar_sanity",
     family="train",
+    questions=(),  # a sanity check of the stack: it answers none of the questions
     base={"data.name": "cifar10", "data.n_train": 10000, "model.arch": "resnet20",
           "train.optimizer": "adam", "train.lr": 0.002, "train.weight_decay": 0.0, "train.epochs": 2},
     space={"model.kind": grid("fp", "binary")},

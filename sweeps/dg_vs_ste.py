@@ -22,6 +22,7 @@ from lowbit_core.sweep import Profile, Resources, Sweep, grid
 SWEEP = Sweep(
     name="dg_vs_ste",
     family="probe",
+    questions=("dg-upper-bound",),
     base={"model.hidden": (64, 64), "data.batch_size": 1024, "multi.optimizer": "sgd", "multi.lr": 0.002,
           "multi.steps": 100, "dg.fp_moves": (1.0,), "dg.cdg_max_moves": 200, "dg.cdg_refresh": 20, "dg.cdg_shortlist": 256,
           "dg.report_every": 10},

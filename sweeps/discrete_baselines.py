@@ -49,6 +49,7 @@ UNCAPPED = 10**7
 SWEEP = Sweep(
     name="discrete_baselines",
     family="probe",
+    questions=("discrete-methods",),
     base={"data.n_features": 32, "budget.evals_per_weight": 2.5,
           "multi.optimizer": "sgd", "multi.lr": 0.002, "multi.steps": UNCAPPED, "multi.report_every": 50,
           "dg.fp_moves": (1.0,), "admm.start": "ste", "admm.iterations": UNCAPPED, "admm.rho_growth": 1.003,

@@ -26,6 +26,7 @@ from lowbit_core.sweep import Profile, Resources, Sweep, grid
 SWEEP = Sweep(
     name="dsq",
     family="train",
+    questions=("vste-resnet",),
     base={"data.name": "cifar10", "data.n_train": 10000, "model.arch": "resnet20", "train.optimizer": "adam",
           "train.lr": 0.002, "train.weight_decay": 0.0, "train.epochs": 10,
           "quant.weight_estimator": "window", "quant.act_estimator": "window", "quant.act_param": 1.0},

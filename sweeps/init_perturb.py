@@ -26,6 +26,7 @@ from lowbit_core.sweep import Profile, Resources, Sweep, grid
 SWEEP = Sweep(
     name="init_perturb",
     family="train",
+    questions=("escape-local-optima",),
     base={"data.name": "cifar10", "data.n_train": 10000, "model.arch": "resnet20", "model.kind": "binary",
           "train.optimizer": "adam", "train.lr": 0.002, "train.weight_decay": 0.0, "train.epochs": 8,
           "perturb.period": 2},

@@ -27,6 +27,7 @@ from lowbit_core.sweep import Profile, Resources, Sweep, grid
 SWEEP = Sweep(
     name="mixup_pretrain",
     family="train",
+    questions=("pretrain-vs-scratch-mixup",),
     base={"model.arch": "resnet20", "model.kind": "binary", "train.optimizer": "adam", "train.lr": 0.002,
           "train.weight_decay": 0.0, "train.epochs": 10, "data.n_train": 10000},
     space={

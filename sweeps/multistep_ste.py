@@ -22,6 +22,7 @@ from lowbit_core.sweep import Profile, Resources, Sweep, grid
 SWEEP = Sweep(
     name="multistep_ste",
     family="probe",
+    questions=("multistep-vs-single",),
     base={"multi.lr": 0.002, "multi.steps": 200, "multi.report_every": 10, "estimator.name": "identity"},
     space={
         "model.kind": grid("fp", "binary"),

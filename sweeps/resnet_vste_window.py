@@ -53,6 +53,7 @@ from lowbit_core.sweep import Profile, Resources, Sweep, grid
 SWEEP = Sweep(
     name="resnet_vste_window",
     family="gradstats",
+    questions=("vste-resnet",),
     base={"data.name": "cifar10", "data.n_train": 5000, "data.n_test": 2000, "model.arch": "resnet20",
           "quant.weight_unit": "std", "state.pretrain_epochs": 5, "train.epochs": 2,
           "stats.batches": 16, "stats.reference_batches": 32, "stats.batch_size": 128},

@@ -42,6 +42,7 @@ PARTS = grid(("head",), ("body",), ("skip",), ("tail",), ("body", "skip"))
 SWEEP = Sweep(
     name="sr_lowbit",
     family="sr",
+    questions=("sr-parts",),
     base={"scale": 2, "data.train": "folder", "data.root": "../shared/data/sr/T91",
           "data.test_root": "../shared/data/sr", "data.test_sets": ("Set5", "Set14"), "data.lr_patch": 24,
           "model.blocks": 4, "model.channels": 32, "train.epochs": 4, "train.steps_per_epoch": 250,

@@ -48,6 +48,7 @@ sorted worst-first (here: ascending, accuracy rising with lr up to 5e-3) leave i
 SWEEP = Sweep(
     name="train_search",
     family="train",
+    questions=(),  # tunes the training sweeps' lr and weight decay: it answers none of the questions
     base={"data.name": "cifar10", "data.n_train": 10000, "model.arch": "resnet20", "model.kind": "binary",
           "train.optimizer": "adam", "train.lr": 0.002, "train.weight_decay": 0.0, "train.epochs": 10},
     space={"train.lr": LogUniform(1e-4, 3e-2), "train.weight_decay": LogUniform(1e-6, 1e-3)},

@@ -20,6 +20,7 @@ from lowbit_core.sweep import LogUniform, Optuna, Profile, Resources, Sweep, Uni
 SWEEP = Sweep(
     name="tune_multistep",
     family="probe",
+    questions=("multistep-vs-single",),
     base={"multi.steps": 100, "multi.report_every": 20, "scan.lr_step": 2e-3},
     space={
         "model.kind": grid("fp", "binary"),

@@ -24,6 +24,7 @@ ESTIMATORS = grid("identity", "value_clip", "window")
 SWEEP = Sweep(
     name="vste_window",
     family="probe",
+    questions=("vste-vs-nste",),
     base={"multi.optimizer": "sgd", "multi.lr": 0.002, "multi.steps": 100, "multi.report_every": 10},
     space={
         "model.kind": grid("fp", "binary"),
