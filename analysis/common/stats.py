@@ -5,23 +5,38 @@
   are first averaged per seed, then mean, std and n are taken over those per-seed means, so the
   spread is the spread over seeds, never the spread across settings. Its ``note`` says so in the
   text ('± std over seeds of the per-seed mean over 4 settings').
-- :func:`paired_verdict`: the verdict rule (stated in its docstring).
+- :func:`paired_verdict`: the verdict rule, a paired Student-t test (stated in its docstring).
+- :func:`holm`: Holm's step-down adjustment of a table of K verdicts made at once; :func:`holm_note`
+  is the line that goes under such a table.
+- :func:`seeds_for_power`: the seeds a paired t test needs for 80% power at an effect size d.
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
-NO_CLEAR = "no clear difference (within one std)"
+from analysis.common.format import fmt
+
+ALPHA = 0.05
+"""Two-sided level of every verdict (and the family-wise level of a Holm-adjusted table)."""
+POWER = 0.8
+"""The power the one-line power statement asks for."""
 MIN_SEEDS = 2
+MAX_SEEDS = 100_000
+"""Above this many seeds the power statement says 'more than' instead of a number."""
 
 
 def finite_values(values) -> np.ndarray:
     """The finite numbers among ``values`` (null, NaN and ±inf dropped, never read as 0)."""
-    v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
+    if isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        v = values.astype(float, copy=False).ravel()
+    else:
+        v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").to_numpy(dtype=float)
     return v[np.isfinite(v)]
 
 
@@ -34,24 +49,132 @@ def mean_std_n(values) -> tuple[float, float, int]:
     return float(v.mean()), float(v.std(ddof=1)) if n > 1 else math.nan, n
 
 
+def paired_t(mean, std, n, alpha: float = ALPHA):
+    """The paired Student-t test from mean m, sample std s (ddof=1) and count n of the differences,
+    elementwise over arrays (n >= 2): returns (lo, hi, p, sign).
+
+    lo, hi = m ∓ t(1 - alpha/2, n - 1)·s/√n, the two-sided (1 - alpha) interval of the mean
+    difference; p = 2·P(T_{n-1} >= |m|/(s/√n)), the two-sided p-value of the one-sample t test of
+    mean 0; sign = +1 when lo > 0, -1 when hi < 0, else 0 (the interval excludes 0 exactly when
+    p < alpha). Degenerate spread s = 0: with m != 0 the t statistic is infinite, p = 0 and the
+    interval is the point [m, m] (every seed gave the same nonzero difference); with m = 0 as well,
+    t = 0/0 is read as no difference (p = 1, sign 0).
+    """
+    m, s, n = (np.asarray(x, dtype=float) for x in (mean, std, n))
+    se = s / np.sqrt(n)
+    half = stats.t.ppf(1 - alpha / 2, n - 1) * se
+    lo, hi = m - half, m + half
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tstat = np.where(se > 0, np.abs(m) / np.where(se > 0, se, 1.0), np.where(m != 0, np.inf, 0.0))
+    p = np.minimum(1.0, 2 * stats.t.sf(tstat, n - 1))
+    sign = np.where(lo > 0, 1, np.where(hi < 0, -1, 0))
+    return lo, hi, p, sign
+
+
+def power_paired_t(d: float, n: int, alpha: float = ALPHA) -> float:
+    """Power of the two-sided paired t test at level ``alpha`` with n pairs when the true
+    standardized effect is d = mean/std of the differences: P(|T'| > t(1 - alpha/2, n - 1)) with T'
+    noncentral t, n - 1 degrees of freedom and noncentrality d·√n (Cohen 1988, ch. 2; as G*Power,
+    Faul et al. 2007, computes it for 'matched pairs')."""
+    df, nc = n - 1, d * math.sqrt(n)
+    crit = stats.t.ppf(1 - alpha / 2, df)
+    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+
+
+def seeds_for_power(d: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
+    """The fewest pairs n >= 2 at which :func:`power_paired_t` reaches ``power`` for effect |d|;
+    None when d is 0 or not finite, or when more than :data:`MAX_SEEDS` would be needed.
+
+    Search from the normal approximation n0 = ((z(1 - alpha/2) + z(power)) / d)² (the t test needs
+    a little more), stepping down while the smaller n still has the power and up until it has.
+    Known values at alpha 0.05, power 0.8: d = 0.5 -> 34, d = 1.0 -> 10, d = 0.2 -> 199, d = 0.8 -> 15
+    (G*Power's 'matched pairs' sample sizes; Cohen 1988, Table 2.4.1 for the normal approximation).
+    """
+    d = abs(float(d))
+    if not math.isfinite(d) or d == 0:
+        return None
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    n0 = (z / d) ** 2
+    if n0 > MAX_SEEDS:
+        return None
+    n = max(MIN_SEEDS, math.floor(n0))
+    while n > MIN_SEEDS and power_paired_t(d, n - 1, alpha) >= power:
+        n -= 1
+    while power_paired_t(d, n, alpha) < power:
+        n += 1
+    return n if n <= MAX_SEEDS else None
+
+
+def _signed(x: float) -> str:
+    return fmt(x, signed=True)
+
+
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of :func:`paired_verdict`: n, mean and std of the differences and ``sign``
-    (+1 higher, -1 lower, 0 no clear difference, None no verdict because n < 2)."""
+    """The outcome of :func:`paired_verdict` on paired differences, one per seed.
+
+    n, mean, std (ddof=1) of the differences; lo, hi: the paired-t 95% interval of the mean; p: the
+    two-sided p-value of the one-sample t test; effect: d_z = mean/std (Cohen's effect size of
+    paired differences; ±inf when std = 0 and mean != 0); ``sign``: +1 higher, -1 lower, 0 no
+    direction (the interval contains 0), None no verdict (n < 2). After :func:`holm`, ``k`` is the
+    number of comparisons in the family, ``p_holm`` the Holm-adjusted p-value and ``sign`` follows
+    p_holm < 0.05 (lo and hi stay the unadjusted 95% interval).
+    """
 
     n: int
     mean: float
     std: float
     sign: int | None
+    lo: float = math.nan
+    hi: float = math.nan
+    p: float = math.nan
+    effect: float = math.nan
+    k: int = 1
+    p_holm: float = math.nan
 
-    def text(self, higher: str, lower: str) -> str:
-        """'<higher> by more than one std', '<lower> by more than one std', the no-clear-difference
-        text, or 'n = 1: no verdict (needs >= 2 seeds)'."""
+    def numbers(self, num: Callable[[float], str] = _signed, unit: str = "") -> str:
+        """'+0.031 [+0.012, +0.050], n = 5, d = 1.4' (``num`` formats mean and bounds, ``unit``
+        follows the interval); Holm-adjusted verdicts add 'p_Holm = 0.03 (K = 6)'."""
         if self.sign is None:
-            return f"n = {self.n}: no verdict (needs >= {MIN_SEEDS} seeds)"
-        if self.sign == 0:
-            return NO_CLEAR
-        return f"{higher if self.sign > 0 else lower} by more than one std"
+            return f"n = {self.n}"
+        if self.std == 0:
+            d = "no spread (s = 0, t infinite)" if self.mean != 0 else "s = 0, every difference 0"
+        else:
+            d = f"d = {self.effect:.2g}"
+        text = f"{num(self.mean)} [{num(self.lo)}, {num(self.hi)}]{unit}, n = {self.n}, {d}"
+        if self.k > 1:
+            text += f", p_Holm = {self.p_holm:.2g} (K = {self.k})"
+        return text
+
+    def outcome(self, higher: str, lower: str) -> str:
+        """``higher`` / ``lower`` when there is a direction; otherwise the no-verdict text (n < 2)
+        or the power statement (:meth:`power_text`)."""
+        if self.sign is None:
+            return f"no verdict (needs >= {MIN_SEEDS} seeds)"
+        if self.sign:
+            return higher if self.sign > 0 else lower
+        return self.power_text()
+
+    def power_text(self) -> str:
+        """The one-line power statement of an undecided verdict: the seeds a paired t test needs for
+        80% power at an effect of the observed size |d| (at alpha 0.05, or 0.05/K after Holm,
+        the strictest step of Holm's procedure, so an upper bound there)."""
+        where = "95% interval contains 0" if self.k == 1 or (self.lo <= 0 <= self.hi) else \
+            f"no direction after Holm over K = {self.k}"
+        if self.std == 0 and self.mean == 0:
+            return f"{where}; no difference in any seed"
+        alpha = ALPHA / self.k
+        need = seeds_for_power(self.effect, alpha)
+        level = "0.05" if self.k == 1 else f"0.05/{self.k}"
+        if need is None:
+            return (f"{where}; an effect of d = {self.effect:.2g} needs more than {MAX_SEEDS} seeds for "
+                    f"{POWER:.0%} power (α = {level})")
+        return f"{where}; {POWER:.0%} power at d = {abs(self.effect):.2g} needs n = {need} seeds (α = {level})"
+
+    def text(self, higher: str, lower: str, num: Callable[[float], str] = _signed, unit: str = "") -> str:
+        """'<numbers>: <outcome>', e.g. '+0.031 [+0.012, +0.050], n = 5, d = 1.4: higher', or
+        'n = 1: no verdict (needs >= 2 seeds)'."""
+        return f"{self.numbers(num, unit)}: {self.outcome(higher, lower)}"
 
 
 def paired_verdict(diffs) -> Verdict:
@@ -59,15 +182,67 @@ def paired_verdict(diffs) -> Verdict:
     pooled comparison passes each seed's mean over the settings, see :func:`over_seeds`).
 
     Rule: non-finite differences are dropped (a NaN never counts as 0); n = the number left. With
-    n < 2 there is no verdict. Otherwise, with m the mean and s the sample std (ddof=1) of the
-    differences: m > s -> higher (+1); m < -s -> lower (-1); |m| <= s -> no clear difference (0).
+    n < 2 there is no verdict (sign None). Otherwise, with m the mean and s the sample std (ddof=1)
+    of the differences, the paired Student-t 95% interval m ± t(0.975, n - 1)·s/√n gives the
+    direction: +1 (higher) when it lies above 0, -1 (lower) below 0, 0 (no direction) when it
+    contains 0; equivalently p < 0.05 in the two-sided one-sample t test of mean 0 (Student 1908;
+    any statistics text, e.g. Wasserman, All of Statistics, 2004, §10.4). Under the null (normal
+    differences with mean 0) a direction is printed 5% of the time at every n; the old rule
+    |m| > s printed one 39% of the time at n = 2. Effect size d = m/s. s = 0 is handled as in
+    :func:`paired_t` (infinite t: a direction when m != 0).
     """
     d = finite_values(diffs)
     n = int(d.size)
     if n < MIN_SEEDS:
         return Verdict(n, float(d.mean()) if n else math.nan, math.nan, None)
     m, s = float(d.mean()), float(d.std(ddof=1))
-    return Verdict(n, m, s, 1 if m > s else (-1 if m < -s else 0))
+    if s <= 1e-12 * abs(m):  # equal values give a std of float round-off; it is the 0 it should be
+        s = 0.0
+    lo, hi, p, sign = (x.item() for x in paired_t(m, s, n))
+    effect = m / s if s > 0 else (math.copysign(math.inf, m) if m else math.nan)
+    return Verdict(n, m, s, int(sign), float(lo), float(hi), float(p), effect)
+
+
+def holm(verdicts, alpha: float = ALPHA) -> list[Verdict]:
+    """Holm's step-down adjustment of K comparisons made at once (Holm 1979, Scand. J. Statist. 6:65).
+
+    K = the verdicts with a p-value (n >= 2); those without stay as they are. With the p-values in
+    ascending order p_(1) <= ... <= p_(K), the adjusted p_Holm(i) = max over j <= i of
+    min(1, (K - j + 1)·p_(j)); a comparison keeps its direction only when p_Holm < ``alpha``, which
+    holds the family-wise error rate (any false direction in the table) at ``alpha``. The interval
+    each verdict shows stays its unadjusted 95% interval (Holm has no matching simultaneous
+    interval); so a verdict can show an interval that excludes 0 and still no direction, and its
+    text says 'no direction after Holm over K = ...'.
+    """
+    verdicts = list(verdicts)
+    idx = [i for i, v in enumerate(verdicts) if v.sign is not None and math.isfinite(v.p)]
+    k = len(idx)
+    out = list(verdicts)
+    running = 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: verdicts[i].p)):
+        running = max(running, min(1.0, (k - rank) * verdicts[i].p))
+        v = verdicts[i]
+        sign = (1 if v.mean > 0 else -1) if running < alpha and v.sign != 0 else 0
+        out[i] = replace(v, k=k, p_holm=running, sign=sign)
+    return out
+
+
+def holm_column(table: pd.DataFrame, column: str) -> pd.DataFrame:
+    """``table`` with the :class:`Verdict` objects of ``column`` Holm-adjusted as one family."""
+    if table.empty or column not in table.columns:
+        return table
+    table = table.copy()
+    table[column] = holm(list(table[column]))
+    return table
+
+
+def holm_note(verdicts) -> str:
+    """The line under a table of K verdicts: 'Holm-adjusted over K = 6 comparisons, family-wise α =
+    0.05; intervals are the unadjusted paired-t 95% intervals.'"""
+    k = sum(1 for v in verdicts if v.sign is not None and math.isfinite(v.p))
+    return (f"Holm-adjusted over K = {k} comparison{'s' if k != 1 else ''}, family-wise α = {ALPHA:g} "
+            "(a direction only where the adjusted p < 0.05); intervals are the unadjusted paired-t 95% "
+            "intervals, n = seeds.")
 
 
 @dataclass(frozen=True)
