@@ -114,6 +114,7 @@ def from_dict(cls: type, data: dict | None, prefix: str = "") -> Any:
     names = field_names(cls)
     unknown = sorted(set(data) - set(names))
     if unknown:
+        _refuse_renamed(cls, unknown[0], prefix)
         raise ConfigError(
             f"unknown key {prefix}{unknown[0]!s}; valid keys here: {', '.join(prefix + n for n in names)}"
         )
@@ -165,10 +166,26 @@ def nest(flat: dict[str, Any]) -> dict:
     return out
 
 
+def _refuse_renamed(cls: type, name: str, prefix: str) -> None:
+    """ConfigError naming the new key when ``name`` is an old key of ``cls`` (its ``RENAMED`` class
+    attribute, {old field: new field})."""
+    new = getattr(cls, "RENAMED", {}).get(name)
+    if new is not None:
+        raise ConfigError(f"key {prefix}{name} was renamed {prefix}{new}; use {prefix}{new}")
+
+
 def resolve_key(cls: type, key: str) -> Any:
     """Type of the leaf ``key`` in ``cls``, or ConfigError listing the valid keys."""
     keys = dotted_keys(cls)
     if key not in keys:
+        *parents, leaf = key.split(".")
+        node = cls
+        for p in parents:
+            node = _hints(node).get(p) if p in field_names(node) else None
+            if node is None or not dataclasses.is_dataclass(node):
+                break
+        else:
+            _refuse_renamed(node, leaf, "".join(p + "." for p in parents))
         close = [k for k in keys if k.split(".")[-1] == key.split(".")[-1]]
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ConfigError(f"unknown key {key!r}{hint}; valid keys: {', '.join(sorted(keys))}")

@@ -1,15 +1,14 @@
 """Discrete methods for a discrete problem: ADMM, a genetic algorithm and CMA-ES against multi-step
-STE and DG at equal loss evaluations, as the probed layer grows.
+STE and DG at equal compute (forward-pass equivalents), as the probed layer grows.
 
 Question (meeting record, notes: "routes to solve the optimization problem: discrete methods for a
 discrete problem, e.g. ADMM (with STE checkpoints); genetic algorithms struggle in high
 dimensions"): inside the box |w - w0| <= 0.1 on the first layer of the toy MLP (FP and binary), on
-one fixed batch, and with every method given the same number of loss evaluations on that batch --
-2.5 per weight of the layer (``budget.evals_per_weight``; every forward pass counts, a gradient step
-costs one forward and one backward pass, see lowbit_core/probes/evals.py; 2.5 lets single-step DG
-finish its step on the FP layer, which tries two moves per weight) -- which method reaches the
-lowest loss, and how does
-that change as the first layer widens from 8 to 128 units (256 to 4096 weights)? Methods: multi-step
+one fixed batch, and with every method given the same compute on that batch -- 2.5 forward-pass
+equivalents per weight of the layer (``budget.fwd_equiv_per_weight``; fwd_equiv = loss_evals + 2 x
+grad_evals: every forward pass counts 1 and every backward pass 2, the usual estimate that a backward
+pass costs two forward passes, Kaplan et al. 2020; see lowbit_core/probes/evals.py) -- which method
+reaches the lowest loss, and how does that change as the first layer widens from 8 to 128 units (256 to 4096 weights)? Methods: multi-step
 STE (SGD), single-step DG, ADMM from the STE checkpoint (Leng et al., AAAI 2018;
 lowbit_core/probes/admm.py), a genetic algorithm over the reachable coordinates
 (lowbit_core/probes/genetic.py) and separable CMA-ES from the `cma` library
@@ -35,7 +34,7 @@ weights: +0.004 ± 0.017 vs +0.26 on the probe batch).
 Cost (2 CPU cores): smoke ~1 min (10 trials); default 150 trials (5 methods x 2 kinds x 5 widths x 3
 seeds; 32 input features, batch 1024), measured 26 min wall with --max-concurrent 1 beside other
 work (2026-12-02); full
-(batch 8192, 64 input features, widths 16..256, 4 evaluations per weight, 5 seeds) meant for a
+(batch 8192, 64 input features, widths 16..256, 4 forward-pass equivalents per weight, 5 seeds) meant for a
 cluster.
 
 Command: python launch/sweep.py sweeps/discrete_baselines.py [--smoke | --profile full]
@@ -44,13 +43,13 @@ then:    python analysis/report.py results/discrete_baselines
 from lowbit_core.sweep import Profile, Resources, Sweep, grid
 
 UNCAPPED = 10**7
-"""Step counts of the methods: the loss-evaluation cap (budget.evals_per_weight) ends every run."""
+"""Step counts of the methods: the compute cap (budget.fwd_equiv_per_weight) ends every run."""
 
 SWEEP = Sweep(
     name="discrete_baselines",
     family="probe",
     questions=("discrete-methods",),
-    base={"data.n_features": 32, "budget.evals_per_weight": 2.5,
+    base={"data.n_features": 32, "budget.fwd_equiv_per_weight": 2.5,
           "multi.optimizer": "sgd", "multi.lr": 0.002, "multi.steps": UNCAPPED, "multi.report_every": 50,
           "dg.fp_moves": (1.0,), "admm.start": "ste", "admm.iterations": UNCAPPED, "admm.rho_growth": 1.003,
           "admm.report_every": 20,
@@ -67,19 +66,19 @@ SWEEP = Sweep(
     profiles={
         "smoke": Profile(
             base={"model.pretrain_steps": 50, "data.batch_size": 256, "data.n_features": 16,
-                  "scan.lr_step": 1e-2, "budget.evals_per_weight": 1.5},
+                  "scan.lr_step": 1e-2, "budget.fwd_equiv_per_weight": 1.5},
             space={"model.kind": grid("binary"), "model.hidden": grid((4, 16), (16, 16))},
             seeds=(0,),
-            description="binary MLP, 1 seed, batch 256, widths 4 and 16 (64 and 256 weights), 1.5 evaluations per weight",
+            description="binary MLP, 1 seed, batch 256, widths 4 and 16 (64 and 256 weights), 1.5 forward-pass equivalents per weight",
         ),
         "full": Profile(
             base={"data.batch_size": 8192, "data.n_features": 64, "scan.lr_step": 1e-5,
-                  "budget.evals_per_weight": 4.0, "admm.rho_growth": 1.001, "multi.report_every": 200,
+                  "budget.fwd_equiv_per_weight": 4.0, "admm.rho_growth": 1.001, "multi.report_every": 200,
                   "admm.report_every": 100,
                   "ga.report_every": 20, "es.report_every": 20},
             space={"model.hidden": grid((16, 64), (32, 64), (64, 64), (128, 64), (256, 64))},
             seeds=(0, 1, 2, 3, 4),
-            description="batch 8192, 64 inputs, widths 16..256 (1024..16384 weights), 4 evaluations per weight, 5 seeds",
+            description="batch 8192, 64 inputs, widths 16..256 (1024..16384 weights), 4 forward-pass equivalents per weight, 5 seeds",
         ),
     },
 )

@@ -20,7 +20,7 @@ def test_discrete_baselines_sweep_file():
     s = check_sweep_file("discrete_baselines", {"default": 150, "smoke": 10, "full": 250})
     p = plan(s)
     assert {t.config.method for t in p.trials} == {"ste", "dg", "admm", "ga", "es"}
-    assert {t.config.budget.evals_per_weight for t in p.trials} == {2.5}
+    assert {t.config.budget.fwd_equiv_per_weight for t in p.trials} == {2.5}
     assert sorted({t.config.model.hidden[0] * t.config.data.n_features for t in p.trials}) == [256, 512, 1024, 2048, 4096]
     assert "default 150 trials" in s.doc
 
@@ -37,9 +37,9 @@ def smoke(tmp_path_factory):
 def test_smoke_every_method_within_the_same_evaluation_cap(smoke):
     df = pd.read_parquet(smoke)
     s = load_sweep(ROOT / "sweeps" / "discrete_baselines.py")
-    per_weight = s.profiles["smoke"].base["budget.evals_per_weight"]
+    per_weight = s.profiles["smoke"].base["budget.fwd_equiv_per_weight"]
     cap = np.ceil(per_weight * df["layer_weights"])
-    assert (df["loss_evals"] <= cap).all()
+    assert (df["fwd_equiv"] <= cap).all() and (df["fwd_equiv"] == df["loss_evals"] + 2 * df["grad_evals"]).all()
     final = df.sort_values("step").groupby("trial_key").tail(1)
     assert set(final["cfg.method"]) == {"ste", "dg", "admm", "ga", "es"}
     assert (final["best_loss"] <= final["start_loss"]).all()
@@ -55,16 +55,16 @@ def test_smoke_report_compares_at_equal_evaluations(smoke):
     for name in ("report.md", "loss_vs_evals.png", "methods.png"):
         assert (smoke / "_report" / name).stat().st_size > 1000, name
     md = (smoke / "_report" / "report.md").read_text()
-    assert "## Equal loss evaluations" in md and "| layer weights |" in md
+    assert "## Equal compute (forward-pass equivalents)" in md and "| layer weights |" in md
     for label in ("ADMM (from STE)", "GA", "ES (sep-CMA)", "DG S=1 (single-step)", "multi-step STE (sgd)"):
         assert label in md
-    assert "Equal loss evaluations (binary): (L_GA - L_STE)/L_STE" in md
+    assert "Equal compute in forward-pass equivalents (binary): (L_GA - L_STE)/L_STE" in md
 
 
 # ---- the analysis on hand-made values --------------------------------------------------------
 
 def test_best_at_is_the_last_best_loss_within_the_budget():
-    trial = pd.DataFrame({"loss_evals": [1, 10, 30, 100], "best_loss": [2.0, 1.5, 1.5, 1.2]})
+    trial = pd.DataFrame({"fwd_equiv": [1, 10, 30, 100], "best_loss": [2.0, 1.5, 1.5, 1.2]})
     got = cost.best_at(trial, np.array([0, 1, 9, 10, 50, 1000]))
     np.testing.assert_array_equal(got[1:], [2.0, 2.0, 1.5, 1.5, 1.2])
     assert math.isnan(got[0])
@@ -81,7 +81,7 @@ def fake_final():
         for seed, off in enumerate((0.0, 0.002, 0.004)):
             rows.append({KIND: "binary", METHOD: method, "seed": seed, "layer_weights": size,
                          "trial_key": f"{size}{method}{seed}", "best_loss": loss * (1 + off if method == GA else 1),
-                         "loss_evals": 2 * size, "rel_improvement_heldout": 0.0})
+                         "fwd_equiv": 2 * size, "rel_improvement_heldout": 0.0})
     return pd.DataFrame(rows)
 
 
@@ -110,9 +110,9 @@ def test_plot_loss_vs_evals(tmp_path):
     for method in (STE, GA):
         for seed in range(2):
             for e in (1, 10, 100):
-                rows.append({METHOD: method, "trial_key": f"{method}{seed}", "loss_evals": e, "best_loss": 2.0 - e / 100,
-                             "seed": seed, "single_loss_evals": 11, "single_best_loss": 1.9})
+                rows.append({METHOD: method, "trial_key": f"{method}{seed}", "fwd_equiv": e, "best_loss": 2.0 - e / 100,
+                             "seed": seed, "single_fwd_equiv": 11, "single_best_loss": 1.9})
     df = pd.DataFrame(rows)
     path = cost.plot_loss_vs_evals(df, df, [METHOD], tmp_path / "loss_vs_evals.png")
     assert path.stat().st_size > 1000
-    assert cost.plot_loss_vs_evals(df.drop(columns="loss_evals"), df, [METHOD], tmp_path / "x.png") is None
+    assert cost.plot_loss_vs_evals(df.drop(columns="fwd_equiv"), df, [METHOD], tmp_path / "x.png") is None

@@ -23,7 +23,7 @@ from lowbit_core.sweep import config_key
     ("ga.tournament", 0, "ga.tournament >= 1"),
     ("es.population", 1, "es.population = 0 (default) or >= 2"),
     ("es.sigma0", 0.0, "es.sigma0 must be > 0"),
-    ("budget.evals_per_weight", -0.5, "budget.evals_per_weight must be >= 0"),
+    ("budget.fwd_equiv_per_weight", -0.5, "budget.fwd_equiv_per_weight must be >= 0"),
 ])
 def test_bad_values_are_one_line_naming_the_key(key, value, names):
     with pytest.raises(ConfigError) as exc:

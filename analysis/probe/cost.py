@@ -1,10 +1,11 @@
-"""Methods at equal cost: best loss against loss evaluations, and each method against multi-step STE
-as the probed layer grows (sweeps with ``cfg.method`` whose rows carry ``loss_evals``).
+"""Methods at equal cost: best loss against forward-pass equivalents, and each method against
+multi-step STE as the probed layer grows (sweeps with ``cfg.method`` whose rows carry ``fwd_equiv``).
 
-``loss_evals`` counts a method's loss evaluations on the probe batch so far (every forward pass;
-lowbit_core/probes/evals.py). A trial's *best loss at budget E* is the best_loss of its last row with
-loss_evals <= E (best_loss never increases); single-step STE is one point, its scan's cost
-(``single_loss_evals``) and best loss. Under a cap (``cfg.budget.evals_per_weight``) every method had
+``fwd_equiv = loss_evals + 2 * grad_evals`` counts a method's work on the probe batch so far in
+forward-pass equivalents (a backward pass costs two forward passes; lowbit_core/probes/evals.py).
+A trial's *best loss at budget E* is the best_loss of its last row with fwd_equiv <= E (best_loss
+never increases); single-step STE is one point, its scan's cost (``single_fwd_equiv``) and best loss.
+Under a cap (``cfg.budget.fwd_equiv_per_weight``) every method had
 the same allowance, so final rows compare at equal cost; a method that stopped earlier (DG after its
 S steps) keeps its final best, and the table shows the evaluations each used.
 
@@ -29,7 +30,8 @@ from analysis.common.stats import mean_std_n, over_seeds, paired_verdict
 from analysis.probe.groups import METHOD
 from analysis.probe.methods import SINGLE_STE, best_label, is_ste, ordered_methods
 
-EVALS = "loss_evals"
+EVALS = "fwd_equiv"
+SINGLE_EVALS = "single_fwd_equiv"
 LAYER = "layer_weights"
 GRID_POINTS = 60
 
@@ -39,7 +41,7 @@ def applies(rows: pd.DataFrame) -> bool:
 
 
 def best_at(trial: pd.DataFrame, grid: np.ndarray) -> np.ndarray:
-    """The trial's best loss at each budget of ``grid`` (NaN below its first row's loss_evals)."""
+    """The trial's best loss at each budget of ``grid`` (NaN below its first row's fwd_equiv)."""
     t = trial.dropna(subset=[EVALS, "best_loss"]).sort_values(EVALS, kind="stable")
     evals = t[EVALS].to_numpy(dtype=float)
     best = np.minimum.accumulate(t["best_loss"].to_numpy(dtype=float))
@@ -60,7 +62,7 @@ def panel_groups(rows: pd.DataFrame, keys: list[str]) -> list[tuple[str, pd.Data
 
 
 def plot_loss_vs_evals(rows: pd.DataFrame, final: pd.DataFrame, keys: list[str], path: Path) -> Path | None:
-    """Best loss against loss evaluations (log x), every method on one figure: one panel per group of
+    """Best loss against forward-pass equivalents (log x), every method on one figure: one panel per group of
     the other keys, one line per method (mean over seeds of the best loss at each budget, ± 1 std),
     single-step STE as a marker at its scan's cost."""
     if not applies(rows):
@@ -87,12 +89,12 @@ def plot_loss_vs_evals(rows: pd.DataFrame, final: pd.DataFrame, keys: list[str],
             ax.fill_between(grid[ok], mean - np.nan_to_num(std), mean + np.nan_to_num(std), color=color[m],
                             alpha=0.15, lw=0)
         fin = final[final["trial_key"].isin(set(sub["trial_key"]))]
-        if {"single_loss_evals", "single_best_loss"} <= set(fin.columns):
-            x, y = mean_std_n(fin["single_loss_evals"])[0], mean_std_n(fin["single_best_loss"])[0]
+        if {SINGLE_EVALS, "single_best_loss"} <= set(fin.columns):
+            x, y = mean_std_n(fin[SINGLE_EVALS])[0], mean_std_n(fin["single_best_loss"])[0]
             if np.isfinite(x) and np.isfinite(y):
                 ax.plot([x], [y], marker="*", ms=12, ls="none", color=color[SINGLE_STE], label=SINGLE_STE)
         ax.set_xscale("log")
-        ax.set_xlabel("loss evaluations on the probe batch")
+        ax.set_xlabel("forward-pass equivalents on the probe batch (backward = 2)")
         ax.set_ylabel("best loss so far (mean ± std over seeds)")
         ax.set_title(title, fontsize="medium")
     return save_figure(fig, axes, path, "method")
@@ -117,7 +119,7 @@ def per_seed_ratio(sub: pd.DataFrame, a: str, b: str, seed: str | None) -> pd.Se
 
 
 def scaling_table(final_ws: pd.DataFrame) -> pd.DataFrame:
-    """Per (kind, layer_weights, method): best_loss, loss_evals and rel_improvement_heldout over seeds,
+    """Per (kind, layer_weights, method): best_loss, fwd_equiv and rel_improvement_heldout over seeds,
     and (L_m - L_STE) / L_STE against the best multi-step STE, paired on seed, with its verdict."""
     size = size_key(final_ws)
     if size is None or METHOD not in final_ws.columns:
@@ -168,7 +170,7 @@ def format_scaling(table: pd.DataFrame) -> list[str]:
                     text += (f"; {fmt_mean_std(r['vs_ste.mean'], r['vs_ste.std'], int(r['vs_ste.n']), True, True)} "
                              f"vs STE, {_verdict_word(r['vs_ste.verdict'])}")
                 if f"{EVALS}.mean" in r and pd.notna(r[f"{EVALS}.mean"]):
-                    text += f"; {fmt_value(round(float(r[f'{EVALS}.mean'])))} evals"
+                    text += f"; {fmt_value(round(float(r[f'{EVALS}.mean'])))} fwd-equiv"
                 cells.append(text)
             rows.append(cells)
         header = ["layer weights", *methods]
@@ -207,6 +209,6 @@ def scaling_findings(table: pd.DataFrame, final_ws: pd.DataFrame) -> list[str]:
                 trend = (f"; from {fmt_value(sizes[0])} to {fmt_value(sizes[-1])} weights the ratio changes by "
                          f"{fmt_mean_std(v.mean, v.std, v.n, True, True)}: "
                          + v.text(f"{m} falls behind as the layer grows", f"{m} gains on STE as the layer grows"))
-            lines.append(f"Equal loss evaluations ({who}): (L_{m} - L_STE)/L_STE against {ref}, final best_loss, "
+            lines.append(f"Equal compute in forward-pass equivalents ({who}): (L_{m} - L_STE)/L_STE against {ref}, final best_loss, "
                          f"paired on seed, by layer weights — " + "; ".join(parts) + trend + ".")
     return lines

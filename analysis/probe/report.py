@@ -141,10 +141,11 @@ class ProbeAnalysis:
         table = cost.format_scaling(self.scaling)
         if not table:
             return []
-        return ["## Equal loss evaluations: methods as the layer grows (final rows, mean ± std over seeds)", "",
+        return ["## Equal compute (forward-pass equivalents): methods as the layer grows (final rows, mean ± std over seeds)", "",
                 "Cells: final best_loss; the paired ratio (L_m - L_STE) / L_STE against the best multi-step STE "
-                "(lower: below STE, higher: above, ≈: within one std, n < 2: no verdict); the mean loss "
-                "evaluations used. Under budget.evals_per_weight every method had the same allowance.", "",
+                "(lower: below STE, higher: above, ≈: within one std, n < 2: no verdict); the mean "
+                "forward-pass equivalents used (fwd_equiv = loss_evals + 2 grad_evals). Under budget.fwd_equiv_per_weight "
+                "every method had the same allowance.", "",
                 *table]
 
     def metrics_section(self) -> list[str]:

@@ -5,7 +5,7 @@ A sweep states only what differs from these defaults, as dotted keys (``"multi.o
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from lowbit_core.config import ConfigError
 from lowbit_core.quant import estimator_registry
@@ -50,6 +50,11 @@ class ModelConfig:
             raise ConfigError("model.pretrain_steps >= 0, model.pretrain_lr > 0, model.pretrain_batch >= 1 are required")
 
 
+OWN_FIELDS = ("clip", "window")
+"""Estimator parameters with a field of their own in :class:`EstimatorConfig` (the built-ins'); any
+other estimator's parameter is ``estimator.param``."""
+
+
 @dataclass(frozen=True)
 class EstimatorConfig:
     """Backward estimator of sign(w) (ignored by the FP model, whose gradient is exact).
@@ -59,41 +64,56 @@ class EstimatorConfig:
     (the registry's ``param`` names), defaulting to the registry's defaults.
     """
 
-    name: Literal[estimator_registry.NAMES] = "identity"
+    name: estimator_registry.EstimatorName = "identity"
     clip: float = estimator_registry.get("value_clip").default
     window: float = estimator_registry.get("window").default
+    param: float = 0.0
+    """The parameter of a plug-in estimator (one registered with
+    :func:`~lowbit_core.quant.estimator_registry.register_estimator`, whose parameter has no field of
+    its own here); 0 takes the estimator's default."""
 
-    def param(self):
+    def param_value(self):
         """The chosen estimator's parameter value (None when it takes none)."""
         entry = estimator_registry.get(self.name)
-        return getattr(self, entry.param) if entry.param else None
+        if entry.param is None:
+            return None
+        if entry.param in OWN_FIELDS:
+            return getattr(self, entry.param)
+        return self.param or entry.default
 
     def __post_init__(self):
-        if self.clip <= 0 or self.window <= 0:
-            raise ConfigError(f"estimator.clip and estimator.window must be > 0, got {self.clip}, {self.window}")
+        if self.clip <= 0 or self.window <= 0 or self.param < 0:
+            raise ConfigError(f"estimator.clip and estimator.window must be > 0 and estimator.param >= 0, got "
+                              f"{self.clip}, {self.window}, {self.param}")
 
 
 @dataclass(frozen=True)
 class BudgetConfig:
     """L-infinity box ``|w - w0| <= epsilon`` around the start, on layer ``layer`` only.
 
-    ``evals_per_weight``: a cap on every method's loss evaluations (:mod:`lowbit_core.probes.evals`),
-    ``ceil(evals_per_weight * weights of the layer)``, so that methods compare at equal cost; a method
-    stops before the step that would exceed it (its start, step 0, is always reported). 0: no cap
-    (each method runs its own step count).
+    ``fwd_equiv_per_weight``: a cap on every method's cost in forward-pass equivalents (``fwd_equiv =
+    loss_evals + 2 * grad_evals``: a backward pass costs two forward passes, Kaplan et al. 2020;
+    :mod:`lowbit_core.probes.evals`), ``ceil(fwd_equiv_per_weight * weights of the layer)``, so that
+    gradient and gradient-free methods compare at equal compute; a method stops before the step that
+    would exceed it (its start, step 0, is always reported). 0: no cap (each method runs its own step
+    count). The key was ``evals_per_weight`` while the cap counted forward passes only (it gave the
+    gradient methods their backward passes free); the old key is refused with the new name.
     """
+
+    RENAMED: ClassVar[dict[str, str]] = {"evals_per_weight": "fwd_equiv_per_weight"}
+    """Old key -> new key: the old one is a ConfigError naming the new one (lowbit_core.config)."""
 
     epsilon: float = 0.1
     layer: int = 0
-    evals_per_weight: float = 0.0
+    fwd_equiv_per_weight: float = 0.0
 
     def __post_init__(self):
         if not self.epsilon > 0:
             raise ConfigError(f"budget.epsilon must be > 0, got {self.epsilon}")
         if self.layer < 0:
             raise ConfigError(f"budget.layer must be >= 0, got {self.layer}")
-        if self.evals_per_weight < 0:
-            raise ConfigError(f"budget.evals_per_weight must be >= 0 (0 = no cap), got {self.evals_per_weight}")
+        if self.fwd_equiv_per_weight < 0:
+            raise ConfigError(f"budget.fwd_equiv_per_weight must be >= 0 (0 = no cap), got {self.fwd_equiv_per_weight}")
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,8 @@ Per reported step: the point's loss and the best loss so far on the probe batch;
 improvements ``(L_single - L) / L_single`` over the single-step STE's best loss (positive: the method
 found a lower loss); the method's answer -- the point with the lowest probe-batch loss so far -- on
 the held-out batch (``heldout_loss``) and its relative improvement over the single-step STE's answer
-on that batch (``rel_improvement_heldout``); the cost so far (``loss_evals``, ``grad_evals``); and
+on that batch (``rel_improvement_heldout``); the cost so far (``loss_evals``, ``grad_evals`` and
+``fwd_equiv = loss_evals + 2 * grad_evals``, :mod:`lowbit_core.probes.evals`); and
 ``reach_frac``: binary, the fraction of the layer's weights whose sign can flip in the box
 (|w0| <= epsilon); FP, mean |delta| / mean |w0| of the answer. Every row also carries the trial's
 shared metrics (start and held-out start loss, the single-step STE's best loss, lr, held-out loss
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import math
 
+from lowbit_core.probes.evals import fwd_equiv
 from lowbit_core.probes.points import Point
 from lowbit_core.probes.setup import Setup
 
@@ -53,7 +55,7 @@ class Tracker:
                "coords_moved": p.coords_moved, "rel_improvement": rel(single, p.loss),
                "rel_improvement_best": rel(single, p.best_loss), "heldout_loss": held,
                "rel_improvement_heldout": rel(s.common["single_heldout_loss"], held), "loss_evals": counts[0],
-               "grad_evals": counts[1], "reach_frac": self.reach(), **s.common}
+               "grad_evals": counts[1], "fwd_equiv": fwd_equiv(*counts), "reach_frac": self.reach(), **s.common}
         if is_last:
             row.update(scan_lr=s.single.lrs.tolist(), scan_loss=s.single.losses.tolist())
         return row

@@ -6,9 +6,14 @@ twin, the gradient through the estimator, the single-step STE lr scan. Then the 
 last report carries the scan curve). Rows: :mod:`lowbit_core.probes.rows`.
 
 Cost: ``loss_evals`` / ``grad_evals`` on each row count the method's loss evaluations and backward
-passes on the probe batch so far (:mod:`lowbit_core.probes.evals`), read as each point is produced.
-With ``budget.evals_per_weight`` > 0 the method stops before the first point whose loss_evals would
-exceed ``ceil(evals_per_weight * weights of the probed layer)`` (the start, step 0, always reports).
+passes on the probe batch so far (:mod:`lowbit_core.probes.evals`), read as each point is produced;
+``fwd_equiv = loss_evals + 2 * grad_evals`` is their sum in forward-pass equivalents (a backward pass
+costs two forward passes, Kaplan et al. 2020; see :mod:`lowbit_core.probes.evals`), and
+``single_fwd_equiv`` the single-step STE's. With ``budget.fwd_equiv_per_weight`` > 0 the method stops
+before the first point whose fwd_equiv would exceed ``ceil(fwd_equiv_per_weight * weights of the
+probed layer)`` (the start, step 0, always reports): a multi-step STE iteration costs 3, so under a
+cap C it takes (C - 1) // 3 steps, while a method without gradients (DG, GA, CMA-ES) gets about C
+loss evaluations.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ import torch
 from lowbit_core.device import pick_device
 from lowbit_core.probes import batched, methods
 from lowbit_core.probes.config import ProbeConfig
-from lowbit_core.probes.evals import EvalCounter
+from lowbit_core.probes.evals import EvalCounter, fwd_equiv
 from lowbit_core.probes.points import Point
 from lowbit_core.probes.rows import Tracker
 from lowbit_core.probes.setup import Setup, setup
@@ -34,15 +39,16 @@ PROBE_METRICS: dict[str, str] = {
     "rel_improvement_best": "float", "grad_cos_identity": "float", "grad_clipped_frac": "float",
     "coords_moved": "int",
     "heldout_loss": "float", "heldout_start_loss": "float", "single_heldout_loss": "float",
-    "rel_improvement_heldout": "float", "loss_evals": "int", "grad_evals": "int", "single_loss_evals": "int",
+    "rel_improvement_heldout": "float", "loss_evals": "int", "grad_evals": "int", "fwd_equiv": "int",
+    "single_loss_evals": "int", "single_grad_evals": "int", "single_fwd_equiv": "int",
     "reach_frac": "float", "layer_weights": "int",
     "scan_lr": "list[float]", "scan_loss": "list[float]",
 }
 
 
 def eval_cap(cfg: ProbeConfig, s: Setup) -> int | None:
-    """The loss-evaluation cap of ``budget.evals_per_weight`` (None: no cap)."""
-    e = cfg.budget.evals_per_weight
+    """The cap in forward-pass equivalents, ``ceil(budget.fwd_equiv_per_weight * layer weights)`` (None: no cap)."""
+    e = cfg.budget.fwd_equiv_per_weight
     return math.ceil(e * s.w0.numel()) if e > 0 else None
 
 
@@ -55,9 +61,9 @@ def _counted(points: Iterable, counter: EvalCounter, offset: tuple[int, int], sh
 
 
 def _capped(stream: Iterable, cap: int | None) -> Iterator:
-    """The stream up to (excluding) the first point past step 0 whose loss_evals exceed ``cap``."""
+    """The stream up to (excluding) the first point past step 0 whose fwd_equiv exceeds ``cap``."""
     for p, counts in stream:
-        if cap is not None and p.step > 0 and counts[0] > cap:
+        if cap is not None and p.step > 0 and fwd_equiv(*counts) > cap:
             return
         yield p, counts
 

@@ -12,8 +12,9 @@
    otherwise). Its lr grid is ``scan.lr_min..lr_max`` times epsilon when ``scan.unit = "epsilon"``.
 
 Every loss computed on the probe batch is counted (:mod:`lowbit_core.probes.evals`); what steps 3
-and 4 cost is the single-step STE's cost (``single_loss_evals``; the nSTE reference gradient is a
-measurement, not counted).
+and 4 cost is the single-step STE's cost (``single_loss_evals``, ``single_grad_evals`` = 1 and
+``single_fwd_equiv``, :mod:`lowbit_core.probes.evals`; the nSTE reference gradient is a measurement,
+not counted).
 """
 from __future__ import annotations
 
@@ -24,7 +25,7 @@ import torch
 from lowbit_core.models.mlp import MLP
 from lowbit_core.probes import lr_scan
 from lowbit_core.probes.config import ProbeConfig
-from lowbit_core.probes.evals import EvalCounter
+from lowbit_core.probes.evals import EvalCounter, fwd_equiv
 from lowbit_core.probes.flips import reachable
 from lowbit_core.probes.gradient import LossFn, batch_loss_fn, compare_to_identity, gradient_at, normalize
 from lowbit_core.probes.start import pretrained_mlp, probe_data
@@ -66,7 +67,7 @@ def scan_grid(cfg: ProbeConfig):
 
 def setup(cfg: ProbeConfig, device: torch.device) -> Setup:
     data = probe_data(cfg)
-    model = pretrained_mlp(cfg, data, device, cfg.estimator.name, cfg.estimator.param())
+    model = pretrained_mlp(cfg, data, device, cfg.estimator.name, cfg.estimator.param_value())
     (x, y), (xh, yh) = data.fixed_batches(cfg.data.batch_size, torch.Generator().manual_seed(2_000 + cfg.seed))
     x, y, xh, yh = x.to(device), y.to(device), xh.to(device), yh.to(device)
 
@@ -92,6 +93,7 @@ def setup(cfg: ProbeConfig, device: torch.device) -> Setup:
     s.common = {"start_loss": start_loss, "single_best_loss": single.best_loss, "single_best_lr": single.best_lr,
                 "grad_cos_identity": cos, "grad_clipped_frac": frac, "heldout_start_loss": s.heldout(zero),
                 "single_heldout_loss": s.heldout(single.best_delta), "single_loss_evals": s.single_cost[0],
+                "single_grad_evals": s.single_cost[1], "single_fwd_equiv": fwd_equiv(*s.single_cost),
                 "layer_weights": w0.numel()}
     return s
 
