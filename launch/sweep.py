@@ -42,6 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="the smoke profile (about a minute on 2 CPUs)")
     p.add_argument("--profile", default=None, help="named profile: default, smoke, full, ...")
     p.add_argument("--dry-run", action="store_true", help="print the trials and resources, then exit")
+    p.add_argument("--estimate", action="store_true", help="time a few steps of each kind of trial here and print "
+                   "trial-hours, device-hours, wall time and an sbatch --time; writes nothing (launch/estimate.py)")
+    p.add_argument("--devices", type=int, default=None, metavar="N",
+                   help="with --estimate: the wall time on N devices (default: --max-concurrent, else 1)")
     p.add_argument("--results", default="results", help="results root (default: results/)")
     p.add_argument("--resume", action="store_true", help="continue an interrupted run in the same folder")
     p.add_argument("--extend", action="store_true",
@@ -143,6 +147,10 @@ def run(argv=None) -> int:
         if args.dry_run:
             print_plan(the_plan)
             return 0
+        if args.estimate:
+            from launch.estimate import run_estimate
+
+            return run_estimate(the_plan, args.devices, args.max_concurrent)
         from launch.runner import run_plan
 
         outcome = run_plan(the_plan, Path(args.results), args.address, args.resume, args.max_concurrent,
