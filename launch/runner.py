@@ -16,10 +16,11 @@ from launch.plan_record import matching_plan, new_record, record_run
 from launch.trackers import prepare_environment
 from lowbit_core.config import ConfigError, flatten
 from lowbit_core.results import (
+    DONE_STATUSES, rows_per_trial,
     STOPPED_EARLY, ResultsWriter, data_parts, existing_steps, finished_trials, latest_status, quarantine_damaged,
     remove_stale_temp_files, results_schema,
 )
-from lowbit_core.sweep import ASHA, EPOCH, LogUniform, Plan, Study, Uniform
+from lowbit_core.sweep import ASHA, EPOCH, LogUniform, Plan, Study, Uniform, resolve_trial
 
 if TYPE_CHECKING:  # launch.callbacks imports ray: only when a sweep runs
     from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
@@ -39,10 +40,13 @@ class Outcome:
     folder: Path | None = None
     best: float = math.nan
     stopped: int = 0
+    incomplete: list[tuple[str, str]] = field(default_factory=list)
+    """Trials the run counted as finished that are not, with why (:func:`verify_finished`)."""
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and self.failed == 0 and self.done >= self.total
+        return not self.interrupted and self.failed == 0 and self.done >= self.total \
+            and not self.incomplete
 
 
 def git_sha() -> str:
@@ -118,26 +122,47 @@ def _tune_domain(dist):
     return tune.randint(dist.low, dist.high + 1)
 
 
-def _prior_evaluations(folder: Path, study: Study, metric: str, done: set[str]):
-    """(points, rewards, trial keys) of this study's finished trials, to warm-start Optuna on --resume."""
+def _study_rows(folder: Path, plan: Plan) -> dict[str, dict]:
+    """study key -> trial key -> :class:`launch.optuna_state.Rows`: what the Parquet parts hold about
+    each trial of the plan's Optuna studies (its searched parameters, first row's time, last step and
+    the metric there, and the metric per epoch where the family reports epochs)."""
     import pyarrow.parquet as pq
 
-    points, rewards = [], []
-    keys = list(study.distributions)
-    last: dict[str, dict] = {}
+    from launch.optuna_state import Rows
+
+    metric = plan.sweep.metric
+    searched = sorted({k for st in plan.studies for k in st.distributions})
+    studies = {st.key: st for st in plan.studies}
+    wanted = ["trial_key", "study", "step", "time", metric, EPOCH, *(f"cfg.{k}" for k in searched)]
+    out: dict[str, dict] = {}
     for part in data_parts(folder):
-        cols = ["trial_key", "study", "step", metric] + [f"cfg.{k}" for k in keys]
-        for row in pq.read_table(part, columns=cols).to_pylist():
-            if row["study"] != study.key or row["trial_key"] not in done:
+        names = set(pq.read_schema(part).names)
+        table = pq.read_table(part, columns=[c for c in wanted if c in names])
+        for row in table.to_pylist():
+            study = studies.get(row.get("study"))
+            if study is None:
                 continue
-            prev = last.get(row["trial_key"])
-            if prev is None or row["step"] > prev["step"]:
-                last[row["trial_key"]] = row
-    for row in last.values():
-        if row[metric] is not None:
-            points.append({k: row[f"cfg.{k}"] for k in keys})
-            rewards.append(row[metric])
-    return points, rewards, list(last)
+            r = out.setdefault(study.key, {}).get(row["trial_key"])
+            if r is None:
+                r = Rows({k: row.get(f"cfg.{k}") for k in study.distributions}, row.get("time"), row["step"],
+                         row.get(metric))
+                out[study.key][row["trial_key"]] = r
+            if row.get("time") is not None and (r.first_time is None or row["time"] < r.first_time):
+                r.first_time = row["time"]
+            if row["step"] >= r.last_step:
+                r.last_step, r.last_value = row["step"], row.get(metric)
+            if row.get(EPOCH) is not None and row.get(metric) is not None:
+                r.by_epoch[int(row[EPOCH])] = row[metric]
+    return out
+
+
+def _params_key(family, study: Study, params: dict) -> str:
+    """The trial key of ``study``'s configuration with the searched ``params``."""
+    return resolve_trial(family, {"base": flatten(study.config), "study": study.key, **params})[1]
+
+
+def _ray_config_key(family, config: dict) -> str:
+    return resolve_trial(family, config)[1]
 
 
 def flush_seconds() -> float:
@@ -335,13 +360,13 @@ def _tuner_factory(plan: Plan, run: _Run, trainable, max_concurrent: int | None,
 
     sweep = plan.sweep
 
-    def make(param_space: dict, num_samples: int = 1, search_alg=None):
+    def make(param_space: dict, num_samples: int = 1, search_alg=None, scheduler=None):
         return tune.Tuner(
             trainable,
             param_space=param_space,
             tune_config=tune.TuneConfig(
                 metric=sweep.metric, mode=sweep.mode, num_samples=num_samples, search_alg=search_alg,
-                scheduler=make_scheduler(plan), max_concurrent_trials=max_concurrent, reuse_actors=True,
+                scheduler=scheduler or make_scheduler(plan), max_concurrent_trials=max_concurrent, reuse_actors=True,
                 trial_dirname_creator=lambda t: t.trial_id,
             ),
             run_config=tune.RunConfig(
@@ -368,31 +393,50 @@ def _fit_grid(plan: Plan, run: _Run, make_tuner) -> None:
 
 
 def _fit_optuna(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: int) -> None:
-    """One Tuner per study until an interrupt: OptunaSearch warm-started with the study's finished
-    trials (``--resume``), sampling only the rest, at most ``concurrency`` trials at once."""
+    """One Tuner per study until an interrupt, at most ``concurrency`` trials at once: OptunaSearch on
+    the run's study in the study's journal (:mod:`launch.optuna_state`), which knows the trials
+    finished before (``--resume``, ``--extend``) and runs the unfinished ones again with their exact
+    parameters (same trial key, from their checkpoints) before sampling the rest; the sweep's ASHA
+    starts with the earlier trials' rung records (:func:`launch.optuna_state.warm_asha`)."""
+    from functools import partial
+
     import optuna
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
+    from launch.optuna_state import TrialSeededTPE, continue_study, journal_trials, new_study, open_journal, warm_asha
+
     sweep = plan.sweep
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    rows = _study_rows(run.folder, plan) if resume else {}
     for study in plan.studies:
         if run.stopper.interrupt.is_set():
             break
-        points, rewards, keys = _prior_evaluations(run.folder, study, sweep.metric, run.done) if resume else ([], [], [])
-        remaining = study.num_samples - len(points)
-        run.progress.already_done += len(points)
-        run.progress.already_stopped += len(set(keys) & run.stopped_before)
-        if remaining <= 0:
-            continue
-        # studies of one seed share the sampler's stream (paired across optimizers); different seeds
-        # draw independently
-        sampler_seed = sweep.search.sampler_seed * 100_003 + getattr(study.config, "seed", 0)
-        searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, seed=sampler_seed,
-                                points_to_evaluate=points or None, evaluated_rewards=rewards or None)
+        key_of = partial(_params_key, plan.family, study)
+        storage = open_journal(run.folder, study.key, run.run_id)
+        known = rows.get(study.key, {})
+        cont = continue_study(journal_trials(storage, key_of) if resume else [], known, run.done, study.num_samples)
+        run.progress.already_done += len(cont.finished)
+        run.progress.already_stopped += len({k.key for k in cont.finished} & run.stopped_before)
+        for k in cont.finished:
+            run.progress.offer(k.value)
         space = {"base": flatten(study.config), "study": study.key,
                  **{k: _tune_domain(d) for k, d in study.distributions.items()}}
-        make_tuner(space, num_samples=remaining, search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency)).fit()
+        # studies of one seed share the sampler's seed (paired across optimizers); different seeds
+        # draw independently
+        sampler = TrialSeededTPE(sweep.search.sampler_seed * 100_003 + getattr(study.config, "seed", 0))
+        new_study(storage, run.run_id, "minimize" if sweep.mode == "min" else "maximize",
+                  OptunaSearch.convert_search_space(space), cont, sampler)
+        if cont.remaining <= 0:
+            continue
+        searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, sampler=sampler, study_name=run.run_id,
+                                storage=storage)
+        scheduler = make_scheduler(plan)
+        if scheduler is not None:
+            history = {k: r.by_epoch for k, r in known.items() if r.by_epoch}
+            scheduler = warm_asha(scheduler, history, partial(_ray_config_key, plan.family))
+        make_tuner(space, num_samples=cont.remaining, scheduler=scheduler,
+                   search_alg=ConcurrencyLimiter(searcher, max_concurrent=concurrency)).fit()
 
 
 def _fit(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: int) -> bool:
@@ -417,12 +461,49 @@ def _fit(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: int) -> b
     return interrupted
 
 
+def verify_finished(plan: Plan, folder: Path, claimed: int) -> tuple[int, list[tuple[str, str]]]:
+    """Read back what the run counted: (the plan's trials finished on disk, the incomplete ones as
+    (trial key, why)). A trial is finished when its latest ``_trials/`` status is TERMINATED or
+    STOPPED_EARLY and every row that status counted is in the Parquet parts (a status without a row
+    count needs one row); a grid trial needs all its folded keys, an Optuna study counts at most
+    ``num_samples`` distinct finished keys. A done status with rows missing is listed with the
+    counts; ``claimed`` (the trials the progress counted done) above the finished count with no such
+    trial to blame (a configuration run twice) is listed as one line."""
+    latest = latest_status(folder)
+    on_disk = rows_per_trial(existing_steps(folder))
+    if plan.is_optuna:
+        studies = {s.key for s in plan.studies}
+        ours = {k for k, row in latest.items() if row.get("study") in studies}
+    else:
+        ours = {k for t in plan.trials for k in t.keys}
+    incomplete, complete = [], set()
+    for key in sorted(ours & set(latest)):
+        row = latest[key]
+        if row["status"] not in DONE_STATUSES:
+            continue
+        need = 1 if row.get("rows") is None else int(row["rows"])
+        if on_disk.get(key, 0) >= need:
+            complete.add(key)
+        else:
+            incomplete.append((key, f"{row['status']} at step {row.get('step')} with {need} rows, "
+                                    f"{on_disk.get(key, 0)} on disk"))
+    if plan.is_optuna:
+        done = sum(min(s.num_samples, sum(1 for k in complete if latest[k]["study"] == s.key)) for s in plan.studies)
+    else:
+        done = sum(set(t.keys) <= complete for t in plan.trials)
+    if claimed > done and not incomplete:
+        incomplete.append(("(sweep)", f"{claimed} trials counted as finished, {done} distinct trials finished on disk"))
+    return done, incomplete
+
+
 def _outcome(plan: Plan, run: _Run, interrupted: bool) -> Outcome:
-    """The run's summary: trials done (earlier runs' included), failed with their errors, rows written."""
+    """The run's summary: trials done (earlier runs' included; read back from disk,
+    :func:`verify_finished`), failed with their errors, rows written."""
     p = run.progress
-    return Outcome(total=plan.n_trials, done=p.already_done + p.done, failed=p.failed, failures=p.failures,
+    done, incomplete = verify_finished(plan, run.folder, p.already_done + p.done)
+    return Outcome(total=plan.n_trials, done=done, failed=p.failed, failures=p.failures,
                    interrupted=interrupted, rows_written=run.writer.rows_written, folder=run.folder, best=p.best,
-                   stopped=p.already_stopped + p.stopped)
+                   stopped=p.already_stopped + p.stopped, incomplete=incomplete)
 
 
 def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None,

@@ -132,6 +132,10 @@ def _summarize(outcome, words: list[str]) -> int:
         return 1
     if not outcome.ok:
         print(f"only {outcome.done} of {outcome.total} trials finished", file=sys.stderr)
+        if outcome.incomplete:
+            print("counted as finished but incomplete on disk (--resume runs them again):", file=sys.stderr)
+            for key, line in outcome.incomplete[:20]:
+                print(f"  {key}: {line}", file=sys.stderr)
         return 1
     early = f" ({outcome.stopped} stopped early by the scheduler)" if outcome.stopped else ""
     print(f"all {outcome.total} trials finished{early}; report: {REPORT} {outcome.folder}")
