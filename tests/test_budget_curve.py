@@ -121,8 +121,12 @@ def test_findings_say_where_the_budget_binds_and_the_heldout_sign():
     line = lines[0]
     assert "the budget binds below epsilon=0.02" in line and "reach_frac 0.2" in line
     assert "largest at the smallest epsilon" in line  # the held-out curve falls
-    assert "above 0 by more than one std at epsilon 0.001" in line
-    assert "within one std of 0 at epsilon 0.01" in line and "below 0 by more than one std at epsilon 0.02, 0.1" in line
+    # held-out +0.05, 0, -0.1, -0.5 with seed offsets ±0.01 (s = 0.01, n = 3): t = 8.7, 0, 17.3, 86.6 on 2 df;
+    # Holm over the 4 epsilons: p_Holm 0.026, 1, 0.010, 0.00053
+    assert "above 0 at epsilon 0.001 (+0.05 [+0.02516, +0.07484], n = 3, d = 5, p_Holm = 0.026 (K = 4))" in line
+    assert "95% interval contains 0 or no direction after Holm at epsilon 0.01 (+0 [-0.02484, +0.02484], n = 3" in line
+    assert "below 0 at epsilon 0.02 (-0.1 [-0.1248, -0.07516], n = 3" in line and "0.1 (-0.5 [-0.5248, -0.4752]" in line
+    assert "Holm over K = 4 epsilons, family-wise α = 0.05" in line and "one std" not in line
     still = bc.findings(bc.curve_table(fake_final({("fp", "m"): {1e-3: (0.1, 0.1), 1e-1: (0.5, 0.2)}})))[0]
     assert "still rising at the largest epsilon" in still
 

@@ -145,7 +145,10 @@ def test_cli_writes_report_and_pngs(sweep_dir):
     assert md.startswith("# Sweep report: fake_probe")
     assert "**trials**: 24" in md and "**rows**: 72" in md and "abc1234" in md
     assert "n failed: 1" in md and "boom" in md
-    assert "## Findings" in md and "within one std" in md
+    assert "## Findings" in md and "one std" not in md
+    # binary, pooled per seed: m = 0.02583, s = 0.01528, n = 3 -> m ± 4.3027·s/√3 = [-0.01212, +0.06378]
+    assert "+0.02583 [-0.01211, +0.06378], n = 3, d = 1.7: 95% interval contains 0; 80% power at d = 1.7 needs n = 5" in md
+    assert "Holm-adjusted over K = 2 comparisons, family-wise α = 0.05" in md  # under the vSTE vs nSTE table
     assert "≤ 0 — OK" in md
     for name in EXPECTED_PNGS:
         assert f"({name})" in md

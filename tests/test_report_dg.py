@@ -244,4 +244,4 @@ def test_one_seed_gives_no_answer():
     assert ("DG: NO ANSWER — DG S=4: no verdict against multi-step STE (sgd) (n = 1), single-step STE (n = 1) "
             "(fewer than 2 paired seeds)") in answer
     assert "YES" not in md and "NO —" not in md
-    assert any("improves with S: n = 1: no verdict (needs >= 2 seeds)." in x for x in lines)
+    assert any("improves with S: no verdict (needs >= 2 seeds) (n = 1)." in x for x in lines)

@@ -109,6 +109,11 @@ def _signed(x: float) -> str:
     return fmt(x, signed=True)
 
 
+def signed_percent(x: float) -> str:
+    """A fraction as signed percent to 4 significant digits, for :meth:`Verdict.numbers` with unit '%'."""
+    return fmt(100 * x, signed=True)
+
+
 @dataclass(frozen=True)
 class Verdict:
     """The outcome of :func:`paired_verdict` on paired differences, one per seed.
@@ -140,7 +145,7 @@ class Verdict:
         if self.std == 0:
             d = "no spread (s = 0, t infinite)" if self.mean != 0 else "s = 0, every difference 0"
         else:
-            d = f"d = {self.effect:.2g}"
+            d = f"d = {self.effect:.2g}" if abs(self.effect) < 10 else f"d = {self.effect:.0f}"
         text = f"{num(self.mean)} [{num(self.lo)}, {num(self.hi)}]{unit}, n = {self.n}, {d}"
         if self.k > 1:
             text += f", p_Holm = {self.p_holm:.2g} (K = {self.k})"

@@ -21,7 +21,7 @@ import pandas as pd
 from analysis.common.format import fmt, fmt_mean_std, fmt_value
 from analysis.common.groups import KIND, iter_groups, seed_column
 from analysis.common.plotting import group_colors, new_figure
-from analysis.common.stats import over_seeds
+from analysis.common.stats import holm, over_seeds
 from analysis.probe.groups import METHOD
 from analysis.probe.methods import SINGLE_STE, method_rank
 
@@ -86,14 +86,18 @@ def _stat(row: pd.Series, metric: str) -> str:
 
 
 def sign_text(curve: pd.DataFrame, metric: str) -> str:
-    """Where ``metric`` is above / below 0 by the verdict rule (per epsilon, over seeds)."""
+    """Where ``metric`` is above / below 0 by the verdict rule (per epsilon, over seeds): the K
+    epsilons of one curve are one family, Holm-adjusted (:func:`analysis.common.stats.holm`); each
+    epsilon with its interval and n."""
+    verdicts = holm(list(curve[f"{metric}.verdict"]))
     signs = {1: [], -1: [], 0: [], None: []}
-    for _, r in curve.iterrows():
-        signs[r[f"{metric}.verdict"].sign].append(fmt_value(r[EPSILON]))
+    for eps, v in zip(curve[EPSILON], verdicts):
+        signs[v.sign].append(f"{fmt_value(eps)}" + (f" ({v.numbers()})" if v.sign is not None else ""))
     words = [f"{what} at epsilon {', '.join(signs[k])}" for k, what in
-             ((1, "above 0 by more than one std"), (-1, "below 0 by more than one std"), (0, "within one std of 0"),
+             ((1, "above 0"), (-1, "below 0"), (0, "95% interval contains 0 or no direction after Holm"),
               (None, "no verdict (n < 2)")) if signs[k]]
-    return " (" + "; ".join(words) + ")"
+    k = sum(v.sign is not None for v in verdicts)
+    return " (" + "; ".join(words) + (f"; Holm over K = {k} epsilons, family-wise α = 0.05" if k > 1 else "") + ")"
 
 
 def findings(table: pd.DataFrame) -> list[str]:

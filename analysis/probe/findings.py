@@ -3,7 +3,8 @@
 Every line states its n. A statistic pooled over the settings of other keys averages each seed's
 values over those settings first; its ± is the std over seeds of those per-seed means, and the text
 says so ('n=3; ± std over seeds of the per-seed mean over 6 settings'). Verdicts follow the one rule,
-:func:`analysis.common.stats.paired_verdict` (never from fewer than 2 seeds).
+:func:`analysis.common.stats.paired_verdict` (a paired-t 95% interval; never from fewer than 2 seeds),
+and every verdict prints its interval, n and effect size d.
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import pandas as pd
 from analysis.common.estimators import REFERENCE
 from analysis.common.format import fmt, fmt_mean_std, fmt_value, group_label, short_names
 from analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
-from analysis.common.stats import SeedStat, over_seeds
+from analysis.common.stats import SeedStat, over_seeds, signed_percent
 from analysis.probe.groups import BATCH, ESTIMATOR, NOISE, OPTIMIZER
 from analysis.probe.tables import HELDOUT_IMPROVEMENT, IMPROVEMENT, mean_std_table
 
@@ -114,7 +115,7 @@ def alike(signs: list) -> str:
     if signs[0] == signs[1] != 0:
         return "yes (FP and binary behave alike, so the effect is not specific to binarization with STE)"
     if signs[0] == signs[1] == 0:
-        return "neither differs by more than one std"
+        return "neither has a direction (both 95% intervals contain 0)"
     return "no (FP and binary differ)"
 
 
@@ -173,7 +174,8 @@ def noise_trend(final: pd.DataFrame, keys: list[str]) -> list[str]:
 
 def estimator_finding(comparison: pd.DataFrame) -> list[str]:
     """vSTE vs nSTE: the largest mean |relative difference| of single_best_loss against the reference
-    over settings with its verdict, and in how many settings with a verdict it is within one std."""
+    over settings with its verdict (Holm-adjusted over the comparison table's settings, as the table
+    shows it), and in how many settings with a verdict the estimator shows no direction."""
     col = "rel_diff.single_best_loss"
     if comparison.empty or f"{col}.mean" not in comparison.columns:
         return []
@@ -186,10 +188,10 @@ def estimator_finding(comparison: pd.DataFrame) -> list[str]:
     decided = [s for s in signs if s is not None]
     where = top[ESTIMATOR] + (f", batch_size={fmt_value(top[BATCH])}" if BATCH in t.columns else "")
     stat = fmt_mean_std(top[f"{col}.mean"], top[f"{col}.std"], int(top[f"{col}.n"]), True, True, note=top[f"{col}.note"])
-    verdict = top[f"{col}.verdict"].text(f"higher than {REFERENCE}", f"lower than {REFERENCE}")
+    verdict = top[f"{col}.verdict"].text(f"higher than {REFERENCE}", f"lower than {REFERENCE}", signed_percent, "%")
     undecided = f" ({len(signs) - len(decided)} without a verdict: n < 2)" if len(decided) < len(signs) else ""
     lines = [f"vSTE vs nSTE: largest mean |relative difference| of single_best_loss = {fmt(100 * absmean.max())}% "
-             f"({where}: {stat}); {verdict}; settings within one std: "
+             f"({where}: {stat}); {verdict}; settings without a direction (Holm over the table): "
              f"{decided.count(0)}/{len(decided)} with a verdict{undecided}."]
     if "grad_clipped_frac.mean" in t.columns:
         clipped = t[t[ESTIMATOR] != REFERENCE]["grad_clipped_frac.mean"].dropna()

@@ -12,8 +12,11 @@ per model kind, the best DG variant (lowest mean final best_loss over S) and the
 are compared with multi-step STE (best optimizer) and single-step STE, paired on seed and the other
 keys, as ``(L_method - L_STE) / L_STE``; lower loss is better. Each seed's differences are averaged
 over the other keys' settings first; the verdict is the report's one rule
-(:func:`analysis.common.stats.paired_verdict`: >= 2 seeds, |mean| > std). Without a verdict against
-some STE method (fewer than 2 paired seeds) the question gets no answer.
+(:func:`analysis.common.stats.paired_verdict`: >= 2 seeds, a direction only when the paired-t 95%
+interval excludes 0), and every line gives the interval and n. YES needs a lower loss than every STE
+reference, each at level 0.05: an intersection-union test, which needs no multiplicity adjustment
+(Berger 1982, Technometrics 24:295). Without a verdict against some STE method (fewer than 2 paired
+seeds) the question gets no answer.
 
 A method's settings (the table's ``settings`` column) are the columns that vary only with the
 method label, other than the plan's axes, the columns the label is made of and reporting cadences
@@ -32,7 +35,7 @@ import pandas as pd
 from analysis.common.format import fmt_value, short_names
 from analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
 from analysis.common.plan import SweepPlan
-from analysis.common.stats import mean_std_n, over_seeds
+from analysis.common.stats import mean_std_n, over_seeds, signed_percent
 from analysis.probe.findings import pooled_text
 from analysis.probe.groups import (LABEL_COLUMNS, METHOD, METHOD_COLUMN, STE, method_collapsed_columns,
                                    method_family)
@@ -240,11 +243,10 @@ def versus(sub: pd.DataFrame, a: str, refs: list[str], keys: list[str], what: st
     lines, verdicts = [], {}
     for b in refs:
         c = compare(sub, a, b, keys, (what, "STE"))
-        verdicts[b] = c["verdict"]
-        verdict = {-1: f"{what} reaches a LOWER loss than {b}",
-                   1: f"{what} does NOT reach a lower loss than {b} (STE is lower)",
-                   0: f"{what} vs {b}: no clear difference (within one std)"}.get(
-            c["verdict"].sign, f"{what} vs {b}: {c['verdict'].text('', '')}")
+        v = verdicts[b] = c["verdict"]
+        verdict = v.numbers(signed_percent, "%") + ": " + {
+            -1: f"{what} reaches a LOWER loss than {b}",
+            1: f"{what} does NOT reach a lower loss than {b} (STE is lower)"}.get(v.sign, f"{what} vs {b}: {v.outcome('', '')}")
         lines.append(f"  {a} {pooled_text(loss_stat(sub, a), signed=False)} vs {b} "
                      f"{pooled_text(loss_stat(sub, b), signed=False)} (final best_loss); {c['text']}; {verdict}.")
     return lines, verdicts
@@ -252,7 +254,7 @@ def versus(sub: pd.DataFrame, a: str, refs: list[str], keys: list[str], what: st
 
 def answer(what: str, label: str, verdicts: dict) -> str:
     """YES when ``label`` is lower than every STE reference by the verdict rule; NO when some
-    reference is lower or within one std; no answer while a verdict is missing (n < 2). Each
+    reference is lower or the 95% interval contains 0; no answer while a verdict is missing (n < 2). Each
     reference is named with its n (paired seeds)."""
     label = label if label.startswith(what) else f"{what} ({label})"
     if not verdicts:
@@ -267,7 +269,7 @@ def answer(what: str, label: str, verdicts: dict) -> str:
     beats = f"; it does beat {named(lower)}" if lower else ""
     missing = f"no verdict against {named(undecided)} (fewer than 2 paired seeds)"
     if not_lower:
-        why = ", ".join(f"{b}: {'STE lower' if verdicts[b].sign == 1 else 'within one std'}, n = {verdicts[b].n}"
+        why = ", ".join(f"{b}: {'STE lower' if verdicts[b].sign == 1 else '95% interval contains 0'}, n = {verdicts[b].n}"
                         for b in not_lower)
         return (f"NO — {label} does not reach a lower final best_loss than {', '.join(not_lower)} "
                 f"({why}){beats}{'; ' + missing if undecided else ''}, so it is not a usable upper bound for STE")
@@ -317,8 +319,9 @@ def s_trend(sub: pd.DataFrame, keys: list[str], who: str) -> list[str]:
     lo, hi = labels[0], labels[-1]
     c = compare(sub, hi, lo, keys, (f"S={dg_steps(hi)}", f"S={dg_steps(lo)}"))
     monotone = bool((np.diff([s.mean for s in stats]) <= 0).all())
+    v = c["verdict"]
     verdict = {-1: "yes, monotonically" if monotone else "yes overall, but not monotonically",
-               1: "no (the largest S ends higher)", 0: "no clear change (within one std)"}.get(
-        c["verdict"].sign, c["verdict"].text("", ""))
+               1: "no (the largest S ends higher)"}.get(v.sign) or v.outcome("", "")
+    verdict = f"{verdict} ({v.numbers(signed_percent, '%')})"
     return [f"Multi-step DG ({who}): final best_loss by S — " + "; ".join(parts)
             + f"; S={dg_steps(hi)} vs S={dg_steps(lo)}: {c['text']}; improves with S: {verdict}."]

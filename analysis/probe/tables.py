@@ -15,7 +15,7 @@ import pandas as pd
 from analysis.common.estimators import REFERENCE
 from analysis.common.format import fmt, fmt_mean_std, fmt_value, short_names, stat_cells
 from analysis.common.groups import KIND, iter_groups, paired_rows, rows_matching, searched_keys, seed_column
-from analysis.common.stats import mean_std_n, over_seeds
+from analysis.common.stats import holm_column, mean_std_n, over_seeds, signed_percent
 from analysis.probe.groups import BATCH, ESTIMATOR
 
 IMPROVEMENT = "rel_improvement_best"
@@ -121,7 +121,9 @@ def estimator_comparison(final: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     paired relative difference of single_best_loss and best_loss against the reference estimator,
     the paired difference of rel_improvement_best, and the means of rel_improvement_best,
     grad_cos_identity and grad_clipped_frac. Each statistic as ``<name>.mean/.std/.n/.note`` over
-    seeds, each seed's values averaged over the other keys' settings first.
+    seeds, each seed's values averaged over the other keys' settings first. The verdicts of the three
+    comparisons against the reference are Holm-adjusted, each column over the table's rows (every
+    estimator setting against nSTE is one family of K comparisons).
     """
     rows_all = estimator_rows(final)
     by = comparison_by(keys)
@@ -139,7 +141,10 @@ def estimator_comparison(final: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         for m in (IMPROVEMENT, "grad_cos_identity", "grad_clipped_frac"):
             row.update(over_seeds(sub, m, seed).columns(m))
         out.append(row)
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    for col in ("rel_diff.single_best_loss", "rel_diff.best_loss", f"diff.{IMPROVEMENT}"):
+        table = holm_column(table, f"{col}.verdict")
+    return table
 
 
 def format_estimator_comparison(table: pd.DataFrame) -> pd.DataFrame:
@@ -148,6 +153,9 @@ def format_estimator_comparison(table: pd.DataFrame) -> pd.DataFrame:
     out = pd.DataFrame({h: table[k].map(fmt_value) for h, k in zip(key_headers(by), by)})
     out[f"Δrel single_best_loss vs {REFERENCE}"] = stat_cells(table, "rel_diff.single_best_loss", fmt_mean_std,
                                                               signed=True, percent=True)
+    if "rel_diff.single_best_loss.verdict" in table.columns:
+        out["verdict on Δrel single_best_loss (Holm)"] = [
+            v.text("higher", "lower", signed_percent, "%") for v in table["rel_diff.single_best_loss.verdict"]]
     out[f"Δrel best_loss vs {REFERENCE}"] = stat_cells(table, "rel_diff.best_loss", fmt_mean_std,
                                                        signed=True, percent=True)
     out[f"Δ {IMPROVEMENT} vs {REFERENCE}"] = stat_cells(table, f"diff.{IMPROVEMENT}", fmt_mean_std, signed=True)
