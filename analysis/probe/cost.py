@@ -26,7 +26,7 @@ from matplotlib import colormaps
 from analysis.common.format import fmt_mean_std, fmt_value, group_label, markdown_table
 from analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
 from analysis.common.plotting import new_figure, save_figure
-from analysis.common.stats import mean_std_n, over_seeds, paired_verdict
+from analysis.common.stats import holm, holm_note, mean_std_n, over_seeds, paired_verdict, signed_percent
 from analysis.probe.groups import METHOD
 from analysis.probe.methods import SINGLE_STE, best_label, is_ste, ordered_methods
 
@@ -120,7 +120,9 @@ def per_seed_ratio(sub: pd.DataFrame, a: str, b: str, seed: str | None) -> pd.Se
 
 def scaling_table(final_ws: pd.DataFrame) -> pd.DataFrame:
     """Per (kind, layer_weights, method): best_loss, fwd_equiv and rel_improvement_heldout over seeds,
-    and (L_m - L_STE) / L_STE against the best multi-step STE, paired on seed, with its verdict."""
+    and (L_m - L_STE) / L_STE against the best multi-step STE, paired on seed, with its verdict; the
+    verdicts of one model kind (every method at every layer size against multi-step STE) are one
+    family, Holm-adjusted (:func:`analysis.common.stats.holm`)."""
     size = size_key(final_ws)
     if size is None or METHOD not in final_ws.columns:
         return pd.DataFrame()
@@ -140,7 +142,12 @@ def scaling_table(final_ws: pd.DataFrame) -> pd.DataFrame:
             row.update({"vs_ste.mean": v.mean, "vs_ste.std": v.std, "vs_ste.n": v.n, "vs_ste.verdict": v,
                         "vs_ste.ref": ste or ""})
             out.append(row)
-    return pd.DataFrame(out)
+    table = pd.DataFrame(out)
+    if table.empty:
+        return table
+    for _, idx in (table.groupby(KIND, sort=False).groups.items() if KIND in table.columns else [(None, table.index)]):
+        table.loc[idx, "vs_ste.verdict"] = pd.Series(holm(list(table.loc[idx, "vs_ste.verdict"])), index=idx)
+    return table
 
 
 def _verdict_word(v) -> str:
@@ -167,14 +174,15 @@ def format_scaling(table: pd.DataFrame) -> list[str]:
                 r = r.iloc[0]
                 text = fmt_mean_std(r["best_loss.mean"], r["best_loss.std"], int(r["best_loss.n"]))
                 if r["vs_ste.n"] > 0:
-                    text += (f"; {fmt_mean_std(r['vs_ste.mean'], r['vs_ste.std'], int(r['vs_ste.n']), True, True)} "
-                             f"vs STE, {_verdict_word(r['vs_ste.verdict'])}")
+                    v = r["vs_ste.verdict"]
+                    text += f"; vs STE {v.numbers(signed_percent, '%')}: {_verdict_word(v)}"
                 if f"{EVALS}.mean" in r and pd.notna(r[f"{EVALS}.mean"]):
                     text += f"; {fmt_value(round(float(r[f'{EVALS}.mean'])))} fwd-equiv"
                 cells.append(text)
             rows.append(cells)
         header = ["layer weights", *methods]
-        out += [f"**{fmt_value(kind)}**" if kind is not None else "", "", markdown_table(header, rows), ""]
+        out += [f"**{fmt_value(kind)}**" if kind is not None else "", "", markdown_table(header, rows), "",
+                holm_note(list(sub["vs_ste.verdict"])), ""]
     return out
 
 
@@ -196,7 +204,7 @@ def scaling_findings(table: pd.DataFrame, final_ws: pd.DataFrame) -> list[str]:
             if g.empty or not (g["vs_ste.n"] > 0).any():
                 continue
             ref = g["vs_ste.ref"].iloc[0]
-            parts = [f"{fmt_value(r[LAYER])}: {fmt_mean_std(r['vs_ste.mean'], r['vs_ste.std'], int(r['vs_ste.n']), True, True)}"
+            parts = [f"{fmt_value(r[LAYER])}: {r['vs_ste.verdict'].text('higher', 'lower', signed_percent, '%')}"
                      for _, r in g.iterrows() if r["vs_ste.n"] > 0]
             trend = ""
             if len(sizes) > 1:
@@ -207,8 +215,8 @@ def scaling_findings(table: pd.DataFrame, final_ws: pd.DataFrame) -> list[str]:
                 both = r_hi.index.intersection(r_lo.index)
                 v = paired_verdict((r_hi[both] - r_lo[both]).to_numpy())
                 trend = (f"; from {fmt_value(sizes[0])} to {fmt_value(sizes[-1])} weights the ratio changes by "
-                         f"{fmt_mean_std(v.mean, v.std, v.n, True, True)}: "
-                         + v.text(f"{m} falls behind as the layer grows", f"{m} gains on STE as the layer grows"))
+                         + v.text(f"{m} falls behind as the layer grows", f"{m} gains on STE as the layer grows",
+                                  signed_percent, " pp"))
             lines.append(f"Equal compute in forward-pass equivalents ({who}): (L_{m} - L_STE)/L_STE against {ref}, final best_loss, "
                          f"paired on seed, by layer weights — " + "; ".join(parts) + trend + ".")
     return lines

@@ -16,6 +16,7 @@ from analysis.common.format import frame_to_markdown, short_names
 from analysis.common.groups import distinct_values, final_rows, is_optuna, searched_keys
 from analysis.common.load import error_line, failed_trials
 from analysis.common.plan import SweepPlan
+from analysis.common.stats import holm_note
 from analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
                                      time_facts, title, write_analysis)
 from analysis.probe import budget_curve, cost, figures
@@ -143,7 +144,7 @@ class ProbeAnalysis:
             return []
         return ["## Equal compute (forward-pass equivalents): methods as the layer grows (final rows, mean ± std over seeds)", "",
                 "Cells: final best_loss; the paired ratio (L_m - L_STE) / L_STE against the best multi-step STE "
-                "(lower: below STE, higher: above, ≈: within one std, n < 2: no verdict); the mean "
+                "with its paired-t 95% interval and n (lower: below STE, higher: above, ≈: no direction, n < 2: no verdict); the mean "
                 "forward-pass equivalents used (fwd_equiv = loss_evals + 2 grad_evals). Under budget.fwd_equiv_per_weight "
                 "every method had the same allowance.", "",
                 *table]
@@ -184,7 +185,8 @@ class ProbeAnalysis:
                 f"Each setting paired with {REFERENCE} (nSTE) on the same seed and other config keys; "
                 f"Δrel = (L_est - L_{REFERENCE}) / L_{REFERENCE}; {spread} grad_cos_identity = 1 and "
                 "grad_clipped_frac = 0 mean the estimator left the gradient unchanged.", "",
-                frame_to_markdown(format_estimator_comparison(self.comparison)), ""]
+                frame_to_markdown(format_estimator_comparison(self.comparison)), "",
+                holm_note(self.comparison.get("rel_diff.single_best_loss.verdict", [])), ""]
 
     def optuna_section(self) -> list[str]:
         if not self.optuna:
