@@ -32,7 +32,7 @@ def fake_folders(root, names, n=1, size=60):
 
 
 def test_docstring_and_declaration(sweep):
-    assert sweep.family == "sr" and sweep.metric == "psnr_y" and sweep.mode == "max" and sweep.retries >= 1
+    assert sweep.family == "sr" and sweep.metric == "val_psnr_y" and sweep.mode == "max" and sweep.retries >= 1
     for word in ("Question", "Expected", "Cost", "Command"):
         assert any(line.startswith(word) for line in sweep.doc.splitlines()), word
 
@@ -43,18 +43,22 @@ def test_profiles_plan(sweep, tmp_path):
     assert smoke.n_trials == 5 and {t.config.data.train for t in smoke.trials} == {"generated"}
     assert sorted((t.config.quant.bits, t.config.quant.parts) for t in smoke.trials) == [
         (1, ("body",)), (1, ("skip",)), (4, ("body",)), (4, ("skip",)), (32, ("body",))]
-    data = fake_folders(tmp_path / "sr", ["T91", "Set5", "Set14"])
+    data = fake_folders(tmp_path / "sr", ["Set5", "Set14"])
+    fake_folders(data, ["T91"], n=11)                              # 10 held out for validation, 1 to train
     default = plan(sweep, "default", {"data.root": str(data / "T91"), "data.test_root": str(data)})
     # (FP once + {4, 1} bits x 5 part sets) x 2 seeds
     assert default.n_trials == (1 + 2 * 5) * 2
     assert {t.config.data.test_sets for t in default.trials} == {("Set5", "Set14")}
+    assert {t.config.data.val_images for t in default.trials} == {10}
     with pytest.raises(ConfigError, match=r"data.root: image folder .*T91 not found"):
         plan(sweep, "default", {"data.root": str(tmp_path / "nothing" / "T91"), "data.test_root": str(data)})
     for t in smoke.trials + default.trials:   # the runner's JSON text gives back the planned config and key
         assert resolve_trial(default.family, {"base": t.ray_base, "study": ""}) == (t.config, t.key)
     full_root = fake_folders(tmp_path / "full", ["bench/Set5", "bench/Set14", "bench/B100", "bench/Urban100"])
     fake_folders(full_root, ["DIV2K_train_HR"], size=192)          # holds x4's 192 px HR patch
-    full = plan(sweep, "full", {"data.root": str(full_root), "data.test_root": str(full_root / "bench")})
+    fake_folders(full_root, ["DIV2K_valid_HR"], n=2)
+    full = plan(sweep, "full", {"data.root": str(full_root), "data.test_root": str(full_root / "bench"),
+                                "data.val_root": str(full_root / "DIV2K_valid_HR")})
     # (FP once + {8, 4, 2, 1} bits x 7 part sets) x 3 scales x 3 seeds
     assert full.n_trials == (1 + 4 * 7) * 3 * 3
     assert {(t.config.model.blocks, t.config.model.channels, t.config.train.epochs) for t in full.trials} == {(16, 64, 300)}

@@ -97,7 +97,7 @@ def test_preflight_names_the_missing_folder(tmp_path):
     msg = FAMILY.preflight(cfg)
     assert msg.startswith("data.test_sets (Set5): image folder") and "\n" not in msg
     (tmp_path / "Set5").mkdir()
-    assert "holds no .png/.bmp files" in FAMILY.preflight(cfg)
+    assert "holds no .png/.bmp/.jpg/.jpeg files" in FAMILY.preflight(cfg)
     write_pngs(tmp_path / "Set5" / "HR", 1, 40)                   # EDSR's benchmark layout <set>/HR/
     assert FAMILY.preflight(cfg) is None
     big = with_overrides(cfg, {"data.lr_patch": 24})               # 2 x 24 = 48 px > the 40 px images

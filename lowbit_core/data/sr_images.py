@@ -5,7 +5,12 @@ Protocol (Lim et al., "Enhanced Deep Residual Networks for Single Image Super-Re
 
 - **HR images** are read as RGB uint8 (a single-channel file is replicated to three channels,
   EDSR's ``set_channel``, and flagged ``grey`` for the metrics, :mod:`lowbit_core.data.sr_metrics`)
-  and cropped to a multiple of the scale s at the bottom/right (``modcrop``).
+  and cropped to a multiple of the scale s at the bottom/right (``modcrop``). 16-bit samples are
+  brought to 8 bits by ``round(v / 257)`` (65535 -> 255, and ``257 k -> k`` exactly, so a 16-bit copy
+  of an 8-bit image reads back as that image): Pillow opens 16-bit grey PNGs as ``I;16`` and read
+  them that way; 16-bit colour PNGs Pillow itself reduces to their high byte (``floor(v / 256)``, equal
+  to ``round(v / 257)`` for ``v = 257 k`` and at most one level off otherwise). Alpha is dropped; palette
+  images go through their palette (colour); other modes are refused in one line.
 - **LR images** are ``imresize(HR, 1/s, 'bicubic')`` of MATLAB (:mod:`lowbit_core.data.imresize`,
   uint8 in and out), made once per image; the **bicubic baseline** is ``imresize(LR, s)``.
 - **Training patches**: per sample, an image uniformly at random, an LR patch of ``p x p`` at a
@@ -14,7 +19,7 @@ Protocol (Lim et al., "Enhanced Deep Residual Networks for Single Image Super-Re
   the flips), each with probability 1/2, applied identically to both patches. Values stay in
   0..255 (EDSR's ``rgb_range`` 255). Training images smaller than ``s p`` after modcrop are skipped.
 
-Folders: a **folder** of images (``*.png``, ``*.bmp``; e.g. T91), **DIV2K**'s layout
+Folders: a **folder** of images (``*.png``, ``*.bmp``, ``*.jpg``/``*.jpeg``; e.g. T91), **DIV2K**'s layout
 (``<root>/DIV2K_train_HR/*.png``), and benchmark sets ``<test_root>/<name>/`` (or
 ``<test_root>/<name>/HR/``) for Set5, Set14, B100, Urban100 -- any folder of PNGs works.
 
@@ -37,7 +42,7 @@ from PIL import Image
 from lowbit_core.data.imresize import imresize
 from lowbit_core.data.sr_metrics import as_rgb
 
-IMAGE_SUFFIXES = (".png", ".bmp")
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg")
 DIV2K_TRAIN = "DIV2K_train_HR"
 
 
@@ -53,14 +58,38 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
-GREY_MODES = ("1", "L", "LA", "I", "I;16")
+GREY_MODES = ("1", "L", "LA", "La")
+WIDE_GREY_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
+"""Single-channel modes holding up to 16 bits (``I``: 32-bit integers, accepted for values 0..65535,
+as older Pillow opened 16-bit PNGs)."""
+COLOUR_MODES = ("RGB", "RGBA", "RGBa", "RGBX", "P", "PA", "CMYK", "YCbCr")
+WIDE_MAX = 65535
+
+
+class ImageError(ValueError):
+    """An image file that cannot be read as an HR image; the message is one line naming the file."""
+
+
+def _pixels(im: Image.Image, path) -> tuple[np.ndarray, bool]:
+    if im.mode in GREY_MODES:
+        return np.asarray(im.convert("L")), True
+    if im.mode in WIDE_GREY_MODES:
+        wide = np.asarray(im).astype(np.int64)
+        if wide.size and (wide.min() < 0 or wide.max() > WIDE_MAX):
+            raise ImageError(f"{path}: mode {im.mode} values {wide.min()}..{wide.max()} are outside 0..{WIDE_MAX}")
+        return ((2 * wide + 257) // 514).astype(np.uint8), True     # round(v / 257); no ties
+    if im.mode in COLOUR_MODES:
+        rgb = im.convert("RGBA").convert("RGB") if im.mode in ("P", "PA") else im.convert("RGB")
+        return np.asarray(rgb), False
+    raise ImageError(f"{path}: image mode {im.mode} is not read (valid: 8/16-bit grey, RGB, RGBA, palette)")
 
 
 def read_rgb(path: str | Path) -> tuple[np.ndarray, bool]:
-    """``(RGB uint8 (H, W, 3), grey)``: a single-channel file (``grey`` True) is replicated; alpha dropped."""
+    """``(RGB uint8 (H, W, 3), grey)``: a single-channel file (``grey`` True) is replicated; alpha
+    dropped; 16-bit samples ``v`` become ``round(v / 257)`` (module docstring). :class:`ImageError`
+    for a mode it does not read."""
     with Image.open(path) as im:
-        grey = im.mode in GREY_MODES
-        arr = np.asarray(im.convert("L") if grey else im.convert("RGB"))
+        arr, grey = _pixels(im, path)
     return as_rgb(arr.astype(np.uint8, copy=False)), grey
 
 
@@ -68,6 +97,33 @@ def image_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` of an image file, from its header (the pixels are not decoded)."""
     with Image.open(path) as im:
         return im.height, im.width
+
+
+@functools.lru_cache(maxsize=4096)
+def _checked(path: str, size: int, mtime_ns: int) -> tuple[int, int] | str:
+    try:
+        with Image.open(path) as im:
+            im.verify()                     # chunk CRCs and the end of the stream (PNG)
+        with Image.open(path) as im:
+            im.load()                       # the pixels themselves (truncated data raises here)
+            arr, _ = _pixels(im, path)
+    except ImageError as exc:
+        return str(exc)
+    except Exception as exc:  # noqa: BLE001 -- any decoder failure becomes one line naming the file
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"{path}: not a readable image ({reason})"
+    return int(arr.shape[0]), int(arr.shape[1])
+
+
+def check_image(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of an image file after verifying and decoding it as :func:`read_rgb` would;
+    :class:`ImageError` (one line naming the file) when it cannot be. Cached per file version (path,
+    size, modification time), so a plan's many points decode each file once."""
+    st = Path(path).stat()
+    out = _checked(str(path), st.st_size, st.st_mtime_ns)
+    if isinstance(out, str):
+        raise ImageError(out)
+    return out
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
@@ -132,6 +188,21 @@ def folder_images(folder: str | Path, n: int = 0) -> list[tuple[str, np.ndarray,
     return [(p.stem, *read_rgb(p)) for p in (files[:n] if n else files)]
 
 
+HOLDOUT_SEED = 0
+
+
+def holdout_split(files: list[Path], n_val: int) -> tuple[list[Path], list[Path]]:
+    """``(training files, held-out files)`` of a folder's sorted file list: the held-out ones are the
+    first ``n_val`` of ``numpy.random.default_rng(0).permutation(len(files))``, both parts kept in
+    name order. A function of the file list and ``n_val`` only (never of a trial's seed or
+    ``data.n_train``), so every trial of a sweep holds out the same images; ``n_val`` must leave at
+    least one training file."""
+    if not 0 <= n_val < len(files):
+        raise ValueError(f"cannot hold out {n_val} of {len(files)} images and keep one for training")
+    held = set(np.random.default_rng(HOLDOUT_SEED).permutation(len(files))[:n_val].tolist())
+    return [f for i, f in enumerate(files) if i not in held], [f for i, f in enumerate(files) if i in held]
+
+
 def benchmark_folder(test_root: str | Path, name: str) -> Path:
     """``<test_root>/<name>/HR`` where it exists (EDSR's benchmark layout), else ``<test_root>/<name>``."""
     base = Path(test_root) / name
@@ -142,6 +213,20 @@ def benchmark_folder(test_root: str | Path, name: str) -> Path:
 def _cached_pairs(source: str, scale: int, n: int, size: int, seed: int) -> tuple[SRPair, ...]:
     images = generated_images(n, size, seed) if source == "" else folder_images(source, n)
     return tuple(make_pair(name, img, scale, grey) for name, img, grey in images)
+
+
+@functools.lru_cache(maxsize=32)
+def _cached_file_pairs(files: tuple[str, ...], scale: int) -> tuple[SRPair, ...]:
+    pairs = []
+    for f in files:
+        image, grey = read_rgb(f)
+        pairs.append(make_pair(Path(f).stem, image, scale, grey))
+    return tuple(pairs)
+
+
+def load_file_pairs(files, scale: int) -> tuple[SRPair, ...]:
+    """HR/LR pairs of the image files ``files`` in their order; cached per process like :func:`load_pairs`."""
+    return _cached_file_pairs(tuple(str(Path(f).resolve()) for f in files), scale)
 
 
 def load_pairs(folder: str | Path | None, scale: int, n: int = 0, size: int = 0, seed: int = 0) -> tuple[SRPair, ...]:
@@ -205,6 +290,7 @@ def augment_pair(lr: torch.Tensor, hr: torch.Tensor, hflip: int, vflip: int, tra
     return tuple(out)
 
 
-__all__ = ["IMAGE_SUFFIXES", "DIV2K_TRAIN", "list_images", "read_rgb", "image_size", "modcrop", "downscale", "bicubic_upscale",
-           "GREY_MODES", "SRPair", "make_pair", "generated_image", "generated_images", "folder_images", "benchmark_folder",
-           "load_pairs", "PatchSampler", "augment_pair"]
+__all__ = ["IMAGE_SUFFIXES", "DIV2K_TRAIN", "list_images", "read_rgb", "image_size", "check_image", "ImageError", "modcrop",
+           "downscale", "bicubic_upscale", "GREY_MODES", "WIDE_GREY_MODES", "COLOUR_MODES", "SRPair", "make_pair",
+           "generated_image", "generated_images", "folder_images", "holdout_split", "benchmark_folder", "load_pairs",
+           "load_file_pairs", "PatchSampler", "augment_pair"]

@@ -6,8 +6,10 @@ Li et al., ECCV 2020 and its code); a sweep states only what differs, as dotted 
 - ``scale``: 2, 3 or 4.
 - ``data``: training HR images (``generated``, a ``folder`` of images such as T91, or ``div2k``:
   ``<root>/DIV2K_train_HR/``), benchmark test sets by name under ``test_root`` (``<test_root>/Set5/``,
-  ...; ``custom`` is the folder ``custom_test``; ``generated`` needs no files), the LR patch size
-  (EDSR: 48), augmentation (flips and 90-degree rotations) and the report's crop.
+  ...; ``custom`` is the folder ``custom_test``; ``generated`` needs no files), a validation set for
+  model selection and early stopping (images held out of the training folder, a named folder such
+  as DIV2K's 0801-0900, or generated images; never a test set), the LR patch size (EDSR: 48),
+  augmentation (flips and 90-degree rotations) and the report's crop.
 - ``model``: EDSR-baseline's 16 blocks, 64 channels, residual scaling 1 (smaller for CPU runs).
 - ``quant``: the bit-width (32 = FP; 1 = binary: sign weights with the XNOR-Net mean-|W| scale and
   sign activations, backward estimators from the registry; 2..8 = k-bit, ``pams`` by default), which
@@ -26,7 +28,9 @@ from pathlib import Path
 from typing import Literal
 
 from lowbit_core.config import ConfigError
-from lowbit_core.data.sr_images import DIV2K_TRAIN, benchmark_folder, image_size, list_images
+from lowbit_core.data.sr_images import (DIV2K_TRAIN, ImageError, benchmark_folder, check_image, holdout_split,
+                                         list_images)
+from lowbit_core.data.sr_metrics import SSIM_WINDOW
 from lowbit_core.models.edsr import PARTS, SCALES
 from lowbit_core.quant import estimator_registry
 
@@ -35,7 +39,7 @@ TEST_SETS = ("Set5", "Set14", "B100", "Urban100", "Manga109", "custom", "generat
 """Test-set names: benchmark folders under ``data.test_root``, ``custom`` (``data.custom_test``), and
 ``generated`` (images made from fixed seeds). Each gets its metric columns (``psnr_y.Set5``, ...)."""
 FP_BITS, BINARY_BITS = 32, 1
-GENERATED_TRAIN_SEED, GENERATED_TEST_SEED = 1000, 2000
+GENERATED_TRAIN_SEED, GENERATED_TEST_SEED, GENERATED_VAL_SEED = 1000, 2000, 3000
 
 
 def _tuple_of(key: str, values: tuple, valid: tuple, allow_empty: bool = False) -> None:
@@ -55,7 +59,16 @@ class SRDataConfig:
     the first n by file name. ``test_sets``: names from :data:`TEST_SETS`; ``n_test`` > 0 keeps the first
     n images of each (generated: 0 -> 4). ``lr_patch``: LR patch side (the HR patch is ``scale`` times
     it). ``crop_size``: side of the HR crop stored for the report's figure (0: none), cut from the first
-    test set's first image where bicubic upsampling loses the most."""
+    test set's first image where bicubic upsampling loses the most.
+
+    Validation (the ``val_*`` metrics; none when ``val_images`` is 0 and ``val_root`` empty):
+    ``val_root`` empty: ``val_images`` images held out of the training folder, chosen by
+    :func:`~lowbit_core.data.sr_images.holdout_split` (the first ``val_images`` of a seed-0 permutation
+    of the sorted file list; fixed for the folder, the same in every trial, never sampled for
+    training patches; ``n_train`` then keeps the first n of the remaining files), or for generated
+    training images ``val_images`` generated images from seed 3000 (train: 1000, test: 2000).
+    ``val_root`` a folder: its images are the validation set (``val_images`` > 0 keeps the first n by
+    name), e.g. ``DIV2K_valid_HR`` (DIV2K's 0801-0900)."""
 
     train: Literal["generated", "folder", "div2k"] = "generated"
     root: str = "data"
@@ -68,13 +81,15 @@ class SRDataConfig:
     lr_patch: int = 48
     augment: bool = True
     crop_size: int = 48
+    val_images: int = 0
+    val_root: str = ""
 
     def __post_init__(self):
         _tuple_of("data.test_sets", self.test_sets, TEST_SETS)
         if "custom" in self.test_sets and not self.custom_test:
             raise ConfigError("data.test_sets has 'custom' but data.custom_test (a folder of PNGs) is empty")
-        if self.n_train < 0 or self.n_test < 0 or self.crop_size < 0:
-            raise ConfigError("data.n_train, data.n_test and data.crop_size must be >= 0")
+        if self.n_train < 0 or self.n_test < 0 or self.crop_size < 0 or self.val_images < 0:
+            raise ConfigError("data.n_train, data.n_test, data.crop_size and data.val_images must be >= 0")
         if self.lr_patch < 4 or self.generated_size < 16:
             raise ConfigError(f"need data.lr_patch >= 4 and data.generated_size >= 16, got "
                               f"{self.lr_patch}, {self.generated_size}")
@@ -239,10 +254,62 @@ def test_folder(cfg: SRDataConfig, name: str) -> str | None:
     return str(benchmark_folder(cfg.test_root, name))
 
 
+def has_validation(cfg: SRDataConfig) -> bool:
+    """Whether the trial has a validation set (and reports the ``val_*`` metrics)."""
+    return cfg.val_images > 0 or bool(cfg.val_root)
+
+
+def train_files(cfg: SRDataConfig) -> list[Path] | None:
+    """The training image files in name order (None for generated images): the training folder's
+    files less those held out for validation, then the first ``n_train`` (0: all)."""
+    folder = train_folder(cfg)
+    if folder is None:
+        return None
+    files = list_images(folder)
+    if cfg.val_images and not cfg.val_root:
+        files = holdout_split(files, cfg.val_images)[0]
+    return files[:cfg.n_train] if cfg.n_train else files
+
+
+def val_files(cfg: SRDataConfig) -> list[Path] | None:
+    """The validation image files in name order: those of ``val_root`` (first ``val_images``, 0: all)
+    or those held out of the training folder; None when the validation images are generated or there
+    is no validation set (:class:`SRDataConfig`)."""
+    if cfg.val_root:
+        files = list_images(cfg.val_root)
+        return files[:cfg.val_images] if cfg.val_images else files
+    folder = train_folder(cfg)
+    if folder is None or not cfg.val_images:
+        return None
+    return holdout_split(list_images(folder), cfg.val_images)[1]
+
+
+def test_files(cfg: SRDataConfig, name: str) -> list[Path] | None:
+    """The image files of test set ``name`` in name order (first ``n_test``; None for ``generated``)."""
+    folder = test_folder(cfg, name)
+    if folder is None:
+        return None
+    files = list_images(folder)
+    return files[:cfg.n_test] if cfg.n_test else files
+
+
+def min_eval_side(scale: int) -> int:
+    """The smallest side an evaluated (validation or test) HR image may have after cropping to a
+    multiple of ``scale``: ``scale`` px are shaved from each side and SSIM's 11 px window must fit,
+    ``2 scale + 11``."""
+    return 2 * scale + SSIM_WINDOW
+
+
 def preflight(cfg: SRConfig) -> str | None:
-    """Driver-side: every folder the trial reads must hold images (one line naming it otherwise)."""
-    folders = [("data.root", train_folder(cfg.data))]
-    folders += [(f"data.test_sets ({name})", test_folder(cfg.data, name)) for name in cfg.data.test_sets]
+    """Driver-side, one line naming the folder or file, or None: every folder the trial reads holds
+    images; the validation hold-out leaves a training image; every image the trial reads (training,
+    validation, test) verifies and decodes (:func:`~lowbit_core.data.sr_images.check_image`, cached per
+    file, so a sweep's points decode each file once); every validation and test image is at least
+    :func:`min_eval_side` px per side after the crop to a multiple of the scale (generated ones too);
+    some training image holds an HR patch."""
+    d, s = cfg.data, cfg.scale
+    folders = [("data.root", train_folder(d)), ("data.val_root", d.val_root or None)]
+    folders += [(f"data.test_sets ({name})", test_folder(d, name)) for name in d.test_sets]
     for key, folder in folders:
         if folder is None:
             continue
@@ -250,21 +317,42 @@ def preflight(cfg: SRConfig) -> str | None:
             list_images(folder)
         except FileNotFoundError as exc:
             return f"{key}: {exc} (put the HR images there, or change the key)"
-    return _patch_fits(cfg)
+    try:
+        train = train_files(d)
+    except ValueError as exc:
+        return f"data.val_images={d.val_images}: {exc} in {train_folder(d)}; lower data.val_images or set data.val_root"
+    val_key = "data.val_root" if d.val_root else "data.val_images"
+    read = [("data.root", train or [], 0), (val_key, val_files(d) or [], min_eval_side(s))]
+    read += [(f"data.test_sets ({name})", test_files(d, name) or [], min_eval_side(s)) for name in d.test_sets]
+    generated_eval = "generated" in d.test_sets or (d.val_images and not d.val_root and train is None)
+    if generated_eval and d.generated_size - d.generated_size % s < min_eval_side(s):
+        return (f"data.generated_size={d.generated_size}: generated test/validation images need at least "
+                f"{min_eval_side(s)} px at scale {s} ({s} px shaved per side, then SSIM's {SSIM_WINDOW} px window)")
+    sizes: dict[Path, tuple[int, int]] = {}
+    for key, files, min_side in read:
+        for f in files:
+            try:
+                h, w = sizes[f] = check_image(f)
+            except ImageError as exc:
+                return f"{key}: {exc}"
+            if min_side and min(h - h % s, w - w % s) < min_side:
+                return (f"{key}: {f} is {w}x{h} px; at scale {s} an evaluated image needs at least {min_side} px per "
+                        f"side after cropping to a multiple of {s} ({s} px shaved per side, then SSIM's "
+                        f"{SSIM_WINDOW} px window)")
+    return _patch_fits(cfg, [sizes[f] for f in train] if train is not None else None)
 
 
-def _patch_fits(cfg: SRConfig) -> str | None:
+def _patch_fits(cfg: SRConfig, train_sizes: list[tuple[int, int]] | None) -> str | None:
     """An error line unless some training image holds an HR patch (``scale x data.lr_patch``)."""
-    folder = train_folder(cfg.data)
-    if folder is None:
+    if train_sizes is None:
         return None
     hr_patch = cfg.scale * cfg.data.lr_patch
-    files = list_images(folder)
-    if any(min(image_size(f)) >= hr_patch for f in (files[:cfg.data.n_train] if cfg.data.n_train else files)):
+    if any(min(size) >= hr_patch for size in train_sizes):
         return None
-    return (f"data.lr_patch={cfg.data.lr_patch}: no training image in {folder} is at least {hr_patch} px on each "
-            f"side (scale {cfg.scale} x data.lr_patch); lower data.lr_patch")
+    return (f"data.lr_patch={cfg.data.lr_patch}: no training image in {train_folder(cfg.data)} is at least {hr_patch} "
+            f"px on each side (scale {cfg.scale} x data.lr_patch); lower data.lr_patch")
 
 
 __all__ = ["TEST_SETS", "FP_BITS", "BINARY_BITS", "SRDataConfig", "SRModelConfig", "SRQuantConfig", "SRTrainConfig",
-           "SRConfig", "canonicalize", "train_folder", "test_folder", "preflight"]
+           "SRConfig", "canonicalize", "train_folder", "test_folder", "has_validation", "train_files", "val_files",
+           "test_files", "min_eval_side", "preflight"]

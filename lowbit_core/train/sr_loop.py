@@ -15,7 +15,12 @@ Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`
    ``scale`` pixels cropped (:mod:`lowbit_core.data.sr_metrics`); a set's figure is the mean over its
    images (``psnr_y.<set>``, ``ssim_y.<set>``), ``psnr_y`` / ``ssim_y`` the mean over the trial's sets.
    The bicubic baseline of the same images, measured the same way (``bicubic_psnr_y.<set>``, ...), is
-   computed once per trial and carried on every row;
+   computed once per trial and carried on every row. With a validation set
+   (:class:`~lowbit_core.train.sr_config.SRDataConfig`: images held out of the training folder,
+   ``data.val_root`` or generated) the same measurement on it gives ``val_psnr_y`` / ``val_ssim_y``
+   (and ``val_bicubic_*``, ``n_val_images``, ``val_names``: the validation files' stems, comma-joined,
+   so the split is recorded in every row): the metrics for model selection and early stopping, which
+   must never read the test sets;
 4. ``report(metrics)``, or ``report(metrics, state=state)`` every ``train.checkpoint_every`` epochs
    except the last (the layout of :mod:`lowbit_core.train.checkpoint`, with ``iterations`` in place
    of ``train_steps``); ``start_state`` continues after that epoch, bit-identically on the CPU. The
@@ -48,7 +53,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lowbit_core.cost.count import Cost, model_cost
-from lowbit_core.data.sr_images import PatchSampler, SRPair, bicubic_upscale, load_pairs
+from lowbit_core.data.sr_images import PatchSampler, SRPair, bicubic_upscale, load_file_pairs, load_pairs
 from lowbit_core.data.sr_metrics import psnr_ssim_y, quantize
 from lowbit_core.device import pick_device
 from lowbit_core.models.edsr import EDSR
@@ -57,13 +62,17 @@ from lowbit_core.quant.layers import QuantSpec
 from lowbit_core.quant.pams import PAMSAct, set_pams_calibration
 from lowbit_core.train.checkpoint import FORMAT, to_cpu
 from lowbit_core.train.loop import Phase, _rng, _set_rng
-from lowbit_core.train.sr_config import (GENERATED_TEST_SEED, GENERATED_TRAIN_SEED, TEST_SETS, SRConfig, SRModelConfig,
-                                         SRQuantConfig, test_folder, train_folder)
+from lowbit_core.train.sr_config import (GENERATED_TEST_SEED, GENERATED_TRAIN_SEED, GENERATED_VAL_SEED, TEST_SETS,
+                                         SRConfig, SRModelConfig, SRQuantConfig, has_validation, test_files,
+                                         train_files, val_files)
 
 Report = Callable[..., None]
 GENERATED_DEFAULT = (16, 4)
 """(training images, test images per set) when ``data.n_train`` / ``data.n_test`` is 0 for generated data."""
 SET_METRICS = ("psnr_y", "ssim_y", "bicubic_psnr_y", "bicubic_ssim_y")
+VAL_METRICS = tuple(f"val_{m}" for m in SET_METRICS)
+SELECTION_METRICS = ("val_psnr_y", "val_ssim_y")
+"""The metrics a scheduler or a searcher may read: measured on the validation set, never a test set."""
 
 SR_METRICS: dict[str, str] = {
     "epoch": "int", "phase": "str", "train_loss": "float", "lr": "float", "iterations": "int",
@@ -72,6 +81,7 @@ SR_METRICS: dict[str, str] = {
     **{m: "float" for m in SET_METRICS},
     **{f"{m}.{s}": "float" for s in TEST_SETS for m in SET_METRICS},
     **{f"n_images.{s}": "int" for s in TEST_SETS},
+    **{m: "float" for m in VAL_METRICS}, "n_val_images": "int", "val_names": "str",
     "crop_image": "str", "crop_hr": "list[float]", "crop_bicubic": "list[float]", "crop_sr": "list[float]",
 }
 
@@ -153,22 +163,40 @@ def load_test_sets(cfg: SRConfig) -> list[TestSet]:
     """Every test set of ``data.test_sets`` with its bicubic baseline (module docstring)."""
     d, out = cfg.data, []
     for name in d.test_sets:
-        folder = test_folder(d, name)
-        if folder is None:
+        files = test_files(d, name)
+        if files is None:
             pairs = load_pairs(None, cfg.scale, d.n_test or GENERATED_DEFAULT[1], d.generated_size, GENERATED_TEST_SEED)
         else:
-            pairs = load_pairs(folder, cfg.scale, d.n_test)
-        bic = tuple(psnr_ssim_y(bicubic_upscale(p.lr, cfg.scale), p.hr, cfg.scale, p.grey) for p in pairs)
-        out.append(TestSet(name, pairs, bic))
+            pairs = load_file_pairs(files, cfg.scale)
+        out.append(_with_bicubic(name, pairs, cfg.scale))
     return out
 
 
-def load_train_pairs(cfg: SRConfig) -> tuple[SRPair, ...]:
+def _with_bicubic(name: str, pairs: tuple[SRPair, ...], scale: int) -> TestSet:
+    bic = tuple(psnr_ssim_y(bicubic_upscale(p.lr, scale), p.hr, scale, p.grey) for p in pairs)
+    return TestSet(name, pairs, bic)
+
+
+def load_val_set(cfg: SRConfig) -> TestSet | None:
+    """The validation set (named ``val``) with its bicubic baseline, or None without one."""
     d = cfg.data
-    folder = train_folder(d)
-    if folder is None:
+    if not has_validation(d):
+        return None
+    files = val_files(d)
+    if files is None:
+        return _with_bicubic("val", load_pairs(None, cfg.scale, d.val_images, d.generated_size, GENERATED_VAL_SEED),
+                             cfg.scale)
+    return _with_bicubic("val", load_file_pairs(files, cfg.scale), cfg.scale)
+
+
+def load_train_pairs(cfg: SRConfig) -> tuple[SRPair, ...]:
+    """The training pairs: the files of :func:`~lowbit_core.train.sr_config.train_files` (validation
+    hold-out excluded), or generated images."""
+    d = cfg.data
+    files = train_files(d)
+    if files is None:
         return load_pairs(None, cfg.scale, d.n_train or GENERATED_DEFAULT[0], d.generated_size, GENERATED_TRAIN_SEED)
-    return load_pairs(folder, cfg.scale, d.n_train)
+    return load_file_pairs(files, cfg.scale)
 
 
 @torch.no_grad()
@@ -196,6 +224,14 @@ def evaluate(model: nn.Module, sets: list[TestSet], scale: int, device: torch.de
     for m in SET_METRICS:
         out[m] = float(np.mean([out[f"{m}.{ts.name}"] for ts in sets]))
     return out, first
+
+
+def evaluate_val(model: nn.Module, val: TestSet, scale: int, device: torch.device) -> dict:
+    """``val_psnr_y`` / ``val_ssim_y`` (the mean over the validation images, measured as a test set
+    is), the bicubic baseline ``val_bicubic_*``, ``n_val_images`` and ``val_names``."""
+    scores, _ = evaluate(model, [val], scale, device)
+    out = {f"val_{m}": scores[m] for m in SET_METRICS}
+    return {**out, "n_val_images": len(val.pairs), "val_names": ",".join(p.name for p in val.pairs)}
 
 
 def crop_position(hr: np.ndarray, bicubic: np.ndarray, size: int) -> tuple[int, int]:
@@ -325,6 +361,7 @@ def train_sr(cfg: SRConfig, report: Report, device: torch.device | None = None,
     device = device or pick_device()
     sampler = PatchSampler(load_train_pairs(cfg), cfg.scale, cfg.data.lr_patch, device, cfg.data.augment)
     sets = load_test_sets(cfg)
+    val = load_val_set(cfg)
     run = _start_run(cfg, sampler, device, start_state)
     last: dict = {}
     for epoch in range(run.epoch0, cfg.train.epochs):
@@ -333,6 +370,8 @@ def train_sr(cfg: SRConfig, report: Report, device: torch.device | None = None,
         train = _train_epoch(run)
         t1 = time.perf_counter()
         scores, first_sr = evaluate(run.model, sets, cfg.scale, device)
+        if val is not None:
+            scores.update(evaluate_val(run.model, val, cfg.scale, device))
         last = {"step": epoch + 1, "epoch": epoch + 1, "phase": run.phase.name, **train, **scores,
                 "eval_time_s": time.perf_counter() - t1, "epoch_time_s": time.perf_counter() - t0,
                 "resumed_from_epoch": run.epoch0, "n_train_images": len(sampler), "act_clip": _act_clip(run.model)}
@@ -346,7 +385,8 @@ def train_sr(cfg: SRConfig, report: Report, device: torch.device | None = None,
     return last
 
 
-__all__ = ["SR_METRICS", "SET_METRICS", "COST_HR_SIDE", "plan_phases", "quant_spec", "build_model", "sr_cost",
+__all__ = ["SR_METRICS", "SET_METRICS", "VAL_METRICS", "SELECTION_METRICS", "COST_HR_SIDE", "plan_phases", "quant_spec", "build_model", "sr_cost",
            "make_optimizer",
-           "step_lr_factor", "TestSet", "load_test_sets", "load_train_pairs", "super_resolve", "evaluate",
+           "step_lr_factor", "TestSet", "load_test_sets", "load_val_set", "load_train_pairs", "super_resolve",
+           "evaluate", "evaluate_val",
            "crop_position", "crop_metrics", "train_sr"]
