@@ -14,8 +14,8 @@ from ray import tune
 
 from lowbit_core.config import flatten
 from lowbit_core.families import Family
-from lowbit_core.results import FINISHED, STOPPED_EARLY, ResultsWriter
-from lowbit_core.sweep import EPOCH, EPOCH_KEYS, resolve_points
+from lowbit_core.results import FINISHED, STOPPED_EARLY, ResultsWriteError, ResultsWriter
+from lowbit_core.sweep import EPOCH, resolve_points
 from lowbit_core.sweep import resolve_trial as resolve
 
 
@@ -41,9 +41,20 @@ def _error_line(trial) -> str:
     return f"{lines[-1]}{where}; traceback: {Path(stored) / 'error.txt' if stored else path}"
 
 
-# Set by the driver's SIGINT handler (launch.runner): the stopper then ends every trial at its next
-# step. Module-level because Tune pickles its stopper and an Event cannot be pickled.
+# Set by the driver's SIGINT/SIGTERM handler (launch.runner) or when results cannot be written: the
+# stopper then ends every trial. Module-level because Tune pickles its stopper and an Event cannot be
+# pickled.
 INTERRUPT = threading.Event()
+INTERRUPT_REASON = ["stopped by SIGINT"]
+"""Why :data:`INTERRUPT` was set: the ``error`` of the INTERRUPTED status rows (:func:`interrupt`)."""
+
+
+def interrupt(reason: str) -> None:
+    """Stop every trial (:data:`INTERRUPT`), ``reason`` (e.g. "stopped by SIGTERM") going into their
+    INTERRUPTED status rows; the first reason of a run stays."""
+    if not INTERRUPT.is_set():
+        INTERRUPT_REASON[0] = reason
+        INTERRUPT.set()
 
 
 class NonFiniteStopper(tune.Stopper):
@@ -88,7 +99,7 @@ class TrialEnds:
 
     def __init__(self, family: Family, stopper: NonFiniteStopper | None = None, scheduler: str | None = None):
         self.family, self.stopper, self.scheduler = family, stopper, scheduler
-        self.epoch_key = EPOCH_KEYS.get(family.name)
+        self.epoch_key = family.epoch_key
 
     def planned_epochs(self, trial) -> int | None:
         if self.scheduler is None or self.epoch_key is None:
@@ -109,8 +120,8 @@ class TrialEnds:
         if reason:
             return "ERROR", reason
         if self.stopper is not None and self.stopper.interrupt.is_set():
-            # stopped by Ctrl-C (or cut short at the same moment): not finished, so --resume reruns it
-            return "INTERRUPTED", "stopped by SIGINT"
+            # stopped by Ctrl-C / SIGTERM (or cut short at the same moment): not finished, so --resume reruns it
+            return "INTERRUPTED", INTERRUPT_REASON[0]
         early = self.stopped_early(trial)
         return (STOPPED_EARLY, early) if early else (FINISHED, "")
 
@@ -127,14 +138,28 @@ class ParquetCallback(tune.Callback):
     ``listeners`` (the experiment trackers, :class:`launch.trackers.TrackerForwarder`) follow what is
     written: ``setup(**info)`` when a Tuner starts, ``row_added(trial, trial_key, row)`` for each row
     the writer takes (not a (trial_key, step) already written), ``trial_ended(trial, failed)`` and
-    ``experiment_ended(trials, **info)``."""
+    ``experiment_ended(trials, **info)``.
+
+    Every trial that started gets a status row: Tune calls no hook for the trials it stops when the
+    sweep is interrupted, so the driver calls :meth:`interrupt_unfinished` then. When the writer
+    fails (:class:`lowbit_core.results.ResultsWriteError`: disk full, read-only) the sweep is stopped
+    (:func:`interrupt`) instead of raising into Tune; the driver reports ``writer.error``."""
 
     def __init__(self, writer: ResultsWriter, family: Family, sweep: str, provenance: dict, ends: TrialEnds,
                  listeners: list | None = None):
         self.writer, self.family, self.ends = writer, family, ends
         self.static = {"sweep": sweep, "family": family.name, "run_id": writer.run_id, **provenance}
         self._trials: dict[str, tuple[str, list[tuple[str, dict]]]] = {}
+        self._unfinished: dict[str, object] = {}  # trial id -> trial, from its start to its status row
         self.listeners = list(listeners or [])
+
+    def _write(self, fn, *args) -> bool:
+        """``fn(*args)`` (a writer call); a write failure stops the sweep instead of raising into Tune."""
+        try:
+            return fn(*args)
+        except ResultsWriteError:
+            interrupt("stopped: results could not be written")
+            return False
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         for listener in self.listeners:
@@ -148,7 +173,11 @@ class ParquetCallback(tune.Callback):
             self._trials[trial.trial_id] = (trial.config.get("study", ""), points)
         return self._trials[trial.trial_id]
 
+    def on_trial_start(self, iteration, trials, trial, **info):
+        self._unfinished[trial.trial_id] = trial
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
+        self._unfinished[trial.trial_id] = trial
         study, points = self._trial(trial)
         key, cols = points[int(result.get("_point", 0))]
         row = {k: v for k, v in result.items() if k in self.family.metrics}
@@ -161,16 +190,17 @@ class ParquetCallback(tune.Callback):
             **{"ver.python": result.get("_ver_python"), "ver.torch": result.get("_ver_torch"),
                "ver.ray": result.get("_ver_ray"), "ver.lowbit_sweeps": result.get("_ver_lowbit_sweeps")},
         )
-        if self.writer.add(row):
+        if self._write(self.writer.add, row):
             for listener in self.listeners:
                 listener.row_added(trial, key, row)
 
     def _ended(self, trial, status: str, error: str = "") -> None:
+        self._unfinished.pop(trial.trial_id, None)
         study, points = self._trial(trial)
         for key, _ in points:
-            self.writer.trial_ended({"trial_key": key, "trial_id": trial.trial_id, "run_id": self.writer.run_id,
-                                     "study": study, "status": status, "error": error,
-                                     "time": datetime.now(timezone.utc), "step": last_step(trial)})
+            self._write(self.writer.trial_ended, {
+                "trial_key": key, "trial_id": trial.trial_id, "run_id": self.writer.run_id, "study": study,
+                "status": status, "error": error, "time": datetime.now(timezone.utc), "step": last_step(trial)})
         for listener in self.listeners:
             listener.trial_ended(trial, failed=status == "ERROR")
 
@@ -180,11 +210,21 @@ class ParquetCallback(tune.Callback):
     def on_trial_error(self, iteration, trials, trial, **info):
         self._ended(trial, "ERROR", _error_line(trial))
 
+    def interrupt_unfinished(self, reason: str) -> int:
+        """An INTERRUPTED status row (``error`` = ``reason``) for every trial that started and has no
+        status row yet; how many trials. Called by the driver after an interrupt."""
+        unfinished = list(self._unfinished.values())
+        for trial in unfinished:
+            self._ended(trial, "INTERRUPTED", reason)
+        return len(unfinished)
+
     def on_step_end(self, iteration, trials, **info):
-        self.writer._maybe_flush()
+        self._write(self.writer._maybe_flush)
 
     def on_experiment_end(self, trials, **info):
-        self.writer.flush()
+        if INTERRUPT.is_set():  # before the trackers' end: W&B waits for the runs of unended trials
+            self.interrupt_unfinished(INTERRUPT_REASON[0])
+        self._write(self.writer.flush)
         for listener in self.listeners:
             listener.experiment_ended(trials, **info)
 

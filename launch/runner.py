@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from launch.plan_record import matching_plan, new_record, record_run
-from launch.trackers import prepare_environment
+from launch.trackers import check_reachable, prepare_environment
 from lowbit_core.config import ConfigError, flatten
 from lowbit_core.results import (
     DONE_STATUSES, rows_per_trial,
-    STOPPED_EARLY, ResultsWriter, data_parts, existing_steps, finished_trials, latest_status, quarantine_damaged,
-    remove_stale_temp_files, results_schema,
+    STOPPED_EARLY, ResultsWriteError, ResultsWriter, data_parts, existing_steps, finished_trials, latest_status,
+    quarantine_damaged, remove_stale_temp_files, results_schema, writable_problem,
 )
 from lowbit_core.sweep import ASHA, EPOCH, LogUniform, Plan, Study, Uniform, resolve_trial
 
@@ -40,12 +40,14 @@ class Outcome:
     folder: Path | None = None
     best: float = math.nan
     stopped: int = 0
+    write_error: str = ""
+    """One line when writing results failed mid-run (disk full, read-only: the sweep was stopped)."""
     incomplete: list[tuple[str, str]] = field(default_factory=list)
     """Trials the run counted as finished that are not, with why (:func:`verify_finished`)."""
 
     @property
     def ok(self) -> bool:
-        return not self.interrupted and self.failed == 0 and self.done >= self.total \
+        return not self.interrupted and not self.write_error and self.failed == 0 and self.done >= self.total \
             and not self.incomplete
 
 
@@ -225,10 +227,14 @@ def earlier_checkpoints(folder: Path, done: set[str], keep: int = KEEP_CHECKPOIN
 
 
 def _catch_sigint(event):
-    """First Ctrl-C: set ``event`` (the stopper ends every trial at its next step, Tune returns, what
-    was reported is flushed); a second Ctrl-C raises KeyboardInterrupt as usual. Main thread only."""
+    """First Ctrl-C or SIGTERM: set ``event`` (:func:`launch.callbacks.interrupt`, with the signal's
+    name for the INTERRUPTED status rows; the stopper ends every trial, Tune returns, what was
+    reported is flushed); a second one raises KeyboardInterrupt. Main thread only. Returns the
+    handlers it replaced (for :func:`_restore_sigint`)."""
     import signal
     import threading
+
+    from launch.callbacks import interrupt
 
     if threading.current_thread() is not threading.main_thread():
         return None
@@ -236,16 +242,17 @@ def _catch_sigint(event):
     def handler(signum, frame):
         if event.is_set():
             raise KeyboardInterrupt
+        interrupt(f"stopped by {signal.Signals(signum).name}")
         event.set()
 
-    return signal.signal(signal.SIGINT, handler)
+    return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
 
 def _restore_sigint(previous) -> None:
     import signal
 
-    if previous is not None:
-        signal.signal(signal.SIGINT, previous)
+    for sig, handler in (previous or {}).items():
+        signal.signal(sig, handler)
 
 
 @dataclass
@@ -336,6 +343,42 @@ def make_scheduler(plan: Plan):
         return ASHAScheduler(time_attr=EPOCH, max_t=spec.max_epochs, grace_period=spec.grace_period,
                              reduction_factor=spec.reduction_factor, brackets=spec.brackets)
     return HyperBandScheduler(time_attr=EPOCH, max_t=spec.max_epochs, reduction_factor=spec.reduction_factor)
+
+
+def hyperband_brackets(spec) -> int:
+    """How many brackets Ray Tune's ``HyperBandScheduler`` makes for ``spec`` (a :class:`HyperBand`
+    with ``max_epochs`` resolved): ``s_max + 1 = round(log(max_epochs) / log(reduction_factor)) + 1``
+    (Li et al. 2018, Algorithm 1, with R = max_epochs and eta = reduction_factor), as Ray computes it."""
+    import numpy as np
+
+    return int(np.round(np.log(spec.max_epochs) / np.log(spec.reduction_factor))) + 1
+
+
+def check_hyperband_concurrency(plan: Plan, concurrent: int | None, what: str) -> None:
+    """ConfigError (one line) when the sweep's HyperBand provably stops no trial because at most
+    ``concurrent`` trials are alive at once (None: no limit; ``what`` names the limit).
+
+    Ray Tune places a trial in a bracket when the search creates it, in order: the first bracket
+    (s = 0) holds ``b`` = :func:`hyperband_brackets` trials that all run the full ``max_epochs`` and
+    are never stopped, and it takes each new trial while fewer than ``b`` of its trials are alive
+    (a finished trial leaves it). Under a limit of ``concurrent`` the search creates a trial only
+    when one of the slots is free (a paused trial keeps its slot), so with ``concurrent <= b`` the
+    first bracket holds fewer than ``b`` alive trials whenever a new one arrives: it takes every
+    trial and nothing is stopped. (With ``concurrent > b`` later brackets get trials; whether they
+    stop any then depends on timing.)"""
+    from lowbit_core.sweep import HyperBand
+
+    spec = plan.scheduler
+    if not isinstance(spec, HyperBand) or concurrent is None:
+        return
+    b = hyperband_brackets(spec)
+    if concurrent <= b:
+        raise ConfigError(
+            f"HyperBand(reduction_factor={spec.reduction_factor:g}, max_epochs={spec.max_epochs}) with {what} "
+            f"would stop no trial: its first bracket runs {b} trials to the end and takes every new trial while "
+            f"fewer than {b} of them are alive, which {concurrent} at a time never exceeds; valid: no "
+            f"--max-concurrent (every trial gets its bracket up front), --max-concurrent > {b}, or scheduler "
+            "ASHA(...), which stops trials at any concurrency")
 
 
 def _trainable(plan: Plan, run: _Run, resume: bool, request: dict):
@@ -441,8 +484,11 @@ def _fit_optuna(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: in
 
 def _fit(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: int) -> bool:
     """Run the trials (grid, or Optuna studies at most ``concurrency`` trials at once) with the first
-    Ctrl-C turned into a graceful stop; always flush the writer and end the progress line. Returns
-    whether the run was interrupted (Ctrl-C or SIGTERM)."""
+    Ctrl-C or SIGTERM turned into a graceful stop; always record every started trial without a status
+    as INTERRUPTED (after an interrupt), flush the writer (a write error is kept in ``run.writer.error``)
+    and end the progress line. Returns whether the run was interrupted (Ctrl-C, SIGTERM, write error)."""
+    from launch.callbacks import INTERRUPT_REASON
+
     interrupted = False
     run.stopper.interrupt.clear()
     previous = _catch_sigint(run.stopper.interrupt)
@@ -455,8 +501,14 @@ def _fit(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: int) -> b
         interrupted = True
     finally:
         _restore_sigint(previous)
-        interrupted = interrupted or run.stopper.interrupt.is_set()
-        run.writer.close()
+        stopped = run.stopper.interrupt.is_set()
+        interrupted = interrupted or stopped
+        if interrupted:
+            run.parquet_cb.interrupt_unfinished(INTERRUPT_REASON[0] if stopped else "stopped by SIGINT")
+        try:
+            run.writer.close()
+        except ResultsWriteError:
+            pass  # kept in run.writer.error: the CLI reports it in one line
         run.progress_cb.finish()
     return interrupted
 
@@ -503,7 +555,8 @@ def _outcome(plan: Plan, run: _Run, interrupted: bool) -> Outcome:
     done, incomplete = verify_finished(plan, run.folder, p.already_done + p.done)
     return Outcome(total=plan.n_trials, done=done, failed=p.failed, failures=p.failures,
                    interrupted=interrupted, rows_written=run.writer.rows_written, folder=run.folder, best=p.best,
-                   stopped=p.already_stopped + p.stopped, incomplete=incomplete)
+                   stopped=p.already_stopped + p.stopped, incomplete=incomplete,
+                   write_error=str(run.writer.error or ""))
 
 
 def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_concurrent: int | None,
@@ -524,10 +577,17 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
     resume = resume or extend
     record = new_record(plan, sys.argv if command is None else command, git_sha())
     folder = prepare_folder(results, plan.sweep.name, resume, record, extend)
+    problem = writable_problem(folder)
+    if problem:
+        raise ConfigError(f"{problem}; valid: a writable folder (--results DIR)")
+    check_hyperband_concurrency(plan, max_concurrent, f"--max-concurrent {max_concurrent}")
     prepare_environment(list(trackers))
+    check_reachable(list(trackers))
     request, concurrency = _start_cluster(plan.sweep, address)
     folder.mkdir(parents=True, exist_ok=True)
     slots = min(max_concurrent or concurrency, concurrency)
+    if plan.is_optuna and not max_concurrent:  # the Optuna search runs at most `concurrency` trials at once
+        check_hyperband_concurrency(plan, concurrency, f"{concurrency} trials at once (the Ray cluster's CPUs)")
     with FolderLock(folder):
         run = _open_run(plan, folder, resume, record, flush_every, slots, extend, trackers)
         make_tuner = _tuner_factory(plan, run, _trainable(plan, run, resume, request), max_concurrent, retries)

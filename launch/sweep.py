@@ -3,8 +3,10 @@
 
 Runs the sweep with Ray Tune on this machine (or the cluster at ``--address`` / ``$RAY_ADDRESS``) and
 writes long-format Parquet under ``--results/<sweep name>/``. Exit status: 0 when every trial
-finished, 1 when some failed (a summary is printed), 2 for bad input (one line, nothing written),
-130 when interrupted by Ctrl-C or SIGTERM (what was reported is kept; rerun with --resume).
+finished, 1 when some failed (a summary is printed) or the results folder could not be written
+mid-run (disk full, read-only: one line with what was kept and the command that resumes), 2 for bad
+input (one line, nothing written), 130 when interrupted by Ctrl-C or SIGTERM (what was reported is
+kept, unfinished trials are recorded as INTERRUPTED; rerun with --resume).
 """
 from __future__ import annotations
 
@@ -120,6 +122,11 @@ def _summarize(outcome, words: list[str]) -> int:
     """Print where the results are and how the run ended; the exit status (0 all finished, 1 some
     failed or unfinished, 130 interrupted: with the command that resumes, from ``words``)."""
     print(f"results: {outcome.folder} ({outcome.rows_written} rows written this run)")
+    if outcome.write_error:
+        words = [a for a in words if a not in ("--resume", "--extend")]
+        print(f"error: {outcome.write_error}; free space or make the folder writable, then continue with: {PROG} "
+              f"{' '.join(map(shlex.quote, words))} --resume", file=sys.stderr)
+        return 1
     if outcome.interrupted:
         words = [a for a in words if a not in ("--resume", "--extend")]
         print(f"interrupted: {outcome.done}/{outcome.total} trials done; continue with:\n  {PROG} "

@@ -22,11 +22,19 @@ Where the data goes (offline by default):
   sweep name, group the sweep name, run name the trial key, tags [sweep name, trial key].
 
 The ``_`` folders are skipped by Parquet readers, like ``_ray``.
+
+A tracker never takes the sweep down. Before Ray starts, :func:`check_reachable` refuses (one line,
+exit 2, nothing written) an http(s) ``$MLFLOW_TRACKING_URI`` that does not answer within
+:data:`REACH_TIMEOUT` seconds, and W&B in online mode without an API key or without an answer from
+its server. During the run, a tracker whose hook raises (its server died, its disk is full) is one
+warning line on stderr and is dropped for the rest of the run (:class:`TrackerForwarder`); the
+Parquet rows are unaffected.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -99,17 +107,86 @@ def _wandb(folder: Path, sweep: str):
     return callback, lambda key: root
 
 
+MLFLOW_HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                        "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+"""MLflow's HTTP client settings for a tracking server, unless set by the user. MLflow's own defaults
+(7 retries, backoff factor 2, 120 s timeout) keep the driver -- and so every trial -- waiting about
+4.5 min per request once a server stops answering (the backoffs 2 + 4 + ... + 128 s); with these a
+request gives up within about 3 attempts x 10 s plus 1 + 2 s of backoff, and the tracker is dropped."""
+
+
 def prepare_environment(names: list[str]) -> None:
     """Settle the trackers' environment before Ray starts (a local Ray's workers, among them W&B's
-    logging actors, inherit it): ``MLFLOW_ALLOW_FILE_STORE=true`` for the default MLflow file store;
-    ``WANDB_MODE`` resolved (:func:`wandb_mode`: Ray's W&B set-up asks for an API key unless the mode
-    is offline, and W&B rejects an empty mode) and an empty ``WANDB_API_KEY`` removed."""
+    logging actors, inherit it): ``MLFLOW_ALLOW_FILE_STORE=true`` for the default MLflow file store,
+    or :data:`MLFLOW_HTTP_DEFAULTS` for a tracking server; ``WANDB_MODE`` resolved (:func:`wandb_mode`:
+    Ray's W&B set-up asks for an API key unless the mode is offline, and W&B rejects an empty mode)
+    and an empty ``WANDB_API_KEY`` removed."""
     if "mlflow" in names and not os.environ.get("MLFLOW_TRACKING_URI"):
         os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+    elif "mlflow" in names:
+        for key, value in MLFLOW_HTTP_DEFAULTS.items():
+            os.environ.setdefault(key, value)
     if "wandb" in names:
         if not os.environ.get("WANDB_API_KEY"):
             os.environ.pop("WANDB_API_KEY", None)
         os.environ["WANDB_MODE"] = wandb_mode()
+
+
+REACH_TIMEOUT = 3.0
+"""Seconds a tracker's server has to answer the check before Ray starts (:func:`check_reachable`)."""
+
+OFFLINE_WANDB_MODES = ("offline", "dryrun", "disabled")
+
+
+def http_problem(url: str, timeout: float = REACH_TIMEOUT) -> str | None:
+    """None when an HTTP server answers a GET of ``url`` within ``timeout`` seconds with any status
+    below 500 (a 404 or 401 is still a server that is up), else why not, in a few words."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout):
+            return None
+    except urllib.error.HTTPError as exc:
+        return None if exc.code < 500 else f"HTTP {exc.code} {exc.reason}"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        return getattr(reason, "strerror", None) or str(reason)
+    except (OSError, ValueError) as exc:  # a timeout while reading, a malformed URL
+        return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+
+
+def check_reachable(names: list[str], timeout: float = REACH_TIMEOUT) -> None:
+    """Raise ConfigError (one line) before Ray starts when a ``--log`` tracker cannot work:
+
+    - mlflow: ``$MLFLOW_TRACKING_URI`` is http(s) and no server answers ``<uri>/health`` within
+      ``timeout`` s (any status below 500 counts as an answer; other URIs -- files, databases -- are
+      left to MLflow);
+    - wandb in an online mode (:func:`wandb_mode` not offline, dryrun or disabled): no API key
+      (:func:`wandb_logged_in`), or no answer from ``$WANDB_BASE_URL`` (default https://api.wandb.ai)."""
+    from urllib.parse import urlparse
+
+    if "mlflow" in names:
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or ""
+        if urlparse(uri).scheme in ("http", "https"):
+            problem = http_problem(uri.rstrip("/") + "/health", timeout)
+            if problem:
+                raise ConfigError(f"--log mlflow: no MLflow server answers at MLFLOW_TRACKING_URI={uri} ({problem}, "
+                                  f"{timeout:g} s timeout); start it, or unset MLFLOW_TRACKING_URI to log to a file "
+                                  "store under the results folder")
+    if "wandb" in names:
+        mode = wandb_mode()
+        if mode not in OFFLINE_WANDB_MODES:
+            if not wandb_logged_in():
+                raise ConfigError(f"--log wandb: WANDB_MODE={mode} needs a W&B API key, and none is set "
+                                  "($WANDB_API_KEY or `wandb login`); log in, or set WANDB_MODE=offline to keep "
+                                  "offline runs under the results folder")
+            base = os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+            problem = http_problem(base, timeout)
+            if problem:
+                raise ConfigError(f"--log wandb: the W&B server {base} does not answer ({problem}, {timeout:g} s "
+                                  "timeout); check the network, or set WANDB_MODE=offline to keep offline runs "
+                                  "under the results folder")
 
 
 TRACKERS: dict[str, Tracker] = {
@@ -176,17 +253,44 @@ def view_result(row: dict, metrics: dict[str, str]) -> dict:
     return {**out, "step": row["step"], "training_iteration": row["step"]}
 
 
+def dropped_line(name: str, hook: str, exc: BaseException) -> str:
+    """The one warning line for a tracker dropped because its ``hook`` raised ``exc``."""
+    text = str(exc).strip().splitlines()
+    detail = f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+    return (f"warning: --log {name}: {hook} failed ({detail}); no more logging to {name} in this run, "
+            "the sweep goes on (Parquet keeps every row)")
+
+
 class TrackerForwarder:
     """One Ray logger callback, driven by the Parquet callback (:class:`launch.callbacks.ParquetCallback`
-    calls its listeners): set-up, every row the writer takes, each trial's end, the experiment's end."""
+    calls its listeners): set-up, every row the writer takes, each trial's end, the experiment's end.
 
-    def __init__(self, logger, view_path: Callable[[str], Path], sweep: str, run_id: str, metrics: dict[str, str]):
+    The first exception from the logger in any of these (a server gone, a full disk) is reported in
+    one line on stderr (:func:`dropped_line`) and the tracker is dropped: it gets no further call in
+    this run, and nothing is raised to Ray Tune, so the sweep and its Parquet rows go on unaffected."""
+
+    def __init__(self, logger, view_path: Callable[[str], Path], sweep: str, run_id: str, metrics: dict[str, str],
+                 name: str = "tracker", stream=None):
         self.logger, self.view_path = logger, view_path
         self.sweep, self.run_id, self.metrics = sweep, run_id, metrics
+        self.name, self.stream = name, stream
+        self.dropped = False
         self._views: dict[str, dict[str, TrialView]] = {}
 
+    def _guarded(self, hook: str, fn, *args, **kwargs) -> None:
+        if self.dropped:
+            return
+        try:
+            fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 -- any tracker failure: warn once, drop the tracker
+            self.dropped = True
+            self._views.clear()
+            stream = self.stream or sys.stderr
+            stream.write(dropped_line(self.name, hook, exc) + "\n")
+            stream.flush()
+
     def setup(self, **info) -> None:
-        self.logger.setup(**info)
+        self._guarded("setup", self.logger.setup, **info)
 
     def _view(self, trial, key: str, row: dict) -> TrialView:
         views = self._views.setdefault(trial.trial_id, {})
@@ -196,15 +300,21 @@ class TrackerForwarder:
             self.logger.log_trial_start(views[key])
         return views[key]
 
-    def row_added(self, trial, key: str, row: dict) -> None:
+    def _row_added(self, trial, key: str, row: dict) -> None:
         self.logger.log_trial_result(row["step"], self._view(trial, key, row), view_result(row, self.metrics))
 
-    def trial_ended(self, trial, failed: bool) -> None:
+    def row_added(self, trial, key: str, row: dict) -> None:
+        self._guarded("logging a result", self._row_added, trial, key, row)
+
+    def _trial_ended(self, trial, failed: bool) -> None:
         for view in self._views.pop(trial.trial_id, {}).values():
             self.logger.log_trial_end(view, failed=failed)
 
+    def trial_ended(self, trial, failed: bool) -> None:
+        self._guarded("ending a trial", self._trial_ended, trial, failed)
+
     def experiment_ended(self, trials, **info) -> None:
-        self.logger.on_experiment_end(trials=trials, **info)
+        self._guarded("ending the experiment", self.logger.on_experiment_end, trials=trials, **info)
 
 
 def tracker_listeners(names: list[str], folder: Path, sweep: str, run_id: str, metrics: dict[str, str]) -> list:
@@ -212,5 +322,5 @@ def tracker_listeners(names: list[str], folder: Path, sweep: str, run_id: str, m
     out = []
     for name in names:
         logger, view_path = TRACKERS[name].build(folder, sweep)
-        out.append(TrackerForwarder(logger, view_path, sweep, run_id, metrics))
+        out.append(TrackerForwarder(logger, view_path, sweep, run_id, metrics, name=name))
     return out

@@ -26,6 +26,7 @@ Guarantees:
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import time
@@ -100,10 +101,18 @@ def _replace_atomic(path: Path, write) -> None:
     leaves the old file or the new one, never a mix (at most a stale temp file:
     :func:`remove_stale_temp_files`)."""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:6]}.tmp")
-    write(tmp)
-    with open(tmp, "rb") as fh:
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        # a full or read-only disk: leave no half-written temp file behind (best effort)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)
@@ -375,7 +384,55 @@ def read_plan(folder: str | Path) -> dict | None:
 
 
 class ResultsWriter:
-    """Buffers rows and writes them as atomic Parquet parts; skips (trial_key, step) already written."""
+    """Buffers rows and writes them as atomic Parquet parts; skips (trial_key, step) already written.
+
+    The first OSError while writing (ENOSPC, EROFS, ...) raises :class:`ResultsWriteError` (kept in
+    ``error``); from then on the writer writes nothing more: ``add`` and ``trial_ended`` drop what
+    they get (counted in the error's lost rows), ``flush`` and ``close`` return at once."""
+def writable_problem(folder: str | Path, probe_bytes: int = 4096) -> str | None:
+    """None when files can be written where ``folder``'s parts will go, else one line naming the
+    folder and the OS error. Probes the folder, or where it does not exist yet its nearest existing
+    parent (where it would be created): a hidden temp file of ``probe_bytes`` bytes is written,
+    fsynced and removed, so a read-only file system (EROFS), missing permission (EACCES), a file in
+    the way (ENOTDIR) or a full disk (ENOSPC) shows here, before anything is started."""
+    import tempfile
+
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        fd, name = tempfile.mkstemp(prefix=".lowbit-write-check-", dir=probe)
+        try:
+            os.write(fd, b"\0" * probe_bytes)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(name)
+    except OSError as exc:
+        where = "" if probe == folder else f" (it would be created in {probe})"
+        return f"cannot write to the results folder {folder}{where}: {exc.strerror or exc}"
+    return None
+
+
+class ResultsWriteError(Exception):
+    """Writing a data part or status file failed (disk full, read-only file system, ...). ``str()``
+    is one line: the folder, the OS error, and what was kept (``lost_rows`` grows while the writer
+    drops what still arrives)."""
+
+    def __init__(self, folder: Path, error: OSError, kept_rows: int, parts: int, lost_rows: int):
+        super().__init__(folder, error)
+        self.folder, self.error = folder, error
+        self.kept_rows, self.parts, self.lost_rows = kept_rows, parts, lost_rows
+
+    def __str__(self) -> str:
+        err = self.error
+        name = errno.errorcode.get(err.errno, "") if err.errno else ""
+        return (f"writing results to {self.folder} failed: {err.strerror or err}{f' ({name})' if name else ''}; "
+                f"kept {self.kept_rows} rows of this run in {self.parts} parts (and every row of earlier runs); "
+                f"{self.lost_rows} rows received but not written are lost, their trials run again on --resume")
+
+
 
     def __init__(self, folder: str | Path, schema: pa.Schema, run_id: str,
                  flush_rows: int = 2000, flush_seconds: float = 5.0):
@@ -394,6 +451,7 @@ class ResultsWriter:
         self.rows_skipped = 0
 
     @property
+        self.error: ResultsWriteError | None = None
     def seen(self) -> set[tuple[str, int]]:
         """The (trial_key, step) pairs on disk or written by this writer (not to be modified)."""
         return self._seen
@@ -407,6 +465,11 @@ class ResultsWriter:
         ident = (row["trial_key"], int(row["step"]))
         if ident in self._seen:
             self.rows_skipped += 1
+        if self.error is not None:
+            if ident not in self._seen:
+                self._seen.add(ident)
+                self.error.lost_rows += 1
+            return False
             return False
         unknown = set(row) - set(self.schema.names)
         if unknown:
@@ -422,13 +485,26 @@ class ResultsWriter:
         rows on disk or buffered); written after its data."""
         self._status.append({"rows": self.rows_of(status_row["trial_key"]), **status_row})
         self._maybe_flush()
+        if self.error is not None:
+            return
 
     def _maybe_flush(self) -> None:
         if len(self._rows) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
     def flush(self) -> None:
-        """Write buffered data rows, then buffered trial statuses (so a status implies its data)."""
+        """Write buffered data rows, then buffered trial statuses (so a status implies its data).
+        An OSError raises :class:`ResultsWriteError` (see the class); after one, nothing is written."""
+        if self.error is not None:
+            return
+        try:
+            self._flush()
+        except OSError as exc:
+            self.error = ResultsWriteError(self.folder, exc, self.rows_written, self._seq, len(self._rows))
+            self._rows, self._status = [], []
+            raise self.error from None
+
+    def _flush(self) -> None:
         self._last_flush = time.monotonic()
         if self._rows:
             table = pa.Table.from_pylist(self._rows, schema=self.schema)
