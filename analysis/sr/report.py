@@ -7,6 +7,9 @@ part costs the most PSNR at each bit-width, with n and spread), one PSNR/SSIM ta
 scale (bicubic, FP and every quantized setting: mean ± std and n over seeds, ΔPSNR against FP paired
 on seed with the one verdict rule), the cost of each setting (lowbit_core.cost columns), and the
 figures of :mod:`analysis.sr.figures` (PSNR against bits per part, the crops, PSNR against cost).
+Where the trials had a validation set (``val_psnr_y`` / ``val_ssim_y``: the metrics model selection and
+early stopping read), a table of its final-epoch scores per setting follows; the headline stays the
+test sets at the final epoch.
 """
 from __future__ import annotations
 
@@ -14,14 +17,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.common.format import markdown_table
+from analysis.common.format import fmt_mean_std, markdown_table
 from analysis.common.groups import distinct_values
 from analysis.common.load import error_line, failed_trials
 from analysis.common.plan import SweepPlan
+from analysis.common.stats import mean_std_n
 from analysis.common.writing import (fact_lines, figures_section, findings_section, joined, provenance_facts,
                                      seeds_fact, time_facts, title, write_analysis)
 from analysis.sr.figures import plot_cost_fronts, plot_crops, plot_psnr_vs_bits
-from analysis.sr.groups import SETTING, ok_trials, scales, setting_order, test_sets, trial_table
+from analysis.sr.groups import SETTING, at_scale, ok_trials, scales, setting_order, test_sets, trial_table
 from analysis.sr.tables import bicubic_check, costliest_parts, fp_vs_bicubic, per_set_table
 from lowbit_core.cost.columns import si
 
@@ -63,7 +67,7 @@ class SRAnalysis:
         facts = [("family", joined(df, "family")), ("trials", str(len(t) + len(self.failed_without_rows))),
                  ("rows", f"{len(df)} (one per epoch)"), seeds_fact(df),
                  ("scales", ", ".join(f"x{s}" for s in self.scales)), ("test sets", n_images or "–"),
-                 ("training images", self.training_images()),
+                 ("training images", self.training_images()), *self.validation_fact(),
                  ("model", f"EDSR, {joined(df, 'cfg.model.blocks')} blocks x {joined(df, 'cfg.model.channels')} "
                            f"channels"),
                  ("training", f"{joined(df, 'cfg.train.epochs')} epochs x {joined(df, 'cfg.train.steps_per_epoch')} "
@@ -89,6 +93,38 @@ class SRAnalysis:
         if where != "generated":
             where += f" ({joined(df, 'cfg.data.root')})"
         return f"{where}; {'/'.join(distinct_values(df, 'n_train_images')) or '?'} images used"
+
+    def has_validation(self) -> bool:
+        return "val_psnr_y" in self.rows.columns and self.rows["val_psnr_y"].notna().any()
+
+    def validation_fact(self) -> list[tuple[str, str]]:
+        if not self.has_validation():
+            return []
+        df = self.rows
+        roots = [r for r in distinct_values(df, "cfg.data.val_root") if r]
+        where = ", ".join(roots) if roots else (
+            "generated" if joined(df, "cfg.data.train") == "generated" else "held out of the training folder")
+        names = distinct_values(df, "val_names")
+        shown = names[0] if len(names) == 1 else f"{len(names)} different lists"
+        return [("validation", f"{'/'.join(distinct_values(df, 'n_val_images'))} images, {where} ({shown}); "
+                               "model selection and early stopping read val_psnr_y only")]
+
+    def validation_tables(self) -> list[str]:
+        if not self.has_validation():
+            return []
+        out = []
+        for scale in self.scales:
+            ok = at_scale(ok_trials(self.trials), scale)
+            rows = [["bicubic", fmt_mean_std(*mean_std_n(ok["val_bicubic_psnr_y"])),
+                     fmt_mean_std(*mean_std_n(ok["val_bicubic_ssim_y"]))]]
+            for setting in setting_order(ok):
+                sub = ok[ok[SETTING] == setting]
+                rows.append([setting, fmt_mean_std(*mean_std_n(sub["val_psnr_y"])),
+                             fmt_mean_std(*mean_std_n(sub["val_ssim_y"]))])
+            out += [f"## Validation set x{scale}: PSNR-Y / SSIM-Y at the final epoch (mean ± std over seeds, n)", "",
+                    "The set model selection and early stopping read; not a test set.", "",
+                    markdown_table(["setting", "val PSNR-Y (dB)", "val SSIM-Y"], rows), ""]
+        return out
 
     def findings(self) -> list[str]:
         out = []
@@ -127,7 +163,8 @@ class SRAnalysis:
     def markdown(self, paths: list[Path]) -> str:
         titles = {**FIGURES, **{p.stem: f"PSNR-Y against cost, {p.stem.rsplit('_', 1)[-1]} (Pareto front dashed)"
                                 for p in paths if p.stem.startswith("psnr_vs_cost")}}
-        out = (self.header() + findings_section(self.findings()) + self.tables() + self.cost_table()
+        out = (self.header() + findings_section(self.findings()) + self.tables() + self.validation_tables()
+               + self.cost_table()
                + figures_section(paths, titles))
         return "\n".join(out).rstrip() + "\n"
 
