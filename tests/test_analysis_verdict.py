@@ -210,3 +210,17 @@ def test_train_pooled_comparison_labels_its_spread():
     line = next(x for x in a.findings if x.startswith("mixup_alpha=1 − mixup_alpha=0"))
     assert "+1.00 ± 0.00 pp (n=3; ± std over seeds of the per-seed mean over 2 settings)" in line
     assert "mixup_alpha=1 higher by more than one std" in line
+
+
+def test_power_where_scipys_noncentral_t_fails():
+    """scipy's nct gives NaN at 1 degree of freedom and a large noncentrality (n = 2, d = 7.78, α =
+    0.01); the integral over the chi distribution takes over and agrees with a Monte-Carlo of the test."""
+    from scipy import stats
+    c, nc = stats.t.ppf(0.995, 1), 7.78 * math.sqrt(2)
+    assert math.isnan(stats.nct.sf(c, 1, nc) + stats.nct.cdf(-c, 1, nc))
+    rng = np.random.default_rng(3)
+    for n, alpha in ((2, 0.01), (2, 0.05), (3, 0.01)):
+        x = rng.normal(7.78, 1.0, size=(40_000, n))
+        _, _, _, sign = paired_t(x.mean(1), x.std(1, ddof=1), n, alpha)
+        assert power_paired_t(7.78, n, alpha) == pytest.approx(np.mean(sign != 0), abs=0.01)
+    assert seeds_for_power(7.78, 0.01) == 3 and seeds_for_power(7.78) == 2

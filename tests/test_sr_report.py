@@ -4,9 +4,11 @@ literature check of the bicubic baseline, failed and unfinished trials left out,
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
+import pytest
 from matplotlib import image as mpimg
 
 from analysis.common.format import fmt_mean_std
@@ -84,8 +86,16 @@ def test_tables_give_back_the_closed_form_scores():
         np.testing.assert_allclose(d.loc[label, "dpsnr.mean"], np.mean(cost), atol=1e-12)
         np.testing.assert_allclose(d.loc[label, "dpsnr.std"], np.std(cost, ddof=1), atol=1e-12)
         assert d.loc[label, "dpsnr.n"] == 2
-    assert d.loc["1-bit sign: tail", "verdict"].sign == -1     # -2.8 ± 0.28: lower by more than one std
-    assert d.loc["1-bit sign: body+skip", "verdict"].sign == -1
+    # -2.8 ± 0.2828 over n = 2: -2.8 ∓ t(0.975, 1)·0.2828/√2 with t(0.975, 1) = tan(0.475π) = 12.706,
+    # so [-5.341, -0.2588] excludes 0 (t = 14 on 1 df: p = 1 - (2/π)·atan(14) = 0.0454); Holm over the
+    # K = 5 settings against FP multiplies it by 4 (body+skip, -1.5 in both seeds, has p = 0 first):
+    # no direction after Holm. body+skip: the same difference in both seeds, t infinite: below FP.
+    tail = d.loc["1-bit sign: tail", "verdict"]
+    half = math.tan(0.475 * math.pi) * np.std([-3.0, -2.6], ddof=1) / math.sqrt(2)
+    assert (tail.lo, tail.hi) == (pytest.approx(-2.8 - half), pytest.approx(-2.8 + half)) and tail.hi < 0
+    assert tail.p == pytest.approx(1 - 2 / math.pi * math.atan(14)) and tail.k == 5
+    assert tail.p_holm == pytest.approx(4 * tail.p) and tail.sign == 0
+    assert d.loc["1-bit sign: body+skip", "verdict"].sign == -1 and d.loc["1-bit sign: body+skip", "verdict"].p == 0
 
 
 def test_report_markdown_findings_and_figures(tmp_path):
@@ -103,18 +113,24 @@ def test_report_markdown_findings_and_figures(tmp_path):
     assert "bicubic Set5 x2: 33.67 dB / 0.9303 (literature 33.66 / 0.9299; difference +0.013 dB)" in md
     assert f"FP minus bicubic PSNR-Y, Set5 x2 (dB): {fmt_mean_std(1.3766, np.std([1.3266, 1.4266], ddof=1), 2, signed=True)}" in md
     # the costliest single part: tail at 4 bits (-0.6 vs -0.25; per seed -0.3, -0.4) and at 1 bit (-2.8
-    # vs -1.1; per seed -2.0, -1.4), each costlier than the runner-up by more than one std
+    # vs -1.1; per seed -2.0, -1.4); with n = 2 the 95% intervals (t(0.975, 1) = 12.706) contain 0:
+    # -0.35 ± 12.706·0.07071/√2 = [-0.9853, +0.2853], d = -4.9, which needs 3 seeds for 80% power
     d4, d1 = fmt_mean_std(-0.35, np.std([-0.3, -0.4], ddof=1), 2, signed=True), fmt_mean_std(
         -1.7, np.std([-2.0, -1.4], ddof=1), 2, signed=True)
     assert (f"Set5 x2, 4 bits: quantizing **tail** costs the most PSNR; against the next (body), paired on seed: "
-            f"{d4} dB, costlier by more than one std") in md
+            f"{d4} dB, -0.35 [-0.9853, +0.2853] dB, n = 2, d = -4.9: 95% interval contains 0; 80% power at "
+            "d = 4.9 needs n = 3 seeds (α = 0.05)") in md
     assert (f"Set14 x2, 1 bit: quantizing **tail** costs the most PSNR; against the next (body), paired on seed: "
-            f"{d1} dB, costlier by more than one std") in md
+            f"{d1} dB, -1.7 [-5.512, +2.112] dB, n = 2, d = -4: 95% interval contains 0") in md
     # table rows: bicubic and FP first, n over seeds, paired Δ with its verdict
     assert "| bicubic | 33.67 ± 0 (n=12) | 0.9303 ± 0 (n=12) | – | – |" in md
     assert "| FP | 35.05 ± 0.07071 (n=2) |" in md
     assert ("| 1-bit sign: tail | 32.25 ± 0.3536 (n=2) | " in md
-            and "| -2.8 ± 0.2828 (n=2) | below FP by more than one std |" in md)
+            and "| -2.8 ± 0.2828 (n=2) | -2.8 [-5.341, -0.2588] dB, n = 2, d = -9.9, p_Holm = 0.18 (K = 5): "
+                "no direction after Holm over K = 5;" in md)
+    assert "-1.5 [-1.5, -1.5] dB, n = 2, no spread (s = 0, t infinite), p_Holm = 0 (K = 5): below FP |" in md
+    assert md.count("Holm-adjusted over K = 5 comparisons, family-wise α = 0.05") == 2  # under each table
+    assert "one std" not in md
     assert "**n not counted: 3**" in md and "unfinished: last reported epoch 2 of 3" in md and "RuntimeError: boom" in md
     assert "## Cost per 192x192 HR output" in md and "ESTIMATE" in md
 
@@ -124,4 +140,4 @@ def test_one_seed_gives_no_verdict(tmp_path):
     df = df[df.seed == 0]
     md_lines = SRAnalysis(df, status).markdown([])
     assert "n = 1: no verdict (needs >= 2 seeds)" in md_lines
-    assert "below FP by more than one std" not in md_lines
+    assert "below FP" not in md_lines and "one std" not in md_lines

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import integrate, stats
 
 from analysis.common.format import fmt
 
@@ -78,7 +78,18 @@ def power_paired_t(d: float, n: int, alpha: float = ALPHA) -> float:
     Faul et al. 2007, computes it for 'matched pairs')."""
     df, nc = n - 1, d * math.sqrt(n)
     crit = stats.t.ppf(1 - alpha / 2, df)
-    return float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    power = float(stats.nct.sf(crit, df, nc) + stats.nct.cdf(-crit, df, nc))
+    if math.isfinite(power) and 0 <= power <= 1:
+        return power
+    # scipy's noncentral t fails (NaN) for few degrees of freedom and a large noncentrality; integrate
+    # the same probability over S = sqrt(V/df), V ~ chi²(df): T' = (Z + nc)/S, so
+    # P(|T'| > c) = E[Φ(nc - c·S) + Φ(-nc - c·S)], S with density chi(df) at s·√df times √df.
+    root = math.sqrt(df)
+
+    def integrand(s):
+        return (stats.norm.cdf(nc - crit * s) + stats.norm.cdf(-nc - crit * s)) * stats.chi.pdf(s * root, df) * root
+
+    return float(min(1.0, integrate.quad(integrand, 0, np.inf, limit=200)[0]))
 
 
 def seeds_for_power(d: float, alpha: float = ALPHA, power: float = POWER) -> int | None:
@@ -174,7 +185,8 @@ class Verdict:
         if need is None:
             return (f"{where}; an effect of d = {self.effect:.2g} needs more than {MAX_SEEDS} seeds for "
                     f"{POWER:.0%} power (α = {level})")
-        return f"{where}; {POWER:.0%} power at d = {abs(self.effect):.2g} needs n = {need} seeds (α = {level})"
+        more = "" if need > self.n else ", no more than here"
+        return f"{where}; {POWER:.0%} power at d = {abs(self.effect):.2g} needs n = {need} seeds{more} (α = {level})"
 
     def text(self, higher: str, lower: str, num: Callable[[float], str] = _signed, unit: str = "") -> str:
         """'<numbers>: <outcome>', e.g. '+0.031 [+0.012, +0.050], n = 5, d = 1.4: higher', or

@@ -9,7 +9,9 @@ Rules:
   float noise); n counts the trials it was measured in.
 - **ΔPSNR vs FP**: each quantized trial minus the FP trial of the same seed (and scale and every other
   setting key); mean ± std and n over seeds, and the one verdict rule of
-  :func:`analysis.common.stats.paired_verdict`.
+  :func:`analysis.common.stats.paired_verdict` (the paired-t 95% interval). The settings of one test
+  set and scale are one family of K comparisons against FP, Holm-adjusted
+  (:func:`analysis.common.stats.holm`); the table says so under it.
 - **Costliest part** at a bit-width: among settings that quantize a single part, the one with the most
   negative mean ΔPSNR on a set (ties by order); reported with its n and std, and against the runner-up
   by the verdict rule on their per-seed difference (is it really the costliest, or tied?).
@@ -20,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.common.format import fmt_mean_std, markdown_table
-from analysis.common.stats import mean_std_n, paired_verdict
+from analysis.common.stats import holm, holm_note, mean_std_n, paired_verdict
 from analysis.sr.groups import FP_BITS, PARTS, SETTING, at_scale, ok_trials, parts_label, setting_order
 
 # Bicubic (MATLAB imresize), Y channel, scale px cropped: e.g. Kim et al. (VDSR, CVPR 2016) Table 3,
@@ -48,7 +50,8 @@ def bicubic_stats(trials: pd.DataFrame, test_set: str, scale: int) -> tuple[tupl
 
 
 def paired_vs_fp(trials: pd.DataFrame, test_set: str, scale: int) -> pd.DataFrame:
-    """Per quantized setting: ΔPSNR (and ΔSSIM) against the FP trial of the same seed (module docstring)."""
+    """Per quantized setting: ΔPSNR (and ΔSSIM) against the FP trial of the same seed, with its
+    verdict Holm-adjusted over the settings (module docstring)."""
     ok = at_scale(ok_trials(trials), scale)
     fp = ok[ok["bits"] == FP_BITS]
     fp_psnr = dict(zip(fp["seed_value"], pd.to_numeric(fp[f"psnr_y.{test_set}"], errors="coerce")))
@@ -66,7 +69,10 @@ def paired_vs_fp(trials: pd.DataFrame, test_set: str, scale: int) -> pd.DataFram
         rows.append({SETTING: setting, "bits": int(sub["bits"].iloc[0]), "parts": parts_label(sub[PARTS].iloc[0]),
                      "dpsnr.mean": v.mean, "dpsnr.std": v.std, "dpsnr.n": v.n, "verdict": v, "per_seed": per_seed,
                      "dssim.mean": mean_std_n(ds)[0]})
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if not table.empty:
+        table["verdict"] = holm(list(table["verdict"]))
+    return table
 
 
 def per_set_table(trials: pd.DataFrame, test_set: str, scale: int) -> str:
@@ -81,8 +87,10 @@ def per_set_table(trials: pd.DataFrame, test_set: str, scale: int) -> str:
         rows.append([r[SETTING], fmt_mean_std(r["psnr.mean"], r["psnr.std"], r["psnr.n"]),
                      fmt_mean_std(r["ssim.mean"], r["ssim.std"], r["ssim.n"]),
                      fmt_mean_std(d["dpsnr.mean"], d["dpsnr.std"], d["dpsnr.n"], signed=True) if d else "–",
-                     d["verdict"].text("above FP", "below FP") if d else "–"])
-    return markdown_table(["setting", "PSNR-Y (dB)", "SSIM-Y", "ΔPSNR vs FP (dB, paired on seed)", "verdict"], rows)
+                     d["verdict"].text("above FP", "below FP", unit=" dB") if d else "–"])
+    table = markdown_table(["setting", "PSNR-Y (dB)", "SSIM-Y", "ΔPSNR vs FP (dB, paired on seed)",
+                            "verdict (paired-t 95% interval)"], rows)
+    return table + ("\n\n" + holm_note(list(deltas["verdict"])) if not deltas.empty else "")
 
 
 def costliest_parts(trials: pd.DataFrame, test_set: str, scale: int) -> list[str]:
@@ -97,8 +105,8 @@ def costliest_parts(trials: pd.DataFrame, test_set: str, scale: int) -> list[str
         sub = sub[np.isfinite(sub["dpsnr.mean"].astype(float))]
         if sub.empty:
             continue
-        ranked = "; ".join(f"{r['parts']} {fmt_mean_std(r['dpsnr.mean'], r['dpsnr.std'], r['dpsnr.n'], signed=True)}"
-                           for r in sub.to_dict("records"))
+        ranked = "; ".join(f"{r['parts']} {fmt_mean_std(r['dpsnr.mean'], r['dpsnr.std'], r['dpsnr.n'], signed=True)} "
+                           f"({r['verdict'].numbers(unit=' dB')})" for r in sub.to_dict("records"))
         worst = sub.iloc[0]
         gap = ""
         if len(sub) > 1:
@@ -107,7 +115,7 @@ def costliest_parts(trials: pd.DataFrame, test_set: str, scale: int) -> list[str
             v = paired_verdict([worst["per_seed"][k] - nxt["per_seed"][k] for k in seeds])
             gap = (f"; against the next ({nxt['parts']}), paired on seed: "
                    f"{fmt_mean_std(v.mean, v.std, v.n, signed=True)} dB, "
-                   f"{v.text('less costly', 'costlier')}")
+                   f"{v.text('less costly', 'costlier', unit=' dB')}")
         lines.append(f"{test_set} x{scale}, {int(bits)} bit{'s' if bits > 1 else ''}: quantizing **{worst['parts']}** "
                      f"costs the most PSNR{gap}. ΔPSNR vs FP, worst first: {ranked}")
     return lines
@@ -135,7 +143,7 @@ def fp_vs_bicubic(trials: pd.DataFrame, test_set: str, scale: int) -> str | None
              - pd.to_numeric(fp[f"bicubic_psnr_y.{test_set}"], errors="coerce")).to_numpy(float)
     v = paired_verdict(diffs)
     return (f"FP minus bicubic PSNR-Y, {test_set} x{scale} (dB): {fmt_mean_std(v.mean, v.std, v.n, signed=True)}; "
-            f"{v.text('FP above bicubic', 'FP below bicubic')}")
+            f"{v.text('FP above bicubic', 'FP below bicubic', unit=' dB')}")
 
 
 __all__ = ["LITERATURE_BICUBIC", "setting_stats", "bicubic_stats", "paired_vs_fp", "per_set_table",
