@@ -444,8 +444,13 @@ def _grid_points(family: Family, base_cfg: Any, axes: Mapping[str, tuple]) -> di
     return points
 
 
-def _studies(points: Mapping[str, Any], dists: Mapping[str, Distribution], num_samples: int) -> tuple[Study, ...]:
-    """One study per grid point, searching the distributions whose ``when`` matches that point."""
+def _studies(points: Mapping[str, Any], dists: Mapping[str, Distribution], num_samples: int,
+             pinned: tuple[str, ...] = ()) -> tuple[Study, ...]:
+    """One study per grid point, searching the distributions whose ``when`` matches that point;
+    ``pinned``: the distribution keys a ``--set`` fixed (left out of ``dists``)."""
+    if not dists and pinned:
+        raise ConfigError(f"every searched key of this Optuna sweep is pinned by --set ({', '.join(pinned)}); "
+                          "nothing is left to search: drop at least one of these --set")
     studies = []
     for key, cfg in points.items():
         flat = flatten(cfg)
@@ -476,7 +481,8 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
                   source_sha256=source_sha256)
     if not isinstance(s.search, Optuna):
         return Plan(s, profile, family, seeds, trials=_fold(family, tuple(s.fold), points), **common)
-    return Plan(s, profile, family, seeds, studies=_studies(points, dists, s.search.num_samples), **common)
+    pinned = tuple(k for k, a in s.space.items() if k in overrides and isinstance(a, (LogUniform, Uniform, IntUniform)))
+    return Plan(s, profile, family, seeds, studies=_studies(points, dists, s.search.num_samples, pinned), **common)
 
 
 def _column_value(value: Any) -> Any:

@@ -185,3 +185,63 @@ def test_shared_cifar10_subset_if_present():
     z = normalize(x_tr)  # the CIFAR-10 constants standardise the subset per channel
     assert z.mean(dim=(0, 2, 3)).abs().max() < 0.05 and (z.std(dim=(0, 2, 3)) - 1).abs().max() < 0.05
     assert class_names("npz", SHARED_NPZ)[0] == "airplane"
+
+
+def _npz(path, **arrays):
+    """An .npz of 12 training and 4 test HWC uint8 images with labels 0..3, ``arrays`` replacing some."""
+    rng = np.random.default_rng(3)
+    base = {"x_train": rng.integers(0, 256, (12, 32, 32, 3), dtype=np.uint8), "y_train": np.arange(12) % 4,
+            "x_test": rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), "y_test": np.array([3, 2, 1, 0])}
+    base.update(arrays)
+    np.savez(path, **{k: v for k, v in base.items() if v is not None})
+    return base
+
+
+def test_npz_chw_images_are_accepted_and_equal_their_hwc_copy(tmp_path):
+    """CHW (N, 3, 32, 32) is unambiguous (only the channel axis has length 3): read as is, pixel for pixel."""
+    hwc = _npz(tmp_path / "hwc.npz")
+    _npz(tmp_path / "chw.npz", x_train=hwc["x_train"].transpose(0, 3, 1, 2), x_test=hwc["x_test"].transpose(0, 3, 1, 2))
+    a, b = load_cifar("npz", tmp_path / "hwc.npz"), load_cifar("npz", tmp_path / "chw.npz")
+    assert all(torch.equal(u, v) for u, v in zip(a[:4], b[:4])) and a[4] == b[4] == 4
+    assert b[0][5, 2, 7, 30] == hwc["x_train"][5, 7, 30, 2]  # channel c of pixel (h, w) of image n
+    # labels as Keras stores them, (N, 1), and as whole-number floats, read as the same int64 labels
+    _npz(tmp_path / "col.npz", y_train=(np.arange(12) % 4).reshape(12, 1).astype(np.float32))
+    assert load_cifar("npz", tmp_path / "col.npz")[1].tolist() == a[1].tolist()
+
+
+NAN_IMAGES = np.zeros((12, 32, 32, 3), np.float32)
+NAN_IMAGES[3, 1, 2, 0] = NAN_IMAGES[4, 0, 0, 1] = np.nan
+BAD_NPZ = {
+    "float pixels with NaN": ({"x_train": NAN_IMAGES}, "x_train is float32 (2 of its values NaN); valid: uint8 images "
+                              "(N, 32, 32, 3) HWC or (N, 3, 32, 32) CHW, pixels 0..255"),
+    "float pixels": ({"x_test": np.ones((4, 32, 32, 3))}, "x_test is float64; valid: uint8 images"),
+    "wrong shape": ({"x_train": np.zeros((12, 32, 32), np.uint8)}, "x_train has shape (12, 32, 32); valid: uint8 images"),
+    "64 px images": ({"x_test": np.zeros((4, 64, 64, 3), np.uint8)}, "x_test has shape (4, 64, 64, 3); valid:"),
+    "label above the classes": ({"y_test": np.array([3, 2, 10, 0]), "classes": np.array([f"c{i}" for i in range(10)])},
+                                "y_test holds label 10 but classes holds 10 names; valid: class indices 0..9"),
+    "negative label": ({"y_train": np.arange(12) % 4 - 1}, "y_train holds label -1; valid: class indices 0..C-1"),
+    "fractional labels": ({"y_train": np.arange(12) / 2}, "y_train holds 6 labels that are not whole numbers"),
+    "string labels": ({"y_test": np.array(["a", "b", "c", "d"])}, "y_test is <U1; valid: integer class indices"),
+    "one class": ({"y_train": np.zeros(12, int), "y_test": np.zeros(4, int)}, "hold class 0 only; valid: at least 2"),
+    "empty test split": ({"x_test": np.zeros((0, 32, 32, 3), np.uint8), "y_test": np.zeros(0, int)},
+                         "x_test holds no images; valid: at least one image per split"),
+    "lengths differ": ({"y_train": np.arange(11) % 4}, "x_train has 12 images but y_train has 11 labels"),
+    "labels of 2 dims": ({"y_train": np.zeros((12, 4), int)}, "y_train has shape (12, 4); valid: (N,) or (N, 1)"),
+    "missing arrays": ({"x_test": None, "y_test": None}, "lacks arrays x_test, y_test"),
+    "object array": ({"y_train": np.array([0, "a"] * 6, dtype=object)}, "x_train / y_train cannot be read"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_NPZ))
+def test_bad_npz_is_one_line_naming_the_array_and_what_is_valid(tmp_path, case):
+    from lowbit_core.data.cifar import read_cifar_npz
+
+    arrays, expected = BAD_NPZ[case]
+    path = tmp_path / "bad.npz"
+    _npz(path, **arrays)
+    with pytest.raises((ValueError, DataMissingError)) as exc:
+        read_cifar_npz(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(path) in msg and expected in msg, msg
+    with pytest.raises(type(exc.value)):
+        load_cifar("npz", path)  # the loader (in the trial) checks the same rules

@@ -118,3 +118,103 @@ def test_a_folder_another_run_writes_to_is_refused_before_ray_starts(tmp_path):
         with pytest.raises(ConfigError, match=f"another run is writing to {tmp_path}"):
             FolderLock(tmp_path).probe()
     FolderLock(tmp_path).probe()
+
+
+TRAIN_SEARCH = str(ROOT / "sweeps" / "train_search.py")  # family train, Optuna search
+GRADSTATS = str(ROOT / "sweeps" / "resnet_vste_window.py")  # family gradstats: the train family's data and preflight
+
+
+def _npz(path, **arrays):
+    """20 training and 4 test HWC uint8 images with labels 0..3, ``arrays`` replacing some."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    base = {"x_train": rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), "y_train": np.arange(20) % 4,
+            "x_test": rng.integers(0, 256, (4, 32, 32, 3), dtype=np.uint8), "y_test": np.arange(4)}
+    base.update(arrays)
+    np.savez(path, **{k: v for k, v in base.items() if v is not None})
+    return str(path)
+
+
+def _nan_images():
+    import numpy as np
+
+    x = np.full((20, 32, 32, 3), 0.5, np.float32)
+    x[0, 0, 0, 0] = np.nan
+    return x
+
+
+NPZ_CASES = {  # .npz data found bad in every trial before; now in preflight (name -> arrays, message)
+    "float pixels with NaN": (lambda: {"x_train": _nan_images()}, "x_train is float32 (1 of its values NaN); valid: "
+                              "uint8 images (N, 32, 32, 3) HWC or (N, 3, 32, 32) CHW, pixels 0..255"),
+    "label out of range": (lambda: {"classes": __import__("numpy").array(list("abcd")),
+                                    "y_test": __import__("numpy").array([0, 1, 4, 3])},
+                           "y_test holds label 4 but classes holds 4 names; valid: class indices 0..3"),
+    "empty test split": (lambda: {"x_test": __import__("numpy").zeros((0, 32, 32, 3), "uint8"),
+                                  "y_test": __import__("numpy").zeros(0, int)}, "x_test holds no images"),
+    "mismatched lengths": (lambda: {"y_train": __import__("numpy").arange(19) % 4},
+                           "x_train has 20 images but y_train has 19 labels"),
+    "missing arrays": (lambda: {"y_test": None}, "lacks arrays y_test"),
+    "64 px images": (lambda: {"x_train": __import__("numpy").zeros((20, 64, 64, 3), "uint8")},
+                     "x_train has shape (20, 64, 64, 3); valid: uint8 images"),
+}
+
+
+def assert_refused(code, out, err, expected, results):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], err
+    assert "Traceback" not in err + out
+    assert not results.exists()
+
+
+@pytest.mark.parametrize("sweep", [TRAIN_SEARCH, GRADSTATS], ids=["train", "gradstats"])
+@pytest.mark.parametrize("case", list(NPZ_CASES))
+def test_bad_npz_data_is_refused_before_ray(case, sweep, tmp_path, capsys):
+    arrays, expected = NPZ_CASES[case]
+    path = _npz(tmp_path / "bad.npz", **arrays())
+    code, out, err = cli_in_process([sweep, "--smoke", "--set", "data.name=npz", "--set", f"data.root={path}",
+                                     "--results", tmp_path / "res"], capsys)
+    assert_refused(code, out, err, expected, tmp_path / "res")
+    assert path in err  # the file is named
+
+
+def test_val_fraction_leaving_no_training_images_is_refused_before_ray(tmp_path, capsys):
+    path = _npz(tmp_path / "d.npz")  # round(0.6 * 1) = 1 of the 1 training image kept would be validation
+    code, out, err = cli_in_process([TRAIN_SEARCH, "--smoke", "--set", "data.name=npz", "--set", f"data.root={path}",
+                                     "--set", "data.n_train=1", "--set", "data.val_fraction=0.6",
+                                     "--results", tmp_path / "res"], capsys)
+    assert_refused(code, out, err, "data.val_fraction=0.6 leaves no training images of 1", tmp_path / "res")
+
+
+def test_chw_npz_data_plans(tmp_path, capsys):
+    """CHW images are accepted (the layout is unambiguous); the dry run plans the sweep."""
+    import numpy as np
+
+    x = np.random.default_rng(0).integers(0, 256, (20, 3, 32, 32), dtype=np.uint8)
+    path = _npz(tmp_path / "chw.npz", x_train=x, x_test=x[:4])
+    code, out, err = cli_in_process([TRAIN_SEARCH, "--smoke", "--dry-run", "--set", "data.name=npz",
+                                     "--set", f"data.root={path}", "--results", tmp_path / "res"], capsys)
+    assert code == 0, err
+    assert not (tmp_path / "res").exists()
+
+
+def test_init_from_a_state_of_another_architecture_is_refused_before_ray(tmp_path, capsys):
+    """An SR trial's state (EDSR weights, no "arch" record) as model.init_from of a ResNet-20 trial."""
+    import torch
+
+    from lowbit_core.models.edsr import EDSR
+
+    state = tmp_path / "edsr.pt"
+    torch.save({"format": 1, "epoch": 1, "model": EDSR(2, blocks=1, channels=8).state_dict()}, state)
+    code, out, err = cli_in_process([TRAIN_SEARCH, "--smoke", "--set", f"model.init_from={state}",
+                                     "--results", tmp_path / "res"], capsys)
+    assert_refused(code, out, err, f"{state}: not the architecture of this trial (resnet20 width 4", tmp_path / "res")
+    assert "missing (conv1.weight" in err and "unexpected (rgb_mean" in err
+
+
+def test_pinning_every_searched_key_of_an_optuna_sweep_says_so(tmp_path, capsys):
+    code, out, err = cli_in_process([TRAIN_SEARCH, "--smoke", "--set", "train.lr=0.01",
+                                     "--set", "train.weight_decay=0.0001", "--results", tmp_path / "res"], capsys)
+    assert_refused(code, out, err, "every searched key of this Optuna sweep is pinned by --set (train.lr, "
+                   "train.weight_decay); nothing is left to search", tmp_path / "res")

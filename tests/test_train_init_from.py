@@ -74,21 +74,51 @@ def test_another_architecture_is_a_one_line_error_before_and_in_the_trial(fp_fol
     one_line(str(exc.value))
 
 
-def test_classes_and_tensor_shapes_are_checked_where_no_record_says_them(fp_folder, tmp_path):
+def test_classes_and_tensor_shapes_are_checked_before_and_in_the_trial(fp_folder, tmp_path):
+    """Preflight knows the data's classes (synthetic: data.n_classes) and builds the model on the CPU."""
     cfg = tiny(**{"model.init_from": str(fp_folder), "data.n_classes": 5})
-    assert preflight(cfg) is None  # the classes of the data are known only in the trial
+    assert "n_classes differ" in one_line(preflight(cfg))
     with pytest.raises(ValueError, match="n_classes differ"):
         train(cfg, lambda m, state=None: None, torch.device("cpu"))
     weights = read_model_state(fp_folder)["model"]
     torch.save({k: v for k, v in weights.items() if k != "fc.bias"}, tmp_path / "bare.pt")
+    bare = tiny(**{"model.init_from": str(tmp_path / "bare.pt")})
+    assert "tensors 1 missing (fc.bias)" in one_line(preflight(bare))
     with pytest.raises(ValueError, match=r"tensors 1 missing \(fc.bias\)") as exc:
-        train(tiny(**{"model.init_from": str(tmp_path / "bare.pt")}), lambda m, state=None: None, torch.device("cpu"))
+        train(bare, lambda m, state=None: None, torch.device("cpu"))
     one_line(str(exc.value))
     wide = tiny(**{"model.width": 8})
     torch.save(read_model_state_of(wide), tmp_path / "wide.pt")
+    narrow = tiny(**{"model.init_from": str(tmp_path / "wide.pt")})
+    # conv1.weight of width 8 is (8, 3, 3, 3), the trial's width 4 is (4, 3, 3, 3)
+    assert "of another shape (conv1.weight (8, 3, 3, 3) vs (4, 3, 3, 3)" in one_line(preflight(narrow))
     with pytest.raises(ValueError, match="of another shape") as exc:
-        train(tiny(**{"model.init_from": str(tmp_path / "wide.pt")}), lambda m, state=None: None, torch.device("cpu"))
+        train(narrow, lambda m, state=None: None, torch.device("cpu"))
     one_line(str(exc.value))
+
+
+def test_a_state_of_another_architecture_without_an_arch_record_is_refused_in_preflight(tmp_path):
+    """An SR trial's training state (EDSR weights under "model", no "arch" record) and a bare
+    ResNet-18 state_dict: preflight compares their tensors with the ResNet-20 the trial builds."""
+    from lowbit_core.models.edsr import EDSR
+
+    edsr = EDSR(2, blocks=1, channels=8).state_dict()
+    torch.save({"format": 1, "epoch": 1, "model": edsr}, tmp_path / "edsr.pt")
+    cfg = tiny(**{"model.init_from": str(tmp_path / "edsr.pt")})
+    own = read_model_state_of(tiny())
+    msg = one_line(preflight(cfg))
+    assert msg.startswith(f"{tmp_path / 'edsr.pt'}: not the architecture of this trial (resnet20 width 4 basic "
+                          f"hardtanh, 10 classes): tensors {len(own)} missing (conv1.weight, ")
+    assert f"; {len(edsr)} unexpected (rgb_mean, head.weight, head.bias)" in msg
+    r18 = tiny(**{"model.arch": "resnet18", "model.width": 4})
+    torch.save(read_model_state_of(r18), tmp_path / "r18.pt")
+    msg = one_line(preflight(tiny(**{"model.init_from": str(tmp_path / "r18.pt")})))
+    # ResNet-18 has 8 blocks (layers.0-7), ResNet-20 9: the 9th block's 2 convs and 2 BNs (5 tensors
+    # each: weight, bias, running mean and var, batch count) are missing
+    assert "not the architecture of this trial (resnet20" in msg and "tensors 12 missing (layers.8.conv1.weight" in msg
+    state = torch.get_rng_state()
+    preflight(tiny(**{"model.init_from": str(tmp_path / "r18.pt"), "model.width": 8}))  # builds a model: no RNG drawn
+    assert torch.equal(torch.get_rng_state(), state)
 
 
 def read_model_state_of(cfg: TrainConfig) -> dict:
@@ -125,3 +155,18 @@ def test_units_and_activation_threshold_in_the_config():
     assert spec.act_threshold == Relative(0.1, "mean_abs")
     plain = quant_spec(tiny(**{"quant.weight_estimator": "window"}), "binary")
     assert plain.weight_param == 1.0 and plain.weight_threshold == 0.0 and plain.act_param is None
+
+
+@pytest.mark.parametrize("kind, kbit", [("binary", "dorefa"), ("kbit", "dorefa"), ("kbit", "lsq"), ("kbit", "dsq")])
+@pytest.mark.parametrize("block", ["basic", "bireal"])
+def test_the_fp_model_preflight_builds_has_every_checked_tensor_of_each_precision(kind, kbit, block):
+    """Preflight checks a state against the FP model of the architecture: the check ignores quantizer
+    tensors (LSQ steps, DSQ bounds), and the other tensors are the same, with the same shapes."""
+    from lowbit_core.train.checkpoint import _is_quantizer_key
+    from lowbit_core.train.loop import build_model
+
+    def checked(cfg, k):
+        return {n: tuple(t.shape) for n, t in build_model(cfg, k, 10).state_dict().items() if not _is_quantizer_key(n)}
+
+    cfg = tiny(**{"model.kind": kind, "quant.kbit": kbit, "model.block": block})
+    assert checked(cfg, kind) == checked(cfg, "fp")

@@ -18,8 +18,19 @@ refuses any file whose md5 differs from the official archive's (``_check_integri
 out subsets and the small fake folders the tests write. ``verify_md5=True`` restores that check
 against torchvision's own md5 table.
 
-``.npz`` option: arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` with images ``(N, 32, 32, 3)``
-uint8 (HWC, as ``../shared/data/cifar10/cifar10-train10k-test10k.npz`` has them).
+``.npz`` option: arrays ``x_train``, ``y_train``, ``x_test``, ``y_test`` (and optionally ``classes``,
+the class names). Rules, checked by :func:`read_cifar_npz` (the driver's preflight runs it before Ray
+starts, the loader runs it again), each failure one line naming the array and what is valid:
+
+- images: uint8 pixels 0..255, either HWC ``(N, 32, 32, 3)`` (as
+  ``../shared/data/cifar10/cifar10-train10k-test10k.npz`` has them) or CHW ``(N, 3, 32, 32)`` (as
+  PyTorch keeps them). CHW is accepted because the layout is unambiguous: the channel axis is the
+  only one of length 3. Any other dtype is refused, floats included (their scale, 0..1 or 0..255,
+  cannot be told from the data; the message counts NaNs);
+- labels: ``(N,)`` or ``(N, 1)`` integer class indices (integral floats are accepted), as many as
+  the split's images, in ``0 .. C-1`` with ``C = len(classes)`` when stored, else ``C = max + 1``
+  over both splits, and ``C >= 2``;
+- both splits hold at least one image (an empty test split has no accuracy).
 
 Everything is returned as uint8 images ``(N, 3, 32, 32)`` (CHW, RGB) and int64 labels, to be
 augmented and normalised in batches on the model's device (:mod:`lowbit_core.data.augment`,
@@ -39,7 +50,7 @@ from .mnist import DataMissingError
 
 __all__ = [
     "DataMissingError", "NAMES", "FOLDERS", "MEAN", "STD", "cifar_stats", "normalize", "cifar_missing",
-    "read_cifar_batch", "class_names", "load_cifar_folder", "load_cifar_npz", "load_cifar",
+    "read_cifar_batch", "class_names", "load_cifar_folder", "read_cifar_npz", "load_cifar_npz", "load_cifar",
 ]
 
 NAMES = ("cifar10", "cifar100", "npz")
@@ -100,11 +111,11 @@ def cifar_missing(name: str, root: str | Path) -> str | None:
     _check_name(name)
     root = Path(root)
     npz_hint = ("or use data name 'npz' with root = an .npz holding x_train, y_train, x_test, y_test "
-                "(images (N, 32, 32, 3) uint8)")
+                "(uint8 images (N, 32, 32, 3) or (N, 3, 32, 32))")
     if name == "npz":
         if not root.is_file():
             return (f"CIFAR .npz not found: {root} is not a file; put an .npz with arrays x_train, y_train, "
-                    f"x_test, y_test (images (N, 32, 32, 3) uint8) there, or set data.root to its path")
+                    f"x_test, y_test (uint8 images (N, 32, 32, 3) or (N, 3, 32, 32)) there, or set data.root to its path")
         try:
             with np.load(root) as z:
                 lacking = [k for k in NPZ_KEYS if k not in z.files]
@@ -199,39 +210,101 @@ def class_names(name: str, root: str | Path) -> list[str] | None:
     return None if names is None else [n.decode() if isinstance(n, bytes) else str(n) for n in names]
 
 
-def _hwc_to_chw(x: np.ndarray, key: str, path) -> torch.Tensor:
-    x = np.asarray(x)
-    if x.ndim != 4 or x.shape[1:] != (32, 32, 3) or x.dtype != np.uint8:
-        raise ValueError(f"{path}: {key} must be uint8 (N, 32, 32, 3), got {x.dtype} {x.shape}")
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+NPZ_IMAGES = "uint8 images (N, 32, 32, 3) HWC or (N, 3, 32, 32) CHW, pixels 0..255"
 
 
-def load_cifar_npz(path: str | Path):
-    """``(x_train, y_train, x_test, y_test)`` from an ``.npz`` with HWC uint8 images; returned CHW uint8, int64."""
+def _npz_images(x: np.ndarray, key: str, path) -> np.ndarray:
+    """``x`` as uint8 CHW ``(N, 3, 32, 32)`` (module docstring's rules), or ValueError naming ``key``."""
+    if x.ndim == 4 and x.shape[1:] == (32, 32, 3):
+        chw = False
+    elif x.ndim == 4 and x.shape[1:] == (3, 32, 32):
+        chw = True
+    else:
+        raise ValueError(f"{path}: {key} has shape {x.shape}; valid: {NPZ_IMAGES}")
+    if x.dtype != np.uint8:
+        nan = int(np.isnan(x).sum()) if np.issubdtype(x.dtype, np.floating) else 0
+        has = f" ({nan} of its values NaN)" if nan else ""
+        raise ValueError(f"{path}: {key} is {x.dtype}{has}; valid: {NPZ_IMAGES} (floats are refused: 0..1 or "
+                         f"0..255 cannot be told apart)")
+    if len(x) == 0:
+        raise ValueError(f"{path}: {key} holds no images; valid: at least one image per split")
+    return np.ascontiguousarray(x if chw else x.transpose(0, 3, 1, 2))
+
+
+def _npz_labels(y: np.ndarray, key: str, path, n_images: int) -> np.ndarray:
+    """``y`` as int64 ``(N,)`` (module docstring's rules; the range is checked by the caller)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        raise ValueError(f"{path}: {key} has shape {y.shape}; valid: (N,) or (N, 1) integer class indices")
+    if np.issubdtype(y.dtype, np.floating):
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise ValueError(f"{path}: {key} holds {int(bad.sum())} labels that are not whole numbers (NaN, inf or "
+                             f"fractions); valid: integer class indices 0..C-1")
+    elif not (np.issubdtype(y.dtype, np.integer) or y.dtype == np.bool_):
+        raise ValueError(f"{path}: {key} is {y.dtype}; valid: integer class indices 0..C-1")
+    if len(y) != n_images:
+        raise ValueError(f"{path}: x_{key[2:]} has {n_images} images but {key} has {len(y)} labels; valid: one label per image")
+    y = y.astype(np.int64)
+    if y.min() < 0:
+        raise ValueError(f"{path}: {key} holds label {int(y.min())}; valid: class indices 0..C-1")
+    return y
+
+
+def read_cifar_npz(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(x_train, y_train, x_test, y_test, n_classes)`` of an ``.npz`` checked by the module
+    docstring's rules: images uint8 CHW ``(N, 3, 32, 32)`` numpy arrays, labels int64 ``(N,)``.
+    Raises :class:`DataMissingError` (file or arrays absent) or ``ValueError``, each one line
+    naming the file and the array."""
     message = cifar_missing("npz", path)
     if message:
         raise DataMissingError(message)
+    out = []
     with np.load(path) as z:
-        out = []
         for split in ("train", "test"):
-            x, y = z[f"x_{split}"], z[f"y_{split}"]
-            if len(x) != len(y):
-                raise ValueError(f"{path}: x_{split} has {len(x)} images but y_{split} has {len(y)} labels")
-            out += [_hwc_to_chw(x, f"x_{split}", path), torch.from_numpy(np.asarray(y).astype(np.int64).reshape(-1))]
-    return tuple(out)
+            try:
+                x, y = np.asarray(z[f"x_{split}"]), np.asarray(z[f"y_{split}"])
+            except Exception as e:  # object arrays (allow_pickle=False), a damaged member
+                first = (str(e).strip().splitlines() or [""])[0]
+                raise ValueError(f"{path}: x_{split} / y_{split} cannot be read ({type(e).__name__}: {first}); "
+                                 f"valid: {NPZ_IMAGES} and integer labels") from None
+            x = _npz_images(x, f"x_{split}", path)
+            out += [x, _npz_labels(y, f"y_{split}", path, len(x))]
+        try:
+            names = [str(c) for c in z["classes"]] if "classes" in z.files else None
+        except Exception as e:  # an object array of names (allow_pickle=False)
+            raise ValueError(f"{path}: classes cannot be read ({type(e).__name__}); valid: an array of class "
+                             f"names, e.g. np.array(['airplane', ...])") from None
+    top = max(int(out[1].max()), int(out[3].max()))
+    if names is not None:
+        for key, y in (("y_train", out[1]), ("y_test", out[3])):
+            if int(y.max()) >= len(names):
+                raise ValueError(f"{path}: {key} holds label {int(y.max())} but classes holds {len(names)} names; "
+                                 f"valid: class indices 0..{len(names) - 1}")
+    n_classes = len(names) if names is not None else top + 1
+    if n_classes < 2:
+        raise ValueError(f"{path}: y_train and y_test hold class 0 only; valid: at least 2 classes (labels 0..C-1, "
+                         f"or a classes array of C >= 2 names)")
+    return (*out, n_classes)
+
+
+def load_cifar_npz(path: str | Path):
+    """``(x_train, y_train, x_test, y_test)`` from an ``.npz`` checked by :func:`read_cifar_npz`;
+    images CHW uint8, labels int64, as tensors."""
+    return tuple(torch.from_numpy(a) for a in read_cifar_npz(path)[:4])
 
 
 def load_cifar(name: str, root: str | Path, verify_md5: bool = False):
     """``(x_train, y_train, x_test, y_test, n_classes)``; ``name`` in ``NAMES``.
 
     ``"cifar10"``/``"cifar100"``: ``root`` holds torchvision's folder; ``"npz"``: ``root`` is the ``.npz``
-    path and ``n_classes`` is ``len(classes)`` when stored, else ``max(label) + 1``.
+    path, checked by :func:`read_cifar_npz`, and ``n_classes`` is ``len(classes)`` when stored, else
+    ``max(label) + 1``.
     Images uint8 ``(N, 3, 32, 32)`` on the CPU, labels int64.
     """
     _check_name(name)
     if name == "npz":
-        x_train, y_train, x_test, y_test = load_cifar_npz(root)
-        names = class_names("npz", root)
-        n_classes = len(names) if names else int(max(y_train.max(), y_test.max())) + 1
-        return x_train, y_train, x_test, y_test, n_classes
+        *arrays, n_classes = read_cifar_npz(root)
+        return (*(torch.from_numpy(a) for a in arrays), n_classes)
     return (*load_cifar_folder(name, root, verify_md5), N_CLASSES[name])

@@ -29,6 +29,8 @@ the two paths have equal total epochs.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -80,7 +82,8 @@ class TrainModelConfig:
     model weights start the trial instead ('' = none): a training state (``state.pt``, e.g. a train
     trial's final checkpoint) or its checkpoint folder, loaded with ``torch.load(weights_only=True)``
     into the trial's first model; the architecture (arch, width, block, nonlinearity, classes) must
-    be the same (:func:`lowbit_core.train.checkpoint.load_model_weights`)."""
+    be the same (:func:`lowbit_core.train.checkpoint.load_model_weights`), checked before Ray starts
+    (:func:`preflight`: the state's ``arch`` record and its tensor names and shapes)."""
 
     arch: Literal["resnet20", "resnet18"] = "resnet20"
     width: int = 0
@@ -258,17 +261,62 @@ def canonicalize(cfg: TrainConfig) -> TrainConfig:
     return dataclasses.replace(cfg, data=data, quant=q, train=t, perturb=p)
 
 
+def _stamp(path: str):
+    try:
+        st = os.stat(path)
+        return st.st_size, st.st_mtime_ns
+    except OSError:
+        return None
+
+
+@functools.lru_cache(maxsize=16)
+def _npz_summary(path: str, stamp) -> tuple[str | None, int, int]:
+    """``(problem, n_train, n_classes)`` of an ``.npz`` (read once per planning run: cached on its
+    path, size and mtime)."""
+    from lowbit_core.data.cifar import read_cifar_npz
+
+    try:
+        x_train, _, _, _, n_classes = read_cifar_npz(path)
+    except (OSError, ValueError) as exc:
+        return str(exc), 0, 0
+    return None, len(x_train), n_classes
+
+
 def preflight(cfg: TrainConfig) -> str | None:
-    """Driver-side: the data set's files must be readable (the message says where to put them), and
-    a ``model.init_from`` file must hold a state of this architecture."""
+    """Driver-side, before Ray starts; the first problem as one line, or None:
+
+    1. the data set's files must be readable (the message says where to put them); an ``.npz`` is
+       read and checked whole (:func:`lowbit_core.data.cifar.read_cifar_npz`: image layout and
+       dtype, labels, lengths, empty splits, class range);
+    2. where the training-set size is known here (``npz``, ``synthetic``), ``data.val_fraction``
+       must leave training images (the rule of :func:`lowbit_core.train.data.split_validation`);
+    3. a ``model.init_from`` file must hold weights of the model this trial builds: its ``arch``
+       record where it has one, and the tensor names and shapes of the model built on the CPU with
+       the data's classes (:func:`lowbit_core.train.loop.init_from_problem`).
+    """
+    d = cfg.data
+    n_train = None
+    if d.name == "synthetic":
+        from lowbit_core.train.data import SYNTHETIC_DEFAULT
+
+        n_train, n_classes = d.n_train or SYNTHETIC_DEFAULT[0], d.n_classes
+    elif d.name == "npz":
+        problem, n_train, n_classes = _npz_summary(d.root, _stamp(d.root))
+        if problem:
+            return problem
+    else:
+        from lowbit_core.data.cifar import N_CLASSES, cifar_missing
+
+        problem = cifar_missing(d.name, d.root)
+        if problem:
+            return problem
+        n_classes = N_CLASSES[d.name]
+    if n_train is not None:
+        n = n_train if d.n_train <= 0 else min(d.n_train, n_train)
+        if round(d.val_fraction * n) >= n:
+            return f"data.val_fraction={d.val_fraction} leaves no training images of {n}"
     if cfg.model.init_from:
         from lowbit_core.train.loop import init_from_problem
 
-        problem = init_from_problem(cfg)
-        if problem:
-            return problem
-    if cfg.data.name == "synthetic":
-        return None
-    from lowbit_core.data.cifar import cifar_missing
-
-    return cifar_missing(cfg.data.name, cfg.data.root)
+        return init_from_problem(cfg, n_classes)
+    return None

@@ -147,23 +147,32 @@ def architecture(cfg: TrainConfig, n_classes: int | None) -> dict:
             "nonlin": resolve_nonlin(m.nonlin, quant_spec(cfg, m.kind)), "n_classes": n_classes}
 
 
-def init_from_problem(cfg: TrainConfig) -> str | None:
+def init_from_problem(cfg: TrainConfig, n_classes: int | None = None) -> str | None:
     """Driver-side check of ``model.init_from``: the one-line reason the file cannot start this trial
-    (missing, unreadable, another architecture), or None. The file is read once per planning run
-    (cached on its path, size and mtime)."""
+    (missing, unreadable, another architecture), or None. With ``n_classes`` known, the tensor names
+    and shapes are checked against an FP model of the trial's architecture built on the CPU (the
+    check ignores quantizer tensors, and the other tensors are the same at every precision), so a
+    state without an ``arch`` record (a bare ``state_dict``, another family's state) is checked
+    too. The file is read once per planning run (cached on its path, size and mtime)."""
     path = cfg.model.init_from
     try:
         st = os.stat(path)
         stamp = (st.st_size, st.st_mtime_ns)
     except OSError:
         stamp = None
-    return _init_from_problem(path, stamp, tuple(sorted(architecture(cfg, None).items())))
+    return _init_from_problem(path, stamp, tuple(sorted(architecture(cfg, n_classes).items())))
 
 
 @functools.lru_cache(maxsize=32)
 def _init_from_problem(path: str, stamp, arch: tuple) -> str | None:
+    a = dict(arch)
     try:
-        load_model_weights(None, read_model_state(path), dict(arch), path)
+        state = read_model_state(path)
+        model = None
+        if a["n_classes"] is not None:
+            with torch.random.fork_rng(devices=[]):  # the driver's global RNG is left as it was
+                model = build_resnet(a["arch"], a["n_classes"], None, a["width"], a["block"], a["nonlin"])
+        load_model_weights(model, state, a, path)
     except (OSError, ValueError) as exc:
         return str(exc)
     return None
