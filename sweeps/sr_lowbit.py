@@ -37,7 +37,9 @@ DIV2K, 300 epochs of 1000 iterations (lr 1e-4 halved every 200 epochs), x2/x3/x4
 
 Profiles ``asha`` and ``asha_smoke``: the default and the smoke grid with ASHA on ``val_psnr_y`` (rungs at
 epochs 1 and 3 of 4; smoke: 1 and 2 of 3): trials that trail on the validation set at a rung stop
-(STOPPED_EARLY; the report lists them as not finished).
+(STOPPED_EARLY; the report lists them as not finished). Measured (``asha_smoke``, 2026-12-02, 2 shared
+CPU cores): 5 trials, 8 epochs run instead of 15 -- FP ran its 3 epochs, 4-bit body stopped at epoch 2,
+the other three at epoch 1; 59 s of sweep, 107 s with Ray's start.
 
 Command: python launch/sweep.py sweeps/sr_lowbit.py [--smoke | --profile full | --profile asha]
          (run from the repository root: the default reads ../shared/data/sr/{T91,Set5,Set14};

@@ -80,6 +80,7 @@ def test_smoke_end_to_end_with_a_retried_trial_and_the_report(tmp_path):
     assert set(df.family) == {"sr"} and (df.epoch == df.step).all()
     assert (df["bicubic_psnr_y.generated"] == df["bicubic_psnr_y.generated"].iloc[0]).all()
     assert df["psnr_y"].notna().all() and df["psnr_y.Set5"].isna().all()
+    assert df["val_psnr_y"].notna().all() and (df["n_val_images"] == 2).all() and (df["val_names"] == "gen000,gen001").all()
     assert (df["ops"] > 0).all() and (df["param_bits"] > 0).all()
     # quantized body convs cost fewer OPs than FP ones; a quantized skip adds no MAC: FP's OPs
     ops = df.groupby(["cfg.quant.bits", "cfg.quant.parts"])["ops"].first()
