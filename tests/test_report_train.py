@@ -233,11 +233,18 @@ def test_findings_text(analysis):
     assert expected == f"+6.00 ± 1.00 pp ({pooled})"
     assert ("FP pretrain (pretrain_epochs=2 + 2 quantized) − binary from scratch (pretrain_epochs=0) (pairs equal in "
             f"seed, data, mixup_alpha; pooled over all cells): Δ final test_acc = {expected}; "
-            "Δ > 0 in 12/12 pairs; FP pretrain (pretrain_epochs=2 + 2 quantized) higher by more than one std.") in text
-    assert "  data=cifar10 mixup_alpha=0: +6.00 ± 1.00 pp (n=3); higher by more than one std." in text
+            "Δ > 0 in 12/12 pairs; +6.00 [+3.52, +8.48] pp, n = 3, d = 6, p_Holm = 0.046 (K = 10): "
+            "FP pretrain (pretrain_epochs=2 + 2 quantized) higher.") in text
+    # 6 ± 4.3027·1/√3 = [3.52, 8.48]; t = 6√3 = 10.39 on 2 df: p = 1 - t/sqrt(2 + t²) = 0.00914; Holm over the
+    # table's 10 rows (5 mixup rows with s = 0 and p = 0 first): 5 · 0.00914 = 0.046
+    assert 1 - 6 * 3 ** 0.5 / (2 + 108) ** 0.5 == pytest.approx(0.046 / 5, abs=2e-4)
+    assert "  data=cifar10 mixup_alpha=0: +6.00 ± 1.00 pp (n=3); +6.00 [+3.52, +8.48] pp, n = 3, d = 6, p_Holm = 0.046 (K = 10): higher." in text
     assert ("mixup_alpha=1 − mixup_alpha=0 (pairs equal in seed, data, pretrain_epochs; pooled over all cells): "
-            f"Δ final test_acc = -2.00 ± 0.00 pp ({pooled}); Δ > 0 in 0/12 pairs; mixup_alpha=0 higher by more than one std."
-            ) in text
+            f"Δ final test_acc = -2.00 ± 0.00 pp ({pooled}); Δ > 0 in 0/12 pairs; -2.00 [-2.00, -2.00] pp, n = 3, "
+            "no spread (s = 0, t infinite), p_Holm = 0 (K = 10): mixup_alpha=0 higher.") in text
+    md = analysis.markdown([])
+    assert "Holm-adjusted over K = 10 comparisons, family-wise α = 0.05" in md
+    assert "| +6.00 ± 1.00 pp (n=3) | +6.00 [+3.52, +8.48] pp, n = 3, d = 6, p_Holm = 0.046 (K = 10): higher |" in md
     assert "Highest mean final test_acc: data=cifar10 mixup_alpha=0 pretrain_epochs=2 → 67.33 ± 2.52% (n=3)" in text
     assert "lowest: data=cifar100 mixup_alpha=1 pretrain_epochs=0 → 29.33 ± 1.53% (n=3)." in text
     assert ("Pretrain path (data=cifar10 mixup_alpha=0 pretrain_epochs=2): FP test_acc at the end of pretraining "
@@ -305,7 +312,7 @@ def test_single_seed_has_no_std_and_no_verdict_per_cell():
     text = "\n".join(a.findings)
     assert "  data=cifar10 mixup_alpha=0: +5.00 pp (n=1); n = 1: no verdict (needs >= 2 seeds)." in text
     assert "One seed per group: no seed-to-seed spread, so no verdicts (each needs >= 2 seeds)." in text
-    assert "by more than one std" not in text and "within one std" not in text
+    assert "one std" not in text and "[" not in text
 
 
 def test_one_group_sweep(tmp_path):
@@ -366,7 +373,7 @@ def test_dsq_vs_best_ste_baseline_finding():
     text = "\n".join(a.findings)
     assert ("1 bit: best DSQ (DSQ 1-bit (alpha: geometric 0.2→0.001)) − best STE baseline (binary (w: window t=1)), "
             "each chosen by mean final test_acc on these runs: Δ final test_acc = +4.00 ± 1.00 pp (n=3); "
-            "DSQ higher by more than one std.") in text
+            "+4.00 [+1.52, +6.48] pp, n = 3, d = 4: DSQ higher.") in text
     assert "2 bit:" not in text  # DoReFa alone at 2 bits: nothing to compare
     assert "final alpha 0.19 ± 0 (n=3)" in text and "final alpha 0.001 ± 0 (n=3)" in text
     assert "test_acc (hard quantizer at evaluation) = +5.00 pp." in text  # train_acc = test_acc + 0.05
@@ -583,7 +590,16 @@ def test_equal_bits_closed_form(bw):
     line = next(x for x in bw.findings if x.startswith("**At equal parameter bits"))
     m, s, n = msn([0.015 + 0.01 * sd for sd in SEEDS])
     note = "± std over seeds of the per-seed mean over 2 settings"
-    assert fmt_pp(m, s, n, note=note) in line and "more bits per weight higher by more than one std" in line
+    half = 4.302652729911275 * s / 3 ** 0.5  # t(0.975, 2)·s/√n
+    assert fmt_pp(m, s, n, note=note) in line
+    assert f"{100 * m:+.2f} [{100 * (m - half):+.2f}, {100 * (m + half):+.2f}] pp, n = 3, d = 2.5: more bits per weight higher" in line
+    # measured points only: width 8 (2^18 bits) against binary width 8 (2^17; 2^19 is as near, the fewer bits win):
+    # 0.45 - 0.30 = +0.15; width 16 (2^20) against binary width 24 (2^20): -0.02; per seed +0.065 + 0.01 seed
+    mm, ms, mn = msn([0.065 + 0.01 * sd for sd in SEEDS])
+    assert d["diff_near"].to_list() == pytest.approx([(0.15 if p == "width=8" else -0.02) + 0.01 * sd
+                                                      for p, sd in zip(d["point"], d["seed"])], abs=1e-12)
+    assert ("between measured points only (the nearest lower-bit trial of the seed, parameter bits up to a factor 2 "
+            f"apart): {fmt_pp(mm, ms, mn, note=note)}") in line and "disagree" not in line
     assert "4 comparisons" not in line and f"{2 * len(SEEDS)} comparisons" in line
 
 

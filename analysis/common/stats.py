@@ -120,6 +120,11 @@ def _signed(x: float) -> str:
     return fmt(x, signed=True)
 
 
+def signed_pp(x: float) -> str:
+    """A difference of fractions in percentage points, '+2.34', for :meth:`Verdict.numbers` with unit ' pp'."""
+    return f"{100 * x:+.2f}"
+
+
 def signed_percent(x: float) -> str:
     """A fraction as signed percent to 4 significant digits, for :meth:`Verdict.numbers` with unit '%'."""
     return fmt(100 * x, signed=True)

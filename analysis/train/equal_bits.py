@@ -10,6 +10,12 @@ param_bits lie within that curve's range is compared with the curve linearly int
 log2 bits) at its param_bits, never extrapolated: Δ = acc(more bits per weight) − acc(more weights,
 same bits). Per series pair and pooled over all pairs, each seed's Δs are averaged first; mean ±
 std and n are over seeds, and the verdict is :func:`analysis.common.stats.paired_verdict`'s.
+
+Beside it, the comparison between **measured points only**: the same b_hi trials, each against the
+b_lo trial of the same seed at the equal or nearest parameter bits (nearest in log2 bits; of two
+equally near, the one with fewer bits), Δ_meas = acc(b_hi) − acc(that b_lo trial), no interpolation.
+The lines give the largest log2 distance of those pairs and say when the interpolated and the
+measured comparison disagree in the sign of their means (and when their verdicts point opposite ways).
 """
 from __future__ import annotations
 
@@ -18,7 +24,7 @@ import pandas as pd
 
 from analysis.common.format import fmt_pp, fmt_value
 from analysis.common.groups import iter_groups
-from analysis.common.stats import over_seeds
+from analysis.common.stats import over_seeds, signed_pp
 from analysis.train.cost import BITS, series_key
 from analysis.train.groups import label_of, ok_trials
 
@@ -37,7 +43,9 @@ def _usable(trials: pd.DataFrame) -> pd.DataFrame:
 
 def equal_bits_diffs(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Every comparison of the rule (module docstring): columns ``cell``, ``hi``, ``lo`` (series), ``hi_bits``,
-    ``lo_bits``, ``point`` (the b_hi group's label), ``seed``, ``param_bits``, ``acc``, ``acc_lo`` and ``diff``."""
+    ``lo_bits``, ``point`` (the b_hi group's label), ``seed``, ``param_bits``, ``acc``, ``acc_lo`` and ``diff``
+    (interpolated), and the measured-points comparison: ``near_bits`` (param_bits of the nearest b_lo point),
+    ``acc_near`` and ``diff_near``."""
     series = series_key(keys)
     t = _usable(trials)
     if series is None or t.empty or SEED not in t.columns:
@@ -58,7 +66,10 @@ def equal_bits_diffs(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                     h = h[h["_logbits"].between(curve.index[0], curve.index[-1])]
                     for _, r in h.iterrows():
                         acc_lo = float(np.interp(r["_logbits"], curve.index.to_numpy(), curve.to_numpy()))
-                        rows.append({"cell": label_of(cell_keys, cvals) if cell_keys else "", "hi": hi, "lo": lo,
+                        near = int(np.argmin(np.abs(curve.index.to_numpy() - r["_logbits"])))  # ties: fewer bits
+                        rows.append({"near_bits": float(2 ** curve.index[near]), "acc_near": float(curve.iloc[near]),
+                                     "diff_near": r["_acc"] - float(curve.iloc[near]),
+                                     "cell": label_of(cell_keys, cvals) if cell_keys else "", "hi": hi, "lo": lo,
                                      "hi_bits": next(iter(bits[hi])), "lo_bits": next(iter(bits[lo])),
                                      "point": label_of(point_keys, [r[k] for k in point_keys]) if point_keys else "",
                                      SEED: seed, "param_bits": float(r["param_bits"]), "acc": r["_acc"],
@@ -66,10 +77,27 @@ def equal_bits_diffs(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _stat_text(frame: pd.DataFrame) -> tuple[str, str]:
-    stat = over_seeds(frame, "diff", SEED)
-    verdict = stat.verdict().text("more bits per weight higher", "more weights higher")
+def _stat_text(frame: pd.DataFrame, column: str = "diff") -> tuple[str, str]:
+    stat = over_seeds(frame, column, SEED)
+    verdict = stat.verdict().text("more bits per weight higher", "more weights higher", signed_pp, " pp")
     return fmt_pp(stat.mean, stat.std, stat.n, note=stat.note), verdict
+
+
+def _measured_text(frame: pd.DataFrame) -> str:
+    """The measured-points comparison of ``frame`` and whether it disagrees with the interpolated one."""
+    text, verdict = _stat_text(frame, "diff_near")
+    octaves = float(np.max(np.abs(np.log2(frame["param_bits"].to_numpy(float) / frame["near_bits"].to_numpy(float)))))
+    gap = "equal parameter bits" if octaves == 0 else f"parameter bits up to a factor {2 ** octaves:.3g} apart"
+    interp, meas = (over_seeds(frame, c, SEED) for c in ("diff", "diff_near"))
+    signs = (np.sign(interp.mean), np.sign(meas.mean))
+    clash = ""
+    if signs[0] * signs[1] < 0:
+        clash = " **Interpolated and measured points disagree in the sign of the mean difference**"
+        v_i, v_m = interp.verdict().sign, meas.verdict().sign
+        if v_i and v_m and v_i != v_m:
+            clash += " and their verdicts point opposite ways"
+        clash += "."
+    return f"between measured points only (the nearest lower-bit trial of the seed, {gap}): {text}; {verdict}.{clash}"
 
 
 def equal_bits_lines(trials: pd.DataFrame, keys: list[str]) -> list[str]:
@@ -85,13 +113,14 @@ def equal_bits_lines(trials: pd.DataFrame, keys: list[str]) -> list[str]:
     text, verdict = _stat_text(diffs)
     lines = [f"**At equal parameter bits, more bits per weight − more weights** (each higher-bit group against the "
              f"lower-bit curve interpolated in log2 bits at its parameter bits, paired on seed; "
-             f"{len(diffs)} comparisons): Δ final test_acc = {text}; {verdict}."]
+             f"{len(diffs)} comparisons): Δ final test_acc = {text}; {verdict}; {_measured_text(diffs)}"]
     for (cell, hi, lo), g in diffs.groupby(["cell", "hi", "lo"], sort=False):
         points = ", ".join(dict.fromkeys(p for p in g["point"] if p)) or "all"
         text, verdict = _stat_text(g)
         where = f"{cell}: " if cell else ""
         hi_bits, lo_bits = fmt_value(g["hi_bits"].iloc[0]), fmt_value(g["lo_bits"].iloc[0])
-        lines.append(f"  {where}{hi} ({hi_bits} bit) − {lo} ({lo_bits} bit) at {hi}'s bits ({points}): {text}; {verdict}.")
+        lines.append(f"  {where}{hi} ({hi_bits} bit) − {lo} ({lo_bits} bit) at {hi}'s bits ({points}): {text}; {verdict}; "
+                     + _measured_text(g))
     return lines
 
 

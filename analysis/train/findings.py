@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis.common.format import fmt_acc, fmt_mean_std, fmt_pp, fmt_value, is_null, stat_cells
 from analysis.common.groups import KIND, iter_groups, paired_rows, rows_matching
-from analysis.common.stats import mean_std_n, over_seeds
+from analysis.common.stats import holm_column, mean_std_n, over_seeds, signed_pp
 from analysis.train.cost import weight_bits
 from analysis.train.groups import QUANTIZER, SELECTED, label_of, names_of, ok_trials
 
@@ -82,7 +82,8 @@ def comparisons(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     """Every (axis, value vs reference) comparison, pooled over the other keys (``cell`` = 'pooled')
     and per cell of the other keys: paired difference of final and of selected test_acc over seeds
     (``final.mean/.std/.n/.note/.verdict``, ``selected...``), ``n_pairs`` and ``n_positive`` (pairs
-    with final diff > 0)."""
+    with final diff > 0). The ``final.verdict`` column is Holm-adjusted over the whole table (every row
+    is one of the K comparisons the paired-differences table makes at once); the findings use it."""
     rows = []
     if trials.empty or "outcome" not in trials.columns:
         return pd.DataFrame()
@@ -100,7 +101,7 @@ def comparisons(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
                     rec.update(diff_stats(name, p))
                 rec["n_pairs"], rec["n_positive"] = len(pairs["final"]), int((pairs["final"]["diff"] > 0).sum())
                 rows.append(rec)
-    return pd.DataFrame(rows)
+    return holm_column(pd.DataFrame(rows), "final.verdict")
 
 
 def format_comparisons(table: pd.DataFrame, keys: list[str], optimistic: bool) -> pd.DataFrame:
@@ -114,6 +115,8 @@ def format_comparisons(table: pd.DataFrame, keys: list[str], optimistic: bool) -
                                if c == "pooled" and len(keys) > 1 else ("–" if c == "pooled" else c)
                                for a, c in zip(table["axis"], table["cell"])],
         "Δ final test_acc": stat_cells(table, "final", fmt_pp),
+        "verdict on Δ final (paired-t 95% interval, Holm)": [
+            v.text("higher", "lower", signed_pp, " pp") for v in table["final.verdict"]],
         selected: stat_cells(table, "selected", fmt_pp),
         "pairs with Δ final > 0": [f"{p}/{n}" for p, n in zip(table["n_positive"], table["n_pairs"])],
     })
@@ -150,13 +153,13 @@ def comparison_lines(table: pd.DataFrame, keys: list[str], trials: pd.DataFrame)
         if pooled["final.n"] == 0:
             lines.append(f"{v_text} vs {r_text}: no pairs of finished trials with equal {on}.")
             continue
-        verdict = pooled["final.verdict"].text(f"{v_text} higher", f"{r_text} higher")
+        verdict = pooled["final.verdict"].text(f"{v_text} higher", f"{r_text} higher", signed_pp, " pp")
         lines.append(f"{v_text} − {r_text} (pairs equal in {on}): Δ final test_acc = {diff_text(pooled)}; "
                      f"Δ > 0 in {int(pooled['n_positive'])}/{int(pooled['n_pairs'])} pairs; {verdict}.")
         cells = rows[rows["cell"] != "pooled"]
         if len(cells) > 1:
             for _, c in cells.head(MAX_CELL_LINES).iterrows():
-                lines.append(f"  {c['cell']}: {diff_text(c)}; {c['final.verdict'].text('higher', 'lower')}.")
+                lines.append(f"  {c['cell']}: {diff_text(c)}; {c['final.verdict'].text('higher', 'lower', signed_pp, ' pp')}.")
             if len(cells) > MAX_CELL_LINES:
                 lines.append(f"  … {len(cells) - MAX_CELL_LINES} more cells in the paired-differences table.")
     return lines
@@ -228,7 +231,7 @@ def dsq_lines(trials: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> list
         stat = pd.Series(diff_stats("final", paired_differences(trials, keys, QUANTIZER, d, s)))
         lines.append(f"{b} bit: best DSQ ({d}) − best STE baseline ({s}), each chosen by mean final test_acc "
                      f"on these runs: Δ final test_acc = {diff_text(stat)}; "
-                     f"{stat['final.verdict'].text('DSQ higher', 'the baseline higher')}.")
+                     f"{stat['final.verdict'].text('DSQ higher', 'the baseline higher', signed_pp, ' pp')}.")
     return lines
 
 

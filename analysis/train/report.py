@@ -30,8 +30,9 @@ Rules used here, all computed from the rows:
   else the smallest number, ``False`` for booleans, ``default`` where present, otherwise the value
   with the highest mean final test_acc. Axes under ``cfg.data.``, ``cfg.model.arch`` and
   ``cfg.model.width`` are the setting, not a treatment: they split the comparisons but are not compared.
-- **Verdicts**: the one rule of :func:`analysis.common.stats.paired_verdict` (n >= 2 seeds,
-  |mean| > std of the per-seed differences).
+- **Verdicts**: the one rule of :func:`analysis.common.stats.paired_verdict` (n >= 2 seeds; a
+  direction only when the paired-t 95% interval of the per-seed differences excludes 0), Holm-adjusted
+  over the rows of the paired-differences table (:func:`analysis.common.stats.holm`).
 - **Cost** (rows with the cost columns of :mod:`lowbit_core.cost.columns`): each group's model cost
   (OPs, parameter bits, energy ESTIMATE) next to its mean final test_acc, the Pareto fronts against
   OPs and parameter bits (one line per quantizer label), a per-model summary and per-layer table
@@ -52,6 +53,7 @@ from analysis.common.format import frame_to_markdown
 from analysis.common.groups import distinct_values
 from analysis.common.load import error_line, failed_trials
 from analysis.common.plan import SweepPlan
+from analysis.common.stats import holm_note
 from analysis.common.writing import (fact_lines, figures_section, findings_section, joined, provenance_facts,
                                      seeds_fact, time_facts, title, write_analysis)
 from analysis.train.cost import cost_section, front_points, has_cost, models, with_costs
@@ -162,7 +164,8 @@ class TrainAnalysis:
                 "over the cells first: ± is the std over seeds of those per-seed means, n counts seeds. "
                 "Reference: 0 (off) for numeric axes that include it, else the smallest value; for categorical "
                 "axes `default` or the group with the highest mean final test_acc. Data/arch/width axes only split.",
-                "", frame_to_markdown(format_comparisons(self.comparisons, self.keys, self.optimistic)), ""]
+                "", frame_to_markdown(format_comparisons(self.comparisons, self.keys, self.optimistic)), "",
+                holm_note(list(self.comparisons["final.verdict"])), ""]
 
     def markdown(self, paths: list[Path]) -> str:
         out = (self.header() + findings_section(self.findings) + self.table_section() + self.comparisons_section()
