@@ -629,3 +629,20 @@ def test_cost_report_section_and_figure(bw, tmp_path):
 def test_rows_without_cost_columns_have_no_cost_section(analysis):
     assert not analysis.costed
     assert "## Cost per inference" not in analysis.markdown([])
+
+
+def test_equal_bits_says_when_interpolation_and_measured_points_disagree(monkeypatch):
+    """binary width 16 at 0.70 instead of 0.50: at 2^18 bits the interpolated binary curve is 0.50, so
+    2-bit width 8 (0.45) loses by 0.05; its nearest measured binary point (2^17, 0.30) it beats by 0.15.
+    Per seed: interpolated (-0.05 - 0.02)/2 + 0.01 seed = -0.035 + 0.01 seed (mean -0.025), measured
+    (+0.15 - 0.02)/2 + 0.01 seed = +0.065 + 0.01 seed."""
+    monkeypatch.setitem(BW, ("binary", "binary", 1, 16), (19, 0.70))
+    a = TrainAnalysis(fake_bits_width_rows())
+    line = next(x for x in a.findings if x.startswith("**At equal parameter bits"))
+    note = "± std over seeds of the per-seed mean over 2 settings"
+    assert f"Δ final test_acc = {fmt_pp(*msn([-0.035 + 0.01 * sd for sd in SEEDS]), note=note)}" in line
+    assert f"apart): {fmt_pp(*msn([0.065 + 0.01 * sd for sd in SEEDS]), note=note)}" in line
+    assert "**Interpolated and measured points disagree in the sign of the mean difference**" in line
+    # interpolated -2.50 ± 1.00 pp over 3 seeds: -2.50 ∓ 4.3027/√3 = [-4.98, -0.02] pp, lower; measured +7.50 [+5.02, +9.98]
+    assert "-2.50 [-4.98, -0.02] pp, n = 3, d = -2.5: more weights higher" in line
+    assert "and their verdicts point opposite ways." in line
