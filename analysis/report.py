@@ -46,6 +46,9 @@ class OneLineParser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineParser(prog=PROG, description=__doc__.splitlines()[0])
     parser.add_argument("results_dir", metavar="RESULTS_DIR", help="directory with the sweep's part-*.parquet files")
+    parser.add_argument("--book", action="store_true", help="RESULTS_DIR holds sweep folders: write the findings "
+                        "book, organized by question, to RESULTS_DIR/_book/ (analysis/book)")
+    parser.add_argument("--no-estimates", action="store_true", help="with --book: do not time the runs it proposes")
     return parser.parse_args(argv)
 
 
@@ -72,6 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry: load, check, write; return the exit status."""
     args = parse_args(argv)
     results_dir = Path(args.results_dir)
+    if args.book:
+        from analysis.book import write_book
+
+        try:
+            written = write_book(results_dir, estimates=not args.no_estimates)
+        except ResultsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return USAGE_EXIT
+        print("\n".join(map(str, written)))
+        return 0
     damaged: list[str] = []
 
     def skip(path, reason):

@@ -1,0 +1,66 @@
+"""The findings book: ``lowbit-report --book RESULTS_DIR`` (or ``python analysis/report.py --book
+RESULTS_DIR``) reads every sweep folder under ``RESULTS_DIR`` and writes one page organized by the
+meeting record's questions (:mod:`lowbit_core.questions`, plus any a plug-in sweep recorded):
+``RESULTS_DIR/_book/book.md`` and the self-contained ``RESULTS_DIR/_book/book.html``.
+
+- :mod:`analysis.book.evidence`: one folder's findings (from its family report), scale, provenance;
+- :mod:`analysis.book.proposals`: the run that would settle a question and its ``--estimate``;
+- :mod:`analysis.book.page`: the status rules, the markdown and the HTML.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+BOOK_DIR = "_book"
+
+
+def questions_of(evidence) -> list[dict]:
+    """The shipped questions in their order, then plug-in questions recorded in plans (first text wins)."""
+    from lowbit_core.questions import QUESTIONS
+
+    out = [{"id": q.id, "text": q.text} for q in QUESTIONS]
+    known = {q["id"] for q in out}
+    for e in evidence:
+        for q in e.questions:
+            if q.get("id") and q["id"] not in known:
+                out.append({"id": q["id"], "text": q.get("text") or q["id"]})
+                known.add(q["id"])
+    return out
+
+
+def write_book(root: str | Path, estimates: bool = True, estimator=None) -> list[Path]:
+    """Build the book of ``root`` (see the package docstring); return [book.md, book.html].
+
+    ``estimates``: time the proposed runs not yet in the cache (False: use only cached ones);
+    ``estimator``: replaces :func:`analysis.book.proposals.run_estimate` (tests).
+    """
+    from analysis.book.evidence import read_evidence, sweep_folders
+    from analysis.book.page import markdown, status, to_html
+    from analysis.book.proposals import EstimateCache, proposals_for, run_estimate, shipped_sweeps
+    from analysis.common.load import ResultsError
+
+    root = Path(root)
+    if not root.is_dir():
+        raise ResultsError(f"{root} is not a directory")
+    folders = sweep_folders(root)
+    if not folders:
+        raise ResultsError(f"no sweep folders (with _sweep.json or part files) under {root}")
+    evidence = [read_evidence(f) for f in folders]
+    book_dir = root / BOOK_DIR
+    questions = questions_of(evidence)
+    sweeps = shipped_sweeps()
+    cache = EstimateCache(book_dir, estimates, estimator or run_estimate)
+    proposals, estimate_of = {}, {}
+    for q in questions:
+        if status(q["id"], evidence)[0]:
+            continue
+        proposals[q["id"]] = proposals_for(q["id"], evidence, sweeps)
+        for p in proposals[q["id"]]:
+            estimate_of[p.cache_key] = cache.get(p)
+    book_dir.mkdir(parents=True, exist_ok=True)
+    cache.save()
+    md = markdown(root, questions, evidence, proposals, estimate_of, book_dir)
+    md_path, html_path = book_dir / "book.md", book_dir / "book.html"
+    md_path.write_text(md, encoding="utf-8")
+    html_path.write_text(to_html(md, book_dir), encoding="utf-8")
+    return [md_path, html_path]

@@ -1,0 +1,187 @@
+"""One sweep folder as evidence for the book: its plan, its family report's findings, its scale and
+its provenance.
+
+- **Findings** come from the family's own report (:mod:`analysis.report`): the book runs it into the
+  sweep's ``_report/`` folder when ``report.md`` is missing or older than the folder's data (part
+  files, ``_trials/``, ``_sweep.json``), then quotes the lines of its ``## Findings`` section and
+  takes the first image of its ``## Figures`` section as the key figure. Nothing is recomputed here.
+- **Verdict lines** are the findings lines that carry a paired interval, ``[lo, hi], n = N`` (a unit
+  such as ``dB`` or ``%`` may follow the bracket; :func:`analysis.common.stats.paired_verdict`'s text). A verdict line is *decisive* when it says
+  neither that the interval contains 0 nor "no verdict".
+- **Scale**: the profile, the data set (``data.name``, ``data.train``; ``data.n_train`` or
+  ``data.batch_size`` where the config has them), the epochs (``train.epochs``) and the seeds, each the
+  plan's value: a ``--set`` override, else the sweep's base after the profile, else the family
+  default; an axis over the key lists its values.
+- **Provenance**: the plan's creation time and its runs' times, and the code versions -- the
+  ``git_sha`` of the rows and the plan (``-dirty``: uncommitted changes to tracked files).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lowbit_core.results import PLAN_FILE, data_parts, read_plan, status_files
+
+REPORT_DIR = "_report"
+INTERVAL = re.compile(r"\[[^\[\]]+,\s*[^\[\]]+\][^,\[\]]{0,8},\s*n\s*=\s*(\d+)")
+NOT_DECISIVE = ("interval contains 0", "intervals contain 0", "no verdict")
+SCALE_KEYS = ("data.name", "data.train", "data.n_train", "data.batch_size", "train.epochs")
+SMOKE = "smoke"
+
+
+@dataclass
+class Evidence:
+    """What one sweep folder says (see the module docstring)."""
+
+    folder: Path
+    name: str
+    family: str
+    profile: str
+    questions: list[dict]
+    seeds: list
+    scale: dict[str, str]
+    created: str
+    run_times: list[str]
+    code: list[str]
+    findings: list[str]
+    figure: Path | None
+    trials: int
+    error: str = ""
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def verdict_lines(self) -> list[str]:
+        return [ln for ln in self.findings if INTERVAL.search(ln)]
+
+    @property
+    def decisive(self) -> list[str]:
+        return [ln for ln in self.verdict_lines if not any(w in ln for w in NOT_DECISIVE)]
+
+    @property
+    def smoke(self) -> bool:
+        return self.profile == SMOKE
+
+    @property
+    def max_n(self) -> int:
+        return max((int(m.group(1)) for ln in self.verdict_lines for m in INTERVAL.finditer(ln)), default=0)
+
+    @property
+    def state(self) -> str:
+        """'decisive', 'smoke' (only smoke-scale), 'no verdict' (no decisive line at its n), or 'error'."""
+        if self.error:
+            return "error"
+        if self.smoke:
+            return SMOKE
+        return "decisive" if self.decisive else "no verdict"
+
+    @property
+    def dirty(self) -> bool:
+        return any(c.endswith("-dirty") for c in self.code)
+
+
+def sweep_folders(root: Path) -> list[Path]:
+    """The sweep folders directly under ``root`` (those with a plan or part files), by name; names
+    starting with ``_`` or ``.`` (the book's own folder) are not sweeps."""
+    out = []
+    for p in sorted(root.iterdir()) if root.is_dir() else []:
+        if p.is_dir() and not p.name.startswith(("_", ".")) and ((p / PLAN_FILE).is_file() or data_parts(p)):
+            out.append(p)
+    return out
+
+
+def _newest_input(folder: Path) -> float:
+    paths = [*data_parts(folder), *status_files(folder), folder / PLAN_FILE]
+    return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
+
+
+def ensure_report(folder: Path) -> Path:
+    """``folder/_report/report.md``, written by the family's report when missing or stale; a
+    ResultsError (one line) when the report cannot be made."""
+    from analysis.common.load import load_results, load_trial_status
+    from analysis.common.plan import SweepPlan
+    from analysis.common.writing import REPORT_NAME
+    from analysis.report import family_report
+
+    md = folder / REPORT_DIR / REPORT_NAME
+    if md.is_file() and md.stat().st_mtime >= _newest_input(folder):
+        return md
+    plan = SweepPlan.read(folder)
+    df = load_results(folder, on_damaged=lambda path, reason: None, sweep=plan.name)
+    status = load_trial_status(folder, on_damaged=lambda path, reason: None)
+    family_report(df, plan).write(df, status, folder / REPORT_DIR, plan)
+    return md
+
+
+def section(md_text: str, heading: str) -> list[str]:
+    """The lines of ``## heading`` in a markdown text (up to the next ``## ``), blank lines dropped."""
+    out, inside = [], False
+    for line in md_text.split("\n"):
+        if line.startswith("## "):
+            inside = line[3:].strip() == heading
+            continue
+        if inside and line.strip():
+            out.append(line)
+    return out
+
+
+def findings_lines(md_text: str) -> list[str]:
+    """The findings bullets as lines; a nested bullet keeps two leading spaces."""
+    out = []
+    for line in section(md_text, "Findings"):
+        if line.startswith("  - "):
+            out.append("  " + line[4:])
+        elif line.startswith("- "):
+            out.append(line[2:])
+        elif out:
+            out[-1] += " " + line.strip()
+    return out
+
+
+def key_figure(md_text: str, report_dir: Path) -> Path | None:
+    m = re.search(r"!\[[^\]]*\]\(([^)]+\.png)\)", "\n".join(section(md_text, "Figures")))
+    return report_dir / m.group(1) if m and (report_dir / m.group(1)).is_file() else None
+
+
+def _value(plan: dict, key: str) -> str | None:
+    axes = plan.get("axes") or {}
+    if key in (plan.get("overrides") or {}):
+        return str(plan["overrides"][key])
+    if key in axes and isinstance(axes[key], list):
+        return " / ".join(map(str, axes[key]))
+    for where in ("base", "canonical_defaults"):
+        if key in (plan.get(where) or {}):
+            return str(plan[where][key])
+    return None
+
+
+def scale_of(plan: dict) -> dict[str, str]:
+    """The scale facts of a plan (module docstring), key -> value text, only keys the family has."""
+    return {k: v for k in SCALE_KEYS if (v := _value(plan, k)) is not None}
+
+
+def read_evidence(folder: Path) -> Evidence:
+    """The evidence of one sweep folder; a folder whose report fails becomes an 'error' evidence."""
+    from analysis.common.load import ResultsError, load_results
+
+    plan = read_plan(folder) or {}
+    name = plan.get("name") or folder.name
+    runs = plan.get("runs") or []
+    ev = Evidence(folder=folder, name=name, family=plan.get("family") or "?", profile=plan.get("profile") or "?",
+                  questions=list(plan.get("questions") or []), seeds=list(plan.get("seeds") or []),
+                  scale=scale_of(plan), created=str(plan.get("created") or "?"),
+                  run_times=[str(r.get("time")) for r in runs if r.get("time")], code=[], findings=[],
+                  figure=None, trials=0)
+    try:
+        md = ensure_report(folder)
+        text = md.read_text(encoding="utf-8")
+        ev.findings = findings_lines(text)
+        ev.figure = key_figure(text, md.parent)
+        df = load_results(folder, on_damaged=lambda path, reason: None, sweep=plan.get("name"))
+        ev.trials = int(df["trial_key"].nunique()) if "trial_key" in df.columns else 0
+        shas = sorted(set(df["git_sha"].dropna().astype(str))) if "git_sha" in df.columns else []
+    except Exception as exc:  # noqa: BLE001 -- one folder's failing report must not sink the book
+        ev.error = str(exc) if isinstance(exc, ResultsError) else f"{type(exc).__name__}: {exc}"
+        shas = []
+    ev.code = sorted(set(shas) | ({str(plan["git_sha"])} if plan.get("git_sha") else set()))
+    return ev

@@ -1,0 +1,168 @@
+"""The findings book (analysis/book): built over smoke-sized folders of four families (written without
+Ray, tests/book_fixtures.py), organized by question; every quoted verdict line carries its interval
+and n, every sweep its scale and code version; the not-settled list names runs with estimates; a new
+sweep changes only its questions' parts; the status rules on hand-made evidence."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from analysis.book import write_book
+from analysis.book.evidence import Evidence, findings_lines, scale_of
+from analysis.book.page import question_parts, status
+from analysis.report import main
+from book_fixtures import four_families, probe_folder
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def fake_estimator(calls: list):
+    def estimate(p):
+        calls.append(p.command)
+        return {"trials": 48, "trial_hours": 0.05, "device_hours": 0.0125, "device_share": 0.25, "device_unit": "GPU",
+                "wall_s": 90.0, "devices": 1, "sbatch_time": "00:02:00", "margin": 0.3, "device": "cpu"}
+    return estimate
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory) -> Path:
+    """The four folders with their family reports written once (copies keep the reports' times)."""
+    root = four_families(tmp_path_factory.mktemp("folders"))
+    write_book(root, estimates=False)
+    shutil.rmtree(root / "_book")
+    return root
+
+
+def copy_of(folders: Path, dest: Path) -> Path:
+    return Path(shutil.copytree(folders, dest))
+
+
+@pytest.fixture(scope="module")
+def book(folders, tmp_path_factory):
+    root = copy_of(folders, tmp_path_factory.mktemp("results") / "res")
+    calls: list = []
+    md_path, html_path = write_book(root, estimator=fake_estimator(calls))
+    return root, md_path.read_text(encoding="utf-8"), html_path.read_text(encoding="utf-8"), calls
+
+
+def test_book_is_written_and_organized_by_question(book):
+    root, md, html, _ = book
+    assert (root / "_book" / "book.md").is_file() and (root / "_book" / "book.html").is_file()
+    parts = question_parts(md)
+    for qid, sweep in (("multistep-vs-single", "fake_probe"), ("pretrain-vs-scratch-mixup", "fake_train"),
+                       ("sr-parts", "fake_sr"), ("vste-resnet", "fake_gradstats")):
+        assert f"### Sweep `{sweep}`" in parts[qid]
+        others = [q for q in parts if q != qid and not q.startswith("not-settled:")]
+        assert all(f"`{sweep}`" not in parts[o] for o in others)
+
+
+def test_every_verdict_line_carries_interval_n_and_scale(book):
+    _, md, _, _ = book
+    blocks = re.findall(r"- \*\*verdict lines \(interval, n\)\*\*:\n((?:  - .*\n)+)", md)
+    quoted = [ln for b in blocks for ln in b.splitlines() if not ln.startswith("  - … ")]
+    assert len(blocks) == 3 and len(quoted) >= 10   # probe, train, sr (gradstats states no paired interval)
+    assert all(re.search(r"\[[-+0-9.e]+, [-+0-9.e]+\][^,]{0,4}, n = [23]\b", ln) for ln in quoted), quoted
+    for block in re.split(r"(?m)^### Sweep ", md)[1:]:
+        assert re.search(r"- \*\*scale\*\*: profile `\w+`.*seeds [\d, ]+ \(n = \d+\); \d+ trials", block)
+        assert re.search(r"- \*\*when, code\*\*: created .*; runs .*; code `\w+", block)
+    assert "code `def5678-dirty` (uncommitted changes: dirty)" in md      # the sr plan's code version
+    assert "profile `smoke`; data.name synthetic; data.n_train 512; train.epochs 4" in md
+
+
+def test_status_follows_the_rules(book):
+    _, md, _, _ = book
+    index = md.split("## Index")[1].split("\n## ")[0]
+    assert "- [pretrain-vs-scratch-mixup](#pretrain-vs-scratch-mixup): not settled (only smoke-scale evidence)" in index
+    assert "- [dg-upper-bound](#dg-upper-bound): not settled (no sweep bears on it)" in index
+    # fake_probe (default profile) has decisive lines ('higher at the larger noise', 'higher than identity')
+    assert "- [multistep-vs-single](#multistep-vs-single): settled (settled by fake_probe (default))" in index
+
+
+def test_not_settled_lists_runs_with_estimates(book):
+    _, md, _, calls = book
+    ns = md.split("\n## Not settled\n")[1]
+    entries = re.findall(r"(?m)^### (\S+)$", ns)
+    assert "dg-upper-bound" in entries and "pretrain-vs-scratch-mixup" in entries and "sr-parts" not in entries
+    assert "`lowbit-sweep sweeps/mixup_pretrain.py --profile default`" in ns
+    assert "`lowbit-sweep sweeps/dg_vs_ste.py --profile default`" in ns
+    # one estimate per proposed run (budget_curve bears on three questions: timed once, shown thrice)
+    assert ns.count("`sbatch --time=00:02:00` (+30%)") == ns.count("- **run that would settle it**: `") > len(calls) > 0
+    assert len(set(calls)) == len(calls)
+    assert "48 trials, 0.05 trial-hours, 0.0125 device-hours (0.25 GPU per trial), wall 1.5 min on 1 device(s)" in ns
+
+
+def test_html_is_self_contained(book):
+    root, md, html, _ = book
+    images = re.findall(r'src="([^"]+)"', html)
+    assert images and all(src.startswith("data:image/png;base64,iVBOR") for src in images)
+    assert len(images) == md.count("\n![")
+    assert "<h2 id=\"sr-parts\">sr-parts</h2>" in html
+
+
+def test_rerun_after_a_new_sweep_changes_only_its_questions(folders, tmp_path):
+    root = copy_of(folders, tmp_path / "res")
+    calls: list = []
+    before = question_parts(write_book(root, estimator=fake_estimator(calls))[0].read_text(encoding="utf-8"))
+    n_calls = len(calls)
+    probe_folder(root, name="fake_dg", questions=("dg-upper-bound",))
+    after = question_parts(write_book(root, estimator=fake_estimator(calls))[0].read_text(encoding="utf-8"))
+    changed = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+    assert changed == {"dg-upper-bound", "not-settled:dg-upper-bound"}
+    assert "### Sweep `fake_dg`" in after["dg-upper-bound"]
+    assert len(calls) == n_calls  # the cached estimates were not timed again
+
+
+def test_status_rules_on_hand_made_evidence(tmp_path):
+    def ev(name, profile, lines, qid="budget-binds"):
+        return Evidence(tmp_path / name, name, "probe", profile, [{"id": qid, "text": "t"}], [0, 1, 2], {}, "c", [],
+                        ["abc"], lines, None, 3)
+
+    no = "+0.1 [-0.2, +0.4], n = 3, d = 0.5: 95% interval contains 0"
+    yes = "+0.3 [+0.1, +0.5], n = 3, d = 3: higher"
+    assert status("budget-binds", []) == (False, "no sweep bears on it")
+    assert status("budget-binds", [ev("a", "smoke", [yes])]) == (False, "only smoke-scale evidence")
+    assert status("budget-binds", [ev("a", "default", [no])]) == (False, "no decisive verdict at n = 3")
+    assert status("budget-binds", [ev("a", "default", ["mean 0.3 ± 0.1 (n=3)"])]) == \
+        (False, "no verdict line (no paired interval) in its findings")
+    assert status("budget-binds", [ev("a", "full", [no, yes])]) == (True, "settled by a (full)")
+    one = ev("a", "default", ["n = 1: no verdict (needs >= 2 seeds) [x, y], n = 1"])
+    assert one.state == "no verdict"
+
+
+def test_findings_and_scale_parsing():
+    md = "# T\n\n## Findings\n\n- one\n  - nested\ncontinued\n- two\n\n## Figures\n\n![a](a.png)\n"
+    assert findings_lines(md) == ["one", "  nested continued", "two"]
+    plan = {"axes": {"data.batch_size": [1024, 8192]}, "overrides": {"train.epochs": 5}, "base": {"data.name": "npz"},
+            "canonical_defaults": {"data.name": "synthetic", "train.epochs": 10, "data.n_train": 0}}
+    assert scale_of(plan) == {"data.name": "npz", "data.n_train": "0", "data.batch_size": "1024 / 8192",
+                              "train.epochs": "5"}
+
+
+def test_cli_book_and_its_bad_input(folders, tmp_path, capsys):
+    assert main(["--book", str(tmp_path / "missing")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    (tmp_path / "empty").mkdir()
+    assert main(["--book", str(tmp_path / "empty")]) == 2
+    assert "no sweep folders" in capsys.readouterr().err
+    root = copy_of(folders, tmp_path / "res")
+    assert main(["--book", "--no-estimates", str(root)]) == 0
+    out = capsys.readouterr().out.split()
+    assert out == [str(root / "_book" / "book.md"), str(root / "_book" / "book.html")]
+    assert "estimate: not timed (book built with estimates off)" in (root / "_book" / "book.md").read_text()
+    assert json.loads((root / "_book" / "estimates.json").read_text()) == {}
+
+
+def test_book_never_imports_torch(folders, tmp_path):
+    root = copy_of(folders, tmp_path / "res")
+    code = ("import sys; from analysis.book import write_book; "
+            f"write_book({str(root)!r}, estimates=False); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-500:]
