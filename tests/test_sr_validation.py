@@ -127,7 +127,8 @@ def test_preflight_on_the_validation_set(tmp_path):
     Image.fromarray(generated_image(9, 12)).save(tmp_path / "train" / "img03.png")
     held_out = cfg_of(**base, **{"data.val_images": 1})
     assert [f.name for f in val_files(held_out.data)] == ["img02.png"]
-    assert FAMILY.preflight(held_out).startswith(f"data.val_images: {tmp_path / 'train' / 'img02.png'} is 12x12 px; ")
+    assert FAMILY.preflight(held_out).startswith(
+        f"data.val_images (held out of data.root): {tmp_path / 'train' / 'img02.png'} is 12x12 px; ")
     Image.fromarray(generated_image(9, 40)).save(tmp_path / "train" / "img02.png")
     assert FAMILY.preflight(held_out) is None
 

@@ -321,7 +321,7 @@ def preflight(cfg: SRConfig) -> str | None:
         train = train_files(d)
     except ValueError as exc:
         return f"data.val_images={d.val_images}: {exc} in {train_folder(d)}; lower data.val_images or set data.val_root"
-    val_key = "data.val_root" if d.val_root else "data.val_images"
+    val_key = "data.val_root" if d.val_root else "data.val_images (held out of data.root)"
     read = [("data.root", train or [], 0), (val_key, val_files(d) or [], min_eval_side(s))]
     read += [(f"data.test_sets ({name})", test_files(d, name) or [], min_eval_side(s)) for name in d.test_sets]
     generated_eval = "generated" in d.test_sets or (d.val_images and not d.val_root and train is None)
