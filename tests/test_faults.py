@@ -280,4 +280,101 @@ def test_ctrl_c_flushes_and_prints_how_to_resume(sweep_file, tmp_path, sessions)
     cmd = lines[-1].strip()
     assert shlex.split(cmd) == ["python", "launch/sweep.py", str(sweep_file), "--results", str(tmp_path / "res"),
                                 "--resume"], cmd
+    # every trial that reported has a status row: INTERRUPTED (by SIGINT) unless it had finished
+    assert_every_started_trial_has_a_status(folder, "stopped by SIGINT")
     # (running that command to the end is what the SIGKILL test and test_slurm.py's signal test do)
+
+
+def assert_every_started_trial_has_a_status(folder: Path, reason: str) -> pd.DataFrame:
+    """Every trial with rows on disk has exactly one status row: TERMINATED with all its steps, or
+    INTERRUPTED with ``reason`` and its row count; at least one is INTERRUPTED."""
+    df = rows(folder)
+    st = statuses(folder)
+    assert st.trial_key.is_unique
+    st = st.set_index("trial_key")
+    assert set(df.trial_key) <= set(st.index), set(df.trial_key) - set(st.index)
+    assert set(st.status) <= {"TERMINATED", "INTERRUPTED"}, st.status.value_counts()
+    per_trial = df.groupby("trial_key").step.apply(sorted)
+    for key, row in st.iterrows():
+        if row.status == "TERMINATED":
+            assert per_trial[key] == list(range(STEPS + 1)), key
+        else:
+            assert row.error == reason and row["rows"] == len(per_trial.get(key, [])), (key, row.to_dict())
+    assert (st.status == "INTERRUPTED").sum() >= 1
+    return st
+
+
+def test_sigterm_stops_like_ctrl_c_and_records_unfinished_trials_as_interrupted(sweep_file, tmp_path, sessions):
+    """SIGTERM to the driver (what `scancel --batch --signal=TERM` and SLURM's --signal=B:TERM@120
+    send): exit 130 with the command that resumes, no traceback, and in _trials/ a status row for
+    every trial that started -- the running ones INTERRUPTED ("stopped by SIGTERM"), as the README
+    says; --resume then finishes the sweep with every row once."""
+    n_trials, n_rows = expected(sweep_file)
+    folder = tmp_path / "res" / "fault_probe"
+    env = inject_env(tmp_path / "marks", [{"action": "sleep", "seconds": 0.3}])
+    d = Driver([sweep_file, "--results", tmp_path / "res"], env)
+    sessions.append(d.sid)
+    wait_for(lambda: (folder / "_trials").is_dir() and len(finished_trials(folder)) >= 1, "a finished trial", d)
+    os.kill(d.proc.pid, signal.SIGTERM)
+    rc, out, err = d.wait(timeout=120)
+    assert rc == 130, err[-3000:]
+    assert "Traceback" not in err and err.strip().splitlines()[-1].strip().endswith("--resume")
+    st = assert_every_started_trial_has_a_status(folder, "stopped by SIGTERM")
+    assert len(st) < n_trials
+    rc, out, err = Driver([sweep_file, "--results", tmp_path / "res", "--resume"]).wait(timeout=300)
+    assert rc == 0, err[-3000:]
+    final = rows(folder)
+    assert len(final) == n_rows and not final.duplicated(["trial_key", "step"]).any()
+    latest = statuses(folder).sort_values("time").drop_duplicates("trial_key", keep="last")
+    assert len(latest) == n_trials and set(latest.status) == {"TERMINATED"}
+
+
+ENOSPC_DRIVER = """
+import errno, os, sys
+sys.path.insert(0, {root!r})
+import lowbit_core.results as results
+real, calls = results.pq.write_table, [0]
+
+def write_table(table, where, *args, **kwargs):  # the disk fills up after {limit} files
+    calls[0] += 1
+    if calls[0] > {limit}:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+    return real(table, where, *args, **kwargs)
+
+results.pq.write_table = write_table
+from launch.sweep import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_disk_full_mid_run_is_one_line_then_resume_completes(sweep_file, tmp_path, sessions):
+    """ENOSPC from the Parquet writer of the driver (injected after 3 files): the sweep stops, one
+    error line names the folder, the error, what was kept and the --resume command, exit 1, no
+    traceback, no temp file; the parts written before are intact, and --resume completes the sweep."""
+    n_trials, n_rows = expected(sweep_file)
+    folder = tmp_path / "res" / "fault_probe"
+    full = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "LOWBIT_FAULT_INJECT")}
+    full.update(inject_env(tmp_path / "marks", [{"action": "sleep", "seconds": 0.1}]))
+    args = [str(sweep_file), "--results", str(tmp_path / "res")]
+    proc = subprocess.Popen([sys.executable, "-c", ENOSPC_DRIVER.format(root=str(ROOT), limit=3), *args], cwd=ROOT,
+                            env=full, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, start_new_session=True)
+    sessions.append(proc.pid)
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 1, err[-3000:]
+    assert "Traceback" not in err
+    errors = [ln for ln in err.splitlines() if ln.startswith("error: ")]
+    assert len(errors) == 1, err[-3000:]
+    line = errors[0]
+    assert line.startswith(f"error: writing results to {folder} failed: No space left on device (ENOSPC); kept "), line
+    assert line.endswith("; free space or make the folder writable, then continue with: python launch/sweep.py "
+                         f"{shlex.join(args)} --resume"), line
+    kept = rows(folder)
+    assert 0 < len(kept) < n_rows and f"kept {len(kept)} rows of this run in {len(data_parts(folder))} parts" in line
+    assert not list(folder.rglob(".*.tmp"))
+    rc, out, err = Driver(args + ["--resume"]).wait(timeout=300)
+    assert rc == 0, err[-3000:]
+    final = rows(folder)
+    assert len(final) == n_rows and not final.duplicated(["trial_key", "step"]).any()
+    ident = ["trial_key", "step"]
+    assert len(kept.merge(final, on=ident)) == len(kept)  # nothing written before the error was lost

@@ -206,3 +206,210 @@ def test_wandb_is_offline_unless_logged_in(monkeypatch, tmp_path):
     monkeypatch.setenv("NETRC", str(tmp_path / "none"))
     monkeypatch.setenv("WANDB_API_KEY", "k")
     assert wandb_mode() == "online"
+
+
+# ---------------------------------------------------------------- a tracker never takes the sweep down
+class FailingLogger:
+    """A Ray logger callback stand-in whose ``log_trial_result`` raises from call ``fail_at`` on
+    (a tracking server that died mid-run); records every call it gets."""
+
+    def __init__(self, fail_at: int):
+        self.fail_at, self.calls = fail_at, []
+
+    def setup(self, **info):
+        self.calls.append("setup")
+
+    def log_trial_start(self, trial):
+        self.calls.append("start")
+
+    def log_trial_result(self, iteration, trial, result):
+        self.calls.append("result")
+        if self.calls.count("result") >= self.fail_at:
+            raise ConnectionError("HTTPConnectionPool(host='127.0.0.1', port=5000): Max retries exceeded\nmore text")
+
+    def log_trial_end(self, trial, failed=False):
+        self.calls.append("end")
+
+    def on_experiment_end(self, trials, **info):
+        self.calls.append("experiment_end")
+
+
+def test_a_tracker_that_raises_is_one_warning_and_is_dropped(tmp_path):
+    import io
+
+    from launch.trackers import TrackerForwarder
+
+    logger, stream = FailingLogger(fail_at=3), io.StringIO()
+    fwd = TrackerForwarder(logger, lambda key: tmp_path, "s", "run1", METRICS, name="mlflow", stream=stream)
+    trial = type("T", (), {"trial_id": "t0"})()
+    fwd.setup()
+    for step in range(6):
+        fwd.row_added(trial, "k", {"step": step, "loss": 1.0, "cfg.seed": 0})
+    fwd.trial_ended(trial, failed=False)
+    fwd.experiment_ended([trial])
+    # the third result raised: nothing after it reached the logger, nothing was raised to the caller
+    assert logger.calls == ["setup", "start", "result", "result", "result"]
+    assert fwd.dropped
+    assert stream.getvalue() == (
+        "warning: --log mlflow: logging a result failed (ConnectionError: HTTPConnectionPool(host='127.0.0.1', "
+        "port=5000): Max retries exceeded); no more logging to mlflow in this run, the sweep goes on (Parquet "
+        "keeps every row)\n")
+
+
+def test_every_parquet_row_is_kept_when_a_tracker_fails_after_n_results(tmp_path, capsys):
+    """Through the Parquet callback with a real writer: 2 trials x 4 steps, the tracker raises at its
+    3rd result; every row and both statuses are on disk, and the other tracker got everything."""
+    from test_driver_faults import fake_trials, make_callback, report
+
+    from launch.trackers import TrackerForwarder
+    from lowbit_core.results import latest_status
+
+    bad, good = FailingLogger(fail_at=3), FailingLogger(fail_at=10 ** 9)
+    listeners = [TrackerForwarder(lg, lambda key: tmp_path, "tiny_driver", "run1", METRICS, name=n)
+                 for lg, n in ((bad, "mlflow"), (good, "tensorboard"))]
+    cb, writer = make_callback(tmp_path / "res", listeners)
+    cb.setup()
+    trials = fake_trials()
+    for trial in trials:
+        cb.on_trial_start(0, [], trial)
+        for step in range(4):
+            report(cb, trial, step)
+        cb.on_trial_complete(4, [], trial)
+    cb.on_experiment_end(trials)
+    writer.close()
+    rows = pd.read_parquet(tmp_path / "res")
+    assert len(rows) == 8 and sorted(rows.groupby("trial_key").step.apply(sorted).tolist()) == [[0, 1, 2, 3]] * 2
+    assert {r["status"] for r in latest_status(tmp_path / "res").values()} == {"TERMINATED"}
+    assert bad.calls.count("result") == 3 and "end" not in bad.calls
+    assert good.calls.count("result") == 8 and good.calls.count("end") == 2 and good.calls[-1] == "experiment_end"
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: --log mlflow: logging a result failed (ConnectionError")
+
+
+def closed_port() -> int:
+    """A local TCP port nothing listens on (bound, then closed)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def cli_in_process(argv, capsys) -> tuple[int, str, str]:
+    from launch.sweep import main
+
+    code = main([str(a) for a in argv])
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_a_dead_mlflow_server_is_one_line_before_ray_starts(tmp_path, monkeypatch, capsys):
+    import time
+
+    sweep_file = tmp_path / "tiny_track.py"
+    sweep_file.write_text(SWEEP_TEXT)
+    port = closed_port()
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    t0 = time.monotonic()
+    code, out, err = cli_in_process([sweep_file, "--results", tmp_path / "res", "--log", "mlflow"], capsys)
+    took = time.monotonic() - t0
+    assert code == 2, err
+    assert err.strip() == (f"error: --log mlflow: no MLflow server answers at MLFLOW_TRACKING_URI=http://127.0.0.1:"
+                           f"{port} (Connection refused, 3 s timeout); start it, or unset MLFLOW_TRACKING_URI to log "
+                           "to a file store under the results folder")
+    assert not (tmp_path / "res").exists() and took < 30
+    assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
+
+
+def test_a_server_that_does_not_answer_in_time_is_refused(tmp_path):
+    """A listener that accepts and never answers: the check gives up after its timeout."""
+    import socket
+    import time
+
+    from launch.trackers import check_reachable
+
+    with socket.socket() as srv:
+        srv.bind(("127.0.0.1", 0))
+        srv.listen()
+        uri = f"http://127.0.0.1:{srv.getsockname()[1]}"
+        t0 = time.monotonic()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("MLFLOW_TRACKING_URI", uri)
+            with pytest.raises(ConfigError, match=f"no MLflow server answers at MLFLOW_TRACKING_URI={uri} "
+                                                  r"\(timed out, 0.5 s timeout\)"):
+                check_reachable(["mlflow"], timeout=0.5)
+        assert time.monotonic() - t0 < 5
+
+
+def test_wandb_online_without_a_key_is_one_line_before_ray_starts(tmp_path, monkeypatch, capsys):
+    sweep_file = tmp_path / "tiny_track.py"
+    sweep_file.write_text(SWEEP_TEXT)
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "")
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+    code, out, err = cli_in_process([sweep_file, "--results", tmp_path / "res", "--log", "wandb"], capsys)
+    assert code == 2, err
+    assert err.strip() == ("error: --log wandb: WANDB_MODE=online needs a W&B API key, and none is set "
+                           "($WANDB_API_KEY or `wandb login`); log in, or set WANDB_MODE=offline to keep offline "
+                           "runs under the results folder")
+    assert not (tmp_path / "res").exists()  # in particular no _sweep.json
+
+
+def test_wandb_online_with_a_key_but_no_server_is_refused(monkeypatch):
+    from launch.trackers import check_reachable
+
+    port = closed_port()
+    monkeypatch.setenv("WANDB_MODE", "online")
+    monkeypatch.setenv("WANDB_API_KEY", "k" * 40)
+    monkeypatch.setenv("WANDB_BASE_URL", f"http://127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=f"the W&B server http://127.0.0.1:{port} does not answer "
+                                          r"\(Connection refused, 3 s timeout\)"):
+        check_reachable(["wandb"])
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    check_reachable(["wandb"])  # offline: nothing to reach
+
+
+class FlakyMLflow:
+    """A local HTTP server that answers ``GET /health`` (so the check before Ray passes) and fails
+    every MLflow API request with HTTP 500: a tracking server that broke right after the check."""
+
+    def __enter__(self):
+        import http.server
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self):
+                ok = self.path.rstrip("/").endswith("/health")
+                self.send_response(200 if ok else 500)
+                self.end_headers()
+                self.wfile.write(b"OK" if ok else b"internal error")
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.slow
+def test_an_mlflow_server_failing_after_the_check_is_one_warning_and_the_sweep_completes(tmp_path):
+    sweep_file = tmp_path / "tiny_track.py"
+    sweep_file.write_text(SWEEP_TEXT)
+    with FlakyMLflow() as uri:
+        res = run_sweep(sweep_file, "--results", tmp_path / "res", "--log", "mlflow",
+                        env={"MLFLOW_TRACKING_URI": uri}, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:]
+    warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning: ")]
+    assert len(warnings) == 1 and warnings[0].startswith("warning: --log mlflow: setup failed ("), res.stderr[-3000:]
+    assert "Traceback" not in res.stderr
+    rows = pd.read_parquet(tmp_path / "res" / "tiny_track")
+    assert len(rows) == 8 and not rows.duplicated(["trial_key", "step"]).any()
+    assert "all 2 trials finished" in res.stdout
