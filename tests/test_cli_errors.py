@@ -218,3 +218,57 @@ def test_pinning_every_searched_key_of_an_optuna_sweep_says_so(tmp_path, capsys)
                                      "--set", "train.weight_decay=0.0001", "--results", tmp_path / "res"], capsys)
     assert_refused(code, out, err, "every searched key of this Optuna sweep is pinned by --set (train.lr, "
                    "train.weight_decay); nothing is left to search", tmp_path / "res")
+
+
+HYPERBAND_SWEEP = '''"""Tiny training sweep with HyperBand (4 epochs, reduction factor 2: 3 brackets)."""
+from lowbit_core.sweep import HyperBand, Sweep, grid
+
+SWEEP = Sweep(name="tiny_hb", family="train", metric="val_loss", mode="min",
+              base={"model.width": 4, "data.n_train": 128, "data.n_test": 64, "train.batch_size": 32,
+                    "train.epochs": 4, "train.steps_per_epoch": 1},
+              space={"train.lr": grid(1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3)}, seeds=(0,),
+              scheduler=HyperBand(reduction_factor=2))
+'''
+
+
+@pytest.mark.parametrize("concurrent", [1, 3])
+def test_hyperband_that_would_stop_nothing_is_one_line_before_ray(tmp_path, capsys, concurrent):
+    f = tmp_path / "tiny_hb.py"
+    f.write_text(HYPERBAND_SWEEP)
+    code, out, err = cli_in_process([f, "--results", tmp_path / "res", "--max-concurrent", concurrent], capsys)
+    assert code == 2, err
+    assert err.strip() == (
+        f"error: HyperBand(reduction_factor=2, max_epochs=4) with --max-concurrent {concurrent} would stop no trial: "
+        "its first bracket runs 3 trials to the end and takes every new trial while fewer than 3 of them are "
+        f"alive, which {concurrent} at a time never exceeds; valid: no --max-concurrent (every trial gets its "
+        "bracket up front), --max-concurrent > 3, or scheduler ASHA(...), which stops trials at any concurrency")
+    assert not (tmp_path / "res").exists()
+
+
+def test_a_results_folder_under_a_file_is_one_line_before_ray(tmp_path, capsys):
+    (tmp_path / "res").write_text("a file, not a folder")
+    code, out, err = cli_in_process([SWEEP, "--smoke", "--results", tmp_path / "res" / "deeper"], capsys)
+    assert code == 2, err
+    folder = tmp_path / "res" / "deeper" / "vste_window"
+    assert err.strip() == (f"error: cannot write to the results folder {folder} (it would be created in "
+                           f"{tmp_path / 'res'}): Not a directory; valid: a writable folder (--results DIR)")
+    assert (tmp_path / "res").read_text() == "a file, not a folder"
+
+
+def test_a_read_only_results_folder_is_one_line_before_ray(tmp_path, capsys, monkeypatch):
+    """EROFS as a read-only mount gives it (injected: as root, permission bits stop no write)."""
+    import errno
+    import os
+    import tempfile
+
+    def mkstemp(*a, **kw):
+        raise OSError(errno.EROFS, os.strerror(errno.EROFS))
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    (tmp_path / "res").mkdir()
+    code, out, err = cli_in_process([SWEEP, "--smoke", "--results", tmp_path / "res"], capsys)
+    assert code == 2, err
+    assert err.strip() == (f"error: cannot write to the results folder {tmp_path / 'res' / 'vste_window'} (it would "
+                           f"be created in {tmp_path / 'res'}): Read-only file system; valid: a writable folder "
+                           "(--results DIR)")
+    assert list((tmp_path / "res").iterdir()) == []
