@@ -87,7 +87,7 @@ def test_paired_differences_to_nste_and_their_verdicts(trials):
     assert d.n == 2 and d.mean == pytest.approx(-0.04) and d.std == pytest.approx(0.0, abs=1e-12)
     assert d.verdict().sign == -1 and "2 settings" in d.note  # pooled over the two thresholds per seed
     clip = versus_nste(trials, "init", label(CLIP, 1.0, "std"), "final_test_acc")
-    assert clip.mean == pytest.approx(0.002) and clip.verdict().sign == 0  # +0.005 / -0.001: within one std
+    assert clip.mean == pytest.approx(0.002) and clip.verdict().sign == 0  # +0.005 / -0.001: [-0.036, +0.040]
     snr = versus_nste(trials, "pretrained", narrow, "start.w_snr")
     assert snr.mean == pytest.approx(-0.3) and snr.verdict().sign == -1
     dep = pretraining_dependence(trials, narrow, "final_test_acc", ("init", "pretrained"))
@@ -102,7 +102,9 @@ def test_answer_lines_count_settings_and_never_judge_one_seed(trials):
     text = "\n".join(answer_lines(trials))
     assert "final test_acc vs nSTE — init: 1 of 3 settings differ (higher: –; lower: window t=0.5·std)" in text
     # the clip's seed wobble is the same in both states, so its pretrained - init difference is exact
-    assert "final test_acc: 2 of 3 settings depend on it: value_clip c=1·std (-0.004), window t=0.5·std (+0.03)" in text
+    assert ("final test_acc: 2 of 3 settings depend on it: value_clip c=1·std (-0.40 [-0.40, -0.40] pp, n = 2, no spread "
+            "(s = 0, t infinite), p_Holm = 0 (K = 3): smaller), window t=0.5·std (+3.00 [+3.00, +3.00] pp, n = 2") in text
+    assert "[Holm over K = 3; intervals and n in the paired-differences table]" in text
     one = "\n".join(answer_lines(trial_table(rows_of(seeds=(0,)))))
     assert "no verdict (needs >= 2 seeds)" in one and "differ (" not in one
 
@@ -133,3 +135,32 @@ def test_smoke_sweep_end_to_end(tmp_path):
     assert set(df["stage"]) == {"start", "finetune"} and (df["n_layers"] == 18).all()
     assert df["w_snr"].map(len).eq(18).all() and df["test_acc"].between(0, 1).all()
     assert main([str(folder)]) == 0 and (folder / "_report" / "snr_cos_vs_width.png").exists()
+
+
+def test_bias_corrected_snr_beside_the_raw_one():
+    """SNR of a mean of M noise batches is biased up by about 1/M: per layer max(SNR - 1/M, 0), mean over
+    layers. Layers 0.05, 0.2, 1.0 at M = 8: raw mean 0.41667; corrected 0, 0.075, 0.875 -> 0.31667."""
+    from analysis.gradstats.trials import corrected_snr
+
+    raw, corr = corrected_snr([0.05, 0.2, 1.0], 8)
+    assert raw == pytest.approx(1.25 / 3) and corr == pytest.approx(0.95 / 3)
+    assert math.isnan(corrected_snr([0.05, 0.2], math.nan)[1]) and math.isnan(corrected_snr([], 8)[0])
+    t = trial_table(rows_of())
+    w = t[(t["estimator_name"] == WINDOW) & (t["width"] == 0.5) & (t["seed"] == 0)].iloc[0]
+    layers = 10 ** (np.array([-1.0, -0.5, 0.0]) - 0.3)
+    assert w["start.w_snr_lin"] == pytest.approx(layers.mean())
+    assert w["start.w_snr_c"] == pytest.approx(np.maximum(layers - 1 / 8, 0).mean())
+
+
+def test_settings_compare_only_at_equal_batches():
+    """nSTE measured with M = 16, every other setting with M = 8: no pairs (the noise bias differs),
+    and M becomes a group key of the table."""
+    from analysis.gradstats.trials import group_keys
+
+    df = rows_of()
+    df.loc[df["cfg.quant.weight_estimator"] == REFERENCE, "cfg.stats.batches"] = 16
+    t = trial_table(df)
+    assert versus_nste(t, "init", label(WINDOW, 0.5, "std"), "start.w_snr").n == 0
+    assert "stats.batches" in group_keys(t)
+    same = trial_table(rows_of())
+    assert versus_nste(same, "init", label(WINDOW, 0.5, "std"), "start.w_snr").n == 2

@@ -20,13 +20,14 @@ from analysis.common.plan import SweepPlan
 from analysis.common.stats import mean_std_n
 from analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
                                      time_facts, title, write_analysis)
-from analysis.gradstats.compare import (NSTE, answer_lines, coincide_lines, comparison_table, noise_floor_lines,
+from analysis.gradstats.compare import (NSTE, answer_lines, coincide_lines, comparison_table, family_note, noise_floor_lines,
                                        threshold_lines)
 from analysis.gradstats.figures import FIGURES, make_figures
 from analysis.gradstats.trials import STATE, TAU_A, TAU_W, group_keys, is_gradstats_sweep, trial_table
 
 FAMILY = "gradstats"
-COLUMNS = {"start.w_snr": "start log10 SNR (w)", "start.w_cos_ste": "start cos nSTE (w)",
+COLUMNS = {"start.w_snr": "start log10 SNR (w)", "start.w_snr_lin": "start SNR (w)",
+           "start.w_snr_c": "start SNR − 1/M (w)", "start.w_cos_ste": "start cos nSTE (w)",
            "start.w_cos_sur": "start cos surrogate (w)", "start.w_inside": "start inside (w)",
            "start.a_snr": "start log10 SNR (a)", "start.a_cos_sur": "start cos surrogate (a)",
            "final.w_snr": "final log10 SNR (w)", "final.w_cos_ste": "final cos nSTE (w)"}
@@ -35,7 +36,7 @@ SETTING = ("cfg.data.name", "cfg.data.n_train", "cfg.model.arch", "cfg.model.wid
            "cfg.train.steps_per_epoch", "cfg.stats.batches", "cfg.stats.reference_batches", "cfg.stats.batch_size",
            "cfg.stats.surrogate")
 HEADERS = {"estimator": "weight estimator", STATE: "state", TAU_W: "tau (w)", TAU_A: "tau (a)",
-           "act_estimator": "activation estimator"}
+           "act_estimator": "activation estimator", "stats.batches": "M (batches)"}
 
 
 def pretraining_fact(df: pd.DataFrame) -> tuple[str, str]:
@@ -105,15 +106,20 @@ class GradStatsAnalysis:
         if len(table):
             out += ["## Per group (mean ± std over seeds, n = seeds)", "",
                     "SNR = ||mean||² / (D · mean variance) per layer (the probe's docstring), shown as the mean "
-                    "over layers of log10 SNR; cosines and fractions are means over layers. start: the model state "
-                    "before fine-tuning; final: after the fine-tuning budget.", "", frame_to_markdown(table), ""]
+                    "over layers of log10 SNR; 'SNR' and 'SNR − 1/M' are the arithmetic means over layers of the "
+                    "raw SNR and of the bias-corrected max(SNR − 1/M, 0) (a mean of M noise batches has SNR about "
+                    "1/M; settings compare only at equal M). Cosines and fractions are means over layers. start: the "
+                    "model state before fine-tuning; final: after the fine-tuning budget.", "", frame_to_markdown(table), ""]
         comp = comparison_table(self.trials)
         if len(comp):
             out += ["## Paired differences to nSTE", "",
                     "Estimator setting minus nSTE, paired on seed, thresholds and activation estimator; pooled over "
                     "the threshold cells per seed first (± = std over seeds). Δ test_acc in percentage points, "
-                    "Δ log10 SNR: 1 is a factor 10. Rows 'pretrained − init': the difference of those differences.",
-                    "", frame_to_markdown(comp), ""]
+                    "Δ log10 SNR: 1 is a factor 10. Rows 'pretrained − init': the difference of those differences. "
+                    "Each cell: mean ± std (n), then the mean with its paired-t 95% interval, n and d; pairs also "
+                    "match in M (batches).",
+                    "", frame_to_markdown(comp), "",
+                    family_note(self.trials), ""]
         return "\n".join(out + figures_section(paths, FIGURES)).rstrip() + "\n"
 
 

@@ -15,6 +15,11 @@ per quantized layer (forward order). Rules:
 - **Noise floor**: a mean of M batches of pure noise has SNR about 1/M (``stats.batches`` = M), so
   log10 SNR near -log10(M) means the probe resolved no mean gradient in that layer; the figures
   draw that level and the findings name it.
+- **Bias-corrected SNR**: the estimate is biased upward by the noise of the mean: E||mean||² =
+  ||μ||² + D·var/M, so E[snr] ≈ SNR + 1/M. ``snr_c`` = max(snr − 1/M, 0) per layer, summarized as the
+  arithmetic mean over layers (``<stage>.<side>_snr_c``), beside the raw value on the same scale
+  (``<stage>.<side>_snr_lin``, the arithmetic mean of the raw snr). Values of different M are not
+  comparable (the bias differs), so M is a group key where it varies and a pairing key always.
 - **Counts**: a trial counts when its last step is ``1 + cfg.train.epochs`` (every fine-tuning
   epoch reported), its final ``test_acc`` is finite and its status is not ERROR; the others are
   counted in the header, never averaged in.
@@ -52,6 +57,19 @@ def summary(values, stat: str, part: slice = slice(None)) -> float:
     if stat == "snr":
         v = np.log10(v[v > 0])
     return float(v.mean()) if v.size else math.nan
+
+
+def corrected_snr(values, batches: float) -> tuple[float, float]:
+    """(mean over layers of the raw snr, mean over layers of max(snr − 1/M, 0)) with M = ``batches``
+    (module docstring); NaN without finite layers, and the corrected one NaN without M."""
+    v = np.asarray(values if values is not None else [], dtype=float)
+    v = v[np.isfinite(v)]
+    if not v.size:
+        return math.nan, math.nan
+    raw = float(v.mean())
+    if not (isinstance(batches, (int, float)) and math.isfinite(batches) and batches > 0):
+        return raw, math.nan
+    return raw, float(np.maximum(v - 1.0 / batches, 0.0).mean())
 
 
 def _cell(row: pd.Series, col: str, default=None):
@@ -99,6 +117,8 @@ def trial_table(rows: pd.DataFrame, status: pd.DataFrame | None = None) -> pd.Da
                     values = r.get(col) if r is not None and col in r.index else None
                     rec[f"{stage}.{col}"] = summary(values, stat)
                     rec[f"{stage}.layers.{col}"] = np.asarray(values if values is not None else [], dtype=float)
+                rec[f"{stage}.{side}_snr_lin"], rec[f"{stage}.{side}_snr_c"] = corrected_snr(
+                    rec[f"{stage}.layers.{side}_snr"], rec[BATCHES])
         finished = planned is None or rec["last_step"] == 1 + int(planned)
         rec["ok"] = bool(finished and math.isfinite(rec["final_test_acc"]) and key not in errors)
         rec["outcome"] = "ok" if rec["ok"] else ("failed" if key in errors else "unfinished")
@@ -107,9 +127,9 @@ def trial_table(rows: pd.DataFrame, status: pd.DataFrame | None = None) -> pd.Da
 
 
 def group_keys(trials: pd.DataFrame) -> list[str]:
-    """What splits the trials into groups: the estimator label, the state, the thresholds and the
-    activation estimator, where each varies (in that order)."""
-    keys = [LABEL, STATE, TAU_W, TAU_A, ACT_LABEL]
+    """What splits the trials into groups: the estimator label, the state, the thresholds, the
+    activation estimator and the number of batches M of the statistics, where each varies (in that order)."""
+    keys = [LABEL, STATE, TAU_W, TAU_A, ACT_LABEL, BATCHES]
     return [k for k in keys if k in trials.columns and trials[k].astype(str).nunique() > 1]
 
 
