@@ -25,11 +25,13 @@ import pandas as pd
 import pytest
 from optuna.distributions import FloatDistribution
 
+from conftest import ROOT, run_sweep
 from launch.optuna_state import (Known, Rows, TrialSeededTPE, continue_study, journal_path, journal_trials,
                                  new_study, open_journal, warm_asha)
 from launch.runner import Outcome, _params_key, make_scheduler, verify_finished
 from lowbit_core.results import ResultsWriter, data_parts, latest_status, results_schema
 from lowbit_core.sweep import ASHA, LogUniform, Optuna, Sweep, grid, plan
+from test_faults import Driver, inject_env, sessions, wait_for  # noqa: F401 -- fixture
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -253,3 +255,111 @@ def test_optuna_trial_keys_come_from_the_study_config_and_the_params():
     a = _params_key(get_family("train"), study, {"train.lr": 0.0123})
     assert a == _params_key(get_family("train"), study, {"train.lr": 0.0123})
     assert a != _params_key(get_family("train"), study, {"train.lr": 0.0124})
+
+
+# ---------------------------------------------------------------- through the CLI (real Ray)
+SEARCH = ROOT / "sweeps" / "train_search.py"
+SMOKE = ["--smoke", "--max-concurrent", "1"]
+"""4 Optuna samples of 3 epochs (2 steps each), ASHA rungs at epochs 1 and 2, one trial at a time."""
+
+
+def summary(folder: Path) -> tuple[set, str, float]:
+    """((trial_key, step) pairs, the best trial's key, its val_acc): best by the last row's val_acc,
+    as the report picks a trial."""
+    df = pd.read_parquet(folder, columns=["trial_key", "step", "val_acc"])
+    assert not df.duplicated(["trial_key", "step"]).any()
+    last = df.sort_values("step").groupby("trial_key").tail(1).set_index("trial_key")["val_acc"]
+    return set(zip(df.trial_key, df.step)), last.idxmax(), float(last.max())
+
+
+def last_progress(err: str) -> str:
+    return [ln for ln in err.splitlines() if ln.startswith("trials ")][-1]
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """The uninterrupted run: (results folder, its summary)."""
+    res = tmp_path_factory.mktemp("straight")
+    r = run_sweep(SEARCH, *SMOKE, "--results", res, env={"LOWBIT_FLUSH_SECONDS": "0"}, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    folder = res / "train_search"
+    pairs, best, value = summary(folder)
+    assert len({k for k, _ in pairs}) == 4 and f"best val_acc {value:.5g}" in last_progress(r.stderr)
+    return folder, (pairs, best, value)
+
+
+def first_trial_ended_and_second_started(folder: Path) -> bool:
+    if not (folder / "_trials").is_dir() or not data_parts(folder):
+        return False
+    return len(set(pd.read_parquet(folder, columns=["trial_key"]).trial_key)) >= 2
+
+
+def rows_on_disk(n: int):
+    def cond(folder: Path) -> bool:
+        return bool(data_parts(folder)) and len(pd.read_parquet(folder, columns=["step"])) >= n
+    cond.__name__ = f"{n} rows on disk"
+    return cond
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_when", [first_trial_ended_and_second_started, rows_on_disk(1), rows_on_disk(6)],
+                         ids=["after-first-trial", "first-row", "sixth-row"])
+def test_sigkill_then_resume_equals_the_uninterrupted_run(straight, tmp_path, sessions, kill_when):
+    """SIGKILL at a point (a report slowed to 0.5 s so the point is sharp), then --resume: the same
+    (trial, step) rows as the uninterrupted run, none twice, the same best trial, every trial
+    finished, and the summary's best is the sweep's best (earlier runs' trials included)."""
+    _, (pairs, best, value) = straight
+    folder = tmp_path / "res" / "train_search"
+    env = inject_env(tmp_path / "marks", [{"action": "sleep", "seconds": 0.5}])
+    args = [SEARCH, *SMOKE, "--results", tmp_path / "res"]
+    d = Driver(args, env)
+    sessions.append(d.sid)
+    wait_for(lambda: kill_when(folder), kill_when.__name__, d, timeout=400)
+    os.kill(d.proc.pid, signal.SIGKILL)
+    d.wait()
+    before = pd.read_parquet(folder, columns=["trial_key", "step", "run_id"])
+    resumed_run = Driver([*args, "--resume"], {"LOWBIT_FLUSH_SECONDS": "0"})
+    sessions.append(resumed_run.sid)
+    rc, out, err = resumed_run.wait(timeout=600)
+    assert rc == 0, err[-3000:]
+    assert "all 4 trials finished" in out
+    after = pd.read_parquet(folder, columns=["trial_key", "step", "run_id"])
+    kept = before.merge(after, on=["trial_key", "step"], suffixes=("_before", "_after"))
+    assert len(kept) == len(before) and (kept.run_id_before == kept.run_id_after).all()  # nothing rewritten
+    got_pairs, got_best, got_value = summary(folder)
+    assert got_pairs == pairs and got_best == best and got_value == value
+    assert f"best val_acc {value:.5g}" in last_progress(err)
+    assert len(latest_status(folder)) == 4
+
+
+@pytest.mark.slow
+def test_extend_adds_new_trials_and_a_damaged_part_is_rerun(straight, tmp_path):
+    """--extend 4 -> 7 samples (an edited copy of the sweep file) on a copy of the uninterrupted run
+    adds 3 trials with new keys and reruns none; a part of the best trial damaged before, moved to
+    _damaged/, is run again under its key, and the rows equal the uninterrupted run's."""
+    import shutil
+
+    src, (pairs, best, value) = straight
+    folder = tmp_path / "res" / "train_search"
+    shutil.copytree(src, folder, ignore=shutil.ignore_patterns("_ray", "_lock"))
+    best_part = next(p for p in data_parts(folder) if best in set(pd.read_parquet(p, columns=["trial_key"]).trial_key))
+    best_part.write_bytes(best_part.read_bytes()[:40])  # truncated: unreadable
+    text = SEARCH.read_text()
+    assert text.count("num_samples=4,") == 1
+    edited = tmp_path / "train_search.py"
+    edited.write_text(text.replace("num_samples=4,", "num_samples=7,"))
+    r = run_sweep(edited, *SMOKE, "--results", tmp_path / "res", "--extend", env={"LOWBIT_FLUSH_SECONDS": "0"},
+                  timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "all 7 trials finished" in r.stdout
+    assert (folder / "_damaged" / best_part.name).exists()
+    got_pairs, _, got_value = summary(folder)
+    old_keys = {k for k, _ in pairs}
+    new_keys = {k for k, _ in got_pairs} - old_keys
+    assert len(new_keys) == 3 and {p for p in got_pairs if p[0] in old_keys} == pairs
+    assert got_value >= value
+    statuses = latest_status(folder)
+    assert len(statuses) == 7
+    extend_run = json.loads((folder / "_sweep.json").read_text())["runs"][-1]["run_id"]
+    rerun = {k for k, row in statuses.items() if row["run_id"] == extend_run}
+    assert rerun == new_keys | {best}  # the damaged trial, and the new ones; no other old trial
