@@ -1,7 +1,8 @@
 """The one verdict rule (analysis.common.stats.paired_verdict, a paired Student-t 95% interval) against
 hand-computed intervals and p-values, its false-direction rate under the null and its power (simulated),
-Holm on a hand-made table, the power statement against published sample sizes, the n >= 2 requirement, NaN handling, and pooled statistics: per-seed means first, the spread over seeds,
-and the label saying so -- in the function and in the probe and training reports' findings."""
+Holm on a hand-made table, the power statement against published sample sizes, the n >= 2 requirement,
+NaN handling, and pooled statistics: per-seed means first, the spread over seeds, and the label saying
+so -- in the function and in the probe and training reports' findings."""
 from __future__ import annotations
 
 import math

@@ -20,8 +20,8 @@ from analysis.common.plan import SweepPlan
 from analysis.common.stats import mean_std_n
 from analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
                                      time_facts, title, write_analysis)
-from analysis.gradstats.compare import (NSTE, answer_lines, coincide_lines, comparison_table, family_note, noise_floor_lines,
-                                       threshold_lines)
+from analysis.gradstats.compare import (NSTE, answer_lines, coincide_lines, comparison_table, family_note,
+                                       noise_floor_lines, threshold_lines)
 from analysis.gradstats.figures import FIGURES, make_figures
 from analysis.gradstats.trials import STATE, TAU_A, TAU_W, group_keys, is_gradstats_sweep, trial_table
 

@@ -5,8 +5,9 @@ What it shows, all from the rows (rules in :mod:`analysis.sr.groups` and :mod:`a
 findings (the bicubic baseline against the literature's figures, FP against bicubic, which quantized
 part costs the most PSNR at each bit-width, with n and spread), one PSNR/SSIM table per test set and
 scale (bicubic, FP and every quantized setting: mean ± std and n over seeds, ΔPSNR against FP paired
-on seed with the one verdict rule, a paired-t 95% interval, Holm-adjusted over the settings), the cost of each setting (lowbit_core.cost columns), and the
-figures of :mod:`analysis.sr.figures` (PSNR against bits per part, the crops, PSNR against cost).
+on seed with the one verdict rule, a paired-t 95% interval, Holm-adjusted over the settings), the
+cost of each setting (lowbit_core.cost columns), and the figures of :mod:`analysis.sr.figures`
+(PSNR against bits per part, the crops, PSNR against cost).
 Where the trials had a validation set (``val_psnr_y`` / ``val_ssim_y``: the metrics model selection and
 early stopping read), a table of its final-epoch scores per setting follows; the headline stays the
 test sets at the final epoch.
