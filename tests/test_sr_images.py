@@ -13,7 +13,8 @@ import pytest
 from PIL import Image
 
 from lowbit_core.config import with_overrides
-from lowbit_core.data.sr_images import ImageError, bicubic_upscale, check_image, generated_image, load_pairs, read_rgb
+from lowbit_core.data.sr_images import (ImageError, bicubic_upscale, check_image, check_images, generated_image, load_pairs,
+                                         read_rgb)
 from lowbit_core.data.sr_metrics import psnr_ssim_y
 from lowbit_core.families import get_family
 from lowbit_core.train.sr_config import SRConfig, min_eval_side
@@ -182,3 +183,12 @@ def test_check_image_is_cached_per_file_version(tmp_path):
     assert check_image(f) == (20, 20)
     Image.fromarray(generated_image(0, 24)[:22]).save(f)          # a new version: size or mtime changes
     assert check_image(f) == (22, 24)
+
+
+def test_check_images_keeps_the_order_and_gives_each_problem_its_line(tmp_path):
+    write_set(tmp_path, 3, 20)
+    (tmp_path / "img1.png").write_text("text")
+    out = check_images([tmp_path / "img0.png", tmp_path / "img1.png", tmp_path / "gone.png", tmp_path / "img2.png"])
+    assert out[0] == out[3] == (20, 20)
+    assert out[1].startswith(f"{tmp_path / 'img1.png'}: not a readable image (")
+    assert out[2].startswith(f"{tmp_path / 'gone.png'}: cannot be read (")

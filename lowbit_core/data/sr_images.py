@@ -32,6 +32,8 @@ images: about 32 dB).
 from __future__ import annotations
 
 import functools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,11 +121,32 @@ def check_image(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` of an image file after verifying and decoding it as :func:`read_rgb` would;
     :class:`ImageError` (one line naming the file) when it cannot be. Cached per file version (path,
     size, modification time), so a plan's many points decode each file once."""
-    st = Path(path).stat()
-    out = _checked(str(path), st.st_size, st.st_mtime_ns)
+    out = _check_or_message(path)
     if isinstance(out, str):
         raise ImageError(out)
     return out
+
+
+def _check_or_message(path) -> tuple[int, int] | str:
+    try:
+        st = Path(path).stat()
+    except OSError as exc:
+        return f"{path}: cannot be read ({exc.strerror or exc})"
+    return _checked(str(path), st.st_size, st.st_mtime_ns)
+
+
+CHECK_THREADS = 8
+
+
+def check_images(paths) -> list[tuple[int, int] | str]:
+    """:func:`check_image` of every path, in order: ``(height, width)`` or the error line. Decoded on
+    up to :data:`CHECK_THREADS` threads (Pillow's decoders release the GIL; a 2040 x 1356 DIV2K-sized
+    PNG takes about 0.3-0.45 s to decode on one core of the development machine)."""
+    paths = list(paths)
+    if len(paths) < 2:
+        return [_check_or_message(p) for p in paths]
+    with ThreadPoolExecutor(max_workers=min(CHECK_THREADS, os.cpu_count() or 1, len(paths))) as pool:
+        return list(pool.map(_check_or_message, paths))
 
 
 def modcrop(image: np.ndarray, scale: int) -> np.ndarray:
@@ -290,7 +313,7 @@ def augment_pair(lr: torch.Tensor, hr: torch.Tensor, hflip: int, vflip: int, tra
     return tuple(out)
 
 
-__all__ = ["IMAGE_SUFFIXES", "DIV2K_TRAIN", "list_images", "read_rgb", "image_size", "check_image", "ImageError", "modcrop",
+__all__ = ["IMAGE_SUFFIXES", "DIV2K_TRAIN", "list_images", "read_rgb", "image_size", "check_image", "check_images", "ImageError", "modcrop",
            "downscale", "bicubic_upscale", "GREY_MODES", "WIDE_GREY_MODES", "COLOUR_MODES", "SRPair", "make_pair",
            "generated_image", "generated_images", "folder_images", "holdout_split", "benchmark_folder", "load_pairs",
            "load_file_pairs", "PatchSampler", "augment_pair"]

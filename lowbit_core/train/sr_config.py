@@ -28,8 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from lowbit_core.config import ConfigError
-from lowbit_core.data.sr_images import (DIV2K_TRAIN, ImageError, benchmark_folder, check_image, holdout_split,
-                                         list_images)
+from lowbit_core.data.sr_images import DIV2K_TRAIN, benchmark_folder, check_images, holdout_split, list_images
 from lowbit_core.data.sr_metrics import SSIM_WINDOW
 from lowbit_core.models.edsr import PARTS, SCALES
 from lowbit_core.quant import estimator_registry
@@ -303,8 +302,8 @@ def min_eval_side(scale: int) -> int:
 def preflight(cfg: SRConfig) -> str | None:
     """Driver-side, one line naming the folder or file, or None: every folder the trial reads holds
     images; the validation hold-out leaves a training image; every image the trial reads (training,
-    validation, test) verifies and decodes (:func:`~lowbit_core.data.sr_images.check_image`, cached per
-    file, so a sweep's points decode each file once); every validation and test image is at least
+    validation, test) verifies and decodes (:func:`~lowbit_core.data.sr_images.check_images`, on
+    threads, cached per file, so a sweep's points decode each file once); every validation and test image is at least
     :func:`min_eval_side` px per side after the crop to a multiple of the scale (generated ones too);
     some training image holds an HR patch."""
     d, s = cfg.data, cfg.scale
@@ -328,13 +327,14 @@ def preflight(cfg: SRConfig) -> str | None:
     if generated_eval and d.generated_size - d.generated_size % s < min_eval_side(s):
         return (f"data.generated_size={d.generated_size}: generated test/validation images need at least "
                 f"{min_eval_side(s)} px at scale {s} ({s} px shaved per side, then SSIM's {SSIM_WINDOW} px window)")
+    checked = iter(check_images([f for _, files, _ in read for f in files]))
     sizes: dict[Path, tuple[int, int]] = {}
     for key, files, min_side in read:
         for f in files:
-            try:
-                h, w = sizes[f] = check_image(f)
-            except ImageError as exc:
-                return f"{key}: {exc}"
+            out = next(checked)
+            if isinstance(out, str):
+                return f"{key}: {out}"
+            h, w = sizes[f] = out
             if min_side and min(h - h % s, w - w % s) < min_side:
                 return (f"{key}: {f} is {w}x{h} px; at scale {s} an evaluated image needs at least {min_side} px per "
                         f"side after cropping to a multiple of {s} ({s} px shaved per side, then SSIM's "
