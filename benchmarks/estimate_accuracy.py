@@ -11,10 +11,13 @@ profile's 10k images), at the default profile:
    (Ray's start-up included) -- the measured wall time;
 
 and prints one row per case: estimated and measured minutes, the error (estimate - measured) /
-measured, and the estimate's own cost. The machine's cores may be shared with other work: its load
-moves both numbers, and not necessarily alike (the estimate times one trial at a time).
+measured, the estimate's own cost, and the 1-minute load average at the start and end of each phase.
+The machine's cores may be shared with other work: its load moves both numbers, and not necessarily
+alike (the estimate times one trial at a time, the run has N at once).
 
-Usage: ``python benchmarks/estimate_accuracy.py [--devices N] [--only NAME]``; ends with one JSON line.
+Usage: ``python benchmarks/estimate_accuracy.py [--devices N] [--only NAME] [--keep DIR]`` (``--keep``:
+the runs' results folders go to DIR/<sweep> instead of a temporary folder, e.g. for ``lowbit-report
+--book DIR``); ends with one JSON line.
 """
 from __future__ import annotations
 
@@ -45,20 +48,25 @@ def _run(args: list[str]) -> tuple[float, subprocess.CompletedProcess]:
     return time.perf_counter() - t0, proc
 
 
-def measure(name: str, args: list[str], devices: int) -> dict:
+def measure(name: str, args: list[str], devices: int, keep: Path | None = None) -> dict:
+    load = [os.getloadavg()[0]]
     est_s, est = _run([*args, "--estimate", "--devices", str(devices)])
+    load.append(os.getloadavg()[0])
     if est.returncode:
         raise SystemExit(f"estimate of {name} failed: {est.stderr.strip().splitlines()[-1:]}")
     line = next(ln for ln in est.stdout.splitlines() if ln.startswith("estimate-json: "))
     summary = json.loads(line.removeprefix("estimate-json: "))
     with tempfile.TemporaryDirectory() as tmp:
-        wall_s, run = _run([*args, "--results", tmp, "--max-concurrent", str(devices)])
+        load.append(os.getloadavg()[0])
+        wall_s, run = _run([*args, "--results", str(keep or tmp), "--max-concurrent", str(devices)])
+        load.append(os.getloadavg()[0])
     if run.returncode:
         raise SystemExit(f"run of {name} failed: {run.stderr.strip().splitlines()[-1:]}")
     err = (summary["wall_s"] - wall_s) / wall_s
     return {"setting": f"{name} (default profile, {summary['trials']} trials, {devices} at once)",
             "figure": summary["wall_s"], "baseline": wall_s, "ratio": summary["wall_s"] / wall_s,
-            "note": f"error {err:+.0%}; estimate took {est_s:.0f} s; sbatch --time={summary['sbatch_time']}",
+            "note": f"error {err:+.0%}; estimate took {est_s:.0f} s; sbatch --time={summary['sbatch_time']}; "
+                    f"load average {load[0]:.1f}->{load[1]:.1f} (estimate), {load[2]:.1f}->{load[3]:.1f} (run)",
             "error": err, "estimate_cost_s": est_s, "trials": summary["trials"]}
 
 
@@ -66,12 +74,13 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--devices", type=int, default=2)
     p.add_argument("--only", default=None, help="run one case: " + ", ".join(cases()))
+    p.add_argument("--keep", type=Path, default=None, help="keep the runs' results under this folder")
     args = p.parse_args()
     rows = []
     for name, sweep_args in cases().items():
         if args.only and name != args.only:
             continue
-        r = measure(name, sweep_args, args.devices)
+        r = measure(name, sweep_args, args.devices, args.keep)
         rows.append(r)
         print(f"{r['setting']}: estimated {r['figure'] / 60:.2f} min, measured {r['baseline'] / 60:.2f} min "
               f"({r['note']})", flush=True)

@@ -83,13 +83,14 @@ def _time_kind(family, cfg, device, points: int) -> tuple[float, float, int, str
     stamps: list[tuple[float, dict]] = []
     epoch_key = PER_EPOCH.get(family.name)
     flat = flatten(cfg)
+    planned = int(flat[epoch_key]) + EXTRA_REPORTS.get(family.name, 0) if epoch_key else 0
     t0 = time.perf_counter()
 
     def report(metrics, point=0, **_):
         if point:
             return
         stamps.append((time.perf_counter() - t0, metrics))
-        if epoch_key and len(stamps) >= EPOCH_REPORTS:
+        if epoch_key and EPOCH_REPORTS <= len(stamps) < planned:
             raise _Enough
         if not epoch_key and stamps[-1][0] > PROBE_CAP_S:
             raise _Enough
@@ -106,7 +107,6 @@ def _time_kind(family, cfg, device, points: int) -> tuple[float, float, int, str
     if not stamps:
         return measured, measured, 0, "ran to its end without a report"
     if epoch_key:
-        planned = int(flat[epoch_key]) + EXTRA_REPORTS.get(family.name, 0)
         t1 = stamps[0][0]
         d = (stamps[-1][0] - t1) / (len(stamps) - 1) if len(stamps) > 1 else 0.0
         if not cut:

@@ -146,3 +146,17 @@ def test_cli_bad_devices_is_one_line(tmp_path, capsys):
                 "--results", str(tmp_path / "res")])
     err = capsys.readouterr().err
     assert code == 2 and err.startswith("error: --devices must be >= 1") and err.count("\n") == 1
+
+
+def test_per_epoch_trial_with_its_last_report_within_the_timed_ones_runs_to_its_end(monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(est.time, "perf_counter", clock)
+
+    def run_fn(cfg, report, device):
+        for epoch in range(1, cfg.train.epochs + 1):
+            clock.t += 3.0
+            report({"epoch": epoch})
+        clock.t += 1.0  # the final evaluation after the last report is part of the trial
+
+    seconds, measured, reports, how = est._time_kind(Family("train", EpochCfg, run_fn, {}), EpochCfg(Loop(2)), "cpu", 1)
+    assert reports == 2 and seconds == measured == pytest.approx(7.0) and how.startswith("ran to its end")
