@@ -66,7 +66,7 @@ def test_every_verdict_line_carries_interval_n_and_scale(book):
     _, md, _, _ = book
     blocks = re.findall(r"- \*\*verdict lines \(interval, n\)\*\*:\n((?:  - .*\n)+)", md)
     quoted = [ln for b in blocks for ln in b.splitlines() if not ln.startswith("  - … ")]
-    assert len(blocks) == 3 and len(quoted) >= 10   # probe, train, sr (gradstats states no paired interval)
+    assert len(blocks) == 4 and len(quoted) >= 10   # probe, train, sr, gradstats (its pretraining answer quotes intervals)
     assert all(re.search(r"\[[-+0-9.e]+, [-+0-9.e]+\][^,]{0,4}, n = [23]\b", ln) for ln in quoted), quoted
     for block in re.split(r"(?m)^### Sweep ", md)[1:]:
         assert re.search(r"- \*\*scale\*\*: profile `\w+`.*seeds [\d, ]+ \(n = \d+\); \d+ trials", block)

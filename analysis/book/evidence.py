@@ -25,7 +25,7 @@ from lowbit_core.results import PLAN_FILE, data_parts, read_plan, status_files
 
 REPORT_DIR = "_report"
 INTERVAL = re.compile(r"\[[^\[\]]+,\s*[^\[\]]+\][^,\[\]]{0,8},\s*n\s*=\s*(\d+)")
-NOT_DECISIVE = ("interval contains 0", "intervals contain 0", "no verdict")
+NOT_DECISIVE = ("interval contains 0", "intervals contain 0", "no verdict", "no direction")  # 'no direction after Holm' too
 SCALE_KEYS = ("data.name", "data.train", "data.n_train", "data.batch_size", "train.epochs")
 SMOKE = "smoke"
 
