@@ -29,7 +29,7 @@ from conftest import ROOT, run_sweep
 from launch.optuna_state import (Known, Rows, TrialSeededTPE, continue_study, journal_path, journal_trials,
                                  new_study, open_journal, warm_asha)
 from launch.runner import Outcome, _params_key, make_scheduler, verify_finished
-from lowbit_core.results import ResultsWriter, data_parts, latest_status, results_schema
+from lowbit_core.results import ResultsWriter, data_parts, finished_trials, latest_status, results_schema
 from lowbit_core.sweep import ASHA, LogUniform, Optuna, Sweep, grid, plan
 from test_faults import Driver, inject_env, sessions, wait_for  # noqa: F401 -- fixture
 
@@ -302,12 +302,15 @@ def rows_on_disk(n: int):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_when", [first_trial_ended_and_second_started, rows_on_disk(1), rows_on_disk(6)],
-                         ids=["after-first-trial", "first-row", "sixth-row"])
-def test_sigkill_then_resume_equals_the_uninterrupted_run(straight, tmp_path, sessions, kill_when):
-    """SIGKILL at a point (a report slowed to 0.5 s so the point is sharp), then --resume: the same
-    (trial, step) rows as the uninterrupted run, none twice, the same best trial, every trial
-    finished, and the summary's best is the sweep's best (earlier runs' trials included)."""
+@pytest.mark.parametrize("kill_when, sig", [(first_trial_ended_and_second_started, signal.SIGKILL),
+                                             (rows_on_disk(1), signal.SIGKILL), (rows_on_disk(6), signal.SIGKILL),
+                                             (first_trial_ended_and_second_started, signal.SIGTERM)],
+                         ids=["after-first-trial", "first-row", "sixth-row", "sigterm-after-first-trial"])
+def test_sigkill_then_resume_equals_the_uninterrupted_run(straight, tmp_path, sessions, kill_when, sig):
+    """SIGKILL (or SIGTERM) at a point (a report slowed to 0.5 s so the point is sharp), then
+    --resume: the same (trial, step) rows as the uninterrupted run, none twice, the same best trial,
+    every trial finished, and the summary's best is the sweep's best (earlier runs' trials included).
+    A trial cut short continues from its checkpoint (its new rows start after epoch 0)."""
     _, (pairs, best, value) = straight
     folder = tmp_path / "res" / "train_search"
     env = inject_env(tmp_path / "marks", [{"action": "sleep", "seconds": 0.5}])
@@ -315,9 +318,11 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(straight, tmp_path, se
     d = Driver(args, env)
     sessions.append(d.sid)
     wait_for(lambda: kill_when(folder), kill_when.__name__, d, timeout=400)
-    os.kill(d.proc.pid, signal.SIGKILL)
-    d.wait()
+    os.kill(d.proc.pid, sig)
+    rc, _, err = d.wait(timeout=300)
+    assert rc == (130 if sig == signal.SIGTERM else -signal.SIGKILL), err[-3000:]
     before = pd.read_parquet(folder, columns=["trial_key", "step", "run_id"])
+    cut_short = set(before.trial_key) - finished_trials(folder)
     resumed_run = Driver([*args, "--resume"], {"LOWBIT_FLUSH_SECONDS": "0"})
     sessions.append(resumed_run.sid)
     rc, out, err = resumed_run.wait(timeout=600)
@@ -330,6 +335,10 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(straight, tmp_path, se
     assert got_pairs == pairs and got_best == best and got_value == value
     assert f"best val_acc {value:.5g}" in last_progress(err)
     assert len(latest_status(folder)) == 4
+    new_rows = pd.read_parquet(folder, columns=["trial_key", "run_id", "resumed_from_epoch"])
+    new_rows = new_rows[~new_rows.run_id.isin(set(before.run_id))]
+    for key in cut_short & set(new_rows.trial_key):
+        assert new_rows[new_rows.trial_key == key].resumed_from_epoch.min() >= 1, key
 
 
 @pytest.mark.slow
