@@ -383,12 +383,6 @@ def read_plan(folder: str | Path) -> dict | None:
     return plan
 
 
-class ResultsWriter:
-    """Buffers rows and writes them as atomic Parquet parts; skips (trial_key, step) already written.
-
-    The first OSError while writing (ENOSPC, EROFS, ...) raises :class:`ResultsWriteError` (kept in
-    ``error``); from then on the writer writes nothing more: ``add`` and ``trial_ended`` drop what
-    they get (counted in the error's lost rows), ``flush`` and ``close`` return at once."""
 def writable_problem(folder: str | Path, probe_bytes: int = 4096) -> str | None:
     """None when files can be written where ``folder``'s parts will go, else one line naming the
     folder and the OS error. Probes the folder, or where it does not exist yet its nearest existing
@@ -415,13 +409,13 @@ def writable_problem(folder: str | Path, probe_bytes: int = 4096) -> str | None:
     return None
 
 
-class ResultsWriteError(Exception):
-    """Writing a data part or status file failed (disk full, read-only file system, ...). ``str()``
-    is one line: the folder, the OS error, and what was kept (``lost_rows`` grows while the writer
-    drops what still arrives)."""
+class ResultsWriteError(OSError):
+    """Writing a data part or status file failed (disk full, read-only file system, ...): an OSError
+    with the original's errno and strerror. ``str()`` is one line: the folder, the OS error, and what
+    was kept (``lost_rows`` grows while the writer drops what still arrives)."""
 
     def __init__(self, folder: Path, error: OSError, kept_rows: int, parts: int, lost_rows: int):
-        super().__init__(folder, error)
+        super().__init__(error.errno, error.strerror or str(error))
         self.folder, self.error = folder, error
         self.kept_rows, self.parts, self.lost_rows = kept_rows, parts, lost_rows
 
@@ -435,6 +429,12 @@ class ResultsWriteError(Exception):
 
 
     def __init__(self, folder: str | Path, schema: pa.Schema, run_id: str,
+class ResultsWriter:
+    """Buffers rows and writes them as atomic Parquet parts; skips (trial_key, step) already written.
+
+    The first OSError while writing (ENOSPC, EROFS, ...) raises :class:`ResultsWriteError` (kept in
+    ``error``); from then on the writer writes nothing more: ``add`` and ``trial_ended`` drop what
+    they get (counted in the error's lost rows), ``flush`` and ``close`` return at once."""
                  flush_rows: int = 2000, flush_seconds: float = 5.0):
         self.folder = Path(folder)
         self.schema, self.run_id = schema, run_id
@@ -463,8 +463,6 @@ class ResultsWriteError(Exception):
     def add(self, row: dict) -> bool:
         """Buffer ``row``; False (and nothing buffered) when its (trial_key, step) is written already."""
         ident = (row["trial_key"], int(row["step"]))
-        if ident in self._seen:
-            self.rows_skipped += 1
         if self.error is not None:
             if ident not in self._seen:
                 self._seen.add(ident)
@@ -472,6 +470,8 @@ class ResultsWriteError(Exception):
             return False
             return False
         unknown = set(row) - set(self.schema.names)
+        if ident in self._seen:
+            self.rows_skipped += 1
         if unknown:
             raise KeyError(f"columns not in the results schema: {sorted(unknown)}")
         self._seen.add(ident)
@@ -483,12 +483,12 @@ class ResultsWriteError(Exception):
     def trial_ended(self, status_row: dict) -> None:
         """Record a trial's end (a dict with the TRIAL_STATUS columns; ``rows`` defaults to the trial's
         rows on disk or buffered); written after its data."""
-        self._status.append({"rows": self.rows_of(status_row["trial_key"]), **status_row})
-        self._maybe_flush()
         if self.error is not None:
             return
 
     def _maybe_flush(self) -> None:
+        self._status.append({"rows": self.rows_of(status_row["trial_key"]), **status_row})
+        self._maybe_flush()
         if len(self._rows) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
