@@ -427,14 +427,14 @@ class ResultsWriteError(OSError):
                 f"{self.lost_rows} rows received but not written are lost, their trials run again on --resume")
 
 
-
-    def __init__(self, folder: str | Path, schema: pa.Schema, run_id: str,
 class ResultsWriter:
     """Buffers rows and writes them as atomic Parquet parts; skips (trial_key, step) already written.
 
     The first OSError while writing (ENOSPC, EROFS, ...) raises :class:`ResultsWriteError` (kept in
     ``error``); from then on the writer writes nothing more: ``add`` and ``trial_ended`` drop what
     they get (counted in the error's lost rows), ``flush`` and ``close`` return at once."""
+
+    def __init__(self, folder: str | Path, schema: pa.Schema, run_id: str,
                  flush_rows: int = 2000, flush_seconds: float = 5.0):
         self.folder = Path(folder)
         self.schema, self.run_id = schema, run_id
@@ -449,9 +449,9 @@ class ResultsWriter:
         self._last_flush = time.monotonic()
         self.rows_written = 0
         self.rows_skipped = 0
+        self.error: ResultsWriteError | None = None
 
     @property
-        self.error: ResultsWriteError | None = None
     def seen(self) -> set[tuple[str, int]]:
         """The (trial_key, step) pairs on disk or written by this writer (not to be modified)."""
         return self._seen
@@ -468,10 +468,10 @@ class ResultsWriter:
                 self._seen.add(ident)
                 self.error.lost_rows += 1
             return False
-            return False
-        unknown = set(row) - set(self.schema.names)
         if ident in self._seen:
             self.rows_skipped += 1
+            return False
+        unknown = set(row) - set(self.schema.names)
         if unknown:
             raise KeyError(f"columns not in the results schema: {sorted(unknown)}")
         self._seen.add(ident)
@@ -485,10 +485,10 @@ class ResultsWriter:
         rows on disk or buffered); written after its data."""
         if self.error is not None:
             return
-
-    def _maybe_flush(self) -> None:
         self._status.append({"rows": self.rows_of(status_row["trial_key"]), **status_row})
         self._maybe_flush()
+
+    def _maybe_flush(self) -> None:
         if len(self._rows) >= self.flush_rows or time.monotonic() - self._last_flush >= self.flush_seconds:
             self.flush()
 
