@@ -166,3 +166,34 @@ def test_book_never_imports_torch(folders, tmp_path):
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-500:]
+
+
+def test_sweep_questions_are_checked_and_recorded():
+    from lowbit_core.config import ConfigError
+    from lowbit_core.questions import BY_ID, QUESTIONS, Question
+    from lowbit_core.sweep import Sweep, describe_plan, load_sweep, plan
+
+    base = dict(name="s", family="probe", metric="single_best_loss", base={"model.hidden": (8,)})
+    with pytest.raises(ConfigError, match=r"unknown question 'nope'; valid: multistep-vs-single, dg-upper-bound"):
+        plan(Sweep(**base, questions=("nope",)))
+    with pytest.raises(ConfigError, match="named twice"):
+        plan(Sweep(**base, questions=("dg-upper-bound", "dg-upper-bound")))
+    mine = Question("my-question", "Does my estimator help?")
+    d = describe_plan(plan(Sweep(**base, questions=(mine, "dg-upper-bound"))))
+    assert d["questions"] == [{"id": "my-question", "text": "Does my estimator help?"},
+                              {"id": "dg-upper-bound", "text": BY_ID["dg-upper-bound"].text}]
+    named = {q for f in (ROOT / "sweeps").glob("*.py") for q in load_sweep(f).questions}
+    assert named <= set(BY_ID) and {q.id for q in QUESTIONS} <= named  # every question has a shipped sweep
+
+
+def test_a_plug_in_question_gets_its_own_section(folders, tmp_path):
+    from lowbit_core.results import read_plan, write_plan
+
+    root = copy_of(folders, tmp_path / "res")
+    rec = read_plan(root / "fake_probe")
+    rec["questions"] = [{"id": "my-question", "text": "Does my estimator help?"}]
+    write_plan(root / "fake_probe", rec)
+    md = write_book(root, estimates=False)[0].read_text(encoding="utf-8")
+    parts = question_parts(md)
+    assert "### Sweep `fake_probe`" in parts["my-question"] and "Does my estimator help?" in parts["my-question"]
+    assert "### Sweep `fake_probe`" not in parts["multistep-vs-single"]

@@ -19,7 +19,8 @@ from lowbit_core.results import PLAN_FILE, read_plan, write_plan
 from lowbit_core.sweep import load_sweep, plan, sweep_file_sha256
 
 PLAN_KEYS = {"name", "family", "profile", "metric", "mode", "axes", "fold", "seeds", "git_sha", "command",
-             "created", "canonical_defaults", "runs", "base", "overrides", "search", "scheduler", "sweep_sha256"}
+             "created", "canonical_defaults", "runs", "base", "overrides", "search", "scheduler", "sweep_sha256",
+             "questions"}
 
 SWEEP_TEXT = '''"""Tiny probe sweep for the plan tests: 2 trials of 2 steps."""
 from lowbit_core.sweep import Sweep, grid
@@ -58,7 +59,7 @@ def test_run_writes_the_plan_next_to_the_data(first_run):
     assert plan["canonical_defaults"] == flatten(ProbeConfig())
     assert plan["sweep_sha256"] == sweep_file_sha256(sweep_file) and plan["overrides"] == {}
     assert plan["base"] == {"model.hidden": "[8]", "model.pretrain_steps": 5, "scan.lr_step": 0.05, "multi.steps": 2}
-    assert plan["search"] == "grid" and plan["scheduler"] is None
+    assert plan["search"] == "grid" and plan["scheduler"] is None and plan["questions"] == []
     assert plan["command"] == [str(ROOT / "launch" / "sweep.py"), str(sweep_file), "--results", str(root)]
     created = datetime.fromisoformat(plan["created"])
     assert created.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - created) < timedelta(minutes=30)
