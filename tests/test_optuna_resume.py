@@ -239,7 +239,8 @@ def test_verify_finished_lists_trials_with_rows_missing(tmp_path):
 def test_summary_names_the_incomplete_trials_and_exits_1(tmp_path, capsys):
     from launch.sweep import _summarize
 
-    out = Outcome(total=2, done=1, failed=0, folder=tmp_path, incomplete=[("abc", "TERMINATED at step 2 with 3 rows, 2 on disk")])
+    out = Outcome(total=2, done=1, failed=0, folder=tmp_path,
+                  incomplete=[("abc", "TERMINATED at step 2 with 3 rows, 2 on disk")])
     assert not out.ok
     assert _summarize(out, ["sweeps/x.py"]) == 1
     err = capsys.readouterr().err
