@@ -10,6 +10,7 @@ Torch-free: the book (``analysis/``) imports it.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from lowbit_core.config import ConfigError
@@ -17,49 +18,56 @@ from lowbit_core.config import ConfigError
 
 @dataclass(frozen=True)
 class Question:
-    """One question: ``id`` (letters, digits, '-' and '_') and its ``text``."""
+    """One question: ``id`` (letters, digits, '-' and '_'), its ``text``, and ``findings``: a regular
+    expression (case-insensitive) that picks, from a bearing sweep's findings lines, those about this
+    question ("" = every line) -- a sweep's report answers several things at once."""
 
     id: str
     text: str
+    findings: str = ""
 
     def __post_init__(self):
         if not isinstance(self.id, str) or not self.id or not self.id.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"question id must be letters, digits, '-' or '_', got {self.id!r}")
         if not isinstance(self.text, str) or not self.text.strip():
             raise ConfigError(f"question {self.id!r} needs a non-empty text")
+        try:
+            re.compile(self.findings)
+        except (re.error, TypeError) as exc:
+            raise ConfigError(f"question {self.id!r}: findings is not a regular expression: {exc}") from None
 
 
 QUESTIONS: tuple[Question, ...] = (
     Question("multistep-vs-single",
              "Inside the budget (L-inf box, epsilon = 0.1), does multi-step STE (SGD, SGDm, Adam) reach a lower "
              "loss than the best single STE step, and is that a property of binarization or of gradient "
-             "descent (the FP MLP behaves the same)?"),
+             "descent (the FP MLP behaves the same)?", r"multi-step vs single-step|FP vs binary"),
     Question("dg-upper-bound",
              "Is Discrete Gradient (single- or multi-step DG, CDG) strong enough to serve as an upper bound "
-             "(reference) for STE inside the same budget?"),
+             "(reference) for STE inside the same budget?", r"\bDG\b|\bCDG\b"),
     Question("vste-vs-nste",
              "Does a variant STE (gradient clipped to [-0.5, 0.5], or a window) find a different point than the "
-             "normal STE on the toy MLP, or can the setting not tell them apart?"),
+             "normal STE on the toy MLP, or can the setting not tell them apart?", r"vSTE vs nSTE|estimators changed"),
     Question("vste-resnet",
              "On a binary ResNet, do vSTE and nSTE (static windows, clips, thresholds) differ in the gradient's "
              "mean and variance, and in accuracy, on initialized and on pretrained models (DSQ's window as the "
-             "reference)?"),
+             "reference)?", r"vSTE|nSTE|window|clip|threshold|DSQ"),
     Question("pretrain-vs-scratch-mixup",
              "At an equal budget on CIFAR-10/100, is FP pretraining then binarize-and-finetune better than binary "
-             "from scratch, with and without mixup?"),
+             "from scratch, with and without mixup?", r"pretrain|mixup"),
     Question("sr-parts",
-             "Which parts of a super-resolution network (EDSR) do not suit low bit-widths?"),
+             "Which parts of a super-resolution network (EDSR) do not suit low bit-widths?", r"quantizing|part"),
     Question("bits-vs-width",
              "More total bits: do more bits per weight or more (wider) weights make optimization easier, at equal "
-             "parameter bits?"),
+             "parameter bits?", r"bits|width"),
     Question("discrete-methods",
              "Do discrete methods for the discrete problem (ADMM with STE checkpoints, genetic algorithms, "
-             "evolution strategies) beat STE at equal compute?"),
+             "evolution strategies) beat STE at equal compute?", r"ADMM|\bGA\b|CMA-ES|\bES\b|equal compute"),
     Question("escape-local-optima",
-             "Do initialization schemes or perturbations help a binary network leave local optima?"),
+             "Do initialization schemes or perturbations help a binary network leave local optima?", r"init|perturb"),
     Question("budget-binds",
              "Where does the budget epsilon bind: how does the gain of multi-step STE and DG over a single step "
-             "change with epsilon?"),
+             "change with epsilon?", r"epsilon|budget|ε"),
 )
 """The shipped questions, in the meeting record's order."""
 
@@ -89,5 +97,5 @@ def resolve(items) -> tuple[Question, ...]:
 
 
 def describe(questions: tuple[Question, ...]) -> list[dict]:
-    """The questions as the plan records them: ``[{"id": ..., "text": ...}]``."""
-    return [{"id": q.id, "text": q.text} for q in questions]
+    """The questions as the plan records them: ``[{"id": ..., "text": ..., "findings": ...}]``."""
+    return [{"id": q.id, "text": q.text, "findings": q.findings} for q in questions]

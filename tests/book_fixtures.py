@@ -42,7 +42,7 @@ def probe_folder(root: Path, name: str = "fake_probe", profile: str = "default",
 
 
 def train_folder(root: Path) -> Path:
-    rec = plan_record("fake_train", "train", ("pretrain-vs-scratch-mixup",), "smoke",
+    rec = plan_record("fake_train", "train", ("pretrain-vs-scratch-mixup",), "default",
                       defaults={"data.name": "synthetic", "data.n_train": 512, "train.epochs": 4})
     rec["metric"], rec["mode"] = "test_acc", "max"
     return write_folder(root, "fake_train", fake_train_rows(), None, rec)
@@ -50,7 +50,7 @@ def train_folder(root: Path) -> Path:
 
 def sr_folder(root: Path) -> Path:
     df, status = fake_sr_sweep()
-    rec = plan_record("fake_sr", "sr", ("sr-parts",), "default", seeds=(0, 1),
+    rec = plan_record("fake_sr", "sr", ("sr-parts",), "smoke", seeds=(0, 1),
                       defaults={"data.train": "folder", "train.epochs": 3}, git_sha="def5678-dirty")
     rec["metric"], rec["mode"] = "psnr_y", "max"
     return write_folder(root, "fake_sr", df, status, rec)

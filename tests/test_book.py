@@ -64,7 +64,7 @@ def test_book_is_written_and_organized_by_question(book):
 
 def test_every_verdict_line_carries_interval_n_and_scale(book):
     _, md, _, _ = book
-    blocks = re.findall(r"- \*\*verdict lines \(interval, n\)\*\*:\n((?:  - .*\n)+)", md)
+    blocks = re.findall(r"- \*\*verdict lines \(interval, n\)\*\* \(lines matching `[^`]+`\):\n((?:  - .*\n)+)", md)
     quoted = [ln for b in blocks for ln in b.splitlines() if not ln.startswith("  - … ")]
     assert len(blocks) == 4 and len(quoted) >= 10   # probe, train, sr, gradstats (its pretraining answer quotes intervals)
     assert all(re.search(r"\[[-+0-9.e]+, [-+0-9.e]+\][^,]{0,4}, n = [23]\b", ln) for ln in quoted), quoted
@@ -72,24 +72,26 @@ def test_every_verdict_line_carries_interval_n_and_scale(book):
         assert re.search(r"- \*\*scale\*\*: profile `\w+`.*seeds [\d, ]+ \(n = \d+\); \d+ trials", block)
         assert re.search(r"- \*\*when, code\*\*: created .*; runs .*; code `\w+", block)
     assert "code `def5678-dirty` (uncommitted changes: dirty)" in md      # the sr plan's code version
-    assert "profile `smoke`; data.name synthetic; data.n_train 512; train.epochs 4" in md
+    assert "profile `default`; data.name synthetic; data.n_train 512; train.epochs 4" in md
 
 
 def test_status_follows_the_rules(book):
     _, md, _, _ = book
     index = md.split("## Index")[1].split("\n## ")[0]
-    assert "- [pretrain-vs-scratch-mixup](#pretrain-vs-scratch-mixup): not settled (only smoke-scale evidence)" in index
+    assert "- [sr-parts](#sr-parts): not settled (only smoke-scale evidence)" in index
     assert "- [dg-upper-bound](#dg-upper-bound): not settled (no sweep bears on it)" in index
-    # fake_probe (default profile) has decisive lines ('higher at the larger noise', 'higher than identity')
-    assert "- [multistep-vs-single](#multistep-vs-single): settled (settled by fake_probe (default))" in index
+    # fake_train (default profile): 'FP pretrain ... higher' with [+0.035, +0.085], n = 3
+    assert "- [pretrain-vs-scratch-mixup](#pretrain-vs-scratch-mixup): settled (settled by fake_train (default))" in index
+    # fake_probe's decisive lines are on noise and vSTE; its multi-step lines' intervals all contain 0
+    assert "- [multistep-vs-single](#multistep-vs-single): not settled (no decisive verdict at n = 3)" in index
 
 
 def test_not_settled_lists_runs_with_estimates(book):
     _, md, _, calls = book
     ns = md.split("\n## Not settled\n")[1]
     entries = re.findall(r"(?m)^### (\S+)$", ns)
-    assert "dg-upper-bound" in entries and "pretrain-vs-scratch-mixup" in entries and "sr-parts" not in entries
-    assert "`lowbit-sweep sweeps/mixup_pretrain.py --profile default`" in ns
+    assert "dg-upper-bound" in entries and "sr-parts" in entries and "pretrain-vs-scratch-mixup" not in entries
+    assert "`lowbit-sweep sweeps/sr_lowbit.py --profile default`" in ns
     assert "`lowbit-sweep sweeps/dg_vs_ste.py --profile default`" in ns
     # one estimate per proposed run (budget_curve bears on three questions: timed once, shown thrice)
     assert ns.count("`sbatch --time=00:02:00` (+30%)") == ns.count("- **run that would settle it**: `") > len(calls) > 0
@@ -125,14 +127,23 @@ def test_status_rules_on_hand_made_evidence(tmp_path):
 
     no = "+0.1 [-0.2, +0.4], n = 3, d = 0.5: 95% interval contains 0"
     yes = "+0.3 [+0.1, +0.5], n = 3, d = 3: higher"
-    assert status("budget-binds", []) == (False, "no sweep bears on it")
-    assert status("budget-binds", [ev("a", "smoke", [yes])]) == (False, "only smoke-scale evidence")
-    assert status("budget-binds", [ev("a", "default", [no])]) == (False, "no decisive verdict at n = 3")
-    assert status("budget-binds", [ev("a", "default", ["mean 0.3 ± 0.1 (n=3)"])]) == \
-        (False, "no verdict line (no paired interval) in its findings")
-    assert status("budget-binds", [ev("a", "full", [no, yes])]) == (True, "settled by a (full)")
+    q = {"id": "budget-binds", "text": "t", "findings": ""}
+    assert status(q, []) == (False, "no sweep bears on it")
+    assert status(q, [ev("a", "smoke", [yes])]) == (False, "only smoke-scale evidence")
+    assert status(q, [ev("a", "default", [no])]) == (False, "no decisive verdict at n = 3")
+    assert status(q, [ev("a", "default", ["mean 0.3 ± 0.1 (n=3)"])]) == \
+        (False, "no verdict line (no paired interval) on it in its sweeps' findings")
+    assert status(q, [ev("a", "full", [no, yes])]) == (True, "settled by a (full)")
+    holm = "+4.2 [+0.78, +7.6]%, n = 3, d = 3.1, p_Holm = 0.37 (K = 12): no direction after Holm over K = 12"
+    assert status(q, [ev("a", "full", [holm])]) == (False, "no decisive verdict at n = 3")
+    # only the lines about the question count: a decisive line on another topic settles nothing
+    on_eps = {**q, "findings": "epsilon"}
+    mixed = ev("a", "default", ["Multi-step vs single-step: " + yes, "gain vs epsilon: " + no])
+    assert status(on_eps, [mixed]) == (False, "no decisive verdict at n = 3")
+    assert status({**q, "findings": "multi-step"}, [mixed]) == (True, "settled by a (default)")
+    assert mixed.on("EPSILON") == ["gain vs epsilon: " + no]  # case-insensitive
     one = ev("a", "default", ["n = 1: no verdict (needs >= 2 seeds) [x, y], n = 1"])
-    assert one.state == "no verdict"
+    assert one.state() == "no verdict"
 
 
 def test_findings_and_scale_parsing():
@@ -178,10 +189,13 @@ def test_sweep_questions_are_checked_and_recorded():
         plan(Sweep(**base, questions=("nope",)))
     with pytest.raises(ConfigError, match="named twice"):
         plan(Sweep(**base, questions=("dg-upper-bound", "dg-upper-bound")))
-    mine = Question("my-question", "Does my estimator help?")
+    with pytest.raises(ConfigError, match="findings is not a regular expression"):
+        Question("bad", "t", findings="(")
+    mine = Question("my-question", "Does my estimator help?", findings="tanh")
     d = describe_plan(plan(Sweep(**base, questions=(mine, "dg-upper-bound"))))
-    assert d["questions"] == [{"id": "my-question", "text": "Does my estimator help?"},
-                              {"id": "dg-upper-bound", "text": BY_ID["dg-upper-bound"].text}]
+    assert d["questions"] == [{"id": "my-question", "text": "Does my estimator help?", "findings": "tanh"},
+                              {"id": "dg-upper-bound", "text": BY_ID["dg-upper-bound"].text,
+                               "findings": BY_ID["dg-upper-bound"].findings}]
     named = {q for f in (ROOT / "sweeps").glob("*.py") for q in load_sweep(f).questions}
     assert named <= set(BY_ID) and {q.id for q in QUESTIONS} <= named  # every question has a shipped sweep
 

@@ -18,12 +18,12 @@ def questions_of(evidence) -> list[dict]:
     """The shipped questions in their order, then plug-in questions recorded in plans (first text wins)."""
     from lowbit_core.questions import QUESTIONS
 
-    out = [{"id": q.id, "text": q.text} for q in QUESTIONS]
+    out = [{"id": q.id, "text": q.text, "findings": q.findings} for q in QUESTIONS]
     known = {q["id"] for q in out}
     for e in evidence:
         for q in e.questions:
             if q.get("id") and q["id"] not in known:
-                out.append({"id": q["id"], "text": q.get("text") or q["id"]})
+                out.append({"id": q["id"], "text": q.get("text") or q["id"], "findings": q.get("findings") or ""})
                 known.add(q["id"])
     return out
 
@@ -52,7 +52,7 @@ def write_book(root: str | Path, estimates: bool = True, estimator=None) -> list
     cache = EstimateCache(book_dir, estimates, estimator or run_estimate)
     proposals, estimate_of = {}, {}
     for q in questions:
-        if status(q["id"], evidence)[0]:
+        if status(q, evidence)[0]:
             continue
         proposals[q["id"]] = proposals_for(q["id"], evidence, sweeps)
         for p in proposals[q["id"]]:

@@ -5,9 +5,12 @@ its provenance.
   sweep's ``_report/`` folder when ``report.md`` is missing or older than the folder's data (part
   files, ``_trials/``, ``_sweep.json``), then quotes the lines of its ``## Findings`` section and
   takes the first image of its ``## Figures`` section as the key figure. Nothing is recomputed here.
+- **On a question**: the findings lines that match the question's ``findings`` pattern
+  (:class:`lowbit_core.questions.Question`; a report answers several things at once).
 - **Verdict lines** are the findings lines that carry a paired interval, ``[lo, hi], n = N`` (a unit
-  such as ``dB`` or ``%`` may follow the bracket; :func:`analysis.common.stats.paired_verdict`'s text). A verdict line is *decisive* when it says
-  neither that the interval contains 0 nor "no verdict".
+  such as ``dB`` or ``%`` may follow the bracket; :func:`analysis.common.stats.paired_verdict`'s text).
+  A verdict line is *decisive* when it says neither that the interval contains 0, nor "no
+  verdict", nor "no direction" (after a Holm correction).
 - **Scale**: the profile, the data set (``data.name``, ``data.train``; ``data.n_train`` or
   ``data.batch_size`` where the config has them), the epochs (``train.epochs``) and the seeds, each the
   plan's value: a ``--set`` override, else the sweep's base after the profile, else the family
@@ -50,30 +53,30 @@ class Evidence:
     error: str = ""
     extra: dict = field(default_factory=dict)
 
-    @property
-    def verdict_lines(self) -> list[str]:
-        return [ln for ln in self.findings if INTERVAL.search(ln)]
+    def on(self, pattern: str = "") -> list[str]:
+        """The findings lines about a question (those matching ``pattern``, case-insensitive)."""
+        return [ln for ln in self.findings if not pattern or re.search(pattern, ln, re.IGNORECASE)]
 
-    @property
-    def decisive(self) -> list[str]:
-        return [ln for ln in self.verdict_lines if not any(w in ln for w in NOT_DECISIVE)]
+    def verdict_lines(self, pattern: str = "") -> list[str]:
+        return [ln for ln in self.on(pattern) if INTERVAL.search(ln)]
+
+    def decisive(self, pattern: str = "") -> list[str]:
+        return [ln for ln in self.verdict_lines(pattern) if not any(w in ln for w in NOT_DECISIVE)]
 
     @property
     def smoke(self) -> bool:
         return self.profile == SMOKE
 
-    @property
-    def max_n(self) -> int:
-        return max((int(m.group(1)) for ln in self.verdict_lines for m in INTERVAL.finditer(ln)), default=0)
+    def max_n(self, pattern: str = "") -> int:
+        return max((int(m.group(1)) for ln in self.verdict_lines(pattern) for m in INTERVAL.finditer(ln)), default=0)
 
-    @property
-    def state(self) -> str:
+    def state(self, pattern: str = "") -> str:
         """'decisive', 'smoke' (only smoke-scale), 'no verdict' (no decisive line at its n), or 'error'."""
         if self.error:
             return "error"
         if self.smoke:
             return SMOKE
-        return "decisive" if self.decisive else "no verdict"
+        return "decisive" if self.decisive(pattern) else "no verdict"
 
     @property
     def dirty(self) -> bool:

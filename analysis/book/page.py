@@ -8,8 +8,9 @@ entry per unsettled question (why, the run that would settle it, its estimate), 
 that bear on no question. A question's section and its not-settled entry depend only on the sweeps
 that bear on it (and its cached estimate), so a new sweep changes only its questions' parts.
 
-Status rules: a question is **settled** when a bearing sweep at a non-smoke profile has a decisive
-verdict line (:mod:`analysis.book.evidence`); otherwise it is not settled, because no sweep bears on
+Status rules, on the findings lines about the question (those matching its ``findings`` pattern): a
+question is **settled** when a bearing sweep at a non-smoke profile has a decisive verdict line
+among them (:mod:`analysis.book.evidence`); otherwise it is not settled, because no sweep bears on
 it, or only smoke-scale sweeps do, or no verdict line at its n is decisive. Bearing sweeps
 **disagree** when, at non-smoke scale, one has a decisive verdict line and another none (the book
 does not compare the directions of different sweeps' findings: their metrics differ).
@@ -32,19 +33,21 @@ def _bearing(qid: str, evidence: list[Evidence]) -> list[Evidence]:
     return [e for e in evidence if any(q.get("id") == qid for q in e.questions)]
 
 
-def status(qid: str, evidence: list[Evidence]) -> tuple[bool, str]:
-    """(settled, the reason in words) of question ``qid`` (module docstring)."""
-    bearing = _bearing(qid, evidence)
+def status(q: dict, evidence: list[Evidence]) -> tuple[bool, str]:
+    """(settled, the reason in words) of question ``q`` (``{"id", "text", "findings"}``; module docstring)."""
+    pat = q.get("findings") or ""
+    bearing = _bearing(q["id"], evidence)
     if not bearing:
         return False, "no sweep bears on it"
     full = [e for e in bearing if not e.smoke and not e.error]
     if not full:
         return False, "only smoke-scale evidence" if any(e.smoke for e in bearing) else "its sweeps' reports failed"
-    decided = [e for e in full if e.decisive]
+    decided = [e for e in full if e.decisive(pat)]
     if decided:
         return True, "settled by " + ", ".join(f"{e.name} ({e.profile})" for e in decided)
-    n = max(e.max_n for e in full)
-    return False, (f"no decisive verdict at n = {n}" if n else "no verdict line (no paired interval) in its findings")
+    n = max(e.max_n(pat) for e in full)
+    return False, (f"no decisive verdict at n = {n}" if n else
+                   "no verdict line (no paired interval) on it in its sweeps' findings")
 
 
 def _scale_line(e: Evidence) -> str:
@@ -65,18 +68,23 @@ def _rel(path: Path, book_dir: Path) -> str:
     return Path(os.path.relpath(path, book_dir)).as_posix()
 
 
-def sweep_block(e: Evidence, book_dir: Path) -> list[str]:
+def sweep_block(e: Evidence, book_dir: Path, pattern: str = "") -> list[str]:
     words = {"decisive": "a decisive verdict", "smoke": "smoke-scale only", "no verdict": "no decisive verdict",
              "error": "report failed"}
-    out = [f"### Sweep `{e.name}` ({e.family}): {words[e.state]}", "",
+    out = [f"### Sweep `{e.name}` ({e.family}): {words[e.state(pattern)]}", "",
            f"- **scale**: {_scale_line(e)}", f"- **when, code**: {_when_line(e)}",
            f"- **report**: [{_rel(e.folder / '_report' / 'report.md', book_dir)}]"
            f"({_rel(e.folder / '_report' / 'report.md', book_dir)})"]
     if e.error:
         return out + [f"- **error**: {e.error}", ""]
-    quoted = e.verdict_lines or e.findings
-    label = "verdict lines (interval, n)" if e.verdict_lines else "findings (no paired interval among them)"
-    out.append(f"- **{label}**:")
+    verdicts, lines = e.verdict_lines(pattern), e.on(pattern)
+    quoted = verdicts or lines
+    label = "verdict lines (interval, n)" if verdicts else "findings (no paired interval among them)"
+    if not quoted:
+        out += [f"- **findings**: none of its {len(e.findings)} findings lines is about this question "
+                f"(pattern `{pattern}`)", ""]
+        return out + ([f"![{e.name}: {e.figure.stem}]({_rel(e.figure, book_dir)})", ""] if e.figure else [])
+    out.append(f"- **{label}**" + (f" (lines matching `{pattern}`)" if pattern else "") + ":")
     out += [f"  - {ln.strip()}" for ln in quoted[:MAX_QUOTED]]
     if len(quoted) > MAX_QUOTED:
         out.append(f"  - … {len(quoted) - MAX_QUOTED} more in the report")
@@ -87,17 +95,18 @@ def sweep_block(e: Evidence, book_dir: Path) -> list[str]:
 
 
 def question_section(q: dict, evidence: list[Evidence], book_dir: Path) -> list[str]:
-    settled, why = status(q["id"], evidence)
+    settled, why = status(q, evidence)
+    pat = q.get("findings") or ""
     out = [f"## {q['id']}", "", f"**Question.** {q['text']}", "",
            f"**Status: {'settled' if settled else 'not settled'}** — {why}.", ""]
     bearing = _bearing(q["id"], evidence)
     full = [e for e in bearing if not e.smoke and not e.error]
-    if len({bool(e.decisive) for e in full}) > 1:
-        yes = ", ".join(e.name for e in full if e.decisive)
-        no = ", ".join(e.name for e in full if not e.decisive)
+    if len({bool(e.decisive(pat)) for e in full}) > 1:
+        yes = ", ".join(e.name for e in full if e.decisive(pat))
+        no = ", ".join(e.name for e in full if not e.decisive(pat))
         out += [f"**Sweeps disagree**: {yes} reach a decisive verdict, {no} do not.", ""]
     for e in bearing:
-        out += sweep_block(e, book_dir)
+        out += sweep_block(e, book_dir, pat)
     return out
 
 
@@ -120,14 +129,14 @@ def markdown(root: Path, questions: list[dict], evidence: list[Evidence], propos
            "time and code version they rest on; then the questions not settled, with the run that would "
            "settle each and its estimated cost. Rules: `analysis/book/page.py`.", "", "## Index", ""]
     for q in questions:
-        settled, why = status(q["id"], evidence)
+        settled, why = status(q, evidence)
         out.append(f"- [{q['id']}](#{q['id']}): {'settled' if settled else 'not settled'} ({why})")
     out.append("")
     for q in questions:
         out += question_section(q, evidence, book_dir)
     out += ["## Not settled", ""]
     for q in questions:
-        settled, why = status(q["id"], evidence)
+        settled, why = status(q, evidence)
         if not settled:
             out += not_settled_entry(q, why, proposals.get(q["id"], []), estimates)
     loose = [e for e in evidence if not e.questions]
