@@ -208,6 +208,11 @@ class ParquetCallback(tune.Callback):
         self._ended(trial, *self.ends.ended(trial))
 
     def on_trial_error(self, iteration, trials, trial, **info):
+        if INTERRUPT.is_set():
+            # Ctrl-C in a terminal signals the whole process group: a worker's trial then dies of the
+            # same interrupt (KeyboardInterrupt, a killed actor); --resume reruns it either way
+            self._ended(trial, "INTERRUPTED", INTERRUPT_REASON[0])
+            return
         self._ended(trial, "ERROR", _error_line(trial))
 
     def interrupt_unfinished(self, reason: str) -> int:

@@ -99,6 +99,25 @@ def test_without_an_interrupt_a_finished_trial_is_terminated_and_nothing_else_is
     assert [r["status"] for r in latest_status(tmp_path).values()] == ["TERMINATED"]
 
 
+def test_a_trial_that_dies_of_the_interrupt_is_interrupted_not_failed(tmp_path):
+    """Ctrl-C reaches the workers too (the terminal signals the process group): a trial that errors
+    once the interrupt is set is INTERRUPTED; before it, an error is an ERROR."""
+    cb, writer = make_callback(tmp_path)
+    a, b = fake_trials()
+    for t in (a, b):
+        cb.on_trial_start(0, [], t)
+        report(cb, t, 0)
+    cb.on_trial_error(1, [], a)
+    interrupt("stopped by SIGINT")
+    cb.on_trial_error(1, [], b)
+    writer.close()
+    st = latest_status(tmp_path)
+    assert (st[cb._trial(a)[1][0][0]]["status"], st[cb._trial(a)[1][0][0]]["error"]) == \
+        ("ERROR", "failed (no error message recorded)")
+    assert (st[cb._trial(b)[1][0][0]]["status"], st[cb._trial(b)[1][0][0]]["error"]) == \
+        ("INTERRUPTED", "stopped by SIGINT")
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_the_first_signal_stops_gracefully_and_the_second_raises(sig):
     from launch.runner import _catch_sigint, _restore_sigint

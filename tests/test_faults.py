@@ -290,17 +290,17 @@ def assert_every_started_trial_has_a_status(folder: Path, reason: str) -> pd.Dat
     INTERRUPTED with ``reason`` and its row count; at least one is INTERRUPTED."""
     df = rows(folder)
     st = statuses(folder)
-    assert st.trial_key.is_unique
+    assert st.trial_key.is_unique, st.to_string()
     st = st.set_index("trial_key")
     assert set(df.trial_key) <= set(st.index), set(df.trial_key) - set(st.index)
-    assert set(st.status) <= {"TERMINATED", "INTERRUPTED"}, st.status.value_counts()
+    assert set(st.status) <= {"TERMINATED", "INTERRUPTED"}, st.to_string()
     per_trial = df.groupby("trial_key").step.apply(sorted)
     for key, row in st.iterrows():
         if row.status == "TERMINATED":
             assert per_trial[key] == list(range(STEPS + 1)), key
         else:
             assert row.error == reason and row["rows"] == len(per_trial.get(key, [])), (key, row.to_dict())
-    assert (st.status == "INTERRUPTED").sum() >= 1
+    assert (st.status == "INTERRUPTED").sum() >= 1, st.to_string()
     return st
 
 
