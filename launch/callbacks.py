@@ -15,7 +15,7 @@ from ray import tune
 from lowbit_core.config import flatten
 from lowbit_core.families import Family
 from lowbit_core.results import FINISHED, STOPPED_EARLY, ResultsWriteError, ResultsWriter
-from lowbit_core.sweep import EPOCH, EPOCH_KEYS, resolve_points
+from lowbit_core.sweep import EPOCH, resolve_points
 from lowbit_core.sweep import resolve_trial as resolve
 
 
@@ -99,7 +99,7 @@ class TrialEnds:
 
     def __init__(self, family: Family, stopper: NonFiniteStopper | None = None, scheduler: str | None = None):
         self.family, self.stopper, self.scheduler = family, stopper, scheduler
-        self.epoch_key = EPOCH_KEYS.get(family.name)
+        self.epoch_key = family.epoch_key
 
     def planned_epochs(self, trial) -> int | None:
         if self.scheduler is None or self.epoch_key is None:

@@ -65,7 +65,7 @@ def join_error(address: str, exc: BaseException, core_log: str) -> ConfigError:
     return ConfigError(f"could not join the Ray cluster at {address}: {type(exc).__name__}: {exc}")
 
 
-def start_ray(address: str | None):
+def start_ray(address: str | None, runtime_env: dict | None = None):
     """Join ``address`` or start a private Ray on this machine (no dashboard, no Ray Client server).
 
     A cluster started with ``ray start --head`` uses token authentication (Ray 2.60's default): the
@@ -78,6 +78,8 @@ def start_ray(address: str | None):
     if ray.is_initialized():
         return None
     common = dict(log_to_driver=False, logging_level=logging.ERROR, configure_logging=True)
+    if runtime_env:  # the sweep's plug-in modules reach every worker, on any node (no shared disk needed)
+        common["runtime_env"] = runtime_env
     if address:
         check_reachable(address)
         with _stderr_captured() as core_log:

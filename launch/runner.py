@@ -16,9 +16,8 @@ from launch.plan_record import matching_plan, new_record, record_run
 from launch.trackers import check_reachable, prepare_environment
 from lowbit_core.config import ConfigError, flatten
 from lowbit_core.results import (
-    DONE_STATUSES, rows_per_trial,
-    STOPPED_EARLY, ResultsWriteError, ResultsWriter, data_parts, existing_steps, finished_trials, latest_status,
-    quarantine_damaged, remove_stale_temp_files, results_schema, writable_problem,
+    DONE_STATUSES, STOPPED_EARLY, ResultsWriteError, ResultsWriter, data_parts, existing_steps, finished_trials,
+    latest_status, quarantine_damaged, remove_stale_temp_files, results_schema, rows_per_trial, writable_problem,
 )
 from lowbit_core.sweep import ASHA, EPOCH, LogUniform, Plan, Study, Uniform, resolve_trial
 
@@ -280,13 +279,14 @@ def _check_retries(sweep, retries: int | None) -> int:
     return retries
 
 
-def _start_cluster(sweep, address: str | None) -> tuple[dict, int]:
-    """Start or join Ray (SIGTERM then interrupts like Ctrl-C); returns (the per-trial resource
-    request, how many trials fit at once by CPU). ConfigError when one trial needs more CPUs than the
-    cluster has. The GPU share is requested only where the cluster has GPUs."""
+def _start_cluster(sweep, address: str | None, runtime_env: dict | None = None) -> tuple[dict, int]:
+    """Start or join Ray (SIGTERM then interrupts like Ctrl-C) with ``runtime_env`` (the plug-in
+    modules shipped to the workers, :func:`lowbit_core.plugins.runtime_env`); returns (the per-trial
+    resource request, how many trials fit at once by CPU). ConfigError when one trial needs more CPUs
+    than the cluster has. The GPU share is requested only where the cluster has GPUs."""
     from launch.cluster import cluster_resources, interrupt_on_sigterm, start_ray
 
-    start_ray(address)
+    start_ray(address, runtime_env)
     interrupt_on_sigterm()
     res = cluster_resources()
     if sweep.resources.cpu > res.get("CPU", 0):
@@ -387,10 +387,11 @@ def _trainable(plan: Plan, run: _Run, resume: bool, request: dict):
     directory (relative data paths are the driver's; Tune runs each trial in its own folder)."""
     from ray import tune
 
-    from lowbit_core.trainables import TRAINABLES
+    from lowbit_core.trainables import trainable_for
 
     resume_from = earlier_checkpoints(run.folder, run.done, steps=run.writer.seen) if resume else {}
-    trainable = tune.with_parameters(TRAINABLES[plan.family.name], resume=resume_from, cwd=os.getcwd())
+    trainable = tune.with_parameters(trainable_for(plan.sweep.family), resume=resume_from, cwd=os.getcwd(),
+                                     plugins=tuple(s.module for s in plan.plugins), fingerprint=plan.fingerprint)
     return tune.with_resources(trainable, request)
 
 
@@ -583,7 +584,9 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
     check_hyperband_concurrency(plan, max_concurrent, f"--max-concurrent {max_concurrent}")
     prepare_environment(list(trackers))
     check_reachable(list(trackers))
-    request, concurrency = _start_cluster(plan.sweep, address)
+    from lowbit_core.plugins import runtime_env
+
+    request, concurrency = _start_cluster(plan.sweep, address, runtime_env(list(plan.plugins)))
     folder.mkdir(parents=True, exist_ok=True)
     slots = min(max_concurrent or concurrency, concurrency)
     if plan.is_optuna and not max_concurrent:  # the Optuna search runs at most `concurrency` trials at once

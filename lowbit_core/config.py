@@ -4,7 +4,10 @@ Every family's configuration is a tree of frozen dataclasses with defaults. Swee
 differs, as dotted keys (``"multi.lr"``). This module turns dicts and ``key=value`` strings into such
 trees and back into flat dicts (``flatten``), and raises :class:`ConfigError` -- one line that names
 the key and what is valid -- for unknown keys, wrong types and values outside a field's
-``Literal[...]`` choices. Range checks live in each dataclass's ``__post_init__``.
+``Literal[...]`` choices. A field open to plug-ins is ``Annotated[str, OneOf(registry)]``
+(:class:`lowbit_core.registry.OneOf`): its choices are the registry's names when the config is
+built, so an estimator or model a user registered is as valid as a built-in. Range checks live in
+each dataclass's ``__post_init__``.
 """
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ import functools
 import json
 import math
 import typing
-from typing import Any, Literal, get_args, get_origin
+from typing import Annotated, Any, Literal, get_args, get_origin
 
 
 class ConfigError(ValueError):
@@ -22,7 +25,7 @@ class ConfigError(ValueError):
 
 @functools.cache
 def _hints(cls: type) -> dict[str, Any]:
-    return typing.get_type_hints(cls)
+    return typing.get_type_hints(cls, include_extras=True)
 
 
 @functools.cache
@@ -45,8 +48,17 @@ def dotted_keys(cls: type, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+def _one_of(tp: Any):
+    """The :class:`~lowbit_core.registry.OneOf` of an ``Annotated[str, OneOf(...)]`` type, else None."""
+    if get_origin(tp) is Annotated:
+        return next((m for m in tp.__metadata__ if hasattr(m, "choices")), None)
+    return None
+
+
 def _type_name(tp: Any) -> str:
     """'an int', 'a float', 'a tuple of ints', 'one of ...' -- for error messages."""
+    if _one_of(tp) is not None:
+        return "one of " + ", ".join(repr(a) for a in _one_of(tp).choices())
     if get_origin(tp) is Literal:
         return "one of " + ", ".join(repr(a) for a in get_args(tp))
     if get_origin(tp) is tuple:
@@ -57,6 +69,13 @@ def _type_name(tp: Any) -> str:
 def check_value(key: str, tp: Any, value: Any) -> Any:
     """Return ``value`` converted to ``tp`` (int -> float, list -> tuple) or raise ConfigError."""
     origin = get_origin(tp)
+    if origin is Annotated:
+        one_of = _one_of(tp)
+        if one_of is not None:
+            if not isinstance(value, str) or value not in one_of.choices():
+                raise ConfigError(f"{key}={value!r} is not valid; valid: {', '.join(map(repr, one_of.choices()))}")
+            return value
+        return check_value(key, get_args(tp)[0], value)
     if origin is Literal:
         choices = get_args(tp)
         if value not in choices:
@@ -91,7 +110,7 @@ def check_value(key: str, tp: Any, value: Any) -> Any:
 def parse_text(key: str, tp: Any, text: str) -> Any:
     """Parse a command-line ``value`` for a field of type ``tp`` (JSON for numbers/bools/tuples)."""
     origin = get_origin(tp)
-    if tp is str or (origin is Literal and all(isinstance(a, str) for a in get_args(tp))):
+    if tp is str or _one_of(tp) is not None or (origin is Literal and all(isinstance(a, str) for a in get_args(tp))):
         return check_value(key, tp, text)
     if tp is bool:
         low = text.lower()

@@ -79,6 +79,8 @@ def _arrow_type(tp: Any) -> pa.DataType:
         return pa.int64()
     if tp is float:
         return pa.float64()
+    if typing.get_origin(tp) is typing.Annotated:
+        return _arrow_type(typing.get_args(tp)[0])
     if tp is str or typing.get_origin(tp) in (Literal, tuple):
         return pa.string()  # tuples are stored as JSON text so they can be grouped on
     raise TypeError(f"no Parquet type for config type {tp}")

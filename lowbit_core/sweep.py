@@ -33,7 +33,8 @@ from typing import Any, Literal, Mapping
 from lowbit_core.config import (
     ConfigError, check_value, flatten, parse_text, resolve_key, to_dict, with_overrides,
 )
-from lowbit_core.families import Family, get_family
+from lowbit_core import plugins
+from lowbit_core.families import Family, family_names, get_family
 from lowbit_core.questions import describe as describe_questions, resolve as resolve_questions
 
 
@@ -108,11 +109,6 @@ class Optuna:
         if self.num_samples < 1:
             raise ConfigError(f"Optuna.num_samples must be >= 1, got {self.num_samples}")
 
-
-EPOCH_KEYS: dict[str, str] = {"train": "train.epochs", "sr": "train.epochs"}
-"""Families that report once per epoch (an ``epoch`` metric, one report each), with the config key of
-a trial's planned epochs: only these take a scheduler, whose time is the epoch. (A family's fact kept
-here until :class:`lowbit_core.families.Family` carries it.)"""
 
 EPOCH = "epoch"
 """The reported metric a scheduler counts time in (Ray's ``time_attr``)."""
@@ -210,7 +206,10 @@ class Sweep:
     foldable, e.g. ``multi.noise``); each grid point still gets its own key and Parquet rows."""
     scheduler: ASHA | HyperBand | None = None
     """Early stopping on the sweep's metric and mode (:class:`ASHA`, :class:`HyperBand`), for families
-    that report once per epoch (:data:`EPOCH_KEYS`); None runs every trial to its end."""
+    that report once per epoch (``Family.epoch_key``); None runs every trial to its end."""
+    plugins: tuple[str, ...] = ()
+    """Import names of plug-in modules (estimators, models, families) the sweep uses besides those
+    its file imports from its own folder, which :func:`load_sweep` adds (:mod:`lowbit_core.plugins`)."""
     questions: tuple = ()
     """The meeting record's questions the sweep bears on (:mod:`lowbit_core.questions`): ids, or
     ``Question(id, text)`` objects of a plug-in sweep's own; the plan records them for the book."""
@@ -277,6 +276,13 @@ class Plan:
     """The sweep's scheduler after the profile, with ``max_epochs`` resolved (never 0)."""
     source_sha256: str = ""
     """sha256 of the sweep file's bytes ("" when the plan was not made from a file)."""
+    plugins: tuple[plugins.Source, ...] = ()
+    """The plug-in modules the sweep uses (:mod:`lowbit_core.plugins`): recorded in the plan, shipped
+    to the workers, and covered by the trial keys."""
+
+    @property
+    def fingerprint(self) -> str:
+        return plugins.fingerprint(list(self.plugins))
 
     @property
     def is_optuna(self) -> bool:
@@ -288,8 +294,10 @@ class Plan:
 
 
 def config_key(cfg: Any) -> str:
-    """Stable 12-hex-digit key of a typed config (same config, same key, on any machine)."""
-    text = json.dumps(to_dict(cfg), sort_keys=True)
+    """Stable 12-hex-digit key of a typed config (same config, same key, on any machine). With
+    plug-ins active (:func:`lowbit_core.plugins.active`) their fingerprint is part of it, so a trial
+    run with an edited plug-in is another trial."""
+    text = json.dumps(to_dict(cfg), sort_keys=True) + (f"|plugins:{plugins.active()}" if plugins.active() else "")
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
@@ -379,6 +387,16 @@ def _check_sweep(sweep: Sweep, family: Family) -> None:
             raise ConfigError(f"profile {name!r}: search must be 'grid', Optuna(...) or None, got {p.search!r}")
 
 
+def _check_selection(s: Sweep, family: Family) -> None:
+    """ConfigError when a scheduler or a search would read a metric computed on test data: early
+    stopping and model selection see validation data only (``Family.selection_metrics``)."""
+    reader = "scheduler" if s.scheduler is not None else "Optuna search" if isinstance(s.search, Optuna) else None
+    if reader and s.metric not in family.selectable:
+        valid = [m for m in family.selectable if family.metrics[m] in ("float", "int")]
+        raise ConfigError(f"the {reader} would select on {s.metric!r}, a test-set metric of family {family.name}; "
+                          f"use a validation metric: {', '.join(valid)}")
+
+
 def _resolved_scheduler(s: Sweep, family: Family, points: Mapping[str, Any],
                         dists: Mapping[str, Distribution]) -> Scheduler | None:
     """The sweep's scheduler with ``max_epochs`` resolved from the trials' planned epochs, checked:
@@ -388,10 +406,11 @@ def _resolved_scheduler(s: Sweep, family: Family, points: Mapping[str, Any],
     if sched is None:
         return None
     name = type(sched).__name__
-    if family.name not in EPOCH_KEYS:
+    if family.epoch_key is None:
+        per_epoch = [n for n in family_names() if get_family(n).epoch_key]
         raise ConfigError(f"scheduler {name} needs a family that reports once per epoch "
-                          f"({', '.join(sorted(EPOCH_KEYS))}); family {family.name} does not")
-    key = EPOCH_KEYS[family.name]
+                          f"({', '.join(per_epoch)}); family {family.name} does not")
+    key = family.epoch_key
     if key in dists:
         raise ConfigError(f"scheduler {name} needs {key} fixed per trial; it is searched ({type(dists[key]).__name__})")
     planned = sorted({int(flatten(cfg)[key]) for cfg in points.values()})
@@ -468,9 +487,12 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
     An override of a key that is also a grid axis pins that axis to the one value. ``source_sha256``:
     the sweep file's hash (:func:`sweep_file_sha256`), recorded in the plan.
     """
+    srcs = plugins.sources(sweep.plugins)
+    plugins.set_active(plugins.fingerprint(srcs))
     family = get_family(sweep.family)
     _check_sweep(sweep, family)
     s = _apply_profile(sweep, profile)
+    _check_selection(s, family)
     overrides = dict(overrides or {})
     seeds = _check_seeds(seeds if seeds is not None else s.seeds)
     base_cfg = with_overrides(family.config_cls(), {**s.base, **overrides})
@@ -478,7 +500,7 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
     space = {k: (overrides[k],) if k in overrides else axes[k] if k in axes else dists[k] for k in s.space}
     points = _grid_points(family, base_cfg, {**axes, "seed": seeds})
     common = dict(space=space, overrides=overrides, scheduler=_resolved_scheduler(s, family, points, dists),
-                  source_sha256=source_sha256)
+                  source_sha256=source_sha256, plugins=tuple(srcs))
     if not isinstance(s.search, Optuna):
         return Plan(s, profile, family, seeds, trials=_fold(family, tuple(s.fold), points), **common)
     pinned = tuple(k for k, a in s.space.items() if k in overrides and isinstance(a, (LogUniform, Uniform, IntUniform)))
@@ -528,6 +550,7 @@ def describe_plan(p: Plan) -> dict[str, Any]:
         "overrides": {k: _column_value(v) for k, v in p.overrides.items()},
         "search": _describe_spec(s.search), "scheduler": _describe_spec(p.scheduler),
         "sweep_sha256": p.source_sha256 or None,
+        **({"plugins": [src.record() for src in p.plugins]} if p.plugins else {}),
         "questions": describe_questions(resolve_questions(s.questions)),
     }
 
@@ -609,18 +632,47 @@ def sweep_file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def load_sweep(path: str | Path) -> Sweep:
-    """Import a sweep file and return its one :class:`Sweep`; errors are one-line ConfigErrors."""
+def shipped_sweeps() -> dict[str, Path]:
+    """The sweeps shipped with the package, by name (``lowbit-sweep vste_window`` runs one)."""
+    from lowbit_core.shipped import sweeps_dir
+
+    folder = sweeps_dir()
+    return {q.stem: q for q in sorted(folder.glob("*.py")) if not q.name.startswith("_")} if folder else {}
+
+
+def find_sweep_file(path: str | Path) -> Path:
+    """``path`` as a file, or the shipped sweep of that name (``vste_window``); ConfigError listing
+    the shipped sweeps otherwise."""
     p = Path(path)
-    if not p.is_file():
-        near = sorted(str(q) for q in Path("sweeps").glob("*.py") if q.name != "__init__.py") if Path("sweeps").is_dir() else []
-        hint = f"; available: {', '.join(near)}" if near else ""
-        raise ConfigError(f"sweep file {str(path)!r} not found{hint}")
+    if p.is_file():
+        return p
+    shipped = shipped_sweeps()
+    if p.suffix == "" and str(path) in shipped:
+        return shipped[str(path)]
+    hint = f"; shipped sweeps (run by name): {', '.join(shipped)}" if shipped else ""
+    raise ConfigError(f"sweep file {str(path)!r} not found{hint}")
+
+
+def load_sweep(path: str | Path) -> Sweep:
+    """Import a sweep file and return its one :class:`Sweep`; errors are one-line ConfigErrors.
+
+    The sweep file's folder is put first on ``sys.path``, so the file imports modules next to it; the
+    modules it imported from that folder become the sweep's plug-ins (``Sweep.plugins``, after those
+    of installed packages' ``lowbit_sweeps.plugins`` entry points and before those it names itself).
+    A plug-in must live in such a module, not in the sweep file: workers import modules, never the
+    sweep file, so registering an estimator, model or family in the sweep file itself is an error.
+    """
+    p = find_sweep_file(path)
     if p.suffix != ".py":
         raise ConfigError(f"sweep file {str(path)!r} is not a Python module (.py)")
+    installed = plugins.entry_point_modules()
+    folder = str(p.resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
     name = f"_lowbit_sweep_{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, p)
     module = importlib.util.module_from_spec(spec)
+    before = set(sys.modules)
     sys.modules[name] = module  # dataclasses in the file resolve their module through sys.modules
     try:
         spec.loader.exec_module(module)
@@ -628,11 +680,23 @@ def load_sweep(path: str | Path) -> Sweep:
         raise ConfigError(f"importing {path} failed: {type(exc).__name__}: {exc}") from None
     finally:
         sys.modules.pop(name, None)
+    from lowbit_core.registry import registered_by
+
+    inline = registered_by(name)
+    if inline:
+        raise ConfigError(f"{path} registers {', '.join(inline)} itself; move it into a module next to the sweep "
+                          "file and import that module (workers import modules, never the sweep file)")
     sweeps = [v for v in vars(module).values() if isinstance(v, Sweep)]
     if len(sweeps) != 1:
         what = "no Sweep object" if not sweeps else f"{len(sweeps)} Sweep objects"
         raise ConfigError(f"{path} defines {what}; a sweep file must define exactly one lowbit_core.sweep.Sweep")
     sweep = sweeps[0]
+    if not isinstance(sweep.plugins, (tuple, list)) or not all(isinstance(m, str) for m in sweep.plugins):
+        raise ConfigError(f"sweep plugins must be a tuple of module names, got {sweep.plugins!r}")
+    local = plugins.loaded_from(Path(folder), before)
+    for m in sweep.plugins:
+        plugins.import_plugin(m, f"named in {p.name}'s plugins")
+    sweep = replace(sweep, plugins=tuple(dict.fromkeys([*installed, *local, *sweep.plugins])))
     if not sweep.doc and module.__doc__:
         sweep = replace(sweep, doc=module.__doc__.strip())
     return sweep

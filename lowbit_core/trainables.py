@@ -75,13 +75,13 @@ def _fault_injector(key: str, config: dict):
     return None
 
 
-def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | None = None,
+def run_trial(family_ref: str, config: dict, resume: dict[str, list[str]] | None = None,
               cwd: str | None = None) -> None:
     """Run one trial. ``resume``: trial key -> checkpoint folders an earlier (killed) run of the sweep
     left, best first (the driver's ``--resume`` finds them; see :func:`start_state`). ``cwd``: the
     driver's working directory, against which relative data paths are resolved (:func:`absolute_paths`;
     the trial key is computed from the paths as written)."""
-    family = get_family(family_name)
+    family = get_family(family_ref)
     points = resolve_points(family, config)  # [(config, key)]: one, or a folded trial's points
     cfg, key = points[0]
     cfg = absolute_paths(family, cfg, cwd)
@@ -106,7 +106,7 @@ def run_trial(family_name: str, config: dict, resume: dict[str, list[str]] | Non
 
         family.run_batch([absolute_paths(family, c, cwd) for c, _ in points], report_point, pick_device())
         return
-    start = start_state(key, (resume or {}).get(key, ()))
+    start = start_state(key, (resume or {}).get(key, ())) if family.checkpoints else None
     family.run(cfg, report, pick_device(), **({"start_state": start} if start is not None else {}))
 
 
@@ -150,28 +150,20 @@ def start_state(key: str, earlier: list[str] | tuple = ()) -> dict | None:
     return state
 
 
-def probe_trainable(config: dict, resume: dict | None = None, cwd: str | None = None) -> None:
-    """Ray Tune function trainable of the ``probe`` family."""
-    run_trial("probe", config, resume, cwd)
+def trainable_for(family_ref: str):
+    """The Ray Tune function trainable of a family (derived from its declaration; none is written by
+    hand): ``trainable(config, resume=None, cwd=None, plugins=(), fingerprint="")``, named
+    ``<family>_trainable`` so Ray's trial names show the family. ``family_ref``: the sweep's ``family``
+    as written (a registered name or an import path). ``plugins``/``fingerprint``: the plug-in modules
+    the driver used and their fingerprint; the worker imports the same modules from what Ray shipped
+    (:func:`lowbit_core.plugins.activate`) before it resolves the trial's config."""
+    def trainable(config: dict, resume: dict | None = None, cwd: str | None = None, plugins: tuple = (),
+                  fingerprint: str = "") -> None:
+        from lowbit_core import plugins as plugin_modules
 
+        plugin_modules.activate(tuple(plugins), fingerprint)
+        run_trial(family_ref, config, resume, cwd)
 
-def train_trainable(config: dict, resume: dict | None = None, cwd: str | None = None) -> None:
-    """Ray Tune function trainable of the ``train`` family (checkpoints every epoch, resumes from them;
-    ``resume``: earlier runs' checkpoint folders per trial key, passed with ``tune.with_parameters``)."""
-    run_trial("train", config, resume, cwd)
-
-
-def sr_trainable(config: dict, resume: dict | None = None, cwd: str | None = None) -> None:
-    """Ray Tune function trainable of the ``sr`` family (checkpoints every epoch and resumes from them,
-    as ``train`` does)."""
-    run_trial("sr", config, resume, cwd)
-
-
-def gradstats_trainable(config: dict, resume: dict | None = None, cwd: str | None = None) -> None:
-    """Ray Tune function trainable of the ``gradstats`` family (gradient statistics of ResNet estimators,
-    optionally after a finetune; no checkpoints: a retried trial starts over)."""
-    run_trial("gradstats", config, resume, cwd)
-
-
-TRAINABLES = {"probe": probe_trainable, "train": train_trainable, "sr": sr_trainable,
-              "gradstats": gradstats_trainable}
+    label = family_ref.rsplit(":", 1)[-1].lower() if ":" in family_ref else family_ref
+    trainable.__name__ = trainable.__qualname__ = f"{''.join(c if c.isalnum() else '_' for c in label)}_trainable"
+    return trainable

@@ -341,7 +341,7 @@ def test_resolve_key_no_suggestion_when_nothing_close():
 
 def test_resolve_key_returns_type():
     assert resolve_key(ProbeConfig, "multi.steps") is int
-    assert resolve_key(ProbeConfig, "estimator.name") == Literal[estimator_registry.NAMES]
+    assert resolve_key(ProbeConfig, "estimator.name") == estimator_registry.EstimatorName
 
 
 # ---------------------------------------------------------------- probe config classes directly

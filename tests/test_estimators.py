@@ -71,18 +71,19 @@ def test_the_registry_is_the_one_source_of_estimator_facts():
     from lowbit_core.quant.estimators import DEFAULT_PARAMS
     from lowbit_core.train.config import QuantConfig
 
-    hints = typing.get_type_hints(EstimatorConfig)
-    assert typing.get_args(hints["name"]) == reg.NAMES
-    assert typing.get_args(typing.get_type_hints(QuantConfig)["weight_estimator"]) == reg.NAMES
+    hints = typing.get_type_hints(EstimatorConfig, include_extras=True)
+    assert hints["name"] == reg.EstimatorName
+    assert typing.get_type_hints(QuantConfig, include_extras=True)["weight_estimator"] == reg.EstimatorName
+    assert typing.get_args(reg.EstimatorName)[1].choices() == reg.NAMES
     probe_fields = {f.name: f.default for f in dataclasses.fields(EstimatorConfig)}
     for name, entry in reg.REGISTRY.items():
         assert ESTIMATORS[name] is entry.grad and DEFAULT_PARAMS[name] == entry.default
         if entry.param:
             assert probe_fields[entry.param] == entry.default
-            assert EstimatorConfig(name=name).param() == entry.default
+            assert EstimatorConfig(name=name).param_value() == entry.default
             assert reg.label(name, 0.25) == f"{name} {entry.symbol}=0.25" and reg.label(name, 0) == reg.label(name)
         else:
-            assert EstimatorConfig(name=name).param() is None and reg.label(name, 0.25) == name
+            assert EstimatorConfig(name=name).param_value() is None and reg.label(name, 0.25) == name
     assert reg.label(None) == reg.label(float("nan")) == "identity"
     with pytest.raises(KeyError, match="valid: identity, value_clip"):
         reg.get("nope")

@@ -15,7 +15,7 @@ PARAM_NAMES = estimator_registry.PARAM_NAMES
 
 def param_name(name) -> str | None:
     """The config name of estimator ``name``'s parameter ('clip', 'window'), None where it has none."""
-    entry = estimator_registry.REGISTRY.get(str(name))
+    entry = estimator_registry.REGISTRY.get(str(name), None)
     return entry.param if entry else None
 
 

@@ -79,7 +79,7 @@ def _cell(row: pd.Series, col: str, default=None):
 
 def width_of(name, param) -> float:
     """The estimator's parameter where it has one (0 or null: the default), NaN otherwise."""
-    entry = estimator_registry.REGISTRY.get(str(name))
+    entry = estimator_registry.REGISTRY.get(str(name), None)
     if entry is None or entry.param is None:
         return math.nan
     return float(param) if param not in (None, 0, 0.0) and not pd.isna(param) else float(entry.default)

@@ -49,7 +49,7 @@ class StatsConfig:
     batches: int = 16
     reference_batches: int = 64
     batch_size: int = 128
-    surrogate: Literal[estimator_registry.NAMES] = "approx_sign"
+    surrogate: estimator_registry.EstimatorName = "approx_sign"
     surrogate_param: float = 0.0
 
     def __post_init__(self):

@@ -50,6 +50,11 @@ class ModelConfig:
             raise ConfigError("model.pretrain_steps >= 0, model.pretrain_lr > 0, model.pretrain_batch >= 1 are required")
 
 
+OWN_FIELDS = ("clip", "window")
+"""Estimator parameters with a field of their own in :class:`EstimatorConfig` (the built-ins'); any
+other estimator's parameter is ``estimator.param``."""
+
+
 @dataclass(frozen=True)
 class EstimatorConfig:
     """Backward estimator of sign(w) (ignored by the FP model, whose gradient is exact).
@@ -59,18 +64,27 @@ class EstimatorConfig:
     (the registry's ``param`` names), defaulting to the registry's defaults.
     """
 
-    name: Literal[estimator_registry.NAMES] = "identity"
+    name: estimator_registry.EstimatorName = "identity"
     clip: float = estimator_registry.get("value_clip").default
     window: float = estimator_registry.get("window").default
+    param: float = 0.0
+    """The parameter of a plug-in estimator (one registered with
+    :func:`~lowbit_core.quant.estimator_registry.register_estimator`, whose parameter has no field of
+    its own here); 0 takes the estimator's default."""
 
-    def param(self):
+    def param_value(self):
         """The chosen estimator's parameter value (None when it takes none)."""
         entry = estimator_registry.get(self.name)
-        return getattr(self, entry.param) if entry.param else None
+        if entry.param is None:
+            return None
+        if entry.param in OWN_FIELDS:
+            return getattr(self, entry.param)
+        return self.param or entry.default
 
     def __post_init__(self):
-        if self.clip <= 0 or self.window <= 0:
-            raise ConfigError(f"estimator.clip and estimator.window must be > 0, got {self.clip}, {self.window}")
+        if self.clip <= 0 or self.window <= 0 or self.param < 0:
+            raise ConfigError(f"estimator.clip and estimator.window must be > 0 and estimator.param >= 0, got "
+                              f"{self.clip}, {self.window}, {self.param}")
 
 
 @dataclass(frozen=True)

@@ -67,7 +67,7 @@ def scan_grid(cfg: ProbeConfig):
 
 def setup(cfg: ProbeConfig, device: torch.device) -> Setup:
     data = probe_data(cfg)
-    model = pretrained_mlp(cfg, data, device, cfg.estimator.name, cfg.estimator.param())
+    model = pretrained_mlp(cfg, data, device, cfg.estimator.name, cfg.estimator.param_value())
     (x, y), (xh, yh) = data.fixed_batches(cfg.data.batch_size, torch.Generator().manual_seed(2_000 + cfg.seed))
     x, y, xh, yh = x.to(device), y.to(device), xh.to(device), yh.to(device)
 

@@ -1,7 +1,7 @@
 """The one registry of backward estimators for ``sign``: name, gradient, parameter, default, label, paper.
 
 Every other place derives from :data:`REGISTRY`: the config choices of probes and training
-(``Literal[NAMES]``), the defaults, which estimators take a parameter, and the labels of the
+(:data:`EstimatorName`, checked against the registry when a config is built), the defaults, which estimators take a parameter, and the labels of the
 reports. Importing this module does not import torch (the gradients use tensor methods only), so
 ``analysis/`` can label estimators without it.
 
@@ -37,7 +37,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
+
+from lowbit_core.registry import OneOf, Registry
 
 
 def identity_grad(g, w, param=None):
@@ -192,7 +194,9 @@ class Estimator:
         return self.grad(x.new_ones(()).expand_as(x), x, self.absolute(param)) != 0
 
 
-REGISTRY: dict[str, Estimator] = {e.name: e for e in (
+REGISTRY: Registry[Estimator] = Registry("estimator")
+"""Every estimator, built-in and plug-in, by name (:func:`register_estimator` adds one)."""
+for _e in (
     Estimator("identity", identity_grad, "nSTE", "Bengio et al. 2013, arXiv:1308.3432"),
     Estimator("value_clip", value_clip_grad, "vSTE (value clip)", "meeting record 2021-06-16",
               param="clip", default=0.5, symbol="c", param_axis="gradient"),
@@ -200,23 +204,60 @@ REGISTRY: dict[str, Estimator] = {e.name: e for e in (
               param="window", default=1.0, symbol="t", param_axis="input"),
     Estimator("approx_sign", approx_sign_grad, "ApproxSign", "Liu et al. 2018, ECCV (Bi-Real Net)"),
     Estimator("ede", ede_grad, "EDE", "Qin et al. 2020, CVPR (IR-Net)", schedule=ede_schedule),
-)}
+):
+    REGISTRY.add(_e.name, _e, __name__)
 
-NAMES: tuple[str, ...] = tuple(REGISTRY)
+BUILTIN: tuple[str, ...] = REGISTRY.names()
+"""The library's own estimators (the probe config has a named field for each of their parameters)."""
 REFERENCE = "identity"
 """The estimator others are compared with (nSTE), and the one a row without an estimator column used."""
-WITH_PARAM: tuple[str, ...] = tuple(n for n, e in REGISTRY.items() if e.param is not None)
-PARAM_NAMES: tuple[str, ...] = tuple(dict.fromkeys(e.param for e in REGISTRY.values() if e.param))
-WITH_RELATIVE: tuple[str, ...] = tuple(n for n, e in REGISTRY.items() if e.param_axis is not None)
-"""The estimators whose parameter may be relative to the layer's scale."""
+
+EstimatorName = Annotated[str, OneOf(REGISTRY)]
+"""Config type of an estimator choice: any registered name, checked when the config is built."""
+
+
+def register_estimator(name: str, *, label: str, paper: str, param: str | None = None, default: float | None = None,
+                       symbol: str = "", schedule: Callable[[float, float], Any] | None = None,
+                       param_axis: ParamAxis | None = None):
+    """Decorator registering ``grad(g, w, param) -> dL/dw`` as estimator ``name`` (probes, training,
+    gradient statistics and SR all look estimators up here). ``param``/``default``/``symbol``: its
+    one sweepable parameter (set with ``estimator.param`` in probes, ``quant.weight_param`` /
+    ``act_param`` in training; 0 takes ``default``); ``param_axis``: ``input`` or ``gradient`` when
+    the parameter may be relative to a layer's scale. Example (a tanh-derivative STE)::
+
+        @register_estimator("tanh_ste", label="tanh STE", paper="...", param="slope", default=3.0, symbol="a")
+        def tanh_ste(g, w, param=3.0):
+            return g * param * (1 - (param * w).tanh() ** 2)
+    """
+    def deco(grad):
+        REGISTRY.add(name, Estimator(name, grad, label, paper, param, default, symbol, schedule, param_axis),
+                     getattr(grad, "__module__", ""))
+        return grad
+    return deco
+
+
+def _live(name: str):
+    """Tuples derived from the registry as it is now (plug-ins included): ``NAMES``, ``WITH_PARAM``,
+    ``PARAM_NAMES``, ``WITH_RELATIVE`` (module attributes computed on access, PEP 562)."""
+    entries = list(REGISTRY.values())
+    if name == "NAMES":
+        return tuple(e.name for e in entries)
+    if name == "WITH_PARAM":
+        return tuple(e.name for e in entries if e.param is not None)
+    if name == "PARAM_NAMES":
+        return tuple(dict.fromkeys(e.param for e in entries if e.param))
+    if name == "WITH_RELATIVE":
+        return tuple(e.name for e in entries if e.param_axis is not None)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __getattr__(name: str):
+    return _live(name)
 
 
 def get(name: str) -> Estimator:
     """The registry entry ``name``; an unknown name raises ``KeyError`` listing the valid ones."""
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown estimator {name!r}; valid: {', '.join(NAMES)}") from None
+    return REGISTRY.get(name)
 
 
 def label(name, value=None, unit=None) -> str:
@@ -224,10 +265,10 @@ def label(name, value=None, unit=None) -> str:
     ``identity``; a missing unit ``abs``)."""
     if name is None or (isinstance(name, float) and math.isnan(name)):
         name = REFERENCE
-    entry = REGISTRY.get(str(name))
+    entry = REGISTRY.get(str(name), None)
     return entry.describe(value, unit) if entry else str(name)
 
 
 __all__ = ["Estimator", "REGISTRY", "NAMES", "REFERENCE", "WITH_PARAM", "PARAM_NAMES", "get", "label", "ede_schedule", "ede_tk",
            "UNITS", "ABSOLUTE", "Relative", "relative", "resolve", "std_of", "mean_abs_of", "WITH_RELATIVE",
-           "T_MIN", "T_MAX", "identity_grad", "value_clip_grad", "window_grad", "approx_sign_grad", "ede_grad"]
+           "T_MIN", "T_MAX", "register_estimator", "EstimatorName", "BUILTIN", "identity_grad", "value_clip_grad", "window_grad", "approx_sign_grad", "ede_grad"]

@@ -14,6 +14,7 @@ gradient (a value clip) from the upstream gradient ``g`` of that layer, in the b
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Callable
 
 import torch
@@ -44,8 +45,25 @@ def ede_surrogate(x: torch.Tensor, t: float, k: float) -> torch.Tensor:
     return k * torch.tanh(t * x)
 
 
-ESTIMATORS: dict[str, Callable[..., torch.Tensor]] = {name: e.grad for name, e in REGISTRY.items()}
-DEFAULT_PARAMS: dict[str, object] = {name: e.default for name, e in REGISTRY.items()}
+class _RegistryView(Mapping):
+    """A read-only view of one field of every registered estimator, plug-ins included (never a copy
+    kept in step by hand)."""
+
+    def __init__(self, field: str):
+        self._field = field
+
+    def __getitem__(self, name: str):
+        return getattr(REGISTRY[name], self._field)
+
+    def __iter__(self):
+        return iter(REGISTRY)
+
+    def __len__(self) -> int:
+        return len(REGISTRY)
+
+
+ESTIMATORS: Mapping[str, Callable[..., torch.Tensor]] = _RegistryView("grad")
+DEFAULT_PARAMS: Mapping[str, object] = _RegistryView("default")
 
 
 def get_estimator(name: str) -> Callable[..., torch.Tensor]:

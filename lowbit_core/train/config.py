@@ -37,7 +37,7 @@ from typing import Literal
 from lowbit_core.config import ConfigError
 from lowbit_core.quant import estimator_registry
 
-Estimator = Literal[estimator_registry.NAMES]
+Estimator = estimator_registry.EstimatorName
 Unit = Literal[tuple(estimator_registry.UNITS)]
 
 

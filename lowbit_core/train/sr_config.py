@@ -33,7 +33,7 @@ from lowbit_core.data.sr_metrics import SSIM_WINDOW
 from lowbit_core.models.edsr import PARTS, SCALES
 from lowbit_core.quant import estimator_registry
 
-Estimator = Literal[estimator_registry.NAMES]
+Estimator = estimator_registry.EstimatorName
 TEST_SETS = ("Set5", "Set14", "B100", "Urban100", "Manga109", "custom", "generated")
 """Test-set names: benchmark folders under ``data.test_root``, ``custom`` (``data.custom_test``), and
 ``generated`` (images made from fixed seeds). Each gets its metric columns (``psnr_y.Set5``, ...)."""
