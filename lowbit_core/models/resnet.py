@@ -35,9 +35,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from lowbit_core.models.registry import get_model
 from lowbit_core.quant.layers import QuantConv2d, QuantSpec, as_spec
 
-ARCHS = ("resnet20", "resnet18")
 BLOCKS = ("basic", "bireal")
 NONLINS = ("auto", "relu", "hardtanh")
 
@@ -140,16 +140,11 @@ def resnet18(num_classes: int = 10, spec: QuantSpec | dict | None = None, width:
                        nonlin)
 
 
-DEFAULT_WIDTH = {"resnet20": 16, "resnet18": 64}
-
-
 def build_resnet(arch: str, num_classes: int, spec: QuantSpec | dict | None = None, width: int = 0,
-                 block: str = "basic", nonlin: str = "auto") -> CifarResNet:
-    """``arch`` in :data:`ARCHS`; ``width=0`` takes the architecture's standard width."""
-    if arch not in ARCHS:
-        raise KeyError(f"unknown arch {arch!r}; valid: {', '.join(ARCHS)}")
-    fn = resnet20 if arch == "resnet20" else resnet18
-    return fn(num_classes, spec, width or DEFAULT_WIDTH[arch], block, nonlin)
+                 block: str = "basic", nonlin: str = "auto") -> nn.Module:
+    """The registered model ``arch`` (:mod:`lowbit_core.models.registry`: the ResNets and any
+    plug-in); ``width=0`` takes the model's standard width. KeyError listing the valid names."""
+    return get_model(arch).build(num_classes, spec, width, block, nonlin)
 
 
 def inner_convs(model: nn.Module) -> Iterator[QuantConv2d]:
@@ -176,5 +171,5 @@ def count_params(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-__all__ = ["ARCHS", "BLOCKS", "NONLINS", "BasicBlock", "CifarResNet", "resnet20", "resnet18",
+__all__ = ["BLOCKS", "NONLINS", "BasicBlock", "CifarResNet", "resnet20", "resnet18",
            "build_resnet", "inner_convs", "load_fp_weights", "count_params"]

@@ -34,6 +34,7 @@ import os
 from dataclasses import dataclass, field
 from typing import Literal
 
+from lowbit_core.models.registry import ModelName
 from lowbit_core.config import ConfigError
 from lowbit_core.quant import estimator_registry
 
@@ -85,7 +86,7 @@ class TrainModelConfig:
     be the same (:func:`lowbit_core.train.checkpoint.load_model_weights`), checked before Ray starts
     (:func:`preflight`: the state's ``arch`` record and its tensor names and shapes)."""
 
-    arch: Literal["resnet20", "resnet18"] = "resnet20"
+    arch: ModelName = "resnet20"
     width: int = 0
     kind: Literal["fp", "binary", "kbit"] = "binary"
     block: Literal["basic", "bireal"] = "basic"

@@ -61,7 +61,8 @@ from lowbit_core.data.augment import augment, batches
 from lowbit_core.data.cifar import normalize
 from lowbit_core.data.mixup import mixup, mixup_loss
 from lowbit_core.device import pick_device
-from lowbit_core.models.resnet import DEFAULT_WIDTH, CifarResNet, build_resnet, load_fp_weights, resolve_nonlin
+from lowbit_core.models.registry import get_model
+from lowbit_core.models.resnet import CifarResNet, build_resnet, load_fp_weights, resolve_nonlin
 from lowbit_core.quant.dsq import DSQQuantizer, dsq_alpha_schedule
 from lowbit_core.quant.estimator_registry import get as get_estimator_entry
 from lowbit_core.quant.estimator_registry import relative
@@ -143,7 +144,7 @@ def architecture(cfg: TrainConfig, n_classes: int | None) -> dict:
     """What a model state of this trial fits: arch, width, block and nonlinearity as built (``auto``
     and width 0 resolved) and the number of classes (``None``: not known yet)."""
     m = cfg.model
-    return {"arch": m.arch, "width": m.width or DEFAULT_WIDTH[m.arch], "block": m.block,
+    return {"arch": m.arch, "width": m.width or get_model(m.arch).default_width, "block": m.block,
             "nonlin": resolve_nonlin(m.nonlin, quant_spec(cfg, m.kind)), "n_classes": n_classes}
 
 

@@ -21,6 +21,6 @@ def sr_family() -> Family:
         return metric.split(".")[0] in SET_METRICS or metric.startswith(("n_images.", "crop_"))
 
     return Family("sr", SRConfig, train_sr, SR_METRICS, canonicalize, preflight,
-                  path_keys=("data.root", "data.test_root", "data.custom_test"), epoch_key="train.epochs",
+                  path_keys=("data.root", "data.test_root", "data.custom_test", "data.val_root"), epoch_key="train.epochs",
                   selection_metrics=frozenset(m for m in SR_METRICS if not is_test(m)), checkpoints=True,
                   cost=sr_cost)
