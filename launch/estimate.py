@@ -40,8 +40,10 @@ MARGIN = 0.30
 WORK_WORDS = ("model", "batch", "method", "epochs", "steps", "generations", "iterations", "population",
               "n_train", "n_test", "data.name", "lr_step", "lr_min", "lr_max", "max_coords", "n_features", "scale",
               "patch", "blocks", "channels", "state.kind", "stats.", "select", "prefix_points", "cdg_", "fp_moves",
-              "bits", "parts", "fwd_equiv", "evals")
-"""A config key (dotted) belongs to a trial's kind when it contains one of these words."""
+              "fwd_equiv", "evals")
+"""A config key (dotted) belongs to a trial's kind when it contains one of these words. Bit-widths and
+quantized parts are not among them: quantization is simulated in floating point, at about the cost
+of the FP model (a sweep over them would otherwise time each setting for 2 epochs)."""
 PER_EPOCH = {"train": "train.epochs", "sr": "train.epochs", "gradstats": "train.epochs"}
 """Families that report once per epoch, with the key of the planned epochs."""
 EXTRA_REPORTS = {"gradstats": 1}

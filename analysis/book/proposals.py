@@ -116,6 +116,7 @@ class EstimateCache:
     def get(self, p: Proposal) -> dict | None:
         if p.cache_key not in self.data and self.enabled:
             self.data[p.cache_key] = self.estimator(p)
+            self.save()  # an interrupted build keeps what it timed
         return self.data.get(p.cache_key)
 
     def save(self) -> None:
