@@ -23,17 +23,34 @@ if __package__ in (None, ""):
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
     sys.path.insert(0, str(_here.parent))
 
-from analysis import gradstats, probe, sr, train  # noqa: E402
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
+
+import analysis  # noqa: E402
 from analysis.common.load import ResultsError, load_results, load_trial_status  # noqa: E402
 from lowbit_core.results import damaged_line  # noqa: E402
 from analysis.common.plan import SweepPlan  # noqa: E402
 from analysis.common.writing import REPORT_NAME, FamilyReport  # noqa: E402
+from analysis import generic  # noqa: E402
 
 USAGE_EXIT = 2
 REPORT_DIR = "_report"
 PROG = "python analysis/report.py" if __package__ in (None, "") else "lowbit-report"
 # One report per family, in the order tried on folders without a plan (probe claims the rest).
-REPORTS: tuple[FamilyReport, ...] = (train.REPORT, sr.REPORT, gradstats.REPORT, probe.REPORT)
+def _family_reports() -> tuple[FamilyReport, ...]:
+    """Every family's own report: each package ``analysis/<family>/`` that exports ``REPORT`` (adding
+    one touches no shared file). Ordered for folders without a plan, where the first report that
+    claims the rows is used: the probe report, the first family's, claims the rest, so it comes last."""
+    found = []
+    for info in pkgutil.iter_modules(analysis.__path__):
+        if info.ispkg:
+            report = getattr(importlib.import_module(f"analysis.{info.name}"), "REPORT", None)
+            if isinstance(report, FamilyReport) and report.name != generic.NAME:
+                found.append(report)
+    return tuple(sorted(found, key=lambda r: (r.name == "probe", r.name)))
+
+
+REPORTS: tuple[FamilyReport, ...] = _family_reports()
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -53,14 +70,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def family_report(df, plan: SweepPlan) -> FamilyReport:
-    """The report of the plan's family; without a plan, the first report that claims the rows."""
+    """The report of the plan's family: its own (``analysis/<family>/``, or the import path the
+    family declares), else the generic one; without a plan, the first report that claims the rows."""
     if plan.family is None:
         return next(r for r in REPORTS if r.detects(df))
     for r in REPORTS:
         if r.name == plan.family:
             return r
-    raise ResultsError(f"no report for family {plan.family!r} (from _sweep.json); "
-                       f"valid: {', '.join(r.name for r in REPORTS)}")
+    if plan.report:  # a plug-in family's own report, by import path
+        module, _, attr = plan.report.partition(":")
+        try:
+            report = getattr(importlib.import_module(module), attr or "REPORT")
+        except Exception as exc:  # noqa: BLE001 -- a user's report module failing is one line
+            raise ResultsError(f"the report {plan.report!r} of family {plan.family!r} could not be imported: "
+                               f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(report, FamilyReport):
+            raise ResultsError(f"{plan.report!r} is a {type(report).__name__}, not an analysis FamilyReport")
+        return report
+    return generic.REPORT
 
 
 def note_damaged(report_md: Path, damaged: list[str]) -> None:

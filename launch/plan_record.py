@@ -27,7 +27,7 @@ RUN_KEYS = ("runs", "command", "created", "git_sha", "questions")
 """Keys that describe runs, not the plan, or annotate it (the questions the sweep bears on, for the
 book): a resume may differ in them."""
 
-LATER_KEYS = ("base", "overrides", "search", "scheduler", "sweep_sha256", "questions")
+LATER_KEYS = ("base", "overrides", "search", "scheduler", "sweep_sha256", "questions", "baseline", "report")
 """Plan keys recorded since plans gained them: a folder whose plan lacks one is not compared on it
 (the resuming run fills it in)."""
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import os
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -85,19 +86,25 @@ def _distribution(module_name: str) -> str | None:
     return None
 
 
-def source(module: ModuleType) -> Source:
-    """The :class:`Source` of an imported module."""
-    ship, files = _files(module)
+def source_hash(files: list[Path], root: Path | None) -> str:
+    """sha256 over the files' paths relative to ``root`` and their bytes (the identity of a plug-in's
+    code: the same files with the same content, wherever the folder lies)."""
     digest = hashlib.sha256()
-    root = ship.parent if ship is not None else None
     for f in files:
         digest.update(str(f.relative_to(root)).encode() if root else f.name.encode())
         digest.update(b"\0")
         digest.update(f.read_bytes())
+    return digest.hexdigest()
+
+
+def source(module: ModuleType) -> Source:
+    """The :class:`Source` of an imported module."""
+    ship, files = _files(module)
+    digest = source_hash(files, ship.parent if ship is not None else None)
     dist = _distribution(module.__name__)
     installed = dist is not None and ship is not None and "site-packages" in ship.parts
     origin = dist if installed else (str(ship) if ship else "built-in")
-    return Source(module.__name__, origin, digest.hexdigest(), None if installed else (str(ship) if ship else None))
+    return Source(module.__name__, origin, digest, None if installed else (str(ship) if ship else None))
 
 
 def import_plugin(name: str, why: str) -> ModuleType:
@@ -119,14 +126,16 @@ def entry_point_modules() -> list[str]:
     return names
 
 
-def loaded_from(folder: Path, before: set[str]) -> list[str]:
-    """Modules imported since ``before`` (a snapshot of ``sys.modules``) whose file lies in ``folder``
-    or below: the sweep file's own helper modules."""
+def loaded_from(folder: Path, skip: str = "") -> list[str]:
+    """Imported modules (except ``skip``) whose file lies in ``folder`` or below: the sweep file's own
+    helper modules. Every such module counts, also one imported before the sweep file (by an earlier
+    sweep of the same folder in this process): a module is imported once per process."""
     folder = folder.resolve()
     out = []
-    for name in sorted(set(sys.modules) - before):
-        file = getattr(sys.modules[name], "__file__", None)
-        if not file or name.split(".")[0] in LIBRARY:
+    for name in sorted(set(sys.modules) - {skip}):
+        file = getattr(sys.modules.get(name), "__file__", None)
+        # some extension modules carry a bare file name (torch.ops): never a file of this folder
+        if not file or not os.path.isabs(file) or name.split(".")[0] in LIBRARY:
             continue
         path = Path(file).resolve()
         # a virtual environment inside the folder holds installed packages, not the user's modules

@@ -207,6 +207,9 @@ class Sweep:
     scheduler: ASHA | HyperBand | None = None
     """Early stopping on the sweep's metric and mode (:class:`ASHA`, :class:`HyperBand`), for families
     that report once per epoch (``Family.epoch_key``); None runs every trial to its end."""
+    baseline: Mapping[str, Any] = field(default_factory=dict)
+    """Config values the other settings are compared with in the generic report (``{"estimator.name":
+    "identity"}``); added to (and overriding) the family's ``baseline``."""
     plugins: tuple[str, ...] = ()
     """Import names of plug-in modules (estimators, models, families) the sweep uses besides those
     its file imports from its own folder, which :func:`load_sweep` adds (:mod:`lowbit_core.plugins`)."""
@@ -375,6 +378,8 @@ def _check_sweep(sweep: Sweep, family: Family) -> None:
         raise ConfigError(f"sweep metric {sweep.metric!r} is not a metric of family {family.name}; valid: "
                           f"{', '.join(family.metrics)}")
     resolve_questions(sweep.questions)
+    for key, value in dict(sweep.baseline).items():
+        check_value(f"baseline[{key!r}]", resolve_key(family.config_cls, key), value)
     if sweep.scheduler is not None and not isinstance(sweep.scheduler, (ASHA, HyperBand)):
         raise ConfigError(f"sweep scheduler must be ASHA(...), HyperBand(...) or None, got {sweep.scheduler!r}")
     for name, p in sweep.profiles.items():
@@ -550,7 +555,10 @@ def describe_plan(p: Plan) -> dict[str, Any]:
         "overrides": {k: _column_value(v) for k, v in p.overrides.items()},
         "search": _describe_spec(s.search), "scheduler": _describe_spec(p.scheduler),
         "sweep_sha256": p.source_sha256 or None,
-        **({"plugins": [src.record() for src in p.plugins]} if p.plugins else {}),
+        **({"plugins": {src.module: {"origin": src.origin, "sha256": src.sha256} for src in p.plugins}}
+           if p.plugins else {}),
+        "baseline": {k: _column_value(v) for k, v in {**p.family.baseline, **dict(s.baseline)}.items()},
+        "report": p.family.report,
         "questions": describe_questions(resolve_questions(s.questions)),
     }
 
@@ -672,7 +680,6 @@ def load_sweep(path: str | Path) -> Sweep:
     name = f"_lowbit_sweep_{hashlib.sha1(str(p.resolve()).encode()).hexdigest()[:8]}"
     spec = importlib.util.spec_from_file_location(name, p)
     module = importlib.util.module_from_spec(spec)
-    before = set(sys.modules)
     sys.modules[name] = module  # dataclasses in the file resolve their module through sys.modules
     try:
         spec.loader.exec_module(module)
@@ -693,7 +700,7 @@ def load_sweep(path: str | Path) -> Sweep:
     sweep = sweeps[0]
     if not isinstance(sweep.plugins, (tuple, list)) or not all(isinstance(m, str) for m in sweep.plugins):
         raise ConfigError(f"sweep plugins must be a tuple of module names, got {sweep.plugins!r}")
-    local = plugins.loaded_from(Path(folder), before)
+    local = [m for m in plugins.loaded_from(Path(folder), name) if not sys.modules[m].__file__.endswith(p.name)]
     for m in sweep.plugins:
         plugins.import_plugin(m, f"named in {p.name}'s plugins")
     sweep = replace(sweep, plugins=tuple(dict.fromkeys([*installed, *local, *sweep.plugins])))

@@ -33,6 +33,10 @@ class SweepPlan:
     git_sha: str | None = None
     command: tuple = ()
     canonical_defaults: dict | None = None
+    baseline: dict = field(default_factory=dict)
+    """Config values (dotted key -> value) the generic report compares the other settings with."""
+    report: str | None = None
+    """Import path of the family's own report (a plug-in family's), or None."""
 
     @classmethod
     def from_dict(cls, plan: dict | None, where: str = PLAN_FILE) -> SweepPlan:
@@ -51,7 +55,8 @@ class SweepPlan:
                    metric=plan.get("metric"), mode=mode, axes=dict(axes), fold=tuple(plan.get("fold") or ()),
                    seeds=tuple(plan.get("seeds") or ()), git_sha=plan.get("git_sha"),
                    command=tuple(plan.get("command") or ()),
-                   canonical_defaults=dict(defaults) if isinstance(defaults, dict) else None)
+                   canonical_defaults=dict(defaults) if isinstance(defaults, dict) else None,
+                   baseline=dict(plan.get("baseline") or {}), report=plan.get("report"))
 
     @classmethod
     def read(cls, folder: str | Path) -> SweepPlan:
