@@ -1,0 +1,107 @@
+"""One contract, every registered family: the built-ins and a plug-in family (the README's
+``noisy_quadratic``, loaded from a folder outside the checkout).
+
+For each: the sweep plans (every trial key is the key of its canonical config), the dry run exits 0,
+a tiny in-process run reports only declared metrics with a step (and an epoch where the family
+declares ``epoch_key``), its rows written through the results writer come back with the schema
+declared before the run, and the report (the family's own, or the generic one) is written from them.
+Resume of each family through Ray is tested in tests/test_faults.py, test_train_resume.py and
+test_optuna_resume.py (slow); here the contract's resume part is that re-adding a written
+(trial, step) row is refused by the writer.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from lowbit_core.config import flatten, with_overrides
+from lowbit_core.families import family_names, get_family
+from lowbit_core.results import ResultsWriter, results_schema, write_plan
+from lowbit_core.sweep import config_key, describe_plan, load_sweep, plan
+from test_extending import readme_files
+
+REPO = Path(__file__).resolve().parents[1]
+SMALL = {
+    "probe": ("vste_window", {}),
+    "train": ("cifar_sanity", {"train.epochs": 2, "data.n_train": 128, "data.n_test": 64, "train.steps_per_epoch": 2}),
+    "sr": ("sr_lowbit", {"train.epochs": 2}),
+    "gradstats": ("resnet_vste_window", {}),
+}
+"""Built-in family -> (a shipped sweep of it, overrides that make its smoke trial tiny)."""
+
+
+@pytest.fixture(scope="module")
+def plugin_folder(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("contract_plugin")
+    for name, text in readme_files().items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+def sweep_file(name: str, plugin_folder: Path) -> tuple[Path, str, dict]:
+    if name in SMALL:
+        sweep, overrides = SMALL[name]
+        return REPO / "sweeps" / f"{sweep}.py", "smoke", overrides
+    return plugin_folder / "quadratic_sweep.py", "default", {}
+
+
+def test_every_builtin_family_is_covered():
+    assert set(SMALL) <= set(family_names())
+
+
+@pytest.mark.parametrize("name", [*SMALL, "noisy_quadratic"])
+def test_family_contract(name, plugin_folder, tmp_path, monkeypatch, capsys):
+    from analysis.report import main as report_main
+    from launch.sweep import main as sweep_main
+
+    path, profile, overrides = sweep_file(name, plugin_folder)
+    monkeypatch.chdir(plugin_folder if name not in SMALL else REPO)
+    s = load_sweep(path)
+    family = get_family(s.family)
+    assert family.name == name
+    p = plan(s, profile)
+    assert p.n_trials >= 1
+    for t in p.trials:
+        assert config_key(family.canonicalize(t.config)) == t.key
+
+    args = [str(path), "--dry-run"] + (["--profile", profile] if profile != "default" else [])
+    assert sweep_main(args) == 0
+    capsys.readouterr()
+
+    trial = p.trials[0]
+    cfg = with_overrides(trial.config, overrides) if overrides else trial.config
+    rows: list[dict] = []
+
+    def report(metrics, state=None, point=None):
+        rows.append(dict(metrics))
+
+    run = family.run_batch if trial.points else family.run
+    if trial.points:
+        run([c for _, c in trial.points][:1], lambda m, point: report(m), torch.device("cpu"))
+    else:
+        run(cfg, report, torch.device("cpu"))
+    assert rows and all("step" in r and set(r) <= set(family.metrics) | {"step"} for r in rows)
+    if family.epoch_key:
+        assert all("epoch" in r for r in rows)
+
+    folder = tmp_path / s.name
+    writer = ResultsWriter(folder, results_schema(family.config_cls, family.metrics), "run0")
+    key = config_key(cfg)
+    cols = {f"cfg.{k}": v for k, v in flatten(cfg).items()}
+    for r in rows:
+        assert writer.add({**{k: v for k, v in r.items() if k in family.metrics}, **cols, "sweep": s.name,
+                           "family": family.name, "run_id": "run0", "trial_id": "t0", "trial_key": key,
+                           "study": "", "step": int(r["step"]), "seed": cols.get("cfg.seed")})
+    assert not writer.add({**cols, "trial_key": key, "step": int(rows[-1]["step"]), "sweep": s.name})
+    writer.close()
+    back = pd.read_parquet(folder)
+    assert len(back) == len(rows) and set(family.metrics) <= set(back.columns)
+    write_plan(folder, describe_plan(p))
+    assert report_main([str(folder)]) == 0
+    assert (folder / "_report" / "report.md").is_file()
+    if name == "noisy_quadratic":
+        assert "generic" in (folder / "_report" / "report.md").read_text()
