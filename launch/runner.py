@@ -50,16 +50,21 @@ class Outcome:
             and not self.incomplete
 
 
-def git_sha() -> str:
-    """The checkout's commit (``-dirty`` with uncommitted changes to tracked files), or "unknown"."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return (sha + ("-dirty" if dirty else "")) if sha else "unknown"
+def git_sha(folder: str | Path | None = None) -> str:
+    """The commit (``-dirty`` with uncommitted changes to tracked files) of the git repository holding
+    ``folder`` (the sweep file's folder: the user's research code), else of the library's checkout,
+    else "unknown" (an installed library outside a repository; rows still carry its version)."""
+    for where in ([Path(folder)] if folder else []) + [PROJECT_ROOT]:
+        try:
+            sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                                 timeout=5).stdout.strip()
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                                   capture_output=True, text=True, timeout=5).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            continue
+        if sha:
+            return sha + ("-dirty" if dirty else "")
+    return "unknown"
 
 
 def new_run_id() -> str:
@@ -576,7 +581,8 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
     retries = _check_retries(plan.sweep, retries)
     flush_every = flush_seconds()
     resume = resume or extend
-    record = new_record(plan, sys.argv if command is None else command, git_sha())
+    record = new_record(plan, sys.argv if command is None else command,
+                        git_sha(Path(plan.source_path).parent if plan.source_path else None))
     folder = prepare_folder(results, plan.sweep.name, resume, record, extend)
     problem = writable_problem(folder)
     if problem:

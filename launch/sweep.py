@@ -34,9 +34,35 @@ class _Parser(argparse.ArgumentParser):
         raise SystemExit(2)
 
 
+def _version() -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version("lowbit-sweeps")
+    except metadata.PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _epilog() -> str:
+    """Plain text under --help: the families and shipped sweeps (read from their registries), and
+    where to read more."""
+    from lowbit_core.families import family_names
+    from lowbit_core.sweep import shipped_sweeps
+
+    shipped = ", ".join(shipped_sweeps()) or "none found"
+    return (f"families: {', '.join(family_names())} (or a plug-in's; see README, 'Extending')\n"
+            f"shipped sweeps (run by name, e.g. {PROG} vste_window): {shipped}\n"
+            f"exit status: 0 all trials finished, 1 some failed or the results could not be written, 2 bad input, "
+            f"130 interrupted\n"
+            f"report: {REPORT} RESULTS_DIR; more: the project's README.md")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description=__doc__.split("\n\n")[0])
-    p.add_argument("sweep_file", help="a sweep module, e.g. sweeps/vste_window.py")
+    p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_epilog(),
+                description="Run a lowbit-sweeps sweep with Ray Tune, on this machine or a Ray cluster, and write "
+                            "long-format Parquet\nresults under --results/<sweep name>/.")
+    p.add_argument("--version", action="version", version=f"lowbit-sweeps {_version()}")
+    p.add_argument("sweep_file", help="a sweep module (sweeps/vste_window.py) or a shipped sweep's name (vste_window)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                    help="Ray cluster to join (host:port); default $RAY_ADDRESS, else start Ray here")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
@@ -106,16 +132,18 @@ def _planned(args):
     """The checked plan of the command line ``args``; ConfigError (one line) for bad input."""
     from launch.trackers import check_trackers
     from lowbit_core.families import get_family
-    from lowbit_core.sweep import load_sweep, parse_set, plan, sweep_file_sha256
+    from lowbit_core.sweep import find_sweep_file, load_sweep, parse_set, plan, sweep_file_sha256
 
     if args.max_concurrent is not None and args.max_concurrent < 1:
         raise ConfigError(f"--max-concurrent must be >= 1, got {args.max_concurrent}")
     if args.retries is not None and args.retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {args.retries}")
     args.trackers = check_trackers(args.trackers)
-    sweep = load_sweep(args.sweep_file)
+    path = find_sweep_file(args.sweep_file)
+    sweep = load_sweep(path)
     overrides, seeds = parse_set(get_family(sweep.family), args.sets)
-    return plan(sweep, _profile(args), overrides, seeds, source_sha256=sweep_file_sha256(args.sweep_file))
+    return plan(sweep, _profile(args), overrides, seeds, source_sha256=sweep_file_sha256(path),
+                source_path=str(path.resolve()))
 
 
 def _summarize(outcome, words: list[str]) -> int:

@@ -279,6 +279,9 @@ class Plan:
     """The sweep's scheduler after the profile, with ``max_epochs`` resolved (never 0)."""
     source_sha256: str = ""
     """sha256 of the sweep file's bytes ("" when the plan was not made from a file)."""
+    source_path: str = ""
+    """The sweep file's absolute path ("" when the plan was not made from a file): the rows' ``git_sha``
+    is the commit of the git repository holding it (the user's research code), where there is one."""
     plugins: tuple[plugins.Source, ...] = ()
     """The plug-in modules the sweep uses (:mod:`lowbit_core.plugins`): recorded in the plan, shipped
     to the workers, and covered by the trial keys."""
@@ -486,7 +489,7 @@ def _studies(points: Mapping[str, Any], dists: Mapping[str, Distribution], num_s
 
 
 def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | None = None,
-         seeds: tuple[int, ...] | None = None, source_sha256: str = "") -> Plan:
+         seeds: tuple[int, ...] | None = None, source_sha256: str = "", source_path: str = "") -> Plan:
     """Check a sweep under a profile and ``--set`` overrides, and expand it into trials or studies.
 
     An override of a key that is also a grid axis pins that axis to the one value. ``source_sha256``:
@@ -505,7 +508,7 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
     space = {k: (overrides[k],) if k in overrides else axes[k] if k in axes else dists[k] for k in s.space}
     points = _grid_points(family, base_cfg, {**axes, "seed": seeds})
     common = dict(space=space, overrides=overrides, scheduler=_resolved_scheduler(s, family, points, dists),
-                  source_sha256=source_sha256, plugins=tuple(srcs))
+                  source_sha256=source_sha256, plugins=tuple(srcs), source_path=source_path)
     if not isinstance(s.search, Optuna):
         return Plan(s, profile, family, seeds, trials=_fold(family, tuple(s.fold), points), **common)
     pinned = tuple(k for k, a in s.space.items() if k in overrides and isinstance(a, (LogUniform, Uniform, IntUniform)))

@@ -17,7 +17,7 @@ from lowbit_core.results import PLAN_FILE, read_plan
 from lowbit_core.sweep import ASHA, Optuna, LogUniform, Sweep, describe_plan, grid, load_sweep, plan, sweep_file_sha256
 
 IDENTITY = ["name", "family", "profile", "metric", "mode", "axes", "fold", "seeds", "canonical_defaults",
-            "base", "overrides", "search", "scheduler", "sweep_sha256", "questions"]
+            "base", "overrides", "search", "scheduler", "sweep_sha256", "baseline", "report", "questions"]
 
 
 def record(p=None, **kw):
