@@ -20,7 +20,7 @@ from lowbit_core.sweep import load_sweep, plan, sweep_file_sha256
 
 PLAN_KEYS = {"name", "family", "profile", "metric", "mode", "axes", "fold", "seeds", "git_sha", "command",
              "created", "canonical_defaults", "runs", "base", "overrides", "search", "scheduler", "sweep_sha256",
-             "questions"}
+             "questions", "baseline", "report"}
 
 SWEEP_TEXT = '''"""Tiny probe sweep for the plan tests: 2 trials of 2 steps."""
 from lowbit_core.sweep import Sweep, grid

@@ -86,7 +86,7 @@ def test_keys_a_plan_recorded_before_they_existed_are_not_compared():
     a = record()
     old = {k: v for k, v in a.items() if k not in LATER_KEYS}
     assert differing_keys(old, {**a, "overrides": {"multi.steps": 7}, "sweep_sha256": "beef"}) == []
-    assert differing_keys(a, old) == ["base", "overrides", "search"]  # (scheduler, sweep_sha256: None in both)
+    assert differing_keys(a, old) == ["base", "baseline", "overrides", "search"]  # (scheduler, sweep_sha256: None in both)
 
 
 def test_a_difference_is_named_with_both_values():
