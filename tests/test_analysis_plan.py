@@ -95,8 +95,26 @@ def test_family_comes_from_the_plan(tmp_path):
     assert "- **plan (_sweep.json)**: profile default; metric test_acc (max); axes train.pretrain_epochs (2)" in md
 
 
+def test_a_family_without_its_own_report_gets_the_generic_one(tmp_path):
+    folder = write_parts(fake_probe_rows(), tmp_path / "mine")
+    write_plan(folder, plan(name=sweep_of(folder), family="nosuch"))
+    proc = run_report(folder)
+    assert proc.returncode == 0, proc.stderr
+    md = (folder / "_report" / "report.md").read_text()
+    assert "- **report**: generic (the family has no report of its own)" in md and "## Final values per setting" in md
+
+
+def test_a_family_report_that_cannot_be_imported_is_one_line(tmp_path):
+    folder = write_parts(fake_probe_rows(), tmp_path / "mine")
+    write_plan(folder, plan(name=sweep_of(folder), family="nosuch", report="no_such_module:REPORT"))
+    proc = run_report(folder)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.strip() == ("error: the report 'no_such_module:REPORT' of family 'nosuch' could not be "
+                                   "imported: ModuleNotFoundError: No module named 'no_such_module'")
+    assert not (folder / "_report").exists()
+
+
 @pytest.mark.parametrize("bad, message", [
-    ({"family": "nosuch"}, "error: no report for family 'nosuch' (from _sweep.json); valid: train, sr, gradstats, probe"),
     ({"mode": "best"}, "mode 'best' is not valid; valid: min, max"),
 ])
 def test_unusable_plan_is_a_one_line_error(tmp_path, bad, message):
