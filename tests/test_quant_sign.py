@@ -84,7 +84,8 @@ def test_ede_param_forms_and_gradcheck_of_surrogate():
 
 
 def test_new_estimators_registered_after_the_original_three():
-    assert list(ESTIMATORS) == ["identity", "value_clip", "window", "approx_sign", "ede"]
+    # the built-ins first, in this order (plug-ins registered by other tests may follow)
+    assert list(ESTIMATORS)[:5] == ["identity", "value_clip", "window", "approx_sign", "ede"]
     assert set(DEFAULT_PARAMS) == set(ESTIMATORS)
 
 
