@@ -272,3 +272,23 @@ def test_a_read_only_results_folder_is_one_line_before_ray(tmp_path, capsys, mon
                            f"be created in {tmp_path / 'res'}): Read-only file system; valid: a writable folder "
                            "(--results DIR)")
     assert list((tmp_path / "res").iterdir()) == []
+
+
+TEST_METRIC_SWEEP = '''"""ASHA reading the test set (refused) and an Optuna search on it (refused)."""
+from lowbit_core.sweep import ASHA, LogUniform, Optuna, Sweep, grid
+
+SWEEP = Sweep(name="peek", family="train", metric="{metric}", mode="max",
+              base={{"model.width": 4, "train.epochs": 4}}, space={space}, seeds=(0,), {select})
+'''
+
+
+@pytest.mark.parametrize("metric, space, select, reader", [
+    ("test_acc", '{"train.lr": grid(1e-3, 2e-3)}', "scheduler=ASHA(grace_period=1)", "scheduler"),
+    ("selected_test_acc", '{"train.lr": LogUniform(1e-4, 1e-2)}', "search=Optuna(num_samples=2)", "Optuna search"),
+])
+def test_selection_on_a_test_metric_is_refused_before_ray(tmp_path, capsys, metric, space, select, reader):
+    f = tmp_path / "peek.py"
+    f.write_text(TEST_METRIC_SWEEP.format(metric=metric, space=space, select=select))
+    code, out, err = cli_in_process([f, "--results", tmp_path / "res"], capsys)
+    assert_refused(code, out, err, f"the {reader} would select on {metric!r}, a test-set metric of family train; "
+                   "use a validation metric: epoch, train_loss, train_acc, val_loss, val_acc", tmp_path / "res")
