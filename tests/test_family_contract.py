@@ -22,7 +22,7 @@ from lowbit_core.config import flatten, with_overrides
 from lowbit_core.families import family_names, get_family
 from lowbit_core.results import ResultsWriter, results_schema, write_plan
 from lowbit_core.sweep import config_key, describe_plan, load_sweep, plan
-from test_extending import readme_files
+from test_extending import user_folder as plugin_folder  # noqa: F401 -- the fixture: the README's files
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -32,14 +32,6 @@ SMALL = {
     "gradstats": ("resnet_vste_window", {}),
 }
 """Built-in family -> (a shipped sweep of it, overrides that make its smoke trial tiny)."""
-
-
-@pytest.fixture(scope="module")
-def plugin_folder(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("contract_plugin")
-    for name, text in readme_files().items():
-        (folder / name).write_text(text, encoding="utf-8")
-    return folder
 
 
 def sweep_file(name: str, plugin_folder: Path) -> tuple[Path, str, dict]:
