@@ -1,33 +1,45 @@
-"""Registry of per-tensor quantizers: a spec (dataclass or dict) -> an ``nn.Module`` ``q(x) -> x_q``.
+"""The one registry of per-tensor quantizers: a name -> a factory ``factory(spec) -> nn.Module``
+whose module maps a tensor to its quantized form, ``q(x) -> x_q``.
 
-:data:`QUANTIZERS` (string keys; unknown names raise an error listing the valid ones):
+Every quantizer, built-in or a researcher's own, enters through :func:`register_quantizer` (as
+estimators enter through :func:`~lowbit_core.quant.estimator_registry.register_estimator`): the
+config fields that name a k-bit quantizer (``quant.kbit`` of the ``train``, ``gradstats`` and ``sr``
+families) are :data:`KBitName`, checked against :data:`QUANTIZERS` as it is when the config is built,
+and :class:`~lowbit_core.quant.layers.QuantSpec` / :func:`make_quantizer` build any registered name.
+An unknown name is an error listing the built-in and the registered ones; a taken name cannot be
+registered again (:class:`lowbit_core.registry.Registry`). A plug-in, in a module next to the sweep
+file (larq takes any callable as a quantizer; this is the same with a name)::
+
+    @register_quantizer("ternary", paper="Li et al. 2016, arXiv:1605.04711 (TWN)")
+    def ternary(spec):                       # spec: a QuantizerSpec (role, bits, ...)
+        return Ternary(delta=0.7)            # any nn.Module q(x) -> x_q, with its own backward
+
+The built-ins:
 
 - ``none``: identity (full precision).
 - ``sign``: :class:`~lowbit_core.quant.sign.SignQuantizer`: ``sign(x - threshold)``, backward via
-  ``estimator`` (:data:`~lowbit_core.quant.estimators.ESTIMATORS`) with ``param``; weights may take
-  ``scale="mean_abs"`` (XNOR-Net).
+  ``estimator`` (:data:`~lowbit_core.quant.estimator_registry.REGISTRY`) with ``param``; weights may
+  take ``scale="mean_abs"`` (XNOR-Net).
 - ``dorefa``: :class:`~lowbit_core.quant.kbit.DoReFaWeight` for ``role="weight"``,
-  :class:`~lowbit_core.quant.kbit.DoReFaAct` for ``role="act"``.
+  :class:`~lowbit_core.quant.kbit.DoReFaAct` for ``role="act"`` (Zhou et al. 2016).
 - ``lsq``: :class:`~lowbit_core.quant.kbit.LSQQuantizer` (signed by default for weights, unsigned
-  for activations; ``signed`` overrides).
+  for activations; ``signed`` overrides; Esser et al., ICLR 2020).
 - ``dsq``: :class:`~lowbit_core.quant.dsq.DSQQuantizer` (``alpha``, ``learn_alpha``, ``lower``,
-  ``upper``, ``learn_bounds``, ``train_forward``).
+  ``upper``, ``learn_bounds``, ``train_forward``; Gong et al., ICCV 2019).
 - ``pams``: :class:`~lowbit_core.quant.pams.PAMSWeight` (max-scaled symmetric k-bit weights) for
   ``role="weight"``, :class:`~lowbit_core.quant.pams.PAMSAct` (learned max scale) for ``role="act"``
   (Li et al., ECCV 2020); ``bits >= 2``.
+
+Importing this module does not import torch (like the estimator registry): a built-in's factory and
+check import its module when they run, so configs and reports can name quantizers without it.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Callable
+from typing import Annotated, Any, Callable
 
-from torch import nn
-
-from lowbit_core.quant.dsq import TRAIN_FORWARDS, DSQQuantizer
-from lowbit_core.quant.estimators import ESTIMATORS
-from lowbit_core.quant.kbit import DoReFaAct, DoReFaWeight, LSQQuantizer, _check_bits, lsq_levels
-from lowbit_core.quant.pams import pams_levels, pams_quantizer
-from lowbit_core.quant.sign import WEIGHT_SCALES, SignQuantizer
+from lowbit_core.quant import estimator_registry
+from lowbit_core.registry import OneOf, Registry
 
 ROLES = ("weight", "act")
 
@@ -38,14 +50,33 @@ def _valid(kind: str, value, valid) -> None:
 
 
 @dataclass(frozen=True)
+class QuantizerEntry:
+    """One quantizer: ``factory(spec) -> nn.Module``; ``check(spec)`` raises on a spec it cannot build
+    (``KeyError`` for an unknown name, ``ValueError`` otherwise; ``None``: every spec is fine);
+    ``kbit``: whether ``quant.kbit`` may name it (``none`` and ``sign`` are chosen by the precision,
+    ``model.kind`` / ``quant.bits``, instead); ``paper``: where it comes from."""
+
+    name: str
+    factory: Callable[["QuantizerSpec"], Any]
+    paper: str = ""
+    check: Callable[["QuantizerSpec"], None] | None = None
+    kbit: bool = True
+
+
+QUANTIZERS: Registry[QuantizerEntry] = Registry("quantizer")
+"""Every quantizer, built-in and plug-in, by name (:func:`register_quantizer` adds one)."""
+
+
+@dataclass(frozen=True)
 class QuantizerSpec:
     """How to quantize one tensor. Fields other than ``name`` and ``role`` apply only to the
-    quantizers named in their comment and are ignored by the others."""
+    quantizers named in their comment (a plug-in reads the ones it needs, usually ``role`` and
+    ``bits``) and are ignored by the others."""
 
     name: str = "none"             # a key of QUANTIZERS
     role: str = "weight"           # weight | act
-    bits: int = 2                  # dorefa, lsq, dsq
-    estimator: str = "identity"    # sign: a key of ESTIMATORS
+    bits: int = 2                  # dorefa, lsq, dsq, pams, plug-ins
+    estimator: str = estimator_registry.REFERENCE  # sign: a key of the estimator registry
     param: Any = None              # sign: the estimator's parameter (None: its default)
     scale: str = "none"            # sign weights: none | mean_abs
     threshold: float = 0.0         # sign: tau in sign(x - tau)
@@ -58,23 +89,10 @@ class QuantizerSpec:
     train_forward: str = "soft"    # dsq: soft | sign_ste
 
     def __post_init__(self):
-        _valid("quantizer", self.name, QUANTIZERS)
+        entry = QUANTIZERS.get(self.name)
         _valid("role", self.role, ROLES)
-        if self.name == "sign":
-            _valid("estimator", self.estimator, ESTIMATORS)
-            _valid("weight scale", self.scale, WEIGHT_SCALES)
-            if self.scale != "none" and self.role != "weight":
-                raise ValueError(f"scale {self.scale!r} applies to weights only; activations take scale='none'")
-        if self.name in ("dorefa", "lsq", "dsq"):
-            _check_bits(self.bits)
-        if self.name == "lsq":
-            lsq_levels(self.bits, self.is_signed)
-        if self.name == "pams":
-            pams_levels(self.bits)
-        if self.name == "dsq":
-            if not 0 < self.alpha < 0.5:
-                raise ValueError(f"dsq alpha must be in (0, 0.5), got {self.alpha}")
-            _valid("dsq train_forward", self.train_forward, TRAIN_FORWARDS)
+        if entry.check is not None:
+            entry.check(self)
 
     @property
     def is_signed(self) -> bool:
@@ -93,33 +111,130 @@ def _check_keys(cls, d: dict) -> dict:
     return dict(d)
 
 
-def _sign(s: QuantizerSpec) -> nn.Module:
+def register_quantizer(name: str, *, paper: str = "", check: Callable[[QuantizerSpec], None] | None = None,
+                       kbit: bool = True):
+    """Decorator registering ``factory(spec: QuantizerSpec) -> nn.Module`` as quantizer ``name``: the
+    module maps a weight (``spec.role == "weight"``) or an input activation (``"act"``) to its
+    quantized value, ``q(x) -> x_q``, and carries its own backward (e.g. an STE). ``check(spec)``:
+    refuse a spec the factory cannot build (called whenever a spec of this name is made, so a bad
+    one fails when the layer's :class:`~lowbit_core.quant.layers.QuantSpec` is built); ``kbit``:
+    whether the families' ``quant.kbit`` may name it (k-bit models then quantize every inner layer's
+    weights, and with ``quant.act="quant"`` its input activations, with it at ``quant.bits``).
+    A name already taken (a built-in's included) is a ``ValueError``."""
+    def deco(factory):
+        QUANTIZERS.add(name, QuantizerEntry(name, factory, paper, check, kbit), getattr(factory, "__module__", ""))
+        return factory
+    return deco
+
+
+def _kbit_names(registry: Registry) -> tuple[str, ...]:
+    return tuple(n for n, e in registry.items() if e.kbit)
+
+
+@dataclass(frozen=True)
+class KBitOf(OneOf):
+    """:class:`~lowbit_core.registry.OneOf` restricted to the entries a k-bit model may name
+    (``kbit=True``: every registered quantizer but ``none`` and ``sign``)."""
+
+    def choices(self) -> tuple[str, ...]:
+        return _kbit_names(self.registry)
+
+    def __hash__(self) -> int:
+        return id(self.registry) + 1
+
+
+QuantizerName = Annotated[str, OneOf(QUANTIZERS)]
+"""Config type of any quantizer choice, checked against the registry when the config is built."""
+KBitName = Annotated[str, KBitOf(QUANTIZERS)]
+"""Config type of ``quant.kbit``: a registered quantizer with ``kbit=True``, checked live."""
+
+
+# --- the built-ins (each imports its module only when used) ---------------------------------------
+
+def _check_sign(s: QuantizerSpec) -> None:
+    from lowbit_core.quant.sign import WEIGHT_SCALES
+
+    estimator_registry.get(s.estimator)
+    _valid("weight scale", s.scale, WEIGHT_SCALES)
+    if s.scale != "none" and s.role != "weight":
+        raise ValueError(f"scale {s.scale!r} applies to weights only; activations take scale='none'")
+
+
+def _check_bits(s: QuantizerSpec) -> None:
+    from lowbit_core.quant.kbit import _check_bits
+
+    _check_bits(s.bits)
+
+
+def _check_lsq(s: QuantizerSpec) -> None:
+    from lowbit_core.quant.kbit import lsq_levels
+
+    lsq_levels(s.bits, s.is_signed)
+
+
+def _check_dsq(s: QuantizerSpec) -> None:
+    from lowbit_core.quant.dsq import TRAIN_FORWARDS
+
+    _check_bits(s)
+    if not 0 < s.alpha < 0.5:
+        raise ValueError(f"dsq alpha must be in (0, 0.5), got {s.alpha}")
+    _valid("dsq train_forward", s.train_forward, TRAIN_FORWARDS)
+
+
+def _check_pams(s: QuantizerSpec) -> None:
+    from lowbit_core.quant.pams import pams_levels
+
+    pams_levels(s.bits)
+
+
+@register_quantizer("none", paper="full precision", kbit=False)
+def identity_quantizer(s: QuantizerSpec):
+    from torch import nn
+
+    return nn.Identity()
+
+
+@register_quantizer("sign", paper="Courbariaux et al. 2016 (BinaryConnect); Rastegari et al. 2016, ECCV (XNOR-Net scale)",
+                    check=_check_sign, kbit=False)
+def sign_quantizer(s: QuantizerSpec):
+    from lowbit_core.quant.sign import SignQuantizer
+
     return SignQuantizer(s.estimator, s.param, s.threshold, s.scale)
 
 
-def _dorefa(s: QuantizerSpec) -> nn.Module:
+@register_quantizer("dorefa", paper="Zhou et al. 2016, arXiv:1606.06160 (DoReFa-Net)", check=_check_bits)
+def dorefa_quantizer(s: QuantizerSpec):
+    from lowbit_core.quant.kbit import DoReFaAct, DoReFaWeight
+
     return DoReFaWeight(s.bits) if s.role == "weight" else DoReFaAct(s.bits)
 
 
-def _lsq(s: QuantizerSpec) -> nn.Module:
+@register_quantizer("lsq", paper="Esser et al. 2020, ICLR (LSQ)", check=_check_lsq)
+def lsq_quantizer(s: QuantizerSpec):
+    from lowbit_core.quant.kbit import LSQQuantizer
+
     return LSQQuantizer(s.bits, signed=s.is_signed, role=s.role)
 
 
-def _dsq(s: QuantizerSpec) -> nn.Module:
+@register_quantizer("dsq", paper="Gong et al. 2019, ICCV (DSQ)", check=_check_dsq)
+def dsq_quantizer(s: QuantizerSpec):
+    from lowbit_core.quant.dsq import DSQQuantizer
+
     return DSQQuantizer(s.bits, s.lower, s.upper, s.alpha, s.learn_alpha, s.learn_bounds, s.train_forward)
 
 
-QUANTIZERS: dict[str, Callable[[QuantizerSpec], nn.Module]] = {
-    "none": lambda s: nn.Identity(),
-    "sign": _sign,
-    "dorefa": _dorefa,
-    "lsq": _lsq,
-    "dsq": _dsq,
-    "pams": pams_quantizer,
-}
+@register_quantizer("pams", paper="Li et al. 2020, ECCV (PAMS)", check=_check_pams)
+def pams_quantizer(s: QuantizerSpec):
+    from lowbit_core.quant.pams import pams_quantizer as build
+
+    return build(s)
 
 
-def make_quantizer(spec: QuantizerSpec | dict | str) -> nn.Module:
+BUILTIN: tuple[str, ...] = QUANTIZERS.names()
+"""The library's own quantizers."""
+
+
+def make_quantizer(spec: QuantizerSpec | dict | str):
     """Build the quantizer module for ``spec`` (a :class:`QuantizerSpec`, a dict of its fields, or
     just a name). Unknown names or keys raise ``KeyError`` listing the valid ones."""
     if isinstance(spec, str):
@@ -128,7 +243,8 @@ def make_quantizer(spec: QuantizerSpec | dict | str) -> nn.Module:
         spec = QuantizerSpec.from_dict(spec)
     elif not isinstance(spec, QuantizerSpec):
         raise TypeError(f"make_quantizer takes a QuantizerSpec, dict or name, got {type(spec).__name__}")
-    return QUANTIZERS[spec.name](spec)
+    return QUANTIZERS.get(spec.name).factory(spec)
 
 
-__all__ = ["QuantizerSpec", "QUANTIZERS", "make_quantizer", "ROLES"]
+__all__ = ["QuantizerSpec", "QuantizerEntry", "QUANTIZERS", "BUILTIN", "make_quantizer", "register_quantizer",
+           "QuantizerName", "KBitName", "KBitOf", "ROLES"]
