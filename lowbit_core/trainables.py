@@ -116,7 +116,7 @@ def report_with_checkpoint(metrics: dict, state: dict, key: str) -> None:
     before returning, so the temporary folder can go)."""
     import tempfile
 
-    from lowbit_core.train.checkpoint import save_state, write_marker
+    from lowbit_core.training.checkpoint import save_state, write_marker
 
     with tempfile.TemporaryDirectory(prefix="lowbit-ckpt-") as tmp:
         save_state(state, tmp)
@@ -130,12 +130,12 @@ def start_state(key: str, earlier: list[str] | tuple = ()) -> dict | None:
     1. its own latest checkpoint in this run (``tune.get_checkpoint()``: Tune retried the trial);
     2. else the first of ``earlier`` (checkpoint folders of the same trial key left by an earlier run
        that was killed, best first) that is complete -- marker, size, sha256, ``torch.load(
-       weights_only=True)`` (:func:`lowbit_core.train.checkpoint.load_first_valid`);
+       weights_only=True)`` (:func:`lowbit_core.training.checkpoint.load_first_valid`);
     3. else None. A corrupt or unreadable checkpoint is skipped with a warning (worker log), never fatal.
     """
     import sys
 
-    from lowbit_core.train.checkpoint import load_first_valid, load_state
+    from lowbit_core.training.checkpoint import load_first_valid, load_state
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:

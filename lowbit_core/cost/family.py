@@ -1,7 +1,7 @@
 """Cost columns for an experiment family: wrap its run function so every reported row carries the cost
 of the trial's model, and describe a trial's cost for ``--dry-run``.
 
-A family supplies ``cost_of(cfg) -> Cost`` (e.g. :func:`lowbit_core.cost.train.train_cost`); the cost
+A family supplies ``cost_of(cfg) -> Cost`` (e.g. :func:`lowbit_core.families.train.cost.train_cost`); the cost
 is computed once per trial, before training, from the model the config builds (the final model of
 the trial: for a pretrain path, the quantized one), so it never depends on the trained weights.
 """

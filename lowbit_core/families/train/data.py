@@ -28,7 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from lowbit_core.data.cifar import load_cifar
-from lowbit_core.train.config import TrainDataConfig
+from lowbit_core.families.train.config import TrainDataConfig
 
 SYNTHETIC_DEFAULT = (2048, 512)
 

@@ -29,8 +29,6 @@ the two paths have equal total epochs.
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -46,13 +44,13 @@ Unit = Literal[tuple(estimator_registry.UNITS)]
 class TrainDataConfig:
     """Images: ``cifar10`` / ``cifar100`` (torchvision's folders under ``root``), ``npz`` (``root`` is an
     ``.npz`` with x_train, y_train, x_test, y_test), or ``synthetic`` (generated CIFAR-shaped uint8
-    images with class-dependent structure; no download; see :mod:`lowbit_core.train.data`).
+    images with class-dependent structure; no download; see :mod:`lowbit_core.families.train.data`).
 
     ``n_train`` / ``n_test``: use a fixed subset of n images (0: all of them; synthetic: 0 means
-    2048 / 512), the same for every trial (:func:`lowbit_core.train.data.fixed_subset`).
+    2048 / 512), the same for every trial (:func:`lowbit_core.families.train.data.fixed_subset`).
     ``n_classes`` applies to ``synthetic`` only. ``augment``: random crop (padding 4) + flip.
     ``val_fraction``: the share of those training images held out as a validation split, on which
-    the best epoch is selected (:mod:`lowbit_core.train.data`); 0 keeps no split, and selection
+    the best epoch is selected (:mod:`lowbit_core.families.train.data`); 0 keeps no split, and selection
     then falls back to the test set (optimistic, and said so in the report).
     """
 
@@ -83,7 +81,7 @@ class TrainModelConfig:
     model weights start the trial instead ('' = none): a training state (``state.pt``, e.g. a train
     trial's final checkpoint) or its checkpoint folder, loaded with ``torch.load(weights_only=True)``
     into the trial's first model; the architecture (arch, width, block, nonlinearity, classes) must
-    be the same (:func:`lowbit_core.train.checkpoint.load_model_weights`), checked before Ray starts
+    be the same (:func:`lowbit_core.training.checkpoint.load_model_weights`), checked before Ray starts
     (:func:`preflight`: the state's ``arch`` record and its tensor names and shapes)."""
 
     arch: ModelName = "resnet20"
@@ -179,7 +177,7 @@ class TrainLoopConfig:
 
 @dataclass(frozen=True)
 class PerturbConfig:
-    """Periodic weight perturbation (:func:`lowbit_core.train.init.perturb`): at the start of every epoch
+    """Periodic weight perturbation (:func:`lowbit_core.families.train.init.perturb`): at the start of every epoch
     e > 0 with e % period == 0, each inner conv's latent weight W gets
     ``W += amplitude * rms(W) * N(0, 1)``. ``amplitude`` 0: off."""
 
@@ -261,63 +259,3 @@ def canonicalize(cfg: TrainConfig) -> TrainConfig:
     data = cfg.data if cfg.data.name == "synthetic" else dataclasses.replace(cfg.data, n_classes=TrainDataConfig().n_classes)
     return dataclasses.replace(cfg, data=data, quant=q, train=t, perturb=p)
 
-
-def _stamp(path: str):
-    try:
-        st = os.stat(path)
-        return st.st_size, st.st_mtime_ns
-    except OSError:
-        return None
-
-
-@functools.lru_cache(maxsize=16)
-def _npz_summary(path: str, stamp) -> tuple[str | None, int, int]:
-    """``(problem, n_train, n_classes)`` of an ``.npz`` (read once per planning run: cached on its
-    path, size and mtime)."""
-    from lowbit_core.data.cifar import read_cifar_npz
-
-    try:
-        x_train, _, _, _, n_classes = read_cifar_npz(path)
-    except (OSError, ValueError) as exc:
-        return str(exc), 0, 0
-    return None, len(x_train), n_classes
-
-
-def preflight(cfg: TrainConfig) -> str | None:
-    """Driver-side, before Ray starts; the first problem as one line, or None:
-
-    1. the data set's files must be readable (the message says where to put them); an ``.npz`` is
-       read and checked whole (:func:`lowbit_core.data.cifar.read_cifar_npz`: image layout and
-       dtype, labels, lengths, empty splits, class range);
-    2. where the training-set size is known here (``npz``, ``synthetic``), ``data.val_fraction``
-       must leave training images (the rule of :func:`lowbit_core.train.data.split_validation`);
-    3. a ``model.init_from`` file must hold weights of the model this trial builds: its ``arch``
-       record where it has one, and the tensor names and shapes of the model built on the CPU with
-       the data's classes (:func:`lowbit_core.train.loop.init_from_problem`).
-    """
-    d = cfg.data
-    n_train = None
-    if d.name == "synthetic":
-        from lowbit_core.train.data import SYNTHETIC_DEFAULT
-
-        n_train, n_classes = d.n_train or SYNTHETIC_DEFAULT[0], d.n_classes
-    elif d.name == "npz":
-        problem, n_train, n_classes = _npz_summary(d.root, _stamp(d.root))
-        if problem:
-            return problem
-    else:
-        from lowbit_core.data.cifar import N_CLASSES, cifar_missing
-
-        problem = cifar_missing(d.name, d.root)
-        if problem:
-            return problem
-        n_classes = N_CLASSES[d.name]
-    if n_train is not None:
-        n = n_train if d.n_train <= 0 else min(d.n_train, n_train)
-        if round(d.val_fraction * n) >= n:
-            return f"data.val_fraction={d.val_fraction} leaves no training images of {n}"
-    if cfg.model.init_from:
-        from lowbit_core.train.loop import init_from_problem
-
-        return init_from_problem(cfg, n_classes)
-    return None

@@ -1,6 +1,6 @@
 """The cost of a ``train``-family trial: the model its config trains last, counted on one CIFAR image.
 
-The model is :func:`lowbit_core.train.loop.build_model` of the trial's ``model.kind`` (a pretrain
+The model is :func:`lowbit_core.families.train.model.build_model` of the trial's ``model.kind`` (a pretrain
 path's FP phase is a means to it, not what the trial delivers), on the CPU, for the data set's
 number of classes, on an input of :data:`INPUT_SHAPE`. Costs are cached per model-determining
 config (architecture, width, block, nonlinearity, quantization, classes), so a sweep's dry run
@@ -12,7 +12,8 @@ import dataclasses
 import functools
 
 from lowbit_core.cost.count import Cost, model_cost
-from lowbit_core.train.config import TrainConfig, TrainDataConfig
+from lowbit_core.families.train.config import TrainConfig, TrainDataConfig
+from lowbit_core.families.train.model import build_model
 
 INPUT_SHAPE = (1, 3, 32, 32)
 
@@ -36,8 +37,6 @@ def n_classes(data: TrainDataConfig) -> int:
 
 @functools.lru_cache(maxsize=256)
 def _cost(model_cfg: TrainConfig, classes: int) -> Cost:
-    from lowbit_core.train.loop import build_model
-
     return model_cost(build_model(model_cfg, model_cfg.model.kind, classes), INPUT_SHAPE)
 
 

@@ -16,13 +16,13 @@ Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`
    images (``psnr_y.<set>``, ``ssim_y.<set>``), ``psnr_y`` / ``ssim_y`` the mean over the trial's sets.
    The bicubic baseline of the same images, measured the same way (``bicubic_psnr_y.<set>``, ...), is
    computed once per trial and carried on every row. With a validation set
-   (:class:`~lowbit_core.train.sr_config.SRDataConfig`: images held out of the training folder,
+   (:class:`~lowbit_core.families.sr.config.SRDataConfig`: images held out of the training folder,
    ``data.val_root`` or generated) the same measurement on it gives ``val_psnr_y`` / ``val_ssim_y``
    (and ``val_bicubic_*``, ``n_val_images``, ``val_names``: the validation files' stems, comma-joined,
    so the split is recorded in every row): the metrics for model selection and early stopping, which
    must never read the test sets;
 4. ``report(metrics)``, or ``report(metrics, state=state)`` every ``train.checkpoint_every`` epochs
-   except the last (the layout of :mod:`lowbit_core.train.checkpoint`, with ``iterations`` in place
+   except the last (the layout of :mod:`lowbit_core.training.checkpoint`, with ``iterations`` in place
    of ``train_steps``); ``start_state`` continues after that epoch, bit-identically on the CPU. The
    last row also carries ``crop_*``: a ``data.crop_size`` px crop of the first test set's first image
    where bicubic upsampling loses the most (:func:`crop_position`), of the HR image, the bicubic baseline and the model's output (flattened HWC,
@@ -60,11 +60,12 @@ from lowbit_core.models.edsr import EDSR
 from lowbit_core.models.resnet import load_fp_weights, resolve_nonlin
 from lowbit_core.quant.layers import QuantSpec
 from lowbit_core.quant.pams import PAMSAct, set_pams_calibration
-from lowbit_core.train.checkpoint import FORMAT, to_cpu
-from lowbit_core.train.loop import Phase, _rng, _set_rng
-from lowbit_core.train.sr_config import (GENERATED_TEST_SEED, GENERATED_TRAIN_SEED, GENERATED_VAL_SEED, TEST_SETS,
-                                         SRConfig, SRModelConfig, SRQuantConfig, has_validation, test_files,
-                                         train_files, val_files)
+from lowbit_core.families.sr.config import (GENERATED_TEST_SEED, GENERATED_TRAIN_SEED, GENERATED_VAL_SEED,
+                                            TEST_SETS, SRConfig, SRModelConfig, SRQuantConfig, has_validation,
+                                            test_files, train_files, val_files)
+from lowbit_core.training.checkpoint import FORMAT, to_cpu
+from lowbit_core.training.phases import Phase, pretrain_or_scratch
+from lowbit_core.training.rng import rng_state, set_rng_state
 
 Report = Callable[..., None]
 GENERATED_DEFAULT = (16, 4)
@@ -87,12 +88,10 @@ SR_METRICS: dict[str, str] = {
 
 
 def plan_phases(cfg: SRConfig) -> list[Phase]:
-    """``[pretrain (FP), finetune]`` with pretraining, else ``[scratch]`` (module docstring)."""
-    t, kind = cfg.train, cfg.quant.kind
-    if t.pretrain_epochs > 0 and kind != "fp":
-        return [Phase("pretrain", 0, t.pretrain_epochs, "fp", t.lr),
-                Phase("finetune", t.pretrain_epochs, t.epochs, kind, t.finetune_lr or t.lr)]
-    return [Phase("scratch", 0, t.epochs, kind, t.lr)]
+    """``[pretrain (FP), finetune]`` with pretraining, else ``[scratch]`` (module docstring;
+    :func:`lowbit_core.training.phases.pretrain_or_scratch`)."""
+    t = cfg.train
+    return pretrain_or_scratch(t.epochs, t.pretrain_epochs, cfg.quant.kind, t.lr, t.finetune_lr)
 
 
 def quant_spec(cfg: SRConfig, kind: str) -> QuantSpec | None:
@@ -190,7 +189,7 @@ def load_val_set(cfg: SRConfig) -> TestSet | None:
 
 
 def load_train_pairs(cfg: SRConfig) -> tuple[SRPair, ...]:
-    """The training pairs: the files of :func:`~lowbit_core.train.sr_config.train_files` (validation
+    """The training pairs: the files of :func:`~lowbit_core.families.sr.config.train_files` (validation
     hold-out excluded), or generated images."""
     d = cfg.data
     files = train_files(d)
@@ -304,7 +303,7 @@ def _start_run(cfg: SRConfig, sampler: PatchSampler, device: torch.device, start
     model.load_state_dict(start_state["model"])
     opt = make_optimizer(model, cfg, phase.lr)
     opt.load_state_dict(start_state["optimizer"])
-    _set_rng({"data": gen}, start_state["rng"])
+    set_rng_state({"data": gen}, start_state["rng"])
     return _Run(cfg, device, phases, sampler, gen, int(start_state["epoch"]), phase, model, opt,
                 int(start_state["iterations"]))
 
@@ -347,11 +346,11 @@ def _train_epoch(run: _Run) -> dict:
 
 
 def _state(run: _Run, epoch: int) -> dict:
-    """The checkpoint state after global ``epoch`` (layout: :mod:`lowbit_core.train.checkpoint`)."""
+    """The checkpoint state after global ``epoch`` (layout: :mod:`lowbit_core.training.checkpoint`)."""
     return to_cpu({"format": FORMAT, "epoch": epoch + 1, "phase": run.phase.name, "iterations": run.iterations,
                    "model": run.model.state_dict(), "optimizer": run.opt.state_dict(),
                    "scheduler": {"kind": "step", "epoch_in_phase": epoch + 1 - run.phase.start},
-                   "rng": _rng({"data": run.gen})})
+                   "rng": rng_state({"data": run.gen})})
 
 
 def train_sr(cfg: SRConfig, report: Report, device: torch.device | None = None,

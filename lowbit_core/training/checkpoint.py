@@ -12,7 +12,7 @@ checkpoint never unpickles arbitrary objects::
      "rng": {"data": data generator state, "perturb": perturbation generator state,
              "torch": torch.get_rng_state(), "cuda": [per-device states]}}
 
-The lr schedule is a pure function of the phase step (:func:`lowbit_core.train.loop.cosine_lr`), so
+The lr schedule is a pure function of the phase step (:func:`lowbit_core.families.train.run.cosine_lr`), so
 its state is that counter.
 
 Next to ``state.pt`` the trainable writes a marker, ``lowbit_checkpoint.json`` (:func:`write_marker`):

@@ -24,8 +24,9 @@ from typing import Literal
 
 from lowbit_core.config import ConfigError
 from lowbit_core.quant import estimator_registry
-from lowbit_core.train.config import (QuantConfig, TrainConfig, TrainDataConfig, TrainLoopConfig, TrainModelConfig,
-                                      canonicalize as canonicalize_train, preflight as preflight_train)
+from lowbit_core.families.train.config import (QuantConfig, TrainConfig, TrainDataConfig, TrainLoopConfig,
+                                               TrainModelConfig, canonicalize as canonicalize_train)
+from lowbit_core.families.train.preflight import preflight as preflight_train
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`
    a scheduled DSQ alpha set to ``dsq_alpha_schedule(e, max(E - 1, 1), alpha, alpha_min, kind)``
    with ``e`` the epoch within the phase of ``E`` epochs (so the last epoch uses ``alpha_min``);
    at epochs ``e > 0`` with ``e % perturb.period == 0`` the inner convs are perturbed
-   (:func:`~lowbit_core.train.init.perturb`);
+   (:func:`~lowbit_core.families.train.init.perturb`);
 2. ``min(n_train // batch_size, steps_per_epoch or inf)`` SGD/Adam steps on shuffled batches
    (the final short batch is dropped), each batch cropped + flipped + normalised on the device
    (:mod:`lowbit_core.data.augment`), optionally mixed (:mod:`lowbit_core.data.mixup`); the lr of
@@ -26,14 +26,14 @@ Per epoch (global epochs ``0 .. train.epochs - 1``, reported 1-based as ``epoch`
 4. ``report(metrics)`` -- or ``report(metrics, state=state)`` every ``train.checkpoint_every``
    epochs and at the last epoch (the trial's final state is kept, so another trial can start from
    it: ``model.init_from``): ``state`` (a fresh CPU copy the caller may keep; layout in
-   :mod:`lowbit_core.train.checkpoint`) restarts the run after that epoch when passed back as
+   :mod:`lowbit_core.training.checkpoint`) restarts the run after that epoch when passed back as
    ``start_state``, bit-identically on the CPU (same thread count). Every report carries
    ``resumed_from_epoch``: the epoch this call started from (``start_state["epoch"]``; 0 when fresh),
    so the rows of a resumed trial show where it continued.
 
 Initial weights: ``model.init_from`` (a state file) or the ``init_model`` state a caller passes to
 :func:`start_run` replaces the seeded init of the first phase's model, after a check that it holds
-weights of the same architecture (:func:`lowbit_core.train.checkpoint.load_model_weights`).
+weights of the same architecture (:func:`lowbit_core.training.checkpoint.load_model_weights`).
 
 Pretrain path: at the first finetune epoch the FP model's weights are loaded into the quantized
 model (:func:`~lowbit_core.models.resnet.load_fp_weights`; quantizer parameters start fresh) and a
@@ -46,32 +46,31 @@ perturbations. ``train_acc`` under mixup is ``lam acc(y_a) + (1 - lam) acc(y_b)`
 """
 from __future__ import annotations
 
-import functools
 import math
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from lowbit_core.data.augment import augment, batches
 from lowbit_core.data.cifar import normalize
 from lowbit_core.data.mixup import mixup, mixup_loss
 from lowbit_core.device import pick_device
-from lowbit_core.models.registry import get_model
-from lowbit_core.models.resnet import CifarResNet, build_resnet, load_fp_weights, resolve_nonlin
+from lowbit_core.families.train.config import TrainConfig
+from lowbit_core.families.train.data import TrainData, load_train_data
+from lowbit_core.families.train.init import init_weights, perturb
+from lowbit_core.families.train.model import architecture, build_model
+from lowbit_core.models.resnet import CifarResNet, load_fp_weights
 from lowbit_core.quant.dsq import DSQQuantizer, dsq_alpha_schedule
 from lowbit_core.quant.estimator_registry import get as get_estimator_entry
-from lowbit_core.quant.estimator_registry import relative
-from lowbit_core.quant.layers import QuantSpec, set_dsq_alpha, set_ede_epoch
+from lowbit_core.quant.layers import set_dsq_alpha, set_ede_epoch
 from lowbit_core.quant.sign import SignQuantizer
-from lowbit_core.train.checkpoint import FORMAT, load_model_weights, read_model_state, to_cpu
-from lowbit_core.train.config import TrainConfig
-from lowbit_core.train.data import TrainData, load_train_data
-from lowbit_core.train.init import init_weights, perturb
+from lowbit_core.training.checkpoint import FORMAT, load_model_weights, read_model_state, to_cpu
+from lowbit_core.training.evaluate import evaluate
+from lowbit_core.training.phases import Phase, pretrain_or_scratch
+from lowbit_core.training.rng import rng_state, set_rng_state
 
 Report = Callable[..., None]
 
@@ -84,99 +83,11 @@ TRAIN_METRICS: dict[str, str] = {
 }
 
 
-@dataclass(frozen=True)
-class Phase:
-    name: str   # pretrain | finetune | scratch
-    start: int  # first global epoch
-    end: int    # one past the last
-    kind: str   # fp | binary | kbit
-    lr: float
-
-    @property
-    def epochs(self) -> int:
-        return self.end - self.start
-
-
 def plan_phases(cfg: TrainConfig) -> list[Phase]:
+    """``[pretrain (FP), finetune]`` with ``train.pretrain_epochs`` > 0 and a quantized ``model.kind``,
+    else ``[scratch]`` (:func:`lowbit_core.training.phases.pretrain_or_scratch`)."""
     t = cfg.train
-    if t.pretrain_epochs > 0 and cfg.model.kind != "fp":
-        return [Phase("pretrain", 0, t.pretrain_epochs, "fp", t.lr),
-                Phase("finetune", t.pretrain_epochs, t.epochs, cfg.model.kind, t.finetune_lr or t.lr)]
-    return [Phase("scratch", 0, t.epochs, cfg.model.kind, t.lr)]
-
-
-def sign_param(estimator: str, value: float, unit: str):
-    """A sign side's estimator parameter for :class:`QuantSpec`: ``None`` where the estimator takes
-    none (or sets it by schedule); else ``value`` (0: the registry's default) in ``unit``."""
-    entry = get_estimator_entry(estimator)
-    if entry.param is None:
-        return None
-    return relative(value or entry.default, unit) if entry.param_axis else (value or None)
-
-
-def quant_spec(cfg: TrainConfig, kind: str) -> QuantSpec | None:
-    """The inner convs' :class:`QuantSpec` for precision ``kind`` (None for FP)."""
-    q = cfg.quant
-    if kind == "fp":
-        return None
-    if kind == "binary":
-        return QuantSpec(weight="sign", weight_estimator=q.weight_estimator,
-                         weight_param=sign_param(q.weight_estimator, q.weight_param, q.weight_unit),
-                         weight_scale=q.weight_scale, weight_threshold=relative(q.threshold, q.weight_unit),
-                         act="sign" if q.act == "quant" else "none", act_estimator=q.act_estimator,
-                         act_param=sign_param(q.act_estimator, q.act_param, q.act_unit),
-                         act_threshold=relative(q.act_threshold, q.act_unit))
-    return QuantSpec(weight=q.kbit, act=q.kbit if q.act == "quant" else "none", bits=q.bits,
-                     dsq_alpha=q.dsq_alpha, dsq_learn_alpha=q.dsq_schedule == "learned",
-                     dsq_train_forward=q.dsq_train_forward)
-
-
-def build_model(cfg: TrainConfig, kind: str, n_classes: int) -> CifarResNet:
-    """The network of a phase of precision ``kind``; ``model.nonlin="auto"`` is resolved from the
-    trial's target ``model.kind``, so an FP pretraining phase uses the nonlinearity of the quantized
-    network it initializes (Bi-Real Net pretrains with clip(-1, x, 1) for this reason)."""
-    m = cfg.model
-    nonlin = resolve_nonlin(m.nonlin, quant_spec(cfg, m.kind))
-    return build_resnet(m.arch, n_classes, quant_spec(cfg, kind), m.width, m.block, nonlin)
-
-
-def architecture(cfg: TrainConfig, n_classes: int | None) -> dict:
-    """What a model state of this trial fits: arch, width, block and nonlinearity as built (``auto``
-    and width 0 resolved) and the number of classes (``None``: not known yet)."""
-    m = cfg.model
-    return {"arch": m.arch, "width": m.width or get_model(m.arch).default_width, "block": m.block,
-            "nonlin": resolve_nonlin(m.nonlin, quant_spec(cfg, m.kind)), "n_classes": n_classes}
-
-
-def init_from_problem(cfg: TrainConfig, n_classes: int | None = None) -> str | None:
-    """Driver-side check of ``model.init_from``: the one-line reason the file cannot start this trial
-    (missing, unreadable, another architecture), or None. With ``n_classes`` known, the tensor names
-    and shapes are checked against an FP model of the trial's architecture built on the CPU (the
-    check ignores quantizer tensors, and the other tensors are the same at every precision), so a
-    state without an ``arch`` record (a bare ``state_dict``, another family's state) is checked
-    too. The file is read once per planning run (cached on its path, size and mtime)."""
-    path = cfg.model.init_from
-    try:
-        st = os.stat(path)
-        stamp = (st.st_size, st.st_mtime_ns)
-    except OSError:
-        stamp = None
-    return _init_from_problem(path, stamp, tuple(sorted(architecture(cfg, n_classes).items())))
-
-
-@functools.lru_cache(maxsize=32)
-def _init_from_problem(path: str, stamp, arch: tuple) -> str | None:
-    a = dict(arch)
-    try:
-        state = read_model_state(path)
-        model = None
-        if a["n_classes"] is not None:
-            with torch.random.fork_rng(devices=[]):  # the driver's global RNG is left as it was
-                model = build_resnet(a["arch"], a["n_classes"], None, a["width"], a["block"], a["nonlin"])
-        load_model_weights(model, state, a, path)
-    except (OSError, ValueError) as exc:
-        return str(exc)
-    return None
+    return pretrain_or_scratch(t.epochs, t.pretrain_epochs, cfg.model.kind, t.lr, t.finetune_lr)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim.Optimizer:
@@ -193,20 +104,6 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, lr: float) -> torch.optim
 def cosine_lr(peak: float, step: int, total: int) -> float:
     """``peak * (1 + cos(pi * step / total)) / 2``: ``peak`` at step 0, 0 at ``total``."""
     return peak * 0.5 * (1.0 + math.cos(math.pi * min(step, total) / max(total, 1)))
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int, stats: str) -> tuple[float, float]:
-    """``(mean cross-entropy, accuracy)`` on images ``x`` with labels ``y``, eval mode, no augmentation."""
-    model.eval()
-    loss = torch.zeros((), device=x.device)
-    correct = torch.zeros((), device=x.device)
-    for xb, yb in batches(x, y, batch_size, shuffle=False, drop_last=False):
-        logits = model(normalize(xb, stats))
-        loss += F.cross_entropy(logits, yb, reduction="sum")
-        correct += (logits.argmax(1) == yb).sum()
-    n = len(y)
-    return float(loss) / n, float(correct) / n
 
 
 def _dsq_alpha(model: nn.Module) -> float:
@@ -226,21 +123,6 @@ def steps_per_epoch(cfg: TrainConfig, n_train: int) -> int:
     if full < 1:
         raise ValueError(f"{n_train} training images give no batch of {cfg.train.batch_size}; lower train.batch_size")
     return min(full, cfg.train.steps_per_epoch) if cfg.train.steps_per_epoch else full
-
-
-def _set_rng(gens: dict[str, torch.Generator], rng: dict) -> None:
-    for name, g in gens.items():
-        g.set_state(rng[name])
-    torch.set_rng_state(rng["torch"])
-    if torch.cuda.is_available() and rng.get("cuda") and len(rng["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-
-
-def _rng(gens: dict[str, torch.Generator]) -> dict:
-    out = {name: g.get_state() for name, g in gens.items()}
-    out["torch"] = torch.get_rng_state()
-    out["cuda"] = torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []
-    return out
 
 
 NO_SELECTION = {"best_val_acc": math.nan, "selected_epoch": 0, "selected_test_acc": math.nan}
@@ -295,7 +177,7 @@ def start_run(cfg: TrainConfig, data: TrainData, device: torch.device, start_sta
     model.load_state_dict(start_state["model"])
     opt = make_optimizer(model, cfg, phase.lr)
     opt.load_state_dict(start_state["optimizer"])
-    _set_rng(gens, start_state["rng"])
+    set_rng_state(gens, start_state["rng"])
     run = TrainRun(cfg, data, device, phases, gens, n_steps, int(start_state["epoch"]), phase, model, opt,
                int(start_state["train_steps"]), float(start_state["best_test_acc"]))
     run.selection.update(start_state.get("selection", {}))
@@ -377,14 +259,14 @@ def _evaluate_and_select(run: TrainRun, epoch: int) -> dict:
 
 
 def _state(run: TrainRun, epoch: int, e: int) -> dict:
-    """The checkpoint state after global ``epoch`` (layout: :mod:`lowbit_core.train.checkpoint`)."""
+    """The checkpoint state after global ``epoch`` (layout: :mod:`lowbit_core.training.checkpoint`)."""
     return to_cpu({
         "format": FORMAT, "epoch": epoch + 1, "phase": run.phase.name, "arch": architecture(run.cfg, run.data.n_classes),
         "train_steps": run.train_steps,
         "best_test_acc": run.best_test, "selection": dict(run.selection), "model": run.model.state_dict(),
         "optimizer": run.opt.state_dict(),
         "scheduler": {"kind": "cosine", "phase_step": (e + 1) * run.n_steps, "phase_steps": run.phase.epochs * run.n_steps},
-        "rng": _rng(run.gens),
+        "rng": rng_state(run.gens),
     })
 
 
@@ -422,6 +304,5 @@ def train(cfg: TrainConfig, report: Report, device: torch.device | None = None,
     return run_epochs(run, report)
 
 
-__all__ = ["TRAIN_METRICS", "Phase", "plan_phases", "sign_param", "quant_spec", "build_model", "architecture",
-           "init_from_problem", "make_optimizer", "cosine_lr", "evaluate", "steps_per_epoch", "TrainRun", "start_run",
+__all__ = ["TRAIN_METRICS", "plan_phases", "make_optimizer", "cosine_lr", "steps_per_epoch", "TrainRun", "start_run",
            "run_epochs", "train"]

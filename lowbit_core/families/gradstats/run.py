@@ -8,7 +8,7 @@
 2. Row ``step`` 1, ``stage`` ``start``: test/validation accuracy of the start state and the gradient
    statistics (:func:`lowbit_core.probes.gradient_stats.gradient_stats`) of the trial's weight and
    activation estimators against the references nSTE (``ste``) and the surrogate (``sur``).
-3. Fine-tuning with the trial's estimators (:func:`lowbit_core.train.loop.run_epochs`, the
+3. Fine-tuning with the trial's estimators (:func:`lowbit_core.families.train.run.run_epochs`, the
    ``train`` family's loop: augmentation, cosine lr, validation split); after each of its
    ``train.epochs`` epochs a row (``step`` = 1 + epoch, ``stage`` ``finetune``) with the epoch's
    metrics and the statistics again, on the same probe batches. The last row is the accuracy after
@@ -32,14 +32,16 @@ import torch
 from lowbit_core.config import to_dict
 from lowbit_core.data.cifar import normalize
 from lowbit_core.device import pick_device
-from lowbit_core.gradstats.config import GradStatsConfig, finetune_config
+from lowbit_core.families.gradstats.config import GradStatsConfig, finetune_config
+from lowbit_core.families.train.config import TrainConfig
+from lowbit_core.families.train.data import TrainData, load_train_data
+from lowbit_core.families.train.model import architecture, quant_spec, sign_param
+from lowbit_core.families.train.run import run_epochs, start_run
 from lowbit_core.models.resnet import resolve_nonlin
 from lowbit_core.probes.gradient_stats import SIDES, STATS, Choice, GradStats, gradient_stats
 from lowbit_core.quant.estimator_registry import REFERENCE
-from lowbit_core.train.checkpoint import read_model_state, to_cpu
-from lowbit_core.train.config import TrainConfig
-from lowbit_core.train.data import TrainData, load_train_data
-from lowbit_core.train.loop import architecture, evaluate, quant_spec, run_epochs, sign_param, start_run
+from lowbit_core.training.checkpoint import read_model_state, to_cpu
+from lowbit_core.training.evaluate import evaluate
 
 REFERENCES = ("ste", "sur")
 PREFIX = {"weight": "w", "act": "a"}
