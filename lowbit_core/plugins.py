@@ -176,12 +176,31 @@ def runtime_env(srcs: list[Source]) -> dict | None:
     return {"py_modules": ship} if ship else None
 
 
+def shipped_first() -> list[str]:
+    """On a Ray worker: move the folders of this job's ``runtime_env`` ``py_modules`` (the copies Ray
+    shipped; a URI ``gcs://_ray_pkg_<hash>.zip`` is unpacked into a folder ``_ray_pkg_<hash>``) to the
+    front of ``sys.path``, and return them. Ray puts the driver's working directory and script folder
+    ahead of them (``JobConfig`` ``py_driver_sys_path``), so a node that sees the driver's folder (the
+    same machine, a shared disk) would import a plug-in from the live file there, perhaps edited since
+    the sweep started, instead of the copy the driver shipped."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return []
+    names = {Path(uri.rsplit("/", 1)[-1]).stem for uri in ray.get_runtime_context().runtime_env.get("py_modules") or []}
+    shipped = list(dict.fromkeys(p for p in sys.path if Path(p).name in names))
+    if shipped:
+        sys.path[:] = [*shipped, *(p for p in sys.path if p not in shipped)]
+    return shipped
+
+
 def activate(modules: tuple[str, ...] | list[str], expected: str) -> None:
-    """On a worker: import the plug-in modules the driver used (found where Ray shipped them) and
-    check they are the same code (fingerprint ``expected``); RuntimeError otherwise."""
+    """On a worker: import the plug-in modules the driver used from where Ray shipped them
+    (:func:`shipped_first`) and check they are the same code (fingerprint ``expected``); RuntimeError
+    otherwise."""
     if not modules:
         set_active("")
         return
+    shipped_first()
     srcs = [source(sys.modules.get(m) or importlib.import_module(m)) for m in modules]
     got = fingerprint(srcs)
     if got != expected:
@@ -192,4 +211,4 @@ def activate(modules: tuple[str, ...] | list[str], expected: str) -> None:
 
 
 __all__ = ["ENTRY_POINT_GROUP", "Source", "source", "sources", "import_plugin", "entry_point_modules", "loaded_from",
-           "fingerprint", "set_active", "active", "runtime_env", "activate"]
+           "fingerprint", "set_active", "active", "runtime_env", "shipped_first", "activate"]
