@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
-    # Run as a script: import `analysis.*` from the repository root, and drop this folder from the
+    # Run as a script: import `lowbit_sweeps.analysis.*` from the repository root, and drop this folder from the
     # path so its names (common, probe, train, ...) cannot shadow other packages' imports.
     _here = Path(__file__).resolve().parent
     sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
@@ -26,12 +26,12 @@ if __package__ in (None, ""):
 import importlib  # noqa: E402
 import pkgutil  # noqa: E402
 
-import analysis  # noqa: E402
-from analysis.common.load import ResultsError, load_results, load_trial_status  # noqa: E402
+from lowbit_sweeps import analysis  # noqa: E402
+from lowbit_sweeps.analysis.common.load import ResultsError, load_results, load_trial_status  # noqa: E402
 from lowbit_core.results import damaged_line  # noqa: E402
-from analysis.common.plan import SweepPlan  # noqa: E402
-from analysis.common.writing import REPORT_NAME, FamilyReport  # noqa: E402
-from analysis import generic  # noqa: E402
+from lowbit_sweeps.analysis.common.plan import SweepPlan  # noqa: E402
+from lowbit_sweeps.analysis.common.writing import REPORT_NAME, FamilyReport  # noqa: E402
+from lowbit_sweeps.analysis import generic  # noqa: E402
 
 USAGE_EXIT = 2
 REPORT_DIR = "_report"
@@ -44,7 +44,7 @@ def _family_reports() -> tuple[FamilyReport, ...]:
     found = []
     for info in pkgutil.iter_modules(analysis.__path__):
         if info.ispkg:
-            report = getattr(importlib.import_module(f"analysis.{info.name}"), "REPORT", None)
+            report = getattr(importlib.import_module(f"{analysis.__name__}.{info.name}"), "REPORT", None)
             if isinstance(report, FamilyReport) and report.name != generic.NAME:
                 found.append(report)
     return tuple(sorted(found, key=lambda r: (r.name == "probe", r.name)))
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     results_dir = Path(args.results_dir)
     if args.book:
-        from analysis.book import write_book
+        from lowbit_sweeps.analysis.book import write_book
 
         try:
             written = write_book(results_dir, estimates=not args.no_estimates)

@@ -31,7 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import launch.cluster  # noqa: E402,F401
+import lowbit_sweeps.launch.cluster  # noqa: E402,F401
 from lowbit_core.sweep import Resources, Sweep, grid, plan  # noqa: E402
 
 from gpu_table import result_line  # noqa: E402  (benchmarks/, this script's folder)
@@ -58,7 +58,7 @@ def trial_devices(root: Path) -> str:
 
 
 def run(sweep: Sweep, root: Path, max_concurrent: int) -> float:
-    from launch.runner import run_plan
+    from lowbit_sweeps.launch.runner import run_plan
 
     t = time.perf_counter()
     out = run_plan(plan(sweep), root, address=None, resume=False, max_concurrent=max_concurrent)
@@ -79,7 +79,7 @@ def main() -> None:
     gpu = 1.0 / args.max_concurrent if args.device == "cuda" else 0.0
     import ray
 
-    from launch.cluster import start_ray
+    from lowbit_sweeps.launch.cluster import start_ray
 
     start_ray(None)
     sep, fold = [], []

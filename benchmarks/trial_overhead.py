@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import launch.cluster  # noqa: E402,F401
+import lowbit_sweeps.launch.cluster  # noqa: E402,F401
 from lowbit_core.sweep import Resources, Sweep, grid, plan  # noqa: E402
 
 from gpu_table import result_line  # noqa: E402  (benchmarks/, this script's folder)
@@ -49,7 +49,7 @@ def time_loop(p) -> float:
 
 
 def time_launch(p, results: Path) -> float:
-    from launch.runner import run_plan
+    from lowbit_sweeps.launch.runner import run_plan
 
     t = time.perf_counter()
     out = run_plan(p, results, address=None, resume=False, max_concurrent=1)
@@ -66,7 +66,7 @@ def main() -> None:
     args = ap.parse_args()
     import ray
 
-    from launch.cluster import start_ray
+    from lowbit_sweeps.launch.cluster import start_ray
 
     t0 = time.perf_counter()
     start_ray(None)

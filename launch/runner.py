@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from launch.plan_record import matching_plan, new_record, record_run
-from launch.trackers import check_reachable, prepare_environment
+from lowbit_sweeps.launch.plan_record import matching_plan, new_record, record_run
+from lowbit_sweeps.launch.trackers import check_reachable, prepare_environment
 from lowbit_core.config import ConfigError, flatten
 from lowbit_core.results import (
     DONE_STATUSES, STOPPED_EARLY, ResultsWriteError, ResultsWriter, data_parts, existing_steps, finished_trials,
@@ -22,7 +22,7 @@ from lowbit_core.results import (
 from lowbit_core.sweep import ASHA, EPOCH, LogUniform, Plan, Study, Uniform, resolve_trial
 
 if TYPE_CHECKING:  # launch.callbacks imports ray: only when a sweep runs
-    from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
+    from lowbit_sweeps.launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -134,7 +134,7 @@ def _study_rows(folder: Path, plan: Plan) -> dict[str, dict]:
     the metric there, and the metric per epoch where the family reports epochs)."""
     import pyarrow.parquet as pq
 
-    from launch.optuna_state import Rows
+    from lowbit_sweeps.launch.optuna_state import Rows
 
     metric = plan.sweep.metric
     searched = sorted({k for st in plan.studies for k in st.distributions})
@@ -238,7 +238,7 @@ def _catch_sigint(event):
     import signal
     import threading
 
-    from launch.callbacks import interrupt
+    from lowbit_sweeps.launch.callbacks import interrupt
 
     if threading.current_thread() is not threading.main_thread():
         return None
@@ -289,7 +289,7 @@ def _start_cluster(sweep, address: str | None, runtime_env: dict | None = None) 
     modules shipped to the workers, :func:`lowbit_core.plugins.runtime_env`); returns (the per-trial
     resource request, how many trials fit at once by CPU). ConfigError when one trial needs more CPUs
     than the cluster has. The GPU share is requested only where the cluster has GPUs."""
-    from launch.cluster import cluster_resources, interrupt_on_sigterm, start_ray
+    from lowbit_sweeps.launch.cluster import cluster_resources, interrupt_on_sigterm, start_ray
 
     start_ray(address, runtime_env)
     interrupt_on_sigterm()
@@ -314,8 +314,8 @@ def _open_run(plan: Plan, folder: Path, resume: bool, record: dict, flush_every:
     """Under the folder's lock: clear stale temp files, record this run in ``_sweep.json``, move damaged
     parts aside and read what earlier runs finished (``--resume``), and set up the writer, progress,
     callbacks and trackers."""
-    from launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback, TrialEnds
-    from launch.trackers import tracker_listeners
+    from lowbit_sweeps.launch.callbacks import NonFiniteStopper, ParquetCallback, Progress, ProgressCallback, TrialEnds
+    from lowbit_sweeps.launch.trackers import tracker_listeners
 
     sweep = plan.sweep
     remove_stale_temp_files(folder)
@@ -453,7 +453,7 @@ def _fit_optuna(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: in
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from launch.optuna_state import TrialSeededTPE, continue_study, journal_trials, new_study, open_journal, warm_asha
+    from lowbit_sweeps.launch.optuna_state import TrialSeededTPE, continue_study, journal_trials, new_study, open_journal, warm_asha
 
     sweep = plan.sweep
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -493,7 +493,7 @@ def _fit(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: int) -> b
     Ctrl-C or SIGTERM turned into a graceful stop; always record every started trial without a status
     as INTERRUPTED (after an interrupt), flush the writer (a write error is kept in ``run.writer.error``)
     and end the progress line. Returns whether the run was interrupted (Ctrl-C, SIGTERM, write error)."""
-    from launch.callbacks import INTERRUPT_REASON
+    from lowbit_sweeps.launch.callbacks import INTERRUPT_REASON
 
     interrupted = False
     run.stopper.interrupt.clear()

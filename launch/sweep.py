@@ -16,10 +16,14 @@ import shlex
 import sys
 from pathlib import Path
 
-if not __package__:  # run as a script (python launch/sweep.py): make the checkout importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if not __package__:
+    # Run as a script (python launch/sweep.py): import `lowbit_sweeps.*` from the checkout, and drop
+    # this folder from the path so its module names cannot shadow other packages' imports.
+    _here = Path(__file__).resolve().parent
+    sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _here]
+    sys.path.insert(0, str(_here.parent))
 
-import launch.cluster  # noqa: E402,F401  -- sets Ray/Tune environment defaults before ray is imported
+import lowbit_sweeps.launch.cluster  # noqa: E402,F401  -- sets Ray/Tune environment defaults before ray is imported
 from lowbit_core.config import ConfigError  # noqa: E402
 
 INSTALLED = Path(sys.argv[0]).name == "lowbit-sweep"
@@ -130,7 +134,7 @@ def print_plan(plan) -> None:
 
 def _planned(args):
     """The checked plan of the command line ``args``; ConfigError (one line) for bad input."""
-    from launch.trackers import check_trackers
+    from lowbit_sweeps.launch.trackers import check_trackers
     from lowbit_core.families import get_family
     from lowbit_core.sweep import find_sweep_file, load_sweep, parse_set, plan, sweep_file_sha256
 
@@ -187,10 +191,10 @@ def run(argv=None) -> int:
             print_plan(the_plan)
             return 0
         if args.estimate:
-            from launch.estimate import run_estimate
+            from lowbit_sweeps.launch.estimate import run_estimate
 
             return run_estimate(the_plan, args.devices, args.max_concurrent)
-        from launch.runner import run_plan
+        from lowbit_sweeps.launch.runner import run_plan
 
         outcome = run_plan(the_plan, Path(args.results), args.address, args.resume, args.max_concurrent,
                            args.retries, command=[sys.argv[0], *words], extend=args.extend, trackers=args.trackers)

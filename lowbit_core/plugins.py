@@ -40,7 +40,7 @@ from lowbit_core.config import ConfigError
 
 ENTRY_POINT_GROUP = "lowbit_sweeps.plugins"
 
-LIBRARY = frozenset({"lowbit_core", "lowbit_sweeps", "launch", "analysis", "sweeps"})
+LIBRARY = frozenset({"lowbit_core", "lowbit_sweeps"})
 """Top-level names of the library itself: never a plug-in, wherever the sweep file lies."""
 
 _ACTIVE: str = ""

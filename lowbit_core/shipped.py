@@ -1,19 +1,16 @@
 """Where the sweeps shipped with the package lie: ``sweeps/`` of a checkout (or an editable install),
-or the ``lowbit_sweeps/sweeps`` package data of an installed wheel."""
+or ``lowbit_sweeps/sweeps/`` of an installed wheel (both are the package ``lowbit_sweeps.sweeps``)."""
 from __future__ import annotations
 
 from pathlib import Path
 
 
 def sweeps_dir() -> Path | None:
-    """The folder of the shipped sweep files, or None when neither location exists."""
+    """The folder of the shipped sweep files (the ``lowbit_sweeps.sweeps`` package: a checkout's
+    ``sweeps/`` or the installed copy), or None when it is absent."""
     try:
-        import lowbit_sweeps.sweeps as installed
-
-        folder = Path(installed.__file__).parent
-        if folder.is_dir():
-            return folder
+        import lowbit_sweeps.sweeps as shipped
     except ImportError:
-        pass
-    checkout = Path(__file__).resolve().parents[1] / "sweeps"
-    return checkout if checkout.is_dir() else None
+        return None
+    folders = [Path(p) for p in shipped.__path__ if Path(p).is_dir()]  # a folder without __init__.py
+    return folders[0] if folders else None

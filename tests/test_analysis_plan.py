@@ -5,10 +5,10 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.common.load import load_results, load_trial_status
-from analysis.common.plan import SweepPlan
-from analysis.probe.methods import method_settings
-from analysis.probe.report import ProbeAnalysis
+from lowbit_sweeps.analysis.common.load import load_results, load_trial_status
+from lowbit_sweeps.analysis.common.plan import SweepPlan
+from lowbit_sweeps.analysis.probe.methods import method_settings
+from lowbit_sweeps.analysis.probe.report import ProbeAnalysis
 from lowbit_core.results import write_plan
 from test_report import fake_probe_rows, run_report, write_parts
 from test_report_dg import DG_DEFAULTS, MULTI_DEFAULTS, fake_method_rows

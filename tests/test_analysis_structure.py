@@ -1,5 +1,5 @@
 """The shape of analysis/: packages importable both as ``python analysis/report.py`` and as
-``import analysis.report``, ``main(argv) -> int`` for a console script, no torch, no private names
+``import lowbit_sweeps.analysis.report``, ``main(argv) -> int`` for a console script, no torch, no private names
 across modules, no estimator name written down outside the registry, no Parquet reading outside
 lowbit_core.results."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from analysis.report import main
+from lowbit_sweeps.analysis.report import main
 from lowbit_core.quant.estimator_registry import NAMES, PARAM_NAMES
 from test_report import fake_probe_rows, write_parts
 
@@ -59,8 +59,8 @@ def run(code_or_args: list[str]) -> subprocess.CompletedProcess:
 
 
 def test_import_as_package_loads_no_torch():
-    proc = run(["-c", "import sys, analysis.report; assert 'torch' not in sys.modules and 'ray' not in sys.modules; "
-                      "print(analysis.report.main.__name__)"])
+    proc = run(["-c", "import sys, lowbit_sweeps.analysis.report; assert 'torch' not in sys.modules and 'ray' not in sys.modules; "
+                      "print(lowbit_sweeps.analysis.report.main.__name__)"])
     assert proc.returncode == 0 and proc.stdout.strip() == "main", proc.stderr
 
 
@@ -86,8 +86,8 @@ def test_main_returns_the_exit_status(tmp_path, capsys):
 def test_estimator_labels_come_from_the_registry():
     import pandas as pd
 
-    from analysis.probe.groups import add_estimator_column
-    from analysis.train.groups import quant_parts
+    from lowbit_sweeps.analysis.probe.groups import add_estimator_column
+    from lowbit_sweeps.analysis.train.groups import quant_parts
     from lowbit_core.quant import estimator_registry as reg
 
     window, clip, ident = (reg.get(n) for n in ("window", "value_clip", "identity"))

@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.common.stats import (ALPHA, Verdict, holm, holm_note, over_seeds, paired_t, paired_verdict,
+from lowbit_sweeps.analysis.common.stats import (ALPHA, Verdict, holm, holm_note, over_seeds, paired_t, paired_verdict,
                                    power_paired_t, seeds_for_power)
-from analysis.probe.report import ProbeAnalysis
-from analysis.train.report import TrainAnalysis
+from lowbit_sweeps.analysis.probe.report import ProbeAnalysis
+from lowbit_sweeps.analysis.train.report import TrainAnalysis
 from test_report import fake_probe_rows
 from test_report_train import fake_train_rows
 

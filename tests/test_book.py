@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from analysis.book import write_book
-from analysis.book.evidence import Evidence, findings_lines, scale_of
-from analysis.book.page import question_parts, status
-from analysis.report import main
+from lowbit_sweeps.analysis.book import write_book
+from lowbit_sweeps.analysis.book.evidence import Evidence, findings_lines, scale_of
+from lowbit_sweeps.analysis.book.page import question_parts, status
+from lowbit_sweeps.analysis.report import main
 from book_fixtures import four_families, probe_folder
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -172,7 +172,7 @@ def test_cli_book_and_its_bad_input(folders, tmp_path, capsys):
 
 def test_book_never_imports_torch(folders, tmp_path):
     root = copy_of(folders, tmp_path / "res")
-    code = ("import sys; from analysis.book import write_book; "
+    code = ("import sys; from lowbit_sweeps.analysis.book import write_book; "
             f"write_book({str(root)!r}, estimates=False); "
             "assert 'torch' not in sys.modules, 'torch imported'")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)

@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.common.stats import paired_verdict
-from analysis.probe import budget_curve as bc
-from analysis.probe.groups import METHOD
+from lowbit_sweeps.analysis.common.stats import paired_verdict
+from lowbit_sweeps.analysis.probe import budget_curve as bc
+from lowbit_sweeps.analysis.probe.groups import METHOD
 from conftest import ROOT, run_script, run_sweep
 from lowbit_core.families import get_family
 from lowbit_core.sweep import config_key, load_sweep, plan, resolve_trial

@@ -31,7 +31,7 @@ IN_A_PROCESS = ("missing file", "unknown set key", "unreachable address", "malfo
 
 
 def cli_in_process(argv, capsys) -> tuple[int, str, str]:
-    from launch.sweep import main
+    from lowbit_sweeps.launch.sweep import main
 
     try:
         code = main([str(a) for a in argv])
@@ -109,7 +109,7 @@ def test_dry_run_with_set_pins_an_axis():
 
 def test_a_folder_another_run_writes_to_is_refused_before_ray_starts(tmp_path):
     """The lock probe (launch.runner.FolderLock.probe) refuses at once and writes nothing."""
-    from launch.runner import FolderLock
+    from lowbit_sweeps.launch.runner import FolderLock
     from lowbit_core.config import ConfigError
 
     FolderLock(tmp_path / "new").probe()

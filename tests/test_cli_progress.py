@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import ROOT  # noqa: F401 -- puts the repository on sys.path
-from launch.callbacks import Progress, clock
+from lowbit_sweeps.launch.callbacks import Progress, clock
 
 
 def progress(**kw) -> Progress:

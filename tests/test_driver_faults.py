@@ -22,8 +22,8 @@ from types import SimpleNamespace
 import pyarrow.parquet as pq
 import pytest
 
-from launch import callbacks
-from launch.callbacks import INTERRUPT, NonFiniteStopper, ParquetCallback, TrialEnds, interrupt
+from lowbit_sweeps.launch import callbacks
+from lowbit_sweeps.launch.callbacks import INTERRUPT, NonFiniteStopper, ParquetCallback, TrialEnds, interrupt
 from lowbit_core.families import get_family
 from lowbit_core.results import (
     ResultsWriteError, ResultsWriter, data_parts, latest_status, results_schema, writable_problem,
@@ -120,7 +120,7 @@ def test_a_trial_that_dies_of_the_interrupt_is_interrupted_not_failed(tmp_path):
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_the_first_signal_stops_gracefully_and_the_second_raises(sig):
-    from launch.runner import _catch_sigint, _restore_sigint
+    from lowbit_sweeps.launch.runner import _catch_sigint, _restore_sigint
 
     before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     previous = _catch_sigint(INTERRUPT)
@@ -247,7 +247,7 @@ def test_a_folder_without_write_permission(tmp_path):
 def test_hyperband_brackets_match_ray_tune(max_t, eta):
     from ray.tune.schedulers import HyperBandScheduler
 
-    from launch.runner import hyperband_brackets
+    from lowbit_sweeps.launch.runner import hyperband_brackets
     from lowbit_core.sweep import HyperBand
 
     assert hyperband_brackets(HyperBand(reduction_factor=eta, max_epochs=max_t)) == \
@@ -286,7 +286,7 @@ def test_hyperband_stops_nothing_up_to_its_bracket_count_in_concurrent_trials(ma
     """The rule behind check_hyperband_concurrency, on Ray's own scheduler: with at most b trials alive
     every trial lands in the first bracket (s = 0: full budget, never stopped); with b + 1 later
     brackets get trials."""
-    from launch.runner import check_hyperband_concurrency, hyperband_brackets
+    from lowbit_sweeps.launch.runner import check_hyperband_concurrency, hyperband_brackets
     from lowbit_core.config import ConfigError
     from lowbit_core.sweep import HyperBand
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import launch.estimate as est
-from launch.sweep import run
+import lowbit_sweeps.launch.estimate as est
+from lowbit_sweeps.launch.sweep import run
 from lowbit_core.families import Family
 from lowbit_core.sweep import Resources
 

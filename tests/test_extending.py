@@ -136,7 +136,7 @@ def test_registering_in_the_sweep_file_itself_is_refused(tmp_path):
 
 
 def test_a_plugin_that_fails_to_import_is_one_line_before_ray(tmp_path, capsys, monkeypatch):
-    from launch.sweep import main
+    from lowbit_sweeps.launch.sweep import main
 
     (tmp_path / "broken.py").write_text("raise RuntimeError('boom')\n")
     (tmp_path / "s.py").write_text("from lowbit_core.sweep import Sweep\n"

@@ -47,8 +47,8 @@ def test_every_builtin_family_is_covered():
 
 @pytest.mark.parametrize("name", [*SMALL, "noisy_quadratic"])
 def test_family_contract(name, plugin_folder, tmp_path, monkeypatch, capsys):
-    from analysis.report import main as report_main
-    from launch.sweep import main as sweep_main
+    from lowbit_sweeps.analysis.report import main as report_main
+    from lowbit_sweeps.launch.sweep import main as sweep_main
 
     path, profile, overrides = sweep_file(name, plugin_folder)
     monkeypatch.chdir(plugin_folder if name not in SMALL else REPO)

@@ -342,7 +342,7 @@ def write_table(table, where, *args, **kwargs):  # the disk fills up after {limi
     return real(table, where, *args, **kwargs)
 
 results.pq.write_table = write_table
-from launch.sweep import main
+from lowbit_sweeps.launch.sweep import main
 sys.exit(main(sys.argv[1:]))
 """
 

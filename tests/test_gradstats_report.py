@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.gradstats.compare import NSTE, answer_lines, comparison_table, pretraining_dependence, versus_nste
-from analysis.gradstats.trials import LABEL, trial_table
-from analysis.report import main
+from lowbit_sweeps.analysis.gradstats.compare import NSTE, answer_lines, comparison_table, pretraining_dependence, versus_nste
+from lowbit_sweeps.analysis.gradstats.trials import LABEL, trial_table
+from lowbit_sweeps.analysis.report import main
 from conftest import ROOT, run_sweep
 from lowbit_core.quant.estimator_registry import REFERENCE, get, label
 from test_report import write_parts
@@ -140,7 +140,7 @@ def test_smoke_sweep_end_to_end(tmp_path):
 def test_bias_corrected_snr_beside_the_raw_one():
     """SNR of a mean of M noise batches is biased up by about 1/M: per layer max(SNR - 1/M, 0), mean over
     layers. Layers 0.05, 0.2, 1.0 at M = 8: raw mean 0.41667; corrected 0, 0.075, 0.875 -> 0.31667."""
-    from analysis.gradstats.trials import corrected_snr
+    from lowbit_sweeps.analysis.gradstats.trials import corrected_snr
 
     raw, corr = corrected_snr([0.05, 0.2, 1.0], 8)
     assert raw == pytest.approx(1.25 / 3) and corr == pytest.approx(0.95 / 3)
@@ -155,7 +155,7 @@ def test_bias_corrected_snr_beside_the_raw_one():
 def test_settings_compare_only_at_equal_batches():
     """nSTE measured with M = 16, every other setting with M = 8: no pairs (the noise bias differs),
     and M becomes a group key of the table."""
-    from analysis.gradstats.trials import group_keys
+    from lowbit_sweeps.analysis.gradstats.trials import group_keys
 
     df = rows_of()
     df.loc[df["cfg.quant.weight_estimator"] == REFERENCE, "cfg.stats.batches"] = 16

@@ -26,9 +26,9 @@ import pytest
 from optuna.distributions import FloatDistribution
 
 from conftest import ROOT, run_sweep
-from launch.optuna_state import (Known, Rows, TrialSeededTPE, continue_study, journal_path, journal_trials,
+from lowbit_sweeps.launch.optuna_state import (Known, Rows, TrialSeededTPE, continue_study, journal_path, journal_trials,
                                  new_study, open_journal, warm_asha)
-from launch.runner import Outcome, _params_key, make_scheduler, verify_finished
+from lowbit_sweeps.launch.runner import Outcome, _params_key, make_scheduler, verify_finished
 from lowbit_core.results import ResultsWriter, data_parts, finished_trials, latest_status, results_schema
 from lowbit_core.sweep import ASHA, LogUniform, Optuna, Sweep, grid, plan
 from test_faults import Driver, inject_env, sessions, wait_for  # noqa: F401 -- fixture
@@ -237,7 +237,7 @@ def test_verify_finished_lists_trials_with_rows_missing(tmp_path):
 
 
 def test_summary_names_the_incomplete_trials_and_exits_1(tmp_path, capsys):
-    from launch.sweep import _summarize
+    from lowbit_sweeps.launch.sweep import _summarize
 
     out = Outcome(total=2, done=1, failed=0, folder=tmp_path,
                   incomplete=[("abc", "TERMINATED at step 2 with 3 rows, 2 on disk")])

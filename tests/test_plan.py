@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_sweep
-from launch.plan_record import new_record
+from lowbit_sweeps.launch.plan_record import new_record
 from lowbit_core.config import flatten
 from lowbit_core.probes.config import ProbeConfig
 from lowbit_core.results import PLAN_FILE, read_plan, write_plan

@@ -9,7 +9,7 @@ import hashlib
 import pytest
 
 from conftest import ROOT
-from launch.plan_record import (LATER_KEYS, RUN_KEYS, describe_difference, differing_keys, matching_plan,
+from lowbit_sweeps.launch.plan_record import (LATER_KEYS, RUN_KEYS, describe_difference, differing_keys, matching_plan,
                                 new_record, record_run, widening)
 from lowbit_core.config import ConfigError, flatten
 from lowbit_core.families import get_family

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.probe import cost
-from analysis.probe.groups import METHOD
+from lowbit_sweeps.analysis.probe import cost
+from lowbit_sweeps.analysis.probe.groups import METHOD
 from conftest import ROOT, run_script, run_sweep
 from lowbit_core.sweep import load_sweep, plan
 from test_budget_curve import check_sweep_file

@@ -12,12 +12,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from analysis.common.format import fmt_mean_std
-from analysis.common.groups import final_rows
-from analysis.common.load import load_results
-from analysis.probe.groups import add_estimator_column, group_keys
-from analysis.probe.report import ProbeAnalysis as Analysis
-from analysis.probe.tables import format_mean_std_table, mean_std_table, paired_relative_difference
+from lowbit_sweeps.analysis.common.format import fmt_mean_std
+from lowbit_sweeps.analysis.common.groups import final_rows
+from lowbit_sweeps.analysis.common.load import load_results
+from lowbit_sweeps.analysis.probe.groups import add_estimator_column, group_keys
+from lowbit_sweeps.analysis.probe.report import ProbeAnalysis as Analysis
+from lowbit_sweeps.analysis.probe.tables import format_mean_std_table, mean_std_table, paired_relative_difference
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "analysis" / "report.py"
@@ -264,8 +264,9 @@ def test_optuna_sweep_reports_best_trial_per_study():
 # ---- import rule -------------------------------------------------------------------------------
 
 def test_analysis_does_not_import_torch_or_ray():
-    code = ("import sys; import analysis, analysis.common.load, analysis.probe.groups, analysis.probe.tables, "
-            "analysis.probe.figures, analysis.probe.findings, analysis.probe.report, analysis.report; "
+    mods = ["", ".common.load", ".probe.groups", ".probe.tables", ".probe.figures", ".probe.findings", ".probe.report",
+            ".report"]
+    code = ("import sys; import " + ", ".join(f"lowbit_sweeps.analysis{m}" for m in mods) + "; "
             "print(json.dumps(sorted(m for m in ('torch', 'ray') if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", "import json; " + code], cwd=REPO, capture_output=True,
                           text=True, timeout=60)

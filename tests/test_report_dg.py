@@ -11,10 +11,10 @@ import sys
 import pandas as pd
 import pytest
 
-from analysis.probe import figures
-from analysis.probe.groups import METHOD, group_keys, method_label
-from analysis.probe.methods import SINGLE_STE, method_rank, ordered_methods
-from analysis.probe.report import ProbeAnalysis as Analysis
+from lowbit_sweeps.analysis.probe import figures
+from lowbit_sweeps.analysis.probe.groups import METHOD, group_keys, method_label
+from lowbit_sweeps.analysis.probe.methods import SINGLE_STE, method_rank, ordered_methods
+from lowbit_sweeps.analysis.probe.report import ProbeAnalysis as Analysis
 from test_report import REPO, fake_probe_rows, run_report, write_parts
 
 SEEDS = (0, 1, 2)
@@ -229,7 +229,7 @@ def test_ste_only_sweep_with_new_columns_reads_as_before():
 
 
 def test_methods_module_imports_no_torch_or_ray():
-    code = ("import sys, json, analysis.probe.methods, analysis.probe.report; "
+    code = ("import sys, json, lowbit_sweeps.analysis.probe.methods, lowbit_sweeps.analysis.probe.report; "
             "print(json.dumps(sorted(m for m in ('torch', 'ray') if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr

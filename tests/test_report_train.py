@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
-from analysis.common.format import fmt_acc, fmt_pp
-from analysis.train.findings import comparisons
-from analysis.train.groups import QUANTIZER, trial_table
-from analysis.train.report import TrainAnalysis, is_train_sweep
+from lowbit_sweeps.analysis.common.format import fmt_acc, fmt_pp
+from lowbit_sweeps.analysis.train.findings import comparisons
+from lowbit_sweeps.analysis.train.groups import QUANTIZER, trial_table
+from lowbit_sweeps.analysis.train.report import TrainAnalysis, is_train_sweep
 from conftest import run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -482,7 +482,7 @@ def test_comparisons_empty_without_axes():
 
 
 def test_training_module_imports_no_torch_or_ray():
-    code = ("import sys, json; import analysis.train.report, analysis.report; "
+    code = ("import sys, json; import lowbit_sweeps.analysis.train.report, lowbit_sweeps.analysis.report; "
             "print(json.dumps(sorted(m for m in ('torch', 'ray') if m in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
@@ -513,8 +513,8 @@ def test_smoke_train_sweep_then_report(tmp_path):
 
 # ---- cost: fronts, per-model tables, equal bits -------------------------------------------------
 
-from analysis.common.fronts import front_line, pareto_front  # noqa: E402
-from analysis.train.equal_bits import equal_bits_diffs  # noqa: E402
+from lowbit_sweeps.analysis.common.fronts import front_line, pareto_front  # noqa: E402
+from lowbit_sweeps.analysis.train.equal_bits import equal_bits_diffs  # noqa: E402
 from lowbit_core.cost.columns import layers_json  # noqa: E402
 
 # (series, kind, bits, width) -> (log2 param_bits, final test_acc at seed 0 before the seed terms)
@@ -574,7 +574,7 @@ def test_front_points_and_members(bw):
     # front against parameter bits: binary w8 (2^17) < 2-bit w8 (2^18) < binary w16 (2^19) ... every point
     # beats the cheaper ones here except binary w24 (2^20, 0.60 + offsets) vs 2-bit w16 (2^20, lower) and
     # 2-bit w24 (2^21, highest)
-    from analysis.train.cost import front_members
+    from lowbit_sweeps.analysis.train.cost import front_members
 
     assert front_members(bw.points, "param_bits") == ["binary width=8", "DoReFa 2-bit width=8", "binary width=16",
                                                       "binary width=24", "DoReFa 2-bit width=24"]

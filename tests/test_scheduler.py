@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_script, run_sweep
-from launch.callbacks import TrialEnds
-from launch.runner import make_scheduler
+from lowbit_sweeps.launch.callbacks import TrialEnds
+from lowbit_sweeps.launch.runner import make_scheduler
 from lowbit_core.config import ConfigError
 from lowbit_core.families import get_family
 from lowbit_core.results import STOPPED_EARLY, data_parts, finished_trials, latest_status

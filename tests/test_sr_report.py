@@ -11,12 +11,12 @@ import pandas as pd
 import pytest
 from matplotlib import image as mpimg
 
-from analysis.common.format import fmt_mean_std
-from analysis.report import REPORTS, family_report
-from analysis.common.plan import SweepPlan
-from analysis.sr.groups import trial_table
-from analysis.sr.report import SRAnalysis, is_sr_sweep, write_report
-from analysis.sr.tables import paired_vs_fp, setting_stats
+from lowbit_sweeps.analysis.common.format import fmt_mean_std
+from lowbit_sweeps.analysis.report import REPORTS, family_report
+from lowbit_sweeps.analysis.common.plan import SweepPlan
+from lowbit_sweeps.analysis.sr.groups import trial_table
+from lowbit_sweeps.analysis.sr.report import SRAnalysis, is_sr_sweep, write_report
+from lowbit_sweeps.analysis.sr.tables import paired_vs_fp, setting_stats
 
 SETS = ("Set5", "Set14")
 FP_PSNR = {"Set5": 35.0, "Set14": 31.0}

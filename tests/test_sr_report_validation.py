@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from analysis.common.format import fmt_mean_std
-from analysis.sr.report import SRAnalysis
+from lowbit_sweeps.analysis.common.format import fmt_mean_std
+from lowbit_sweeps.analysis.sr.report import SRAnalysis
 from test_sr_report import fake_sweep
 
 VAL_OFFSET = -1.25           # val PSNR = Set5 PSNR - 1.25 dB in every row (closed form)

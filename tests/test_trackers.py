@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 from conftest import ROOT, run_sweep
-from launch.trackers import TRACKERS, check_trackers, view_result, wandb_mode
+from lowbit_sweeps.launch.trackers import TRACKERS, check_trackers, view_result, wandb_mode
 from lowbit_core.config import ConfigError
 from lowbit_core.families import get_family
 
@@ -176,7 +176,7 @@ def test_trackers_write_under_underscore_folders_only(logged):
 def test_missing_package_is_one_line_naming_the_extra(name, tmp_path):
     module = TRACKERS[name].module
     code = (f"import sys; sys.modules[{module!r}] = None; sys.path.insert(0, {str(ROOT)!r}); "
-            "from launch.sweep import main; sys.exit(main(sys.argv[1:]))")
+            "from lowbit_sweeps.launch.sweep import main; sys.exit(main(sys.argv[1:]))")
     res = subprocess.run([sys.executable, "-c", code, str(ROOT / "sweeps" / "vste_window.py"), "--smoke",
                           "--results", str(tmp_path / "res"), "--log", name], capture_output=True, text=True,
                          timeout=120, cwd=ROOT)
@@ -237,7 +237,7 @@ class FailingLogger:
 def test_a_tracker_that_raises_is_one_warning_and_is_dropped(tmp_path):
     import io
 
-    from launch.trackers import TrackerForwarder
+    from lowbit_sweeps.launch.trackers import TrackerForwarder
 
     logger, stream = FailingLogger(fail_at=3), io.StringIO()
     fwd = TrackerForwarder(logger, lambda key: tmp_path, "s", "run1", METRICS, name="mlflow", stream=stream)
@@ -261,7 +261,7 @@ def test_every_parquet_row_is_kept_when_a_tracker_fails_after_n_results(tmp_path
     3rd result; every row and both statuses are on disk, and the other tracker got everything."""
     from test_driver_faults import fake_trials, make_callback, report
 
-    from launch.trackers import TrackerForwarder
+    from lowbit_sweeps.launch.trackers import TrackerForwarder
     from lowbit_core.results import latest_status
 
     bad, good = FailingLogger(fail_at=3), FailingLogger(fail_at=10 ** 9)
@@ -296,7 +296,7 @@ def closed_port() -> int:
 
 
 def cli_in_process(argv, capsys) -> tuple[int, str, str]:
-    from launch.sweep import main
+    from lowbit_sweeps.launch.sweep import main
 
     code = main([str(a) for a in argv])
     out = capsys.readouterr()
@@ -326,7 +326,7 @@ def test_a_server_that_does_not_answer_in_time_is_refused(tmp_path):
     import socket
     import time
 
-    from launch.trackers import check_reachable
+    from lowbit_sweeps.launch.trackers import check_reachable
 
     with socket.socket() as srv:
         srv.bind(("127.0.0.1", 0))
@@ -356,7 +356,7 @@ def test_wandb_online_without_a_key_is_one_line_before_ray_starts(tmp_path, monk
 
 
 def test_wandb_online_with_a_key_but_no_server_is_refused(monkeypatch):
-    from launch.trackers import check_reachable
+    from lowbit_sweeps.launch.trackers import check_reachable
 
     port = closed_port()
     monkeypatch.setenv("WANDB_MODE", "online")

@@ -21,7 +21,7 @@ import pytest
 import torch
 
 from conftest import ROOT  # noqa: F401 -- puts the repository on sys.path for the imports below
-from launch.runner import earlier_checkpoints
+from lowbit_sweeps.launch.runner import earlier_checkpoints
 from lowbit_core.results import data_parts, finished_trials
 from lowbit_core.sweep import load_sweep, plan
 from lowbit_core.train.checkpoint import (MARKER_FILE, STATE_FILE, load_checkpoint, load_first_valid,

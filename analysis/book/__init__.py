@@ -34,10 +34,10 @@ def write_book(root: str | Path, estimates: bool = True, estimator=None) -> list
     ``estimates``: time the proposed runs not yet in the cache (False: use only cached ones);
     ``estimator``: replaces :func:`analysis.book.proposals.run_estimate` (tests).
     """
-    from analysis.book.evidence import read_evidence, sweep_folders
-    from analysis.book.page import markdown, status, to_html
-    from analysis.book.proposals import EstimateCache, proposals_for, run_estimate, shipped_sweeps
-    from analysis.common.load import ResultsError
+    from lowbit_sweeps.analysis.book.evidence import read_evidence, sweep_folders
+    from lowbit_sweeps.analysis.book.page import markdown, status, to_html
+    from lowbit_sweeps.analysis.book.proposals import EstimateCache, proposals_for, run_estimate, shipped_sweeps
+    from lowbit_sweeps.analysis.common.load import ResultsError
 
     root = Path(root)
     if not root.is_dir():

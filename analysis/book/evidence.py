@@ -101,10 +101,10 @@ def _newest_input(folder: Path) -> float:
 def ensure_report(folder: Path) -> Path:
     """``folder/_report/report.md``, written by the family's report when missing or stale; a
     ResultsError (one line) when the report cannot be made."""
-    from analysis.common.load import load_results, load_trial_status
-    from analysis.common.plan import SweepPlan
-    from analysis.common.writing import REPORT_NAME
-    from analysis.report import family_report
+    from lowbit_sweeps.analysis.common.load import load_results, load_trial_status
+    from lowbit_sweeps.analysis.common.plan import SweepPlan
+    from lowbit_sweeps.analysis.common.writing import REPORT_NAME
+    from lowbit_sweeps.analysis.report import family_report
 
     md = folder / REPORT_DIR / REPORT_NAME
     if md.is_file() and md.stat().st_mtime >= _newest_input(folder):
@@ -165,7 +165,7 @@ def scale_of(plan: dict) -> dict[str, str]:
 
 def read_evidence(folder: Path) -> Evidence:
     """The evidence of one sweep folder; a folder whose report fails becomes an 'error' evidence."""
-    from analysis.common.load import ResultsError, load_results
+    from lowbit_sweeps.analysis.common.load import ResultsError, load_results
 
     plan = read_plan(folder) or {}
     name = plan.get("name") or folder.name

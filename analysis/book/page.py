@@ -23,8 +23,8 @@ import os
 import re
 from pathlib import Path
 
-from analysis.book.evidence import Evidence
-from analysis.book.proposals import estimate_text
+from lowbit_sweeps.analysis.book.evidence import Evidence
+from lowbit_sweeps.analysis.book.proposals import estimate_text
 
 MAX_QUOTED = 12
 

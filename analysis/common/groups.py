@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.common.format import fmt_value
+from lowbit_sweeps.analysis.common.format import fmt_value
 
 SEED_COLUMNS = ("seed", "cfg.seed")
 KIND = "cfg.model.kind"

@@ -13,9 +13,9 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.common.format import group_label, short_names
-from analysis.common.groups import KIND, iter_groups
-from analysis.common.stats import mean_std_n
+from lowbit_sweeps.analysis.common.format import group_label, short_names
+from lowbit_sweeps.analysis.common.groups import KIND, iter_groups
+from lowbit_sweeps.analysis.common.stats import mean_std_n
 
 KIND_COLORMAPS = {"fp": "Reds", "binary": "Blues"}
 OTHER_COLORMAPS = ("Greens", "Purples", "Oranges", "Greys")

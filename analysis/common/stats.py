@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy import integrate, stats
 
-from analysis.common.format import fmt
+from lowbit_sweeps.analysis.common.format import fmt
 
 ALPHA = 0.05
 """Two-sided level of every verdict (and the family-wise level of a Holm-adjusted table)."""

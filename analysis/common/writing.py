@@ -8,7 +8,7 @@ from typing import Callable
 
 import pandas as pd
 
-from analysis.common.groups import distinct_values, seed_column
+from lowbit_sweeps.analysis.common.groups import distinct_values, seed_column
 
 REPORT_NAME = "report.md"
 

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.common.format import frame_to_markdown
-from analysis.common.format import fmt_value
-from analysis.common.groups import final_rows, hashable, seed_column, varying_keys
-from analysis.common.load import error_line, failed_trials, stopped_trials
-from analysis.common.plan import SweepPlan
-from analysis.common.plotting import new_figure, save_figure
-from analysis.common.stats import holm, holm_note, mean_std_n, paired_t, paired_verdict
-from analysis.common.writing import (REPORT_NAME, FamilyReport, fact_lines, figures_section, findings_section,
+from lowbit_sweeps.analysis.common.format import frame_to_markdown
+from lowbit_sweeps.analysis.common.format import fmt_value
+from lowbit_sweeps.analysis.common.groups import final_rows, hashable, seed_column, varying_keys
+from lowbit_sweeps.analysis.common.load import error_line, failed_trials, stopped_trials
+from lowbit_sweeps.analysis.common.plan import SweepPlan
+from lowbit_sweeps.analysis.common.plotting import new_figure, save_figure
+from lowbit_sweeps.analysis.common.stats import holm, holm_note, mean_std_n, paired_t, paired_verdict
+from lowbit_sweeps.analysis.common.writing import (REPORT_NAME, FamilyReport, fact_lines, figures_section, findings_section,
                                      provenance_facts, seeds_fact, time_facts, title)
 
 NAME = "generic"

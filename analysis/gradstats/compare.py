@@ -25,10 +25,10 @@ import math
 
 import pandas as pd
 
-from analysis.common.format import fmt, fmt_acc, fmt_mean_std, fmt_pp, fmt_value
-from analysis.common.groups import paired_rows
-from analysis.common.stats import ALPHA, SeedStat, Verdict, holm, mean_std_n, over_seeds, signed_pp
-from analysis.gradstats.trials import ACT_LABEL, BATCHES, LABEL, SEED, STATE, TAU_A, TAU_W, WIDTH
+from lowbit_sweeps.analysis.common.format import fmt, fmt_acc, fmt_mean_std, fmt_pp, fmt_value
+from lowbit_sweeps.analysis.common.groups import paired_rows
+from lowbit_sweeps.analysis.common.stats import ALPHA, SeedStat, Verdict, holm, mean_std_n, over_seeds, signed_pp
+from lowbit_sweeps.analysis.gradstats.trials import ACT_LABEL, BATCHES, LABEL, SEED, STATE, TAU_A, TAU_W, WIDTH
 from lowbit_core.quant import estimator_registry
 
 NSTE = estimator_registry.label(estimator_registry.REFERENCE)

@@ -19,11 +19,11 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
-from analysis.common.format import fmt_value
-from analysis.common.plotting import new_figure, save_figure
-from analysis.common.stats import mean_std_n
-from analysis.gradstats.compare import NSTE, ok, states_of
-from analysis.gradstats.trials import ACT_LABEL, BATCHES, LABEL, STATE, TAU_A, TAU_W, WIDTH, summary
+from lowbit_sweeps.analysis.common.format import fmt_value
+from lowbit_sweeps.analysis.common.plotting import new_figure, save_figure
+from lowbit_sweeps.analysis.common.stats import mean_std_n
+from lowbit_sweeps.analysis.gradstats.compare import NSTE, ok, states_of
+from lowbit_sweeps.analysis.gradstats.trials import ACT_LABEL, BATCHES, LABEL, STATE, TAU_A, TAU_W, WIDTH, summary
 
 CMAPS = ("Blues", "Oranges", "Greens", "Purples", "Reds")
 THIRDS = ("early", "middle", "late")

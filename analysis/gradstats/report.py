@@ -13,17 +13,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.common.format import fmt_acc, fmt_mean_std, fmt_value, frame_to_markdown
-from analysis.common.groups import distinct_values, iter_groups, seed_column
-from analysis.common.load import error_line, failed_trials
-from analysis.common.plan import SweepPlan
-from analysis.common.stats import mean_std_n
-from analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
+from lowbit_sweeps.analysis.common.format import fmt_acc, fmt_mean_std, fmt_value, frame_to_markdown
+from lowbit_sweeps.analysis.common.groups import distinct_values, iter_groups, seed_column
+from lowbit_sweeps.analysis.common.load import error_line, failed_trials
+from lowbit_sweeps.analysis.common.plan import SweepPlan
+from lowbit_sweeps.analysis.common.stats import mean_std_n
+from lowbit_sweeps.analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
                                      time_facts, title, write_analysis)
-from analysis.gradstats.compare import (NSTE, answer_lines, coincide_lines, comparison_table, family_note,
+from lowbit_sweeps.analysis.gradstats.compare import (NSTE, answer_lines, coincide_lines, comparison_table, family_note,
                                        noise_floor_lines, threshold_lines)
-from analysis.gradstats.figures import FIGURES, make_figures
-from analysis.gradstats.trials import STATE, TAU_A, TAU_W, group_keys, is_gradstats_sweep, trial_table
+from lowbit_sweeps.analysis.gradstats.figures import FIGURES, make_figures
+from lowbit_sweeps.analysis.gradstats.trials import STATE, TAU_A, TAU_W, group_keys, is_gradstats_sweep, trial_table
 
 FAMILY = "gradstats"
 COLUMNS = {"start.w_snr": "start log10 SNR (w)", "start.w_snr_lin": "start SNR (w)",

@@ -31,8 +31,8 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.common.groups import final_rows, seed_column
-from analysis.common.load import failed_trials
+from lowbit_sweeps.analysis.common.groups import final_rows, seed_column
+from lowbit_sweeps.analysis.common.load import failed_trials
 from lowbit_core.quant import estimator_registry
 
 EST, PARAM, UNIT = "cfg.quant.weight_estimator", "cfg.quant.weight_param", "cfg.quant.weight_unit"

@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis.common.format import fmt, fmt_mean_std, fmt_value
-from analysis.common.groups import KIND, iter_groups, seed_column
-from analysis.common.plotting import group_colors, new_figure
-from analysis.common.stats import holm, over_seeds
-from analysis.probe.groups import METHOD
-from analysis.probe.methods import SINGLE_STE, method_rank
+from lowbit_sweeps.analysis.common.format import fmt, fmt_mean_std, fmt_value
+from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, seed_column
+from lowbit_sweeps.analysis.common.plotting import group_colors, new_figure
+from lowbit_sweeps.analysis.common.stats import holm, over_seeds
+from lowbit_sweeps.analysis.probe.groups import METHOD
+from lowbit_sweeps.analysis.probe.methods import SINGLE_STE, method_rank
 
 EPSILON = "cfg.budget.epsilon"
 SATURATED = 0.9

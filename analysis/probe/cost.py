@@ -23,12 +23,12 @@ import numpy as np
 import pandas as pd
 from matplotlib import colormaps
 
-from analysis.common.format import fmt_mean_std, fmt_value, group_label, markdown_table
-from analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
-from analysis.common.plotting import new_figure, save_figure
-from analysis.common.stats import holm, holm_note, mean_std_n, over_seeds, paired_verdict, signed_percent
-from analysis.probe.groups import METHOD
-from analysis.probe.methods import SINGLE_STE, best_label, is_ste, ordered_methods
+from lowbit_sweeps.analysis.common.format import fmt_mean_std, fmt_value, group_label, markdown_table
+from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
+from lowbit_sweeps.analysis.common.plotting import new_figure, save_figure
+from lowbit_sweeps.analysis.common.stats import holm, holm_note, mean_std_n, over_seeds, paired_verdict, signed_percent
+from lowbit_sweeps.analysis.probe.groups import METHOD
+from lowbit_sweeps.analysis.probe.methods import SINGLE_STE, best_label, is_ste, ordered_methods
 
 EVALS = "fwd_equiv"
 SINGLE_EVALS = "single_fwd_equiv"

@@ -10,13 +10,13 @@ import pandas as pd
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.common.estimators import REFERENCE
-from analysis.common.format import fmt_value, group_label
-from analysis.common.groups import KIND, iter_groups, seed_column
-from analysis.common.plotting import (MAX_PANELS, curve_over_seeds, group_colors, kind_of, legend_title, new_figure,
+from lowbit_sweeps.analysis.common.estimators import REFERENCE
+from lowbit_sweeps.analysis.common.format import fmt_value, group_label
+from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, seed_column
+from lowbit_sweeps.analysis.common.plotting import (MAX_PANELS, curve_over_seeds, group_colors, kind_of, legend_title, new_figure,
                                       panel_keys, save_figure, split_panels)
-from analysis.probe.groups import BATCH, ESTIMATOR, METHOD, NOISE, method_family
-from analysis.probe.methods import method_rank, ordered_methods
+from lowbit_sweeps.analysis.probe.groups import BATCH, ESTIMATOR, METHOD, NOISE, method_family
+from lowbit_sweeps.analysis.probe.methods import method_rank, ordered_methods
 
 # What ``step`` counts for each method (cfg.method): the x-axis of a "vs step" panel.
 METHOD_STEP_AXIS = {"ste": ("multi-step STE", "STE iteration"), "dg": ("DG / multi-step DG", "DG step"),

@@ -13,12 +13,12 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.common.estimators import REFERENCE
-from analysis.common.format import fmt, fmt_mean_std, fmt_value, group_label, short_names
-from analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
-from analysis.common.stats import SeedStat, over_seeds, signed_percent
-from analysis.probe.groups import BATCH, ESTIMATOR, NOISE, OPTIMIZER
-from analysis.probe.tables import HELDOUT_IMPROVEMENT, IMPROVEMENT, mean_std_table
+from lowbit_sweeps.analysis.common.estimators import REFERENCE
+from lowbit_sweeps.analysis.common.format import fmt, fmt_mean_std, fmt_value, group_label, short_names
+from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
+from lowbit_sweeps.analysis.common.stats import SeedStat, over_seeds, signed_percent
+from lowbit_sweeps.analysis.probe.groups import BATCH, ESTIMATOR, NOISE, OPTIMIZER
+from lowbit_sweeps.analysis.probe.tables import HELDOUT_IMPROVEMENT, IMPROVEMENT, mean_std_table
 
 FLOAT32_EPS = 1.1920929e-07
 MULTI, SINGLE = "multi-step better", "single-step better"

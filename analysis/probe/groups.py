@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import pandas as pd
 
-from analysis.common.estimators import PARAM_NAMES, label_from_params
-from analysis.common.format import is_null
-from analysis.common.groups import KIND, collapsed_columns, final_rows, is_optuna, n_values, varying_keys
+from lowbit_sweeps.analysis.common.estimators import PARAM_NAMES, label_from_params
+from lowbit_sweeps.analysis.common.format import is_null
+from lowbit_sweeps.analysis.common.groups import KIND, collapsed_columns, final_rows, is_optuna, n_values, varying_keys
 
 ESTIMATOR = "estimator"
 ESTIMATOR_NAME = "cfg.estimator.name"

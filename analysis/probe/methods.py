@@ -32,14 +32,14 @@ import re
 import numpy as np
 import pandas as pd
 
-from analysis.common.format import fmt_value, short_names
-from analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
-from analysis.common.plan import SweepPlan
-from analysis.common.stats import mean_std_n, over_seeds, signed_percent
-from analysis.probe.findings import pooled_text
-from analysis.probe.groups import (LABEL_COLUMNS, METHOD, METHOD_COLUMN, STE, method_collapsed_columns,
+from lowbit_sweeps.analysis.common.format import fmt_value, short_names
+from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
+from lowbit_sweeps.analysis.common.plan import SweepPlan
+from lowbit_sweeps.analysis.common.stats import mean_std_n, over_seeds, signed_percent
+from lowbit_sweeps.analysis.probe.findings import pooled_text
+from lowbit_sweeps.analysis.probe.groups import (LABEL_COLUMNS, METHOD, METHOD_COLUMN, STE, method_collapsed_columns,
                                    method_family)
-from analysis.probe.tables import format_mean_std_table, mean_std_table
+from lowbit_sweeps.analysis.probe.tables import format_mean_std_table, mean_std_table
 
 SINGLE_STE = "single-step STE"
 METHOD_METRICS = ("best_loss", "rel_improvement_best", "rel_improvement_heldout", "loss_evals", "coords_moved",

@@ -11,21 +11,21 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.common.estimators import REFERENCE
-from analysis.common.format import frame_to_markdown, short_names
-from analysis.common.groups import distinct_values, final_rows, is_optuna, searched_keys
-from analysis.common.load import error_line, failed_trials
-from analysis.common.plan import SweepPlan
-from analysis.common.stats import holm_note
-from analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
+from lowbit_sweeps.analysis.common.estimators import REFERENCE
+from lowbit_sweeps.analysis.common.format import frame_to_markdown, short_names
+from lowbit_sweeps.analysis.common.groups import distinct_values, final_rows, is_optuna, searched_keys
+from lowbit_sweeps.analysis.common.load import error_line, failed_trials
+from lowbit_sweeps.analysis.common.plan import SweepPlan
+from lowbit_sweeps.analysis.common.stats import holm_note
+from lowbit_sweeps.analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
                                      time_facts, title, write_analysis)
-from analysis.probe import budget_curve, cost, figures
-from analysis.probe.findings import budget_line, findings, metric_line
-from analysis.probe.groups import (ESTIMATOR, METHOD, METHOD_COLUMN, STE, add_estimator_column, add_method_column,
+from lowbit_sweeps.analysis.probe import budget_curve, cost, figures
+from lowbit_sweeps.analysis.probe.findings import budget_line, findings, metric_line
+from lowbit_sweeps.analysis.probe.groups import (ESTIMATOR, METHOD, METHOD_COLUMN, STE, add_estimator_column, add_method_column,
                                    best_trials_per_study, group_keys, method_family)
-from analysis.probe.methods import (dg_findings, format_methods_table, method_settings, methods_table,
+from lowbit_sweeps.analysis.probe.methods import (dg_findings, format_methods_table, method_settings, methods_table,
                                     sort_by_method, with_single_step)
-from analysis.probe.tables import (DEFAULT_METRIC, FINAL_METRICS, budget_excess, estimator_comparison,
+from lowbit_sweeps.analysis.probe.tables import (DEFAULT_METRIC, FINAL_METRICS, budget_excess, estimator_comparison,
                                    format_estimator_comparison, format_mean_std_table, format_study_best,
                                    mean_std_table, pooled_keys, study_best_table)
 

@@ -12,11 +12,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.common.estimators import REFERENCE
-from analysis.common.format import fmt, fmt_mean_std, fmt_value, short_names, stat_cells
-from analysis.common.groups import KIND, iter_groups, paired_rows, rows_matching, searched_keys, seed_column
-from analysis.common.stats import holm_column, mean_std_n, over_seeds, signed_percent
-from analysis.probe.groups import BATCH, ESTIMATOR
+from lowbit_sweeps.analysis.common.estimators import REFERENCE
+from lowbit_sweeps.analysis.common.format import fmt, fmt_mean_std, fmt_value, short_names, stat_cells
+from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, rows_matching, searched_keys, seed_column
+from lowbit_sweeps.analysis.common.stats import holm_column, mean_std_n, over_seeds, signed_percent
+from lowbit_sweeps.analysis.probe.groups import BATCH, ESTIMATOR
 
 IMPROVEMENT = "rel_improvement_best"
 """The probe's answer to "multi-step vs single-step": (L_single - L_multi) / L_single, best so far."""

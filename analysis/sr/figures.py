@@ -20,11 +20,11 @@ from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from analysis.common.fronts import plot_fronts
-from analysis.common.plotting import new_figure, save_figure
-from analysis.common.stats import mean_std_n
-from analysis.sr.groups import FP_BITS, PARTS, SETTING, at_scale, bits_label, ok_trials, parts_label, scales
-from analysis.sr.tables import bicubic_stats, setting_stats
+from lowbit_sweeps.analysis.common.fronts import plot_fronts
+from lowbit_sweeps.analysis.common.plotting import new_figure, save_figure
+from lowbit_sweeps.analysis.common.stats import mean_std_n
+from lowbit_sweeps.analysis.sr.groups import FP_BITS, PARTS, SETTING, at_scale, bits_label, ok_trials, parts_label, scales
+from lowbit_sweeps.analysis.sr.tables import bicubic_stats, setting_stats
 
 FRONT_AXES = {"ops": "OPs per 192x192 output (BOPs/64 + FP MACs)", "param_bits": "parameter bits"}
 FP_COLOR = colormaps["Reds"](0.8)

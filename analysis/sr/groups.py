@@ -19,10 +19,10 @@ import math
 
 import pandas as pd
 
-from analysis.common.estimators import label as estimator_label
-from analysis.common.format import fmt_value, group_label, is_null
-from analysis.common.groups import final_rows, seed_column, varying_keys
-from analysis.common.load import error_line, failed_trials
+from lowbit_sweeps.analysis.common.estimators import label as estimator_label
+from lowbit_sweeps.analysis.common.format import fmt_value, group_label, is_null
+from lowbit_sweeps.analysis.common.groups import final_rows, seed_column, varying_keys
+from lowbit_sweeps.analysis.common.load import error_line, failed_trials
 
 BITS, PARTS, SCALE, KBIT = "cfg.quant.bits", "cfg.quant.parts", "cfg.scale", "cfg.quant.kbit"
 EPOCHS = "cfg.train.epochs"

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.common.format import fmt_mean_std, markdown_table
-from analysis.common.groups import distinct_values
-from analysis.common.load import error_line, failed_trials
-from analysis.common.plan import SweepPlan
-from analysis.common.stats import mean_std_n
-from analysis.common.writing import (fact_lines, figures_section, findings_section, joined, provenance_facts,
+from lowbit_sweeps.analysis.common.format import fmt_mean_std, markdown_table
+from lowbit_sweeps.analysis.common.groups import distinct_values
+from lowbit_sweeps.analysis.common.load import error_line, failed_trials
+from lowbit_sweeps.analysis.common.plan import SweepPlan
+from lowbit_sweeps.analysis.common.stats import mean_std_n
+from lowbit_sweeps.analysis.common.writing import (fact_lines, figures_section, findings_section, joined, provenance_facts,
                                      seeds_fact, time_facts, title, write_analysis)
-from analysis.sr.figures import plot_cost_fronts, plot_crops, plot_psnr_vs_bits
-from analysis.sr.groups import SETTING, at_scale, ok_trials, scales, setting_order, test_sets, trial_table
-from analysis.sr.tables import bicubic_check, costliest_parts, fp_vs_bicubic, per_set_table
+from lowbit_sweeps.analysis.sr.figures import plot_cost_fronts, plot_crops, plot_psnr_vs_bits
+from lowbit_sweeps.analysis.sr.groups import SETTING, at_scale, ok_trials, scales, setting_order, test_sets, trial_table
+from lowbit_sweeps.analysis.sr.tables import bicubic_check, costliest_parts, fp_vs_bicubic, per_set_table
 from lowbit_core.cost.columns import si
 
 FAMILY = "sr"

@@ -21,9 +21,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.common.format import fmt_mean_std, markdown_table
-from analysis.common.stats import holm, holm_note, mean_std_n, paired_verdict
-from analysis.sr.groups import FP_BITS, PARTS, SETTING, at_scale, ok_trials, parts_label, setting_order
+from lowbit_sweeps.analysis.common.format import fmt_mean_std, markdown_table
+from lowbit_sweeps.analysis.common.stats import holm, holm_note, mean_std_n, paired_verdict
+from lowbit_sweeps.analysis.sr.groups import FP_BITS, PARTS, SETTING, at_scale, ok_trials, parts_label, setting_order
 
 # Bicubic (MATLAB imresize), Y channel, scale px cropped: e.g. Kim et al. (VDSR, CVPR 2016) Table 3,
 # Lim et al. (EDSR, CVPRW 2017) Table 3; also quoted in ../shared/data/README.md.

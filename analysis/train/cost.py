@@ -10,10 +10,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.common.format import fmt_value, is_null, markdown_table
-from analysis.common.fronts import pareto_front
-from analysis.common.groups import KIND, rows_matching
-from analysis.train.groups import QUANTIZER, label_of, ok_trials
+from lowbit_sweeps.analysis.common.format import fmt_value, is_null, markdown_table
+from lowbit_sweeps.analysis.common.fronts import pareto_front
+from lowbit_sweeps.analysis.common.groups import KIND, rows_matching
+from lowbit_sweeps.analysis.train.groups import QUANTIZER, label_of, ok_trials
 from lowbit_core.cost.columns import COST_METRICS, LAYER_COLUMNS, read_layers, si
 
 LAYERS = "cost_layers"

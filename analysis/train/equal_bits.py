@@ -22,11 +22,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.common.format import fmt_pp, fmt_value
-from analysis.common.groups import iter_groups
-from analysis.common.stats import over_seeds, signed_pp
-from analysis.train.cost import BITS, series_key
-from analysis.train.groups import label_of, ok_trials
+from lowbit_sweeps.analysis.common.format import fmt_pp, fmt_value
+from lowbit_sweeps.analysis.common.groups import iter_groups
+from lowbit_sweeps.analysis.common.stats import over_seeds, signed_pp
+from lowbit_sweeps.analysis.train.cost import BITS, series_key
+from lowbit_sweeps.analysis.train.groups import label_of, ok_trials
 
 WIDTH = "cfg.model.width"
 SEED = "seed"

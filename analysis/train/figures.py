@@ -13,12 +13,12 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from analysis.common.format import fmt_value, is_null
-from analysis.common.fronts import plot_fronts
-from analysis.common.groups import iter_groups, rows_matching
-from analysis.common.plotting import curve_over_seeds, group_colors, kind_of, panel_keys
-from analysis.train.cost import BITS, FRONT_AXES, series_key
-from analysis.train.groups import ACC, LOSS, QUANTIZER, epoch_column, label_of, names_of, ok_trials
+from lowbit_sweeps.analysis.common.format import fmt_value, is_null
+from lowbit_sweeps.analysis.common.fronts import plot_fronts
+from lowbit_sweeps.analysis.common.groups import iter_groups, rows_matching
+from lowbit_sweeps.analysis.common.plotting import curve_over_seeds, group_colors, kind_of, panel_keys
+from lowbit_sweeps.analysis.train.cost import BITS, FRONT_AXES, series_key
+from lowbit_sweeps.analysis.train.groups import ACC, LOSS, QUANTIZER, epoch_column, label_of, names_of, ok_trials
 
 
 # ---- figures -----------------------------------------------------------------------------------

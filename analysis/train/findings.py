@@ -14,11 +14,11 @@ import math
 import numpy as np
 import pandas as pd
 
-from analysis.common.format import fmt_acc, fmt_mean_std, fmt_pp, fmt_value, is_null, stat_cells
-from analysis.common.groups import KIND, iter_groups, paired_rows, rows_matching
-from analysis.common.stats import holm_column, mean_std_n, over_seeds, signed_pp
-from analysis.train.cost import weight_bits
-from analysis.train.groups import QUANTIZER, SELECTED, label_of, names_of, ok_trials
+from lowbit_sweeps.analysis.common.format import fmt_acc, fmt_mean_std, fmt_pp, fmt_value, is_null, stat_cells
+from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, rows_matching
+from lowbit_sweeps.analysis.common.stats import holm_column, mean_std_n, over_seeds, signed_pp
+from lowbit_sweeps.analysis.train.cost import weight_bits
+from lowbit_sweeps.analysis.train.groups import QUANTIZER, SELECTED, label_of, names_of, ok_trials
 
 PRETRAIN = "cfg.train.pretrain_epochs"
 CONTEXT_PREFIXES = ("cfg.data.", "cfg.model.arch", "cfg.model.width")

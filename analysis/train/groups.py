@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.common.estimators import label as estimator_label
-from analysis.common.format import fmt_acc, fmt_mean_std, fmt_value, group_label, is_null, short_names, stat_cells
-from analysis.common.groups import KIND, collapsed_columns, iter_groups, seed_column, varying_keys
-from analysis.common.load import error_line, failed_trials, stopped_trials
-from analysis.common.stats import mean_std_n
+from lowbit_sweeps.analysis.common.estimators import label as estimator_label
+from lowbit_sweeps.analysis.common.format import fmt_acc, fmt_mean_std, fmt_value, group_label, is_null, short_names, stat_cells
+from lowbit_sweeps.analysis.common.groups import KIND, collapsed_columns, iter_groups, seed_column, varying_keys
+from lowbit_sweeps.analysis.common.load import error_line, failed_trials, stopped_trials
+from lowbit_sweeps.analysis.common.stats import mean_std_n
 
 QUANTIZER = "quantizer"
 ACC = "test_acc"

@@ -49,18 +49,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis.common.format import frame_to_markdown
-from analysis.common.groups import distinct_values
-from analysis.common.load import error_line, failed_trials
-from analysis.common.plan import SweepPlan
-from analysis.common.stats import holm_note
-from analysis.common.writing import (fact_lines, figures_section, findings_section, joined, provenance_facts,
+from lowbit_sweeps.analysis.common.format import frame_to_markdown
+from lowbit_sweeps.analysis.common.groups import distinct_values
+from lowbit_sweeps.analysis.common.load import error_line, failed_trials
+from lowbit_sweeps.analysis.common.plan import SweepPlan
+from lowbit_sweeps.analysis.common.stats import holm_note
+from lowbit_sweeps.analysis.common.writing import (fact_lines, figures_section, findings_section, joined, provenance_facts,
                                      seeds_fact, time_facts, title, write_analysis)
-from analysis.train.cost import cost_section, front_points, has_cost, models, with_costs
-from analysis.train.equal_bits import equal_bits_lines
-from analysis.train.figures import plot_cost_fronts, plot_curves, plot_final
-from analysis.train.findings import comparisons, format_comparisons, train_findings
-from analysis.train.groups import (ACC, EPOCHS, OPTIMISTIC, QUANTIZER, VAL_FRACTION, add_quantizer_column,
+from lowbit_sweeps.analysis.train.cost import cost_section, front_points, has_cost, models, with_costs
+from lowbit_sweeps.analysis.train.equal_bits import equal_bits_lines
+from lowbit_sweeps.analysis.train.figures import plot_cost_fronts, plot_curves, plot_final
+from lowbit_sweeps.analysis.train.findings import comparisons, format_comparisons, train_findings
+from lowbit_sweeps.analysis.train.groups import (ACC, EPOCHS, OPTIMISTIC, QUANTIZER, VAL_FRACTION, add_quantizer_column,
                                    format_group_table, group_table, ok_trials, quantizer_collapsed_columns,
                                    selection_note, train_group_keys, trial_table)
 

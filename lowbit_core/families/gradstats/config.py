@@ -24,6 +24,7 @@ from typing import Literal
 
 from lowbit_core.config import ConfigError
 from lowbit_core.quant import estimator_registry
+from lowbit_core.quant.settings import ACT
 from lowbit_core.families.train.config import (QuantConfig, TrainConfig, TrainDataConfig, TrainLoopConfig,
                                                TrainModelConfig, canonicalize as canonicalize_train)
 from lowbit_core.families.train.preflight import preflight as preflight_train
@@ -50,7 +51,7 @@ class StatsConfig:
     batches: int = 16
     reference_batches: int = 64
     batch_size: int = 128
-    surrogate: estimator_registry.EstimatorName = "approx_sign"
+    surrogate: estimator_registry.EstimatorName = ACT.estimator
     surrogate_param: float = 0.0
 
     def __post_init__(self):

@@ -32,6 +32,8 @@ from lowbit_core.data.sr_images import DIV2K_TRAIN, benchmark_folder, check_imag
 from lowbit_core.data.sr_metrics import SSIM_WINDOW
 from lowbit_core.models.edsr import PARTS, SCALES
 from lowbit_core.quant import estimator_registry
+from lowbit_core.quant.registry import KBitName
+from lowbit_core.quant.settings import ACT, WEIGHT
 
 Estimator = estimator_registry.EstimatorName
 TEST_SETS = ("Set5", "Set14", "B100", "Urban100", "Manga109", "custom", "generated")
@@ -123,12 +125,12 @@ class SRQuantConfig:
     bits: int = FP_BITS
     parts: tuple[str, ...] = ("body",)
     act: Literal["quant", "none"] = "quant"
-    kbit: Literal["pams", "lsq"] = "pams"
-    weight_estimator: Estimator = "identity"
-    weight_param: float = 0.0
-    weight_scale: Literal["none", "mean_abs"] = "mean_abs"
-    act_estimator: Estimator = "approx_sign"
-    act_param: float = 0.0
+    kbit: KBitName = "pams"
+    weight_estimator: Estimator = WEIGHT.estimator
+    weight_param: float = WEIGHT.param
+    weight_scale: Literal["none", "mean_abs"] = WEIGHT.scale
+    act_estimator: Estimator = ACT.estimator
+    act_param: float = ACT.param
     ema_epochs: int = 1
     act_clip_lr: float = 1e-2
 

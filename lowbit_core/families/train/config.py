@@ -35,6 +35,8 @@ from typing import Literal
 from lowbit_core.models.registry import ModelName
 from lowbit_core.config import ConfigError
 from lowbit_core.quant import estimator_registry
+from lowbit_core.quant.registry import KBitName
+from lowbit_core.quant.settings import ACT, WEIGHT
 
 Estimator = estimator_registry.EstimatorName
 Unit = Literal[tuple(estimator_registry.UNITS)]
@@ -108,16 +110,16 @@ class QuantConfig:
     """
 
     act: Literal["quant", "none"] = "quant"
-    weight_estimator: Estimator = "identity"
-    weight_param: float = 0.0
-    weight_unit: Unit = "abs"
-    weight_scale: Literal["none", "mean_abs"] = "mean_abs"
-    threshold: float = 0.0
-    act_estimator: Estimator = "approx_sign"
-    act_param: float = 0.0
-    act_unit: Unit = "abs"
-    act_threshold: float = 0.0
-    kbit: Literal["dorefa", "lsq", "dsq"] = "dorefa"
+    weight_estimator: Estimator = WEIGHT.estimator
+    weight_param: float = WEIGHT.param
+    weight_unit: Unit = WEIGHT.unit
+    weight_scale: Literal["none", "mean_abs"] = WEIGHT.scale
+    threshold: float = WEIGHT.threshold
+    act_estimator: Estimator = ACT.estimator
+    act_param: float = ACT.param
+    act_unit: Unit = ACT.unit
+    act_threshold: float = ACT.threshold
+    kbit: KBitName = "dorefa"
     bits: int = 2
     dsq_alpha: float = 0.2
     dsq_schedule: Literal["learned", "linear", "geometric"] = "learned"
