@@ -2,7 +2,7 @@
 
 The sweep's own base config (``sweeps/cifar_sanity.py``: ResNet-20, Adam, lr 0.002, batch 128, the
 first 10,000 training images, random crop + flip on the device) with ``train.epochs=1`` and no
-checkpoints, run through the library's ``lowbit_core.train.loop.train`` (no Ray) on ``--device``, for
+checkpoints, run through the library's ``lowbit_core.families.train.run.train`` (no Ray) on ``--device``, for
 ``model.kind`` fp and binary. Images: ``--data`` (default ``../shared/data/cifar10/cifar10-train10k-test10k.npz``
 relative to the project root, read as ``data.name=npz``; ``synthetic`` for a smoke run without it).
 
@@ -31,8 +31,8 @@ import torch  # noqa: E402
 from lowbit_core.config import with_overrides  # noqa: E402
 from lowbit_core.device import pick_device  # noqa: E402
 from lowbit_core.sweep import load_sweep  # noqa: E402
-from lowbit_core.train.config import TrainConfig  # noqa: E402
-from lowbit_core.train.loop import train  # noqa: E402
+from lowbit_core.families.train.config import TrainConfig  # noqa: E402
+from lowbit_core.families.train.run import train  # noqa: E402
 
 from gpu_table import result_line  # noqa: E402  (benchmarks/, this script's folder)
 

@@ -2,7 +2,7 @@
 
 One step = forward, cross-entropy, backward and an SGD (momentum) step on one fixed batch of
 normalised CIFAR-shaped images, in train mode, on ``--device``: exactly the model, loss and optimizer
-the ``train`` family uses (``lowbit_core.train.loop.build_model`` / ``make_optimizer``), without
+the ``train`` family uses (``lowbit_core.families.train.model.build_model`` / ``make_optimizer``), without
 data loading or augmentation (measured by ``benchmarks/augment_speed.py``). Models:
 
 - ``fp``: the full-precision ResNet-20;
@@ -35,8 +35,9 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from lowbit_core.config import with_overrides  # noqa: E402
-from lowbit_core.train.config import TrainConfig  # noqa: E402
-from lowbit_core.train.loop import build_model, make_optimizer  # noqa: E402
+from lowbit_core.families.train.config import TrainConfig  # noqa: E402
+from lowbit_core.families.train.model import build_model  # noqa: E402
+from lowbit_core.families.train.run import make_optimizer  # noqa: E402
 
 from gpu_table import result_line  # noqa: E402  (benchmarks/, this script's folder)
 

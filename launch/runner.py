@@ -193,7 +193,7 @@ def earlier_checkpoints(folder: Path, done: set[str], keep: int = KEEP_CHECKPOIN
     """For ``--resume``: trial key -> checkpoint folders that earlier runs left under ``<folder>/_ray``,
     best first (at most ``keep``), for every trial key not in ``done``.
 
-    Found by their markers (:data:`lowbit_core.train.checkpoint.MARKER_FILE`, written next to each
+    Found by their markers (:data:`lowbit_core.training.checkpoint.MARKER_FILE`, written next to each
     state), not by Ray's folder names. A folder qualifies when its marker parses, its ``state.pt`` has
     the marker's size (the trial checks the digest and loads it, falling back to the next folder), and
     every step ``1 .. marker step`` of that key is already in the Parquet parts: resuming from it then
@@ -201,7 +201,7 @@ def earlier_checkpoints(folder: Path, done: set[str], keep: int = KEEP_CHECKPOIN
     skips (trial_key, step) pairs already on disk). Best = highest step, then newest file. ``steps``: the
     (trial_key, step) pairs on disk when the caller has read them already (default: read the parts).
     """
-    from lowbit_core.train.checkpoint import MARKER_FILE, STATE_FILE, read_marker
+    from lowbit_core.training.checkpoint import MARKER_FILE, STATE_FILE, read_marker
 
     ray_root = folder / "_ray"
     found: dict[str, list[tuple[int, float, str]]] = {}

@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, run_script, run_sweep
 from lowbit_core.cost import COST_METRICS
-from lowbit_core.cost.train import train_cost
+from lowbit_core.families.train.cost import train_cost
 from lowbit_core.sweep import load_sweep, plan
 from test_cifar_data import _fake_cifar10
 

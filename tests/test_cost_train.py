@@ -8,10 +8,10 @@ import torch
 
 from lowbit_core.config import with_overrides
 from lowbit_core.cost import COST_METRICS, model_cost, read_layers
-from lowbit_core.cost.train import INPUT_SHAPE, n_classes, train_cost
+from lowbit_core.families.train.cost import INPUT_SHAPE, n_classes, train_cost
 from lowbit_core.families import get_family
 from lowbit_core.models.resnet import build_resnet
-from lowbit_core.train.config import TrainConfig
+from lowbit_core.families.train.config import TrainConfig
 
 RESNET20_MACS = 40_551_040
 

@@ -69,7 +69,7 @@ def test_the_registry_is_the_one_source_of_estimator_facts():
     from lowbit_core.probes.config import EstimatorConfig
     from lowbit_core.quant import estimator_registry as reg
     from lowbit_core.quant.estimators import DEFAULT_PARAMS
-    from lowbit_core.train.config import QuantConfig
+    from lowbit_core.families.train.config import QuantConfig
 
     hints = typing.get_type_hints(EstimatorConfig, include_extras=True)
     assert hints["name"] == reg.EstimatorName

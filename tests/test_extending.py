@@ -79,7 +79,7 @@ def test_a_plugin_is_part_of_the_trial_keys_and_an_edit_changes_them(user_folder
 
 def test_the_user_estimator_and_model_are_valid_choices_and_unknown_names_list_them(user_folder, monkeypatch):
     from lowbit_core.config import with_overrides
-    from lowbit_core.train.config import TrainConfig
+    from lowbit_core.families.train.config import TrainConfig
 
     monkeypatch.chdir(user_folder)
     load_sweep(user_folder / "vgg_train.py")
@@ -107,9 +107,9 @@ def test_tanh_estimator_gradient_against_a_finite_difference(user_folder, monkey
 
 def test_the_user_model_trains_and_has_a_cost(user_folder, monkeypatch):
     from lowbit_core.config import with_overrides
-    from lowbit_core.cost.train import train_cost
-    from lowbit_core.train.config import TrainConfig
-    from lowbit_core.train.loop import build_model
+    from lowbit_core.families.train.cost import train_cost
+    from lowbit_core.families.train.config import TrainConfig
+    from lowbit_core.families.train.model import build_model
 
     monkeypatch.chdir(user_folder)
     load_sweep(user_folder / "vgg_train.py")

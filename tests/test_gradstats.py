@@ -8,11 +8,11 @@ import torch
 
 from lowbit_core.config import ConfigError, with_overrides
 from lowbit_core.families import get_family
-from lowbit_core.gradstats.config import GradStatsConfig, finetune_config
-from lowbit_core.gradstats.run import STAT_COLUMNS, pretrain_config, pretrained_state, run_gradstats
-from lowbit_core.train.checkpoint import save_state
-from lowbit_core.train.data import load_train_data
-from lowbit_core.train.loop import train
+from lowbit_core.families.gradstats.config import GradStatsConfig, finetune_config
+from lowbit_core.families.gradstats.run import STAT_COLUMNS, pretrain_config, pretrained_state, run_gradstats
+from lowbit_core.training.checkpoint import save_state
+from lowbit_core.families.train.data import load_train_data
+from lowbit_core.families.train.run import train
 
 TINY = {"data.n_train": 256, "data.n_test": 64, "model.width": 4, "train.batch_size": 32, "train.epochs": 2,
         "train.steps_per_epoch": 2, "stats.batches": 3, "stats.reference_batches": 4, "stats.batch_size": 32,

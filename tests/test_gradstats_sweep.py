@@ -61,9 +61,9 @@ def test_docstring_sections_and_stated_cost():
 def test_a_state_file_acts_on_pretrained_trials_only(cifar_root, tmp_path):
     import torch
 
-    from lowbit_core.gradstats.config import finetune_config
-    from lowbit_core.train.checkpoint import save_state
-    from lowbit_core.train.loop import architecture, build_model
+    from lowbit_core.families.gradstats.config import finetune_config
+    from lowbit_core.training.checkpoint import save_state
+    from lowbit_core.families.train.model import architecture, build_model
 
     cfg = plan(SWEEP, "smoke").trials[0].config
     fp = finetune_config(cfg)

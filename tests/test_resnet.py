@@ -7,7 +7,7 @@ from torch.nn import functional as F
 from lowbit_core.models.resnet import (BasicBlock, _ShortcutA, build_resnet, count_params, inner_convs,
                                        load_fp_weights, resnet18, resnet20)
 from lowbit_core.quant.layers import QuantConv2d, QuantSpec
-from lowbit_core.train.init import init_weights, perturb
+from lowbit_core.families.train.init import init_weights, perturb
 
 SPECS = {
     "fp": None,

@@ -17,7 +17,7 @@ from lowbit_core.data.sr_images import (ImageError, bicubic_upscale, check_image
                                          read_rgb)
 from lowbit_core.data.sr_metrics import psnr_ssim_y
 from lowbit_core.families import get_family
-from lowbit_core.train.sr_config import SRConfig, min_eval_side
+from lowbit_core.families.sr.config import SRConfig, min_eval_side
 
 FAMILY = get_family("sr")
 
@@ -117,7 +117,7 @@ def test_jpeg_folders_are_read(tmp_path):
     assert [p.name for p in pairs] == ["img0", "img1"]
     with Image.open(tmp_path / "Set5" / "img0.JPEG") as im:
         assert np.array_equal(pairs[0].hr, np.asarray(im.convert("RGB")))
-    from lowbit_core.train.sr_loop import train_sr
+    from lowbit_core.families.sr.run import train_sr
     rows = []
     train_sr(with_overrides(cfg, {"train.epochs": 1, "train.steps_per_epoch": 1, "train.batch_size": 2,
                                   "data.crop_size": 8}), lambda m, state=None: rows.append(m))

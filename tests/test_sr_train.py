@@ -1,4 +1,4 @@
-"""The sr family's config and training loop (lowbit_core/train/sr_config.py, sr_loop.py), Ray-free:
+"""The sr family's config and training loop (lowbit_core/families/sr/config.py, run.py), Ray-free:
 one-line config errors, canonical keys, preflight on missing folders, the rows a trial reports (every
 metric declared, the bicubic baseline equal to an independent computation, crops), checkpoints that
 resume bit-identically (through PAMS calibration and the FP -> quantized switch), folders of PNGs with
@@ -18,9 +18,9 @@ from lowbit_core.data.sr_metrics import psnr_ssim_y
 from lowbit_core.families import get_family
 from lowbit_core.quant.pams import PAMSAct
 from lowbit_core.sweep import config_key
-from lowbit_core.train.checkpoint import load_state, save_state
-from lowbit_core.train.sr_config import SRConfig
-from lowbit_core.train.sr_loop import build_model, crop_position, make_optimizer, step_lr_factor, train_sr
+from lowbit_core.training.checkpoint import load_state, save_state
+from lowbit_core.families.sr.config import SRConfig
+from lowbit_core.families.sr.run import build_model, crop_position, make_optimizer, step_lr_factor, train_sr
 
 FAMILY = get_family("sr")
 TINY = {"model.blocks": 1, "model.channels": 4, "data.generated_size": 32, "data.lr_patch": 8, "data.n_train": 3,

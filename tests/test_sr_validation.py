@@ -1,4 +1,4 @@
-"""The sr family's validation set (lowbit_core/train/sr_config.py, sr_loop.py): a fixed hold-out of the
+"""The sr family's validation set (lowbit_core/families/sr/config.py, run.py): a fixed hold-out of the
 training folder that training never samples, a named validation folder, generated validation images;
 rows carry ``val_psnr_y`` / ``val_ssim_y`` equal to an independent computation on exactly those
 images; preflight on a hold-out that leaves no training image; the sweep's validation metric and its
@@ -16,9 +16,9 @@ from lowbit_core.data.sr_images import bicubic_upscale, generated_image, holdout
 from lowbit_core.data.sr_metrics import psnr_ssim_y
 from lowbit_core.families import get_family
 from lowbit_core.sweep import ASHA, load_sweep, plan
-from lowbit_core.train.sr_config import SRConfig, has_validation, train_files, val_files
-from lowbit_core.train.sr_loop import (SELECTION_METRICS, SR_METRICS, build_model, evaluate, load_train_pairs, load_val_set,
-                                       super_resolve, train_sr)
+from lowbit_core.families.sr.config import SRConfig, has_validation, train_files, val_files
+from lowbit_core.families.sr.run import (SELECTION_METRICS, SR_METRICS, build_model, evaluate, load_train_pairs,
+                                         load_val_set, super_resolve, train_sr)
 
 FAMILY = get_family("sr")
 TINY = {"model.blocks": 1, "model.channels": 4, "data.lr_patch": 8, "data.crop_size": 8, "train.epochs": 2,

@@ -10,10 +10,12 @@ from torch import nn
 from lowbit_core.config import ConfigError, with_overrides
 from lowbit_core.families import get_family
 from lowbit_core.quant.estimators import ede_schedule
-from lowbit_core.train.checkpoint import load_state, save_state
-from lowbit_core.train.config import TrainConfig, canonicalize, preflight
-from lowbit_core.train.data import load_train_data, fixed_subset, make_synthetic, split_validation
-from lowbit_core.train.loop import TRAIN_METRICS, build_model, cosine_lr, plan_phases, train
+from lowbit_core.training.checkpoint import load_state, save_state
+from lowbit_core.families.train.config import TrainConfig, canonicalize
+from lowbit_core.families.train.preflight import preflight
+from lowbit_core.families.train.data import load_train_data, fixed_subset, make_synthetic, split_validation
+from lowbit_core.families.train.model import build_model
+from lowbit_core.families.train.run import TRAIN_METRICS, cosine_lr, plan_phases, train
 
 TINY = {"data.n_train": 256, "data.n_test": 64, "model.width": 4, "train.batch_size": 32, "train.epochs": 4,
         "train.optimizer": "adam", "train.lr": 0.01, "train.weight_decay": 1e-4}

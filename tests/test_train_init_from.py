@@ -8,10 +8,12 @@ import torch
 
 from lowbit_core.config import with_overrides
 from lowbit_core.quant.estimator_registry import Relative
-from lowbit_core.train.checkpoint import read_model_state, save_state
-from lowbit_core.train.config import TrainConfig, canonicalize, preflight
-from lowbit_core.train.data import load_train_data
-from lowbit_core.train.loop import quant_spec, start_run, train
+from lowbit_core.training.checkpoint import read_model_state, save_state
+from lowbit_core.families.train.config import TrainConfig, canonicalize
+from lowbit_core.families.train.preflight import preflight
+from lowbit_core.families.train.data import load_train_data
+from lowbit_core.families.train.model import quant_spec
+from lowbit_core.families.train.run import start_run, train
 
 TINY = {"data.n_train": 128, "data.n_test": 32, "data.val_fraction": 0.0, "model.width": 4,
         "train.batch_size": 32, "train.epochs": 1, "train.steps_per_epoch": 2, "train.optimizer": "adam",
@@ -162,8 +164,8 @@ def test_units_and_activation_threshold_in_the_config():
 def test_the_fp_model_preflight_builds_has_every_checked_tensor_of_each_precision(kind, kbit, block):
     """Preflight checks a state against the FP model of the architecture: the check ignores quantizer
     tensors (LSQ steps, DSQ bounds), and the other tensors are the same, with the same shapes."""
-    from lowbit_core.train.checkpoint import _is_quantizer_key
-    from lowbit_core.train.loop import build_model
+    from lowbit_core.training.checkpoint import _is_quantizer_key
+    from lowbit_core.families.train.model import build_model
 
     def checked(cfg, k):
         return {n: tuple(t.shape) for n, t in build_model(cfg, k, 10).state_dict().items() if not _is_quantizer_key(n)}

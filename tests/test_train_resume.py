@@ -24,9 +24,9 @@ from conftest import ROOT  # noqa: F401 -- puts the repository on sys.path for t
 from lowbit_sweeps.launch.runner import earlier_checkpoints
 from lowbit_core.results import data_parts, finished_trials
 from lowbit_core.sweep import load_sweep, plan
-from lowbit_core.train.checkpoint import (MARKER_FILE, STATE_FILE, load_checkpoint, load_first_valid,
-                                          save_state, write_marker)
-from lowbit_core.train.loop import TRAIN_METRICS, train
+from lowbit_core.training.checkpoint import (MARKER_FILE, STATE_FILE, load_checkpoint, load_first_valid, save_state,
+                                             write_marker)
+from lowbit_core.families.train.run import TRAIN_METRICS, train
 from test_faults import Driver, inject_env, kill_session, sessions, wait_for  # noqa: F401 -- fixture
 
 KEY = "0123456789abcdef"

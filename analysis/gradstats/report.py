@@ -1,7 +1,7 @@
 """The report of a gradstats sweep: vSTE against nSTE on a binary ResNet, initialized and pretrained.
 
 It answers "do vSTE and nSTE differ on ResNet, and does it depend on pretraining?" from the rows of
-``lowbit_core/gradstats`` (rules: :mod:`analysis.gradstats.trials` for what a trial is and how
+``lowbit_core/families/gradstats`` (rules: :mod:`analysis.gradstats.trials` for what a trial is and how
 layers are summarized, :mod:`analysis.gradstats.compare` for pairing and verdicts,
 :mod:`analysis.gradstats.figures` for what each figure averages). Tables show mean ± std (sample
 std, ddof=1) and n = seeds per group; every verdict needs n >= 2 (the one rule of

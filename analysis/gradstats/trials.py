@@ -1,7 +1,7 @@
 """One row per gradstats trial: its estimator, window width, state and thresholds, the layer summaries
 of its statistics at the start and after fine-tuning, its accuracy, and whether it counts.
 
-Rows of the family (``lowbit_core/gradstats/run.py``): ``step`` 1 is the start state (``stage``
+Rows of the family (``lowbit_core/families/gradstats/run.py``): ``step`` 1 is the start state (``stage``
 start), the later steps follow the fine-tuning epochs; ``w_<stat>`` / ``a_<stat>`` hold one value
 per quantized layer (forward order). Rules:
 

@@ -1,6 +1,6 @@
 """The SR report's trials: one row per trial with its setting, outcome and final per-set scores.
 
-Rows of the ``sr`` family (``lowbit_core/train/sr_loop.py``) carry per test set ``psnr_y.<set>``,
+Rows of the ``sr`` family (``lowbit_core/families/sr/run.py``) carry per test set ``psnr_y.<set>``,
 ``ssim_y.<set>``, their bicubic baselines ``bicubic_psnr_y.<set>`` / ``bicubic_ssim_y.<set>`` and
 ``n_images.<set>``; the config columns ``cfg.scale``, ``cfg.quant.bits`` (32 FP, 1 binary, else k-bit)
 and ``cfg.quant.parts`` (JSON list of the quantized parts).

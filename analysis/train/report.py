@@ -1,6 +1,6 @@
 """The report of a training sweep (the ``train`` family: CIFAR ResNets, one row per epoch).
 
-What a row holds (``lowbit_core/train/loop.py``): ``epoch`` (1-based, equal to ``step``), ``phase``
+What a row holds (``lowbit_core/families/train/run.py``): ``epoch`` (1-based, equal to ``step``), ``phase``
 (``pretrain`` = the FP model of the pretrain path, ``finetune`` = the quantized model after it,
 ``scratch``), ``train_loss`` / ``train_acc`` (under mixup: the mixed loss and the lambda-weighted
 accuracy), ``test_loss`` / ``test_acc``, ``val_loss`` / ``val_acc`` on the validation split,
