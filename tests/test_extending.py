@@ -3,18 +3,15 @@
 The README's code blocks that start with ``# file: NAME`` are written to a temporary folder (blocks
 of one name concatenated), and the sweeps there are planned, dry-run and run with them: a user's
 estimator and model in a probe and a training sweep, a user's family stopped early by ASHA with the
-generic report. The fast tests work in process; the end-to-end runs are marked slow.
+generic report. These tests work in process; the same folder runs end to end through an installed wheel's
+commands in tests/test_wheel.py (slow).
 """
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
 import torch
 
@@ -166,33 +163,3 @@ def test_a_scheduler_on_the_user_familys_test_metric_is_refused(user_folder, mon
     s = load_sweep(user_folder / "quadratic_sweep.py")
     with pytest.raises(ConfigError, match="select on 'test_loss', a test-set metric .* use a validation metric: val_loss"):
         plan(replace(s, metric="test_loss"))
-
-
-def _cli(*args, cwd):
-    bin_dir = Path(sys.executable).parent
-    env = {**os.environ, "PYTHONPATH": ""}
-    return subprocess.run([str(bin_dir / args[0]), *args[1:]], cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=900)
-
-
-@pytest.mark.slow
-def test_user_sweeps_run_end_to_end_outside_the_checkout(user_folder):
-    """The three README sweeps through the installed CLI from the user's folder: the probe and training
-    sweeps use the user's estimator and model and their reports label them; the user's family is
-    stopped early by ASHA and gets the generic report."""
-    for sweep in ("quadratic_sweep.py", "tanh_probe.py", "vgg_train.py"):
-        r = _cli("lowbit-sweep", sweep, "--max-concurrent", "2", cwd=user_folder)
-        assert r.returncode == 0, r.stderr[-2000:]
-    quad = pd.read_parquet(user_folder / "results" / "quadratic")
-    status = pd.concat([pd.read_parquet(p) for p in (user_folder / "results" / "quadratic" / "_trials").glob("*.parquet")])
-    assert (status["status"] == "STOPPED_EARLY").any()
-    assert quad.groupby("trial_key")["step"].apply(lambda s: s.is_unique).all()
-    plan_rec = json.loads((user_folder / "results" / "quadratic" / "_sweep.json").read_text())
-    assert "my_plugins" in plan_rec["plugins"]
-    for name, label in (("quadratic", "generic"), ("tanh_probe", "tanh_ste"), ("vgg_train", "tanh_ste")):
-        r = _cli("lowbit-report", f"results/{name}", cwd=user_folder)
-        assert r.returncode == 0, r.stderr[-2000:]
-        text = (user_folder / "results" / name / "_report" / "report.md").read_text()
-        assert label in text, (name, text[:2000])
-    vgg = pd.read_parquet(user_folder / "results" / "vgg_train")
-    assert set(vgg["cfg.model.arch"]) == {"vgg_small"} and vgg["macs"].notna().all()
