@@ -1,12 +1,15 @@
 """A real two-node Ray cluster on this machine (``ray start --head`` + ``ray start --address``, each
 with its own CPU, per-test ports, temp dir and auth token): a smoke sweep through the CLI with
-``--address`` runs trials on both nodes and writes its results once, on the driver; the worker node
+``--address`` runs trials on both nodes and writes its results once, on the driver; a plug-in
+estimator that only the sweep's folder on the head holds runs in trials on both nodes, imported from
+the copy Ray shipped (runtime_env py_modules), not from the head's folder; the worker node
 lost mid-sweep (its Ray processes killed with SIGKILL, by pid, while a trial runs there): the trials
 are retried on the surviving node and every (trial, step) row is written exactly once, equal to an
 uninterrupted run; a driver without the token is refused. And the default (Ray started by the CLI):
 no dashboard or Ray Client server, token auth on; every listening socket is listed."""
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -123,6 +126,103 @@ def test_smoke_sweep_on_two_nodes(two_nodes, tmp_path):
     # results were written by the driver only: nothing in the nodes' Ray temp dir or anywhere else
     assert not list(temp.rglob("*.parquet"))
     assert sorted(p.name for p in (tmp_path / "res").iterdir()) == ["vste_window"]
+
+
+# ------------------------------------------------------------------ a plug-in only the head's folder holds
+PLUGIN = '''"""A plug-in estimator for the two-node test; each process notes where it imported this module
+from and, on its first call, where the estimator ran (one JSON file per process and event in LOG)."""
+import json
+import os
+import sys
+
+from lowbit_core.quant.estimator_registry import register_estimator
+
+LOG = {log!r}
+FOLDER = {folder!r}
+
+
+def _note(event):
+    import ray
+
+    node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else ""
+    with open(os.path.join(LOG, f"{{event}}-{{os.getpid()}}.json"), "w") as f:
+        json.dump({{"event": event, "file": __file__, "node_id": node, "sid": os.getsid(0),
+                   "folder_on_path": FOLDER in sys.path}}, f)
+
+
+_note("import")
+_called = False
+
+
+@register_estimator("tanh_slope", label="tanh STE (slope a)", paper="derivative of tanh(a w)", param="slope",
+                    default=3.0, symbol="a")
+def tanh_slope(g, w, param=3.0):
+    """dL/dw = g * a * (1 - tanh^2(a w))."""
+    global _called
+    if not _called:
+        _called = True
+        _note("call")
+    return g * param * (1 - (param * w).tanh() ** 2)
+'''
+
+PROBE = '''import slope_plugins  # noqa: F401 -- registers tanh_slope
+
+from lowbit_core.sweep import Sweep, grid
+
+SWEEP = Sweep(name="shipped_estimator", family="probe",
+              base={"model.kind": "binary", "model.hidden": (16, 16), "model.pretrain_steps": 10,
+                    "data.batch_size": 256, "scan.lr_step": 1e-2, "multi.steps": 2, "multi.report_every": 1,
+                    "estimator.name": "tanh_slope"},
+              space={"estimator.param": grid(2.0, 3.0)}, metric="single_best_loss", seeds=(0, 1))
+'''
+
+
+def test_a_plugin_estimator_in_the_sweep_folder_runs_on_both_nodes_from_the_shipped_copy(two_nodes, tmp_path):
+    """The estimator lives only in the sweep's folder on the head (``tmp_path/research``; the CLI runs
+    from there, as a user would, so Ray puts that folder on every worker's ``sys.path`` too): trials
+    on both nodes run it, and every worker imported the module from the copy Ray shipped (its file lies
+    under the nodes' runtime-env folder, byte for byte the head's file), not from the head's folder."""
+    address, env, temp, (head, worker) = two_nodes
+    folder, log = tmp_path / "research", tmp_path / "imports"
+    folder.mkdir()
+    log.mkdir()
+    (folder / "slope_plugins.py").write_text(PLUGIN.format(log=str(log), folder=str(folder)))
+    (folder / "shipped_probe.py").write_text(PROBE)
+    res = run_sweep(folder / "shipped_probe.py", "--results", tmp_path / "res", "--address", address, env=env,
+                    cwd=folder, timeout=240)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "all 4 trials finished" in res.stdout, res.stdout[-3000:]
+    df = pd.read_parquet(tmp_path / "res" / "shipped_estimator")
+    # 4 trials x steps 0, 1, 2, each once; every row ran the plug-in; rows from both nodes
+    assert len(df) == 12 and not df.duplicated(["trial_key", "step"]).any()
+    assert set(df["cfg.estimator.name"]) == {"tanh_slope"} and set(df["cfg.estimator.param"]) == {2.0, 3.0}
+    assert df.node_id.notna().all() and df.node_id.nunique() == 2, df.node_id.value_counts()
+    plan = json.loads((tmp_path / "res" / "shipped_estimator" / "_sweep.json").read_text())
+    assert plan["plugins"]["slope_plugins"]["origin"] == str(folder / "slope_plugins.py")
+
+    notes = [json.loads(p.read_text()) for p in log.glob("*.json")]
+    calls = [n for n in notes if n["event"] == "call"]
+    on = {name: [n for n in calls if n["sid"] == node.proc.pid] for name, node in (("head", head), ("worker", worker))}
+    print(f"\nplug-in estimator called in {len(on['head'])} head and {len(on['worker'])} worker-node processes:")
+    for n in calls:
+        print("  ", n["node_id"][:12], n["file"])
+    # the estimator ran in trials on both nodes (the rows' two node ids), and nowhere else
+    assert on["head"] and on["worker"] and len(calls) == len(on["head"]) + len(on["worker"]), notes
+    assert {n["node_id"] for n in on["worker"]} | {n["node_id"] for n in on["head"]} == set(df.node_id), notes
+    assert not {n["node_id"] for n in on["worker"]} & {n["node_id"] for n in on["head"]}
+    worker_node = on["worker"][0]["node_id"]
+    assert (df.node_id == worker_node).sum() >= 3  # a whole trial's rows came from the worker node
+    source = (folder / "slope_plugins.py").read_bytes()
+    for n in calls:
+        imported = Path(n["file"]).resolve()
+        # Ray put the head's folder on the worker's sys.path (the driver's working directory), yet the
+        # module came from what Ray shipped: the nodes' runtime-env folder, the same bytes
+        assert n["folder_on_path"], n
+        assert not imported.is_relative_to(tmp_path), n
+        assert imported.is_relative_to(temp.resolve()) and "runtime_resources" in imported.parts, n
+        assert imported.name == "slope_plugins.py" and imported.read_bytes() == source
+    driver = [n for n in notes if n["event"] == "import" and n["sid"] not in (head.proc.pid, worker.proc.pid)]
+    assert [Path(n["file"]).resolve() for n in driver] == [(folder / "slope_plugins.py").resolve()], notes
 
 
 def kill_node(node: RayNode) -> list[int]:
