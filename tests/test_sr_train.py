@@ -54,7 +54,7 @@ def run(cfg, start_state=None):
     ({"data.test_sets": ("custom",)}, "data.custom_test"),
     ({"scale": 5}, "scale=5 is not valid; valid: 2, 3, 4"),
     ({"scale": 4, "data.generated_size": 48, "data.lr_patch": 16}, "data.generated_size=48 is smaller than the HR patch"),
-    ({"quant.kbit": "dorefa"}, "quant.kbit='dorefa' is not valid; valid: 'pams', 'lsq'"),
+    ({"quant.kbit": "dorefa"}, "quant.kbit='dorefa' is not valid; valid: 'lsq', 'dsq', 'pams'"),
     ({"quant.act_estimator": "swish"}, "quant.act_estimator='swish' is not valid; valid: 'identity'"),
     ({"train.epochs": 3, "train.pretrain_epochs": 3}, "0 <= train.pretrain_epochs < train.epochs"),
     ({"model.blocks": 0}, "model.blocks >= 1"),

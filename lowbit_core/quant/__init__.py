@@ -13,7 +13,7 @@ _EXPORTS = {
     "estimators": ("ESTIMATORS", "ede_schedule", "get_estimator", "sign", "sign_ste"),
     "kbit": ("DoReFaAct", "DoReFaWeight", "LSQQuantizer", "dorefa_act", "dorefa_weight", "lsq_quantize", "quantize_k"),
     "layers": ("QuantConv2d", "QuantLinear", "QuantSpec", "set_dsq_alpha", "set_ede_epoch"),
-    "registry": ("QUANTIZERS", "QuantizerSpec", "make_quantizer"),
+    "registry": ("QUANTIZERS", "QuantizerSpec", "make_quantizer", "register_quantizer"),
     "sign": ("WEIGHT_SCALES", "SignQuantizer", "binarize", "binarize_weight", "mean_abs_scale"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

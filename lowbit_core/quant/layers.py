@@ -25,7 +25,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from lowbit_core.quant.dsq import DSQQuantizer
-from lowbit_core.quant.estimator_registry import Relative, get
+from lowbit_core.quant.estimator_registry import REFERENCE, Relative, get
 from lowbit_core.quant.registry import QuantizerSpec, _check_keys, make_quantizer
 from lowbit_core.quant.sign import SignQuantizer
 
@@ -39,13 +39,13 @@ class QuantSpec:
     :class:`~lowbit_core.quant.estimator_registry.Relative` (``t * std(W)`` of the layer's weight,
     or of the batch's input activations, at the time of the step)."""
 
-    weight: str = "none"              # none | sign | dorefa | lsq | dsq
-    weight_estimator: str = "identity"
+    weight: str = "none"              # a key of QUANTIZERS (built-in or plug-in)
+    weight_estimator: str = REFERENCE
     weight_param: Any = None
     weight_scale: str = "none"        # none | mean_abs
     weight_threshold: float | Relative = 0.0
-    act: str = "none"                 # none | sign | dorefa | lsq | dsq
-    act_estimator: str = "identity"
+    act: str = "none"                 # a key of QUANTIZERS (built-in or plug-in)
+    act_estimator: str = REFERENCE
     act_param: Any = None
     act_threshold: float | Relative = 0.0
     act_signed: bool = False          # lsq activations: signed range

@@ -54,13 +54,16 @@ class QuantizerEntry:
     """One quantizer: ``factory(spec) -> nn.Module``; ``check(spec)`` raises on a spec it cannot build
     (``KeyError`` for an unknown name, ``ValueError`` otherwise; ``None``: every spec is fine);
     ``kbit``: whether ``quant.kbit`` may name it (``none`` and ``sign`` are chosen by the precision,
-    ``model.kind`` / ``quant.bits``, instead); ``paper``: where it comes from."""
+    ``model.kind`` / ``quant.bits``, instead); ``signed_act``: whether its activation form honours
+    ``spec.signed`` (represents negative activations when asked; the ``sr`` family's k-bit
+    activations are signed); ``paper``: where it comes from."""
 
     name: str
     factory: Callable[["QuantizerSpec"], Any]
     paper: str = ""
     check: Callable[["QuantizerSpec"], None] | None = None
     kbit: bool = True
+    signed_act: bool = True
 
 
 QUANTIZERS: Registry[QuantizerEntry] = Registry("quantizer")
@@ -112,41 +115,43 @@ def _check_keys(cls, d: dict) -> dict:
 
 
 def register_quantizer(name: str, *, paper: str = "", check: Callable[[QuantizerSpec], None] | None = None,
-                       kbit: bool = True):
+                       kbit: bool = True, signed_act: bool = True):
     """Decorator registering ``factory(spec: QuantizerSpec) -> nn.Module`` as quantizer ``name``: the
     module maps a weight (``spec.role == "weight"``) or an input activation (``"act"``) to its
     quantized value, ``q(x) -> x_q``, and carries its own backward (e.g. an STE). ``check(spec)``:
     refuse a spec the factory cannot build (called whenever a spec of this name is made, so a bad
     one fails when the layer's :class:`~lowbit_core.quant.layers.QuantSpec` is built); ``kbit``:
     whether the families' ``quant.kbit`` may name it (k-bit models then quantize every inner layer's
-    weights, and with ``quant.act="quant"`` its input activations, with it at ``quant.bits``).
+    weights, and with ``quant.act="quant"`` its input activations, with it at ``quant.bits``); ``signed_act``: whether an activation spec with ``signed=True`` is
+    honoured (False: the ``sr`` family, whose activations are signed, refuses it).
     A name already taken (a built-in's included) is a ``ValueError``."""
     def deco(factory):
-        QUANTIZERS.add(name, QuantizerEntry(name, factory, paper, check, kbit), getattr(factory, "__module__", ""))
+        QUANTIZERS.add(name, QuantizerEntry(name, factory, paper, check, kbit, signed_act), getattr(factory, "__module__", ""))
         return factory
     return deco
-
-
-def _kbit_names(registry: Registry) -> tuple[str, ...]:
-    return tuple(n for n, e in registry.items() if e.kbit)
 
 
 @dataclass(frozen=True)
 class KBitOf(OneOf):
     """:class:`~lowbit_core.registry.OneOf` restricted to the entries a k-bit model may name
-    (``kbit=True``: every registered quantizer but ``none`` and ``sign``)."""
+    (``kbit=True``: every registered quantizer but ``none`` and ``sign``), and with ``signed_act`` to
+    those whose activations may be signed."""
+
+    signed_act: bool = False
 
     def choices(self) -> tuple[str, ...]:
-        return _kbit_names(self.registry)
+        return tuple(n for n, e in self.registry.items() if e.kbit and (e.signed_act or not self.signed_act))
 
     def __hash__(self) -> int:
-        return id(self.registry) + 1
+        return hash((id(self.registry), "kbit", self.signed_act))
 
 
 QuantizerName = Annotated[str, OneOf(QUANTIZERS)]
 """Config type of any quantizer choice, checked against the registry when the config is built."""
 KBitName = Annotated[str, KBitOf(QUANTIZERS)]
 """Config type of ``quant.kbit``: a registered quantizer with ``kbit=True``, checked live."""
+SignedKBitName = Annotated[str, KBitOf(QUANTIZERS, signed_act=True)]
+"""``quant.kbit`` where activations are signed (``sr``): ``kbit=True`` and ``signed_act=True``."""
 
 
 # --- the built-ins (each imports its module only when used) ---------------------------------------
@@ -164,6 +169,12 @@ def _check_bits(s: QuantizerSpec) -> None:
     from lowbit_core.quant.kbit import _check_bits
 
     _check_bits(s.bits)
+
+
+def _check_dorefa(s: QuantizerSpec) -> None:
+    _check_bits(s)
+    if s.role == "act" and s.signed:
+        raise ValueError("dorefa activations are unsigned (clipped to [0, 1]); signed=True needs another quantizer")
 
 
 def _check_lsq(s: QuantizerSpec) -> None:
@@ -202,7 +213,8 @@ def sign_quantizer(s: QuantizerSpec):
     return SignQuantizer(s.estimator, s.param, s.threshold, s.scale)
 
 
-@register_quantizer("dorefa", paper="Zhou et al. 2016, arXiv:1606.06160 (DoReFa-Net)", check=_check_bits)
+@register_quantizer("dorefa", paper="Zhou et al. 2016, arXiv:1606.06160 (DoReFa-Net)", check=_check_dorefa,
+                    signed_act=False)
 def dorefa_quantizer(s: QuantizerSpec):
     from lowbit_core.quant.kbit import DoReFaAct, DoReFaWeight
 
@@ -247,4 +259,4 @@ def make_quantizer(spec: QuantizerSpec | dict | str):
 
 
 __all__ = ["QuantizerSpec", "QuantizerEntry", "QUANTIZERS", "BUILTIN", "make_quantizer", "register_quantizer",
-           "QuantizerName", "KBitName", "KBitOf", "ROLES"]
+           "QuantizerName", "KBitName", "SignedKBitName", "KBitOf", "ROLES"]

@@ -32,7 +32,7 @@ from lowbit_core.data.sr_images import DIV2K_TRAIN, benchmark_folder, check_imag
 from lowbit_core.data.sr_metrics import SSIM_WINDOW
 from lowbit_core.models.edsr import PARTS, SCALES
 from lowbit_core.quant import estimator_registry
-from lowbit_core.quant.registry import KBitName
+from lowbit_core.quant.registry import SignedKBitName
 from lowbit_core.quant.settings import ACT, WEIGHT
 
 Estimator = estimator_registry.EstimatorName
@@ -117,15 +117,16 @@ class SRModelConfig:
 class SRQuantConfig:
     """``bits``: 32 (FP; the other fields are ignored), 1 (binary: ``sign`` weights with
     ``weight_scale`` and, with ``act="quant"``, ``sign`` activations; ``*_estimator``/``*_param``
-    from the estimator registry, param 0 = its default) or 2..8 (``kbit``: ``pams``, or ``lsq`` with
-    signed activations). ``parts``: the quantized parts (:data:`lowbit_core.models.edsr.PARTS`).
+    from the estimator registry, param 0 = its default) or 2..8 (``kbit``: ``pams``, ``lsq`` with
+    signed activations, or a registered k-bit quantizer whose activations may be signed).
+    ``parts``: the quantized parts (:data:`lowbit_core.models.edsr.PARTS`).
     ``ema_epochs``: PAMS's calibration epochs at the start of the quantized phase; ``act_clip_lr``:
     learning rate of PAMS's activation scales alpha (the authors' 1e-2)."""
 
     bits: int = FP_BITS
     parts: tuple[str, ...] = ("body",)
     act: Literal["quant", "none"] = "quant"
-    kbit: KBitName = "pams"
+    kbit: SignedKBitName = "pams"
     weight_estimator: Estimator = WEIGHT.estimator
     weight_param: float = WEIGHT.param
     weight_scale: Literal["none", "mean_abs"] = WEIGHT.scale

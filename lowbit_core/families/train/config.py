@@ -15,7 +15,8 @@ Precision (``model.kind``):
   :data:`~lowbit_core.quant.estimator_registry.UNITS`) apply to that side's estimator parameter
   (where the registry lets it be relative) and threshold: ``weight_unit="std"`` makes a window
   ``t * std(W_l)`` and the threshold ``tau * std(W_l)`` of each layer ``l`` at the time of the step;
-- ``kbit``: inner convs use ``quant.kbit`` (``dorefa``, ``lsq`` or ``dsq``) at ``quant.bits`` on the
+- ``kbit``: inner convs use ``quant.kbit`` (``dorefa``, ``lsq``, ``dsq``, ``pams`` or a plug-in of
+  :func:`~lowbit_core.quant.registry.register_quantizer`) at ``quant.bits`` on the
   weights and, with ``quant.act="quant"``, on the input activations. ``kbit="dsq", bits=1`` is 1-bit
   DSQ. DSQ's alpha is learned (``quant.dsq_schedule="learned"``) or set per epoch by a linear /
   geometric decay from ``quant.dsq_alpha`` to ``quant.dsq_alpha_min`` over the phase.
