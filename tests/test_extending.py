@@ -121,6 +121,38 @@ def test_the_user_model_trains_and_has_a_cost(user_folder, monkeypatch):
     assert cost["fp_macs"] == 32 * 32 * 9 * 3 * 8 + 16 * 10
 
 
+def test_the_user_quantizer_is_a_kbit_choice_and_the_model_computes_with_it(user_folder, monkeypatch):
+    """The README's TWN quantizer in a k-bit training config: the model's quantized convs use it on
+    weights and input activations, with the closed forms of hand-made tensors (Δ = 0.7·mean|x|,
+    α = mean of |x| over |x| > Δ)."""
+    from torch.nn import functional as F
+
+    from lowbit_core.config import with_overrides
+    from lowbit_core.families.train.config import TrainConfig
+    from lowbit_core.families.train.model import build_model
+    from lowbit_core.quant.layers import QuantConv2d
+
+    monkeypatch.chdir(user_folder)
+    load_sweep(user_folder / "vgg_train.py")
+    with pytest.raises(ConfigError, match=r"quant.kbit='twn' is not valid; valid: 'dorefa', .*'ternary'"):
+        with_overrides(TrainConfig(), {"quant.kbit": "twn"})
+    cfg = with_overrides(TrainConfig(), {"model.arch": "vgg_small", "model.width": 8, "model.kind": "kbit",
+                                         "quant.kbit": "ternary"})
+    conv = next(m for m in build_model(cfg, "kbit", 10).modules()
+                if isinstance(m, QuantConv2d) and m.spec.weight == m.spec.act == "ternary")
+    # |w| = 0.9 0.1 0.3 0.6 0.05 1.2: mean 0.525, Δ = 0.3675, kept 0.9 0.6 1.2, α = 0.9
+    w = torch.tensor([0.9, -0.1, 0.3, -0.6, 0.05, -1.2]).repeat(conv.weight.numel() // 6).view_as(conv.weight)
+    w_q = torch.tensor([0.9, 0.0, 0.0, -0.9, 0.0, -0.9]).repeat(conv.weight.numel() // 6).view_as(w)
+    # x = 0.2 1 0.5 0 2 0.3: mean 2/3, Δ = 0.4667, kept 1 0.5 2, α = 3.5/3
+    x = torch.tensor([0.2, 1.0, 0.5, 0.0, 2.0, 0.3]).repeat(8 * 36 // 6).view(1, 8, 6, 6)
+    x_q = torch.tensor([0.0, 1.0, 1.0, 0.0, 1.0, 0.0]).repeat(8 * 36 // 6).view_as(x) * (3.5 / 3)
+    with torch.no_grad():
+        conv.weight.copy_(w)
+    assert torch.allclose(conv.quantized_weight(), w_q, atol=1e-6)
+    assert torch.allclose(conv.act_quantizer(x), x_q, atol=1e-6)
+    assert torch.allclose(conv(x), F.conv2d(x_q, w_q, None, 1, 1), atol=1e-5)
+
+
 def test_registering_in_the_sweep_file_itself_is_refused(tmp_path):
     (tmp_path / "inline.py").write_text(
         "from lowbit_core.quant.estimator_registry import register_estimator\n"
