@@ -50,7 +50,7 @@ def _check(spec):
         raise ValueError(f"halfgrid takes bits <= 4, got {spec.bits}")
 
 
-@register_quantizer("halfgrid", paper="a test plug-in", check=_check)
+@register_quantizer("halfgrid", paper="a test plug-in", check=_check, label="HalfGrid")
 def halfgrid(spec):
     return HalfGrid(spec.bits, -1.0 if spec.is_signed else 0.0)
 '''
@@ -136,6 +136,16 @@ def test_an_unknown_quantizer_lists_the_builtin_and_registered_ones_in_one_line(
         QuantSpec(act="dorefa", act_signed=True)
     with pytest.raises(KeyError, match=r"unknown quantizer 'ternary'; valid: none, sign, dorefa, lsq, dsq, pams.*halfgrid"):
         make_quantizer("ternary")
+
+
+def test_the_training_report_labels_quantizers_from_the_registry(plugin):
+    from lowbit_sweeps.analysis.train.groups import quant_parts
+
+    def head(kbit):
+        return quant_parts({"cfg.model.kind": "kbit", "cfg.quant.kbit": kbit, "cfg.quant.bits": 2})[0]
+
+    assert [head(k) for k in ("dorefa", "lsq", "dsq", "pams", "halfgrid", "unloaded")] == [
+        "DoReFa 2-bit", "LSQ 2-bit", "DSQ 2-bit", "PAMS 2-bit", "HalfGrid 2-bit", "unloaded 2-bit"]
 
 
 def test_a_taken_name_cannot_be_registered_again(plugin):

@@ -15,6 +15,7 @@ from lowbit_sweeps.analysis.common.format import fmt_acc, fmt_mean_std, fmt_valu
 from lowbit_sweeps.analysis.common.groups import KIND, collapsed_columns, iter_groups, seed_column, varying_keys
 from lowbit_sweeps.analysis.common.load import error_line, failed_trials, stopped_trials
 from lowbit_sweeps.analysis.common.stats import mean_std_n
+from lowbit_core.quant.registry import label as quantizer_label
 
 QUANTIZER = "quantizer"
 ACC = "test_acc"
@@ -59,12 +60,9 @@ def numeric(value) -> float:
 
 # ---- the quantizer label -----------------------------------------------------------------------
 
-KBIT_NAMES = {"dsq": "DSQ", "dorefa": "DoReFa", "lsq": "LSQ"}
-
-
 def quant_parts(row: dict) -> tuple[str, list[tuple[str, str]]]:
     """(head, [(component, text)]) describing how one trial quantizes (only the fields that act);
-    estimator labels come from the registry."""
+    estimator and quantizer labels come from their registries."""
     def get(key, default=None):
         v = row.get(f"{QUANT_PREFIX}{key}", default)
         return default if is_null(v) else v
@@ -81,7 +79,7 @@ def quant_parts(row: dict) -> tuple[str, list[tuple[str, str]]]:
                  ("a", act or estimator_label(get("act_estimator"), get("act_param")))]
         return "binary", parts
     kbit = str(get("kbit", "dorefa"))
-    head = f"{KBIT_NAMES.get(kbit, kbit)} {fmt_value(get('bits', 2))}-bit"
+    head = f"{quantizer_label(kbit)} {fmt_value(get('bits', 2))}-bit"
     parts = [("a", act or "quantized")]
     if kbit == "dsq":
         sched = str(get("dsq_schedule", "learned"))

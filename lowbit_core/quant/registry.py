@@ -56,7 +56,8 @@ class QuantizerEntry:
     ``kbit``: whether ``quant.kbit`` may name it (``none`` and ``sign`` are chosen by the precision,
     ``model.kind`` / ``quant.bits``, instead); ``signed_act``: whether its activation form honours
     ``spec.signed`` (represents negative activations when asked; the ``sr`` family's k-bit
-    activations are signed); ``paper``: where it comes from."""
+    activations are signed); ``paper``: where it comes from; ``label``: how reports name it ('':
+    its name)."""
 
     name: str
     factory: Callable[["QuantizerSpec"], Any]
@@ -64,6 +65,7 @@ class QuantizerEntry:
     check: Callable[["QuantizerSpec"], None] | None = None
     kbit: bool = True
     signed_act: bool = True
+    label: str = ""
 
 
 QUANTIZERS: Registry[QuantizerEntry] = Registry("quantizer")
@@ -115,7 +117,7 @@ def _check_keys(cls, d: dict) -> dict:
 
 
 def register_quantizer(name: str, *, paper: str = "", check: Callable[[QuantizerSpec], None] | None = None,
-                       kbit: bool = True, signed_act: bool = True):
+                       kbit: bool = True, signed_act: bool = True, label: str = ""):
     """Decorator registering ``factory(spec: QuantizerSpec) -> nn.Module`` as quantizer ``name``: the
     module maps a weight (``spec.role == "weight"``) or an input activation (``"act"``) to its
     quantized value, ``q(x) -> x_q``, and carries its own backward (e.g. an STE). ``check(spec)``:
@@ -123,10 +125,12 @@ def register_quantizer(name: str, *, paper: str = "", check: Callable[[Quantizer
     one fails when the layer's :class:`~lowbit_core.quant.layers.QuantSpec` is built); ``kbit``:
     whether the families' ``quant.kbit`` may name it (k-bit models then quantize every inner layer's
     weights, and with ``quant.act="quant"`` its input activations, with it at ``quant.bits``); ``signed_act``: whether an activation spec with ``signed=True`` is
-    honoured (False: the ``sr`` family, whose activations are signed, refuses it).
+    honoured (False: the ``sr`` family, whose activations are signed, refuses it); ``label``: the
+    reports' name for it (default: ``name``).
     A name already taken (a built-in's included) is a ``ValueError``."""
     def deco(factory):
-        QUANTIZERS.add(name, QuantizerEntry(name, factory, paper, check, kbit, signed_act), getattr(factory, "__module__", ""))
+        QUANTIZERS.add(name, QuantizerEntry(name, factory, paper, check, kbit, signed_act, label),
+                       getattr(factory, "__module__", ""))
         return factory
     return deco
 
@@ -198,7 +202,7 @@ def _check_pams(s: QuantizerSpec) -> None:
     pams_levels(s.bits)
 
 
-@register_quantizer("none", paper="full precision", kbit=False)
+@register_quantizer("none", paper="full precision", kbit=False, label="FP")
 def identity_quantizer(s: QuantizerSpec):
     from torch import nn
 
@@ -206,7 +210,7 @@ def identity_quantizer(s: QuantizerSpec):
 
 
 @register_quantizer("sign", paper="Courbariaux et al. 2016 (BinaryConnect); Rastegari et al. 2016, ECCV (XNOR-Net scale)",
-                    check=_check_sign, kbit=False)
+                    check=_check_sign, kbit=False, label="sign")
 def sign_quantizer(s: QuantizerSpec):
     from lowbit_core.quant.sign import SignQuantizer
 
@@ -214,28 +218,28 @@ def sign_quantizer(s: QuantizerSpec):
 
 
 @register_quantizer("dorefa", paper="Zhou et al. 2016, arXiv:1606.06160 (DoReFa-Net)", check=_check_dorefa,
-                    signed_act=False)
+                    signed_act=False, label="DoReFa")
 def dorefa_quantizer(s: QuantizerSpec):
     from lowbit_core.quant.kbit import DoReFaAct, DoReFaWeight
 
     return DoReFaWeight(s.bits) if s.role == "weight" else DoReFaAct(s.bits)
 
 
-@register_quantizer("lsq", paper="Esser et al. 2020, ICLR (LSQ)", check=_check_lsq)
+@register_quantizer("lsq", paper="Esser et al. 2020, ICLR (LSQ)", check=_check_lsq, label="LSQ")
 def lsq_quantizer(s: QuantizerSpec):
     from lowbit_core.quant.kbit import LSQQuantizer
 
     return LSQQuantizer(s.bits, signed=s.is_signed, role=s.role)
 
 
-@register_quantizer("dsq", paper="Gong et al. 2019, ICCV (DSQ)", check=_check_dsq)
+@register_quantizer("dsq", paper="Gong et al. 2019, ICCV (DSQ)", check=_check_dsq, label="DSQ")
 def dsq_quantizer(s: QuantizerSpec):
     from lowbit_core.quant.dsq import DSQQuantizer
 
     return DSQQuantizer(s.bits, s.lower, s.upper, s.alpha, s.learn_alpha, s.learn_bounds, s.train_forward)
 
 
-@register_quantizer("pams", paper="Li et al. 2020, ECCV (PAMS)", check=_check_pams)
+@register_quantizer("pams", paper="Li et al. 2020, ECCV (PAMS)", check=_check_pams, label="PAMS")
 def pams_quantizer(s: QuantizerSpec):
     from lowbit_core.quant.pams import pams_quantizer as build
 
@@ -244,6 +248,12 @@ def pams_quantizer(s: QuantizerSpec):
 
 BUILTIN: tuple[str, ...] = QUANTIZERS.names()
 """The library's own quantizers."""
+
+
+def label(name) -> str:
+    """Report label of quantizer ``name`` (its entry's ``label``; an unregistered name is shown as is)."""
+    entry = QUANTIZERS.get(str(name), None)
+    return (entry.label or entry.name) if entry else str(name)
 
 
 def make_quantizer(spec: QuantizerSpec | dict | str):
@@ -258,5 +268,5 @@ def make_quantizer(spec: QuantizerSpec | dict | str):
     return QUANTIZERS.get(spec.name).factory(spec)
 
 
-__all__ = ["QuantizerSpec", "QuantizerEntry", "QUANTIZERS", "BUILTIN", "make_quantizer", "register_quantizer",
+__all__ = ["QuantizerSpec", "QuantizerEntry", "QUANTIZERS", "BUILTIN", "make_quantizer", "register_quantizer", "label",
            "QuantizerName", "KBitName", "SignedKBitName", "KBitOf", "ROLES"]
