@@ -5,15 +5,17 @@ For each: the sweep plans (every trial key is the key of its canonical config), 
 a tiny in-process run reports only declared metrics with a step (and an epoch where the family
 declares ``epoch_key``), its rows written through the results writer come back with the schema
 declared before the run, and the report (the family's own, or the generic one) is written from them.
-Resume of each family through Ray is tested in tests/test_faults.py, test_train_resume.py and
-test_optuna_resume.py (slow); here the contract's resume part is that re-adding a written
-(trial, step) row is refused by the writer.
+Resume: a family that checkpoints, started again from the first state it reported, gives the
+uninterrupted run's later rows; any other family, rerun from its seed, gives the same rows; and
+re-adding a written (trial, step) row is refused by the writer. Resume through Ray (kill, then
+``--resume``) is tested in tests/test_faults.py, test_train_resume.py and test_optuna_resume.py (slow).
 """
 from __future__ import annotations
 
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -22,6 +24,7 @@ from lowbit_core.config import flatten, with_overrides
 from lowbit_core.families import family_names, get_family
 from lowbit_core.results import ResultsWriter, results_schema, write_plan
 from lowbit_core.sweep import config_key, describe_plan, load_sweep, plan
+from lowbit_core.training.checkpoint import load_state, save_state
 from test_extending import user_folder as plugin_folder  # noqa: F401 -- the fixture: the README's files
 
 REPO = Path(__file__).resolve().parents[1]
@@ -67,9 +70,12 @@ def test_family_contract(name, plugin_folder, tmp_path, monkeypatch, capsys):
     trial = p.trials[0]
     cfg = with_overrides(trial.config, overrides) if overrides else trial.config
     rows: list[dict] = []
+    saved: list[Path] = []
 
     def report(metrics, state=None, point=None):
         rows.append(dict(metrics))
+        if state is not None and not saved:  # the first checkpoint, written as the trainable writes it
+            saved.append(save_state(state, tmp_path / "checkpoint"))
 
     run = family.run_batch if trial.points else family.run
     if trial.points:
@@ -79,6 +85,35 @@ def test_family_contract(name, plugin_folder, tmp_path, monkeypatch, capsys):
     assert rows and all("step" in r and set(r) <= set(family.metrics) | {"step"} for r in rows)
     if family.epoch_key:
         assert all("epoch" in r for r in rows)
+
+    # resume: a family that checkpoints continues from the first state it reported, and the rows after
+    # it equal the uninterrupted run's; any other family reruns a trial from its seed: the same rows
+    if not trial.points:
+        again: list[dict] = []
+        if family.checkpoints:
+            assert saved, f"family {name} declares checkpoints but reported no state"
+            start = load_state(saved[0].parent)
+            family.run(cfg, lambda m, state=None: again.append(dict(m)), torch.device("cpu"), start_state=start)
+            done = next(i for i, r in enumerate(rows) if r["step"] == again[0]["step"])
+            assert done >= 1 and again[0]["step"] > rows[0]["step"]
+            expected = rows[done:]
+        else:
+            family.run(cfg, lambda m, state=None: again.append(dict(m)), torch.device("cpu"))
+            expected = rows
+        assert [r["step"] for r in again] == [r["step"] for r in expected]
+        for got, want in zip(again, expected):
+            assert got.keys() == want.keys()
+            for k in want:
+                if k.endswith("_s"):  # wall-clock measurements (epoch_time_s, images_per_s) differ run to run
+                    continue
+                if k == "resumed_from_epoch":  # train and sr record where a resumed trial started
+                    assert got[k] == rows[done - 1]["epoch"] and want[k] == 0
+                    continue
+                if isinstance(want[k], str):
+                    assert got[k] == want[k], (k, got["step"])
+                else:
+                    assert np.allclose(np.asarray(got[k], float), np.asarray(want[k], float), rtol=1e-5,
+                                       atol=1e-6, equal_nan=True), (k, got["step"], got[k], want[k])
 
     folder = tmp_path / s.name
     writer = ResultsWriter(folder, results_schema(family.config_cls, family.metrics), "run0")
