@@ -55,10 +55,48 @@ def _epilog() -> str:
 
     shipped = ", ".join(shipped_sweeps()) or "none found"
     return (f"families: {', '.join(family_names())} (or a plug-in's; see README, 'Extending')\n"
-            f"shipped sweeps (run by name, e.g. {PROG} vste_window): {shipped}\n"
+            f"shipped sweeps (run by name, e.g. {PROG} vste_window; --list shows their questions): {shipped}\n"
             f"exit status: 0 all trials finished, 1 some failed or the results could not be written, 2 bad input, "
             f"130 interrupted\n"
             f"report: {REPORT} RESULTS_DIR; more: the project's README.md")
+
+
+def shipped_listing() -> str:
+    """Each shipped sweep: its name, family, the first line of its docstring and the questions of the
+    meeting record it bears on (``Sweep.questions``; :mod:`lowbit_core.questions`)."""
+    import ast
+    import textwrap
+
+    from lowbit_core.questions import resolve
+    from lowbit_core.sweep import load_sweep, shipped_sweeps
+
+    blocks = []
+    for name, path in shipped_sweeps().items():
+        sweep = load_sweep(path)
+        doc = (ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or "").strip().splitlines()
+        lines = [f"{name} ({sweep.family}): {doc[0] if doc else ''}".rstrip(": ")]
+        questions = resolve(sweep.questions)
+        for q in questions:
+            lines += textwrap.wrap(f"{q.id}: {q.text}", width=100, initial_indent="  answers ",
+                                   subsequent_indent="    ")
+        if not questions:
+            lines.append("  answers none of the meeting record's questions")
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks) if blocks else "no shipped sweeps found"
+
+
+class _ListShipped(argparse.Action):
+    """``--list``: print :func:`shipped_listing` and exit 0 (like ``--version``, no sweep file needed)."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            print(shipped_listing())
+        except ConfigError as exc:
+            parser.exit(2, f"error: {exc}\n")
+        parser.exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -66,6 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Run a lowbit-sweeps sweep with Ray Tune, on this machine or a Ray cluster, and write "
                             "long-format Parquet\nresults under --results/<sweep name>/.")
     p.add_argument("--version", action="version", version=f"lowbit-sweeps {_version()}")
+    p.add_argument("--list", action=_ListShipped, help="list the shipped sweeps with the questions they answer, then exit")
     p.add_argument("sweep_file", help="a sweep module (sweeps/vste_window.py) or a shipped sweep's name (vste_window)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                    help="Ray cluster to join (host:port); default $RAY_ADDRESS, else start Ray here")
