@@ -66,7 +66,9 @@ def fake_sweep():
     rows += trial_rows("short", 4, "head", 0, epochs_done=2)          # unfinished: left out
     rows += trial_rows("nan", 4, "skip", 0, psnr_nan=True)           # non-finite: left out
     rows += trial_rows("dead", 4, "skip", 1)                          # ERROR in _trials: left out
-    status = pd.DataFrame({"trial_key": ["dead"], "status": ["ERROR"], "error": ["RuntimeError: boom"]})
+    rows += trial_rows("asha", 4, "head", 1, epochs_done=2)           # stopped by the scheduler: left out
+    status = pd.DataFrame({"trial_key": ["dead", "asha"], "status": ["ERROR", "STOPPED_EARLY"],
+                           "error": ["RuntimeError: boom", "stopped early by ASHA at epoch 2 of 3"]})
     return pd.DataFrame(rows), status
 
 
@@ -74,6 +76,8 @@ def test_tables_give_back_the_closed_form_scores():
     df, status = fake_sweep()
     trials = trial_table(df, status)
     assert dict(zip(trials.trial_key, trials.outcome))["short"] == "unfinished"
+    asha = trials.set_index("trial_key").loc["asha"]
+    assert (asha.outcome, asha.reason) == ("stopped early", "stopped early by ASHA at epoch 2 of 3")
     assert {k: o for k, o in zip(trials.trial_key, trials.outcome) if o == "failed"} == {"nan": "failed", "dead": "failed"}
     stats = setting_stats(trials, "Set5", 2).set_index("setting")
     assert list(stats.index) == ["FP", "4-bit pams: body", "4-bit pams: tail", "1-bit sign: body",
@@ -131,7 +135,8 @@ def test_report_markdown_findings_and_figures(tmp_path):
     assert "-1.5 [-1.5, -1.5] dB, n = 2, no spread (s = 0, t infinite), p_Holm = 0 (K = 5): below FP |" in md
     assert md.count("Holm-adjusted over K = 5 comparisons, family-wise α = 0.05") == 2  # under each table
     assert "one std" not in md
-    assert "**n not counted: 3**" in md and "unfinished: last reported epoch 2 of 3" in md and "RuntimeError: boom" in md
+    assert "**n not counted: 4**" in md and "unfinished: last reported epoch 2 of 3" in md and "RuntimeError: boom" in md
+    assert "`asha` 4-bit pams: head: stopped early: stopped early by ASHA at epoch 2 of 3" in md
     assert "## Cost per 192x192 HR output" in md and "ESTIMATE" in md
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from lowbit_sweeps.analysis.common.estimators import label as estimator_label
 from lowbit_sweeps.analysis.common.format import fmt_value, group_label, is_null
 from lowbit_sweeps.analysis.common.groups import final_rows, seed_column, varying_keys
-from lowbit_sweeps.analysis.common.load import error_line, failed_trials
+from lowbit_sweeps.analysis.common.load import error_line, failed_trials, stopped_trials
 
 BITS, PARTS, SCALE, KBIT = "cfg.quant.bits", "cfg.quant.parts", "cfg.scale", "cfg.quant.kbit"
 EPOCHS = "cfg.train.epochs"
@@ -85,11 +85,14 @@ def setting_order(trials: pd.DataFrame) -> list[str]:
 
 def trial_table(rows: pd.DataFrame, status: pd.DataFrame | None) -> pd.DataFrame:
     """One row per trial: the final row's columns, ``setting``, ``bits``, ``outcome`` (ok / failed /
-    unfinished) and ``reason``."""
+    stopped early / unfinished) and ``reason``. A trial the sweep's scheduler stopped (ASHA on
+    ``val_psnr_y``) is "stopped early", not unfinished: it ended as planned; like an unfinished one
+    it is left out of the statistics, which compare trials trained for the same epochs."""
     final = final_rows(rows)
     keys = extra_keys(rows)
     failed = failed_trials(status)
     errors = dict(zip(failed["trial_key"], failed.get("error", pd.Series(dtype=str))))
+    stopped = stopped_trials(status)
     final[SETTING] = [setting_of(r, keys) for r in final.to_dict("records")]
     final["bits"] = pd.to_numeric(final[BITS], errors="coerce").fillna(FP_BITS).astype(int)
     outcome, reason = [], []
@@ -99,6 +102,9 @@ def trial_table(rows: pd.DataFrame, status: pd.DataFrame | None) -> pd.DataFrame
         if r["trial_key"] in errors:
             outcome.append("failed")
             reason.append(error_line(errors[r["trial_key"]]))
+        elif r["trial_key"] in stopped:
+            outcome.append("stopped early")
+            reason.append(stopped[r["trial_key"]])
         elif not is_null(planned) and int(r.get("epoch") or 0) < int(planned):
             outcome.append("unfinished")
             reason.append(f"last reported epoch {fmt_value(r.get('epoch'))} of {int(planned)}")

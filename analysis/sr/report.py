@@ -81,7 +81,7 @@ class SRAnalysis:
         bad = t[t["outcome"] != "ok"]
         if len(bad) or len(self.failed_without_rows):
             lines.append(f"- **n not counted: {len(bad) + len(self.failed_without_rows)}** trial(s) failed or "
-                         "unfinished (left out of every statistic)")
+                         "stopped early or unfinished (left out of every statistic)")
             for r in bad.head(8).to_dict("records"):
                 lines.append(f"  - `{r['trial_key']}` {r[SETTING]}: {r['outcome']}: {r['reason']}")
             for r in self.failed_without_rows.head(5).to_dict("records"):
