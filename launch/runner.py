@@ -593,10 +593,10 @@ def run_plan(plan: Plan, results: Path, address: str | None, resume: bool, max_c
     from lowbit_core.plugins import runtime_env
 
     request, concurrency = _start_cluster(plan.sweep, address, runtime_env(list(plan.plugins)))
-    folder.mkdir(parents=True, exist_ok=True)
     slots = min(max_concurrent or concurrency, concurrency)
     if plan.is_optuna and not max_concurrent:  # the Optuna search runs at most `concurrency` trials at once
         check_hyperband_concurrency(plan, concurrency, f"{concurrency} trials at once (the Ray cluster's CPUs)")
+    folder.mkdir(parents=True, exist_ok=True)  # only after every refusal: bad input leaves no folder
     with FolderLock(folder):
         run = _open_run(plan, folder, resume, record, flush_every, slots, extend, trackers)
         make_tuner = _tuner_factory(plan, run, _trainable(plan, run, resume, request), max_concurrent, retries)

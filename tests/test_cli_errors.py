@@ -245,6 +245,23 @@ def test_hyperband_that_would_stop_nothing_is_one_line_before_ray(tmp_path, caps
     assert not (tmp_path / "res").exists()
 
 
+def test_an_optuna_hyperband_refused_for_the_clusters_cpus_writes_nothing(tmp_path, capsys, monkeypatch):
+    """Without --max-concurrent an Optuna search runs as many trials at once as the cluster has CPUs,
+    known only once Ray is up: the refusal then still leaves no results folder behind."""
+    import lowbit_sweeps.launch.runner as runner
+
+    f = tmp_path / "tiny_hb.py"
+    f.write_text(HYPERBAND_SWEEP.replace("from lowbit_core.sweep import HyperBand, Sweep, grid",
+                                         "from lowbit_core.sweep import HyperBand, LogUniform, Optuna, Sweep")
+                 .replace("grid(1e-3, 2e-3, 3e-3, 4e-3, 5e-3, 6e-3)}", "LogUniform(1e-4, 1e-2)}, "
+                          "search=Optuna(num_samples=6, sampler_seed=0)"))
+    monkeypatch.setattr(runner, "_start_cluster", lambda sweep, address, env=None: ({"cpu": 1}, 2))
+    code, out, err = cli_in_process([f, "--results", tmp_path / "res"], capsys)
+    assert code == 2, err
+    assert "with 2 trials at once (the Ray cluster's CPUs) would stop no trial" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "res").exists()
+
+
 def test_a_results_folder_under_a_file_is_one_line_before_ray(tmp_path, capsys):
     (tmp_path / "res").write_text("a file, not a folder")
     code, out, err = cli_in_process([SWEEP, "--smoke", "--results", tmp_path / "res" / "deeper"], capsys)
