@@ -138,6 +138,18 @@ def test_an_unknown_quantizer_lists_the_builtin_and_registered_ones_in_one_line(
         make_quantizer("ternary")
 
 
+def test_a_kbit_setting_the_quantizer_refuses_is_one_line_in_preflight(plugin):
+    """The plug-in's ``check`` runs driver-side (the train family's preflight, before Ray starts); a
+    binary model does not use ``quant.kbit`` and is not checked."""
+    train = get_family("train")
+    bad = with_overrides(train.config_cls(), {"model.kind": "kbit", "quant.kbit": "halfgrid", "quant.bits": 5})
+    assert train.preflight(bad) == "quant.kbit='halfgrid' with quant.bits=5: halfgrid takes bits <= 4, got 5"
+    assert train.preflight(with_overrides(bad, {"quant.bits": 4})) is None
+    assert train.preflight(with_overrides(bad, {"model.kind": "binary"})) is None
+    assert train.preflight(with_overrides(bad, {"quant.kbit": "pams", "quant.bits": 1})) == (
+        "quant.kbit='pams' with quant.bits=1: PAMS needs bits >= 2 (q = 2^(k-1) - 1 is 0 at 1 bit), got 1")
+
+
 def test_the_training_report_labels_quantizers_from_the_registry(plugin):
     from lowbit_sweeps.analysis.train.groups import quant_parts
 

@@ -256,6 +256,17 @@ def label(name) -> str:
     return (entry.label or entry.name) if entry else str(name)
 
 
+def kbit_problem(build: Callable[[], Any], kbit: str, bits: int) -> str | None:
+    """A family's preflight check of its k-bit setting: ``build()`` makes the layers' quantizer specs
+    (running each quantizer's ``check``, a plug-in's included); a refusal is one line naming
+    ``quant.kbit`` and ``quant.bits``, else None."""
+    try:
+        build()
+    except (KeyError, ValueError) as exc:
+        return f"quant.kbit={kbit!r} with quant.bits={bits}: {exc.args[0] if exc.args else exc}"
+    return None
+
+
 def make_quantizer(spec: QuantizerSpec | dict | str):
     """Build the quantizer module for ``spec`` (a :class:`QuantizerSpec`, a dict of its fields, or
     just a name). Unknown names or keys raise ``KeyError`` listing the valid ones."""
@@ -268,5 +279,5 @@ def make_quantizer(spec: QuantizerSpec | dict | str):
     return QUANTIZERS.get(spec.name).factory(spec)
 
 
-__all__ = ["QuantizerSpec", "QuantizerEntry", "QUANTIZERS", "BUILTIN", "make_quantizer", "register_quantizer", "label",
+__all__ = ["QuantizerSpec", "QuantizerEntry", "QUANTIZERS", "BUILTIN", "make_quantizer", "register_quantizer", "label", "kbit_problem",
            "QuantizerName", "KBitName", "SignedKBitName", "KBitOf", "ROLES"]

@@ -9,7 +9,8 @@ import os
 
 from lowbit_core.families.train.config import TrainConfig
 from lowbit_core.families.train.data import SYNTHETIC_DEFAULT
-from lowbit_core.families.train.model import init_from_problem
+from lowbit_core.families.train.model import init_from_problem, quant_spec
+from lowbit_core.quant.registry import kbit_problem
 
 
 def _stamp(path: str):
@@ -43,8 +44,14 @@ def preflight(cfg: TrainConfig) -> str | None:
        must leave training images (the rule of :func:`lowbit_core.families.train.data.split_validation`);
     3. a ``model.init_from`` file must hold weights of the model this trial builds: its ``arch``
        record where it has one, and the tensor names and shapes of the model built on the CPU with
-       the data's classes (:func:`lowbit_core.families.train.model.init_from_problem`).
+       the data's classes (:func:`lowbit_core.families.train.model.init_from_problem`);
+    4. a k-bit model's quantizer must take its settings (each quantizer's ``check``, a plug-in's
+       included: :func:`lowbit_core.quant.registry.kbit_problem`).
     """
+    if cfg.model.kind == "kbit":
+        problem = kbit_problem(lambda: quant_spec(cfg, "kbit"), cfg.quant.kbit, cfg.quant.bits)
+        if problem:
+            return problem
     d = cfg.data
     n_train = None
     if d.name == "synthetic":
