@@ -134,12 +134,12 @@ def test_the_user_quantizer_is_a_kbit_choice_and_the_model_computes_with_it(user
 
     monkeypatch.chdir(user_folder)
     load_sweep(user_folder / "vgg_train.py")
-    with pytest.raises(ConfigError, match=r"quant.kbit='twn' is not valid; valid: 'dorefa', .*'ternary'"):
-        with_overrides(TrainConfig(), {"quant.kbit": "twn"})
+    with pytest.raises(ConfigError, match=r"quant.kbit='ternary' is not valid; valid: 'dorefa', .*'twn'"):
+        with_overrides(TrainConfig(), {"quant.kbit": "ternary"})
     cfg = with_overrides(TrainConfig(), {"model.arch": "vgg_small", "model.width": 8, "model.kind": "kbit",
-                                         "quant.kbit": "ternary"})
+                                         "quant.kbit": "twn"})
     conv = next(m for m in build_model(cfg, "kbit", 10).modules()
-                if isinstance(m, QuantConv2d) and m.spec.weight == m.spec.act == "ternary")
+                if isinstance(m, QuantConv2d) and m.spec.weight == m.spec.act == "twn")
     # |w| = 0.9 0.1 0.3 0.6 0.05 1.2: mean 0.525, Δ = 0.3675, kept 0.9 0.6 1.2, α = 0.9
     w = torch.tensor([0.9, -0.1, 0.3, -0.6, 0.05, -1.2]).repeat(conv.weight.numel() // 6).view_as(conv.weight)
     w_q = torch.tensor([0.9, 0.0, 0.0, -0.9, 0.0, -0.9]).repeat(conv.weight.numel() // 6).view_as(w)
