@@ -82,6 +82,9 @@ def start_ray(address: str | None, runtime_env: dict | None = None):
         common["runtime_env"] = runtime_env
     if address:
         check_reachable(address)
+        inject = os.environ.get("LOWBIT_FAULT_INJECT")
+        if inject:  # TEST-ONLY hook (lowbit_core/faults.py): a joined cluster's workers get the nodes' environment
+            common["runtime_env"] = {**(runtime_env or {}), "env_vars": {"LOWBIT_FAULT_INJECT": inject}}
         with _stderr_captured() as core_log:
             try:
                 ctx = ray.init(address=address, **common)

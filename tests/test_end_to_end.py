@@ -21,9 +21,9 @@ def expected_rows(sweep_file: str, profile: str = "smoke") -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def vste_results(tmp_path_factory):
+def vste_results(tmp_path_factory, shared_ray):
     out = tmp_path_factory.mktemp("results")
-    res = run_sweep(ROOT / "sweeps" / "vste_window.py", "--smoke", "--results", out)
+    res = run_sweep(ROOT / "sweeps" / "vste_window.py", "--smoke", "--results", out, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     return out / "vste_window", res
 
@@ -67,7 +67,7 @@ def test_report_writes_plots_and_summary(vste_results):
 
 
 @pytest.mark.slow
-def test_resume_finishes_only_what_is_missing(vste_results, tmp_path):
+def test_resume_finishes_only_what_is_missing(vste_results, tmp_path, shared_ray):
     folder, _ = vste_results
     copy = tmp_path / "res" / "vste_window"
     shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("_ray", "_report", "_lock"))
@@ -88,7 +88,8 @@ def test_resume_finishes_only_what_is_missing(vste_results, tmp_path):
         p.unlink()
     kept.to_parquet(copy / "part-cut-00000.parquet")
     (copy / PLAN_FILE).unlink()  # a folder from before plans were recorded
-    res = run_sweep(ROOT / "sweeps" / "vste_window.py", "--smoke", "--results", tmp_path / "res", "--resume")
+    res = run_sweep(ROOT / "sweeps" / "vste_window.py", "--smoke", "--results", tmp_path / "res", "--resume",
+                    ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     assert [r["resumed"] for r in read_plan(copy)["runs"]] == [True]  # the resume recorded the plan
     after = pd.read_parquet(copy)
@@ -96,15 +97,16 @@ def test_resume_finishes_only_what_is_missing(vste_results, tmp_path):
     assert not after.duplicated(["trial_key", "step"]).any()
     assert "(1 rows written this run)" in res.stdout  # only the lost final row was missing
     # a second resume has nothing left to do
-    res = run_sweep(ROOT / "sweeps" / "vste_window.py", "--smoke", "--results", tmp_path / "res", "--resume")
+    res = run_sweep(ROOT / "sweeps" / "vste_window.py", "--smoke", "--results", tmp_path / "res", "--resume",
+                    ray=shared_ray)
     assert res.returncode == 0 and "(0 rows written this run)" in res.stdout
     assert len(pd.read_parquet(copy)) == len(before)
     assert [r["resumed"] for r in read_plan(copy)["runs"]] == [True, True]
 
 
 @pytest.mark.slow
-def test_optuna_smoke_sweep_and_report(tmp_path):
-    res = run_sweep(ROOT / "sweeps" / "tune_multistep.py", "--smoke", "--results", tmp_path)
+def test_optuna_smoke_sweep_and_report(tmp_path, shared_ray):
+    res = run_sweep(ROOT / "sweeps" / "tune_multistep.py", "--smoke", "--results", tmp_path, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     p = plan(load_sweep(ROOT / "sweeps" / "tune_multistep.py"), "smoke")
     df = pd.read_parquet(tmp_path / "tune_multistep")
@@ -142,13 +144,13 @@ def test_missing_data_is_bad_input_before_ray(tmp_path):
 
 
 @pytest.mark.slow
-def test_failing_trials_exit_1_with_summary_and_status(tmp_path):
+def test_failing_trials_exit_1_with_summary_and_status(tmp_path, shared_ray):
     raw = tmp_path / "mnist" / "MNIST" / "raw"
     raw.mkdir(parents=True)
     for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
                  "t10k-labels-idx1-ubyte"):
         (raw / name).write_bytes(b"not an idx file")
-    res = run_sweep(_sweep_file(tmp_path, tmp_path / "mnist"), "--results", tmp_path / "res")
+    res = run_sweep(_sweep_file(tmp_path, tmp_path / "mnist"), "--results", tmp_path / "res", ray=shared_ray)
     assert res.returncode == 1, res.stderr[-2000:]
     assert "2 of 2 trials failed" in res.stderr and "Traceback" not in res.stderr
     status = pq.read_table(tmp_path / "res" / "mnist_probe" / "_trials").to_pandas()
@@ -156,13 +158,13 @@ def test_failing_trials_exit_1_with_summary_and_status(tmp_path):
 
 
 @pytest.mark.slow
-def test_relative_data_root_is_the_drivers(tmp_path):
+def test_relative_data_root_is_the_drivers(tmp_path, shared_ray):
     """Tune runs each trial in its own folder: a relative data.root must still mean the folder the
     command was started from (and the trial key keeps the path as written)."""
     from test_data import _fake_mnist
 
     _fake_mnist(tmp_path / "mnist")
-    res = run_sweep(_sweep_file(tmp_path, "mnist"), "--results", "res", cwd=tmp_path, timeout=300)
+    res = run_sweep(_sweep_file(tmp_path, "mnist"), "--results", "res", cwd=tmp_path, timeout=300, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-2000:]
     df = pd.read_parquet(tmp_path / "res" / "mnist_probe")
     assert set(df["cfg.data.root"]) == {"mnist"} and df["loss"].notna().all()

@@ -40,9 +40,9 @@ SWEEP = Sweep(name="{name}", family="probe", metric="loss", base={BASE!r},
 
 
 @pytest.mark.slow
-def test_folded_run_writes_the_same_rows_as_separate_trials(tmp_path):
+def test_folded_run_writes_the_same_rows_as_separate_trials(tmp_path, shared_ray):
     for name, fold in (("separate", ()), ("folded", ("multi.noise",))):
-        res = run_sweep(_write(tmp_path, name, fold), "--results", tmp_path / "res")
+        res = run_sweep(_write(tmp_path, name, fold), "--results", tmp_path / "res", ray=shared_ray)
         assert res.returncode == 0, res.stderr[-2000:]
     a = pd.read_parquet(tmp_path / "res" / "separate").sort_values(["trial_key", "step"]).reset_index(drop=True)
     b = pd.read_parquet(tmp_path / "res" / "folded").sort_values(["trial_key", "step"]).reset_index(drop=True)

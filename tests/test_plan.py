@@ -32,12 +32,12 @@ SWEEP = Sweep(name="tiny_plan", family="probe", metric="loss",
 
 
 @pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    """(sweep file, results root, CLI result) of one fresh run of the tiny sweep."""
+def first_run(tmp_path_factory, shared_ray):
+    """(sweep file, results root, CLI result) of one fresh run of the tiny sweep (on the tests' shared Ray)."""
     tmp = tmp_path_factory.mktemp("plan")
     sweep_file = tmp / "tiny_plan.py"
     sweep_file.write_text(SWEEP_TEXT)
-    res = run_sweep(sweep_file, "--results", tmp / "res")
+    res = run_sweep(sweep_file, "--results", tmp / "res", ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     return sweep_file, tmp / "res", res
 
@@ -48,7 +48,7 @@ def snapshot(folder) -> dict:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_run_writes_the_plan_next_to_the_data(first_run):
+def test_run_writes_the_plan_next_to_the_data(first_run, shared_ray):
     sweep_file, root, _ = first_run
     folder = root / "tiny_plan"
     plan = read_plan(folder)
@@ -60,7 +60,8 @@ def test_run_writes_the_plan_next_to_the_data(first_run):
     assert plan["sweep_sha256"] == sweep_file_sha256(sweep_file) and plan["overrides"] == {}
     assert plan["base"] == {"model.hidden": "[8]", "model.pretrain_steps": 5, "scan.lr_step": 0.05, "multi.steps": 2}
     assert plan["search"] == "grid" and plan["scheduler"] is None and plan["questions"] == []
-    assert plan["command"] == [str(ROOT / "launch" / "sweep.py"), str(sweep_file), "--results", str(root)]
+    assert plan["command"] == [str(ROOT / "launch" / "sweep.py"), "--address", shared_ray.address, str(sweep_file),
+                               "--results", str(root)]
     created = datetime.fromisoformat(plan["created"])
     assert created.utcoffset() == timedelta(0) and abs(datetime.now(timezone.utc) - created) < timedelta(minutes=30)
     df = pd.read_parquet(folder)
@@ -130,11 +131,11 @@ def test_extend_that_narrows_or_has_nothing_to_extend_is_refused(first_run, tmp_
     assert "--extend widens a recorded sweep, but" in line
 
 
-def test_extend_adds_a_seed_and_the_plan_records_it(first_run, tmp_path):
+def test_extend_adds_a_seed_and_the_plan_records_it(first_run, tmp_path, shared_ray):
     sweep_file, root, _ = first_run
     shutil.copytree(root / "tiny_plan", tmp_path / "tiny_plan", ignore=shutil.ignore_patterns("_ray", "_lock"))
     before = pd.read_parquet(tmp_path / "tiny_plan")
-    res = run_sweep(sweep_file, "--results", tmp_path, "--extend", "--set", "seeds=[0,1]")
+    res = run_sweep(sweep_file, "--results", tmp_path, "--extend", "--set", "seeds=[0,1]", ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "all 4 trials finished" in res.stdout and "(4 rows written this run)" in res.stdout
     after = pd.read_parquet(tmp_path / "tiny_plan")
@@ -156,11 +157,11 @@ def test_dry_run_writes_nothing(first_run):
     assert snapshot(root) == before
 
 
-def test_resume_appends_a_run_and_keeps_the_plan(first_run, tmp_path):
+def test_resume_appends_a_run_and_keeps_the_plan(first_run, tmp_path, shared_ray):
     sweep_file, root, _ = first_run
     shutil.copytree(root / "tiny_plan", tmp_path / "tiny_plan", ignore=shutil.ignore_patterns("_ray", "_lock"))
     before = read_plan(tmp_path / "tiny_plan")
-    res = run_sweep(sweep_file, "--results", tmp_path, "--resume")
+    res = run_sweep(sweep_file, "--results", tmp_path, "--resume", ray=shared_ray)
     assert res.returncode == 0 and "(0 rows written this run)" in res.stdout, res.stderr[-3000:]
     after = read_plan(tmp_path / "tiny_plan")
     assert {k: v for k, v in after.items() if k != "runs"} == {k: v for k, v in before.items() if k != "runs"}

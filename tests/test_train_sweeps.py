@@ -56,13 +56,13 @@ def test_dsq_sweep_has_dsq_and_window_baselines(cifar_root):
 
 
 @pytest.mark.slow
-def test_smoke_sweep_end_to_end_with_a_retried_trial(tmp_path):
+def test_smoke_sweep_end_to_end_with_a_retried_trial(tmp_path, shared_ray):
     marks = tmp_path / "marks"
     marks.mkdir()
     faulty = {"model.init": "kaiming", "perturb.amplitude": 0.2}
     env = {"LOWBIT_FAULT_INJECT": json.dumps(
         {"dir": str(marks), "rules": [{"match": faulty, "action": "raise", "step": 3, "times": 1}]})}
-    res = run_sweep(ROOT / "sweeps" / "init_perturb.py", "--smoke", "--results", tmp_path / "res", env=env,
+    res = run_sweep(ROOT / "sweeps" / "init_perturb.py", "--smoke", "--results", tmp_path / "res", env=env, ray=shared_ray,
                     timeout=240)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "all 6 trials finished" in res.stdout
