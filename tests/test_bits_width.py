@@ -91,9 +91,9 @@ def test_dry_run_prints_ops_and_size(cifar_root):
 
 
 @pytest.mark.slow
-def test_smoke_end_to_end_with_cost_columns_and_fronts(sweep, tmp_path):
+def test_smoke_end_to_end_with_cost_columns_and_fronts(sweep, tmp_path, shared_ray):
     """The smoke profile (8 trials, ~1 min on 2 cores), then its report."""
-    res = run_sweep(SWEEP_FILE, "--smoke", "--results", tmp_path, timeout=400)
+    res = run_sweep(SWEEP_FILE, "--smoke", "--results", tmp_path, timeout=400, ray=shared_ray)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "all 8 trials finished" in res.stdout
     folder = tmp_path / "bits_width"

@@ -49,9 +49,9 @@ def test_budget_curve_sweep_file():
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, shared_ray):
     out = tmp_path_factory.mktemp("results")
-    res = run_sweep(ROOT / "sweeps" / "budget_curve.py", "--smoke", "--results", out, timeout=600)
+    res = run_sweep(ROOT / "sweeps" / "budget_curve.py", "--smoke", "--results", out, timeout=600, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     return out / "budget_curve"
 

@@ -194,10 +194,11 @@ N_TRIALS, N_ROWS = 6, 24
 
 
 @pytest.mark.slow
-def test_resume_moves_damaged_parts_aside_and_completes_the_folder(tmp_path):
+def test_resume_moves_damaged_parts_aside_and_completes_the_folder(tmp_path, shared_ray):
     sweep_file = tmp_path / "tiny_damaged.py"
     sweep_file.write_text(SWEEP_TEXT)
-    res = run_sweep(sweep_file, "--results", tmp_path / "res", env={"LOWBIT_FLUSH_SECONDS": "0"}, timeout=600)
+    res = run_sweep(sweep_file, "--results", tmp_path / "res", env={"LOWBIT_FLUSH_SECONDS": "0"}, timeout=600,
+                    ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     folder = tmp_path / "res" / "tiny_damaged"
     complete = pd.read_parquet(folder).sort_values(["trial_key", "step"]).reset_index(drop=True)
@@ -218,7 +219,7 @@ def test_resume_moves_damaged_parts_aside_and_completes_the_folder(tmp_path):
     assert "Left out, damaged:" in text and parts[0].name in text and parts[-1].name in text
 
     cut = {p.name: p.read_bytes() for p in damaged}
-    res = run_sweep(sweep_file, "--results", tmp_path / "res", "--resume", timeout=600)
+    res = run_sweep(sweep_file, "--results", tmp_path / "res", "--resume", timeout=600, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("damaged part")]
     assert len(lines) == 2 and "Traceback" not in res.stderr

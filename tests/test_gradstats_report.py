@@ -125,8 +125,9 @@ def test_report_writes_figures_tables_and_findings(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_smoke_sweep_end_to_end(tmp_path):
-    res = run_sweep(ROOT / "sweeps" / "resnet_vste_window.py", "--smoke", "--results", tmp_path, timeout=600)
+def test_smoke_sweep_end_to_end(tmp_path, shared_ray):
+    res = run_sweep(ROOT / "sweeps" / "resnet_vste_window.py", "--smoke", "--results", tmp_path, timeout=600,
+                    ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "all 8 trials finished" in res.stdout
     folder = tmp_path / "resnet_vste_window"

@@ -278,10 +278,10 @@ def last_progress(err: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def straight(tmp_path_factory):
+def straight(tmp_path_factory, shared_ray):
     """The uninterrupted run: (results folder, its summary)."""
     res = tmp_path_factory.mktemp("straight")
-    r = run_sweep(SEARCH, *SMOKE, "--results", res, env={"LOWBIT_FLUSH_SECONDS": "0"}, timeout=600)
+    r = run_sweep(SEARCH, *SMOKE, "--results", res, env={"LOWBIT_FLUSH_SECONDS": "0"}, timeout=600, ray=shared_ray)
     assert r.returncode == 0, r.stderr[-3000:]
     folder = res / "train_search"
     pairs, best, value = summary(folder)
@@ -343,7 +343,7 @@ def test_sigkill_then_resume_equals_the_uninterrupted_run(straight, tmp_path, se
 
 
 @pytest.mark.slow
-def test_extend_adds_new_trials_and_a_damaged_part_is_rerun(straight, tmp_path):
+def test_extend_adds_new_trials_and_a_damaged_part_is_rerun(straight, tmp_path, shared_ray):
     """--extend 4 -> 7 samples (an edited copy of the sweep file) on a copy of the uninterrupted run
     adds 3 trials with new keys and reruns none; a part of the best trial damaged before, moved to
     _damaged/, is run again under its key, and the rows equal the uninterrupted run's."""
@@ -359,7 +359,7 @@ def test_extend_adds_new_trials_and_a_damaged_part_is_rerun(straight, tmp_path):
     edited = tmp_path / "train_search.py"
     edited.write_text(text.replace("num_samples=4,", "num_samples=7,"))
     r = run_sweep(edited, *SMOKE, "--results", tmp_path / "res", "--extend", env={"LOWBIT_FLUSH_SECONDS": "0"},
-                  timeout=600)
+                  timeout=600, ray=shared_ray)
     assert r.returncode == 0, r.stderr[-3000:]
     assert "all 7 trials finished" in r.stdout
     assert (folder / "_damaged" / best_part.name).exists()

@@ -26,9 +26,10 @@ def test_discrete_baselines_sweep_file():
 
 
 @pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
+def smoke(tmp_path_factory, shared_ray):
     out = tmp_path_factory.mktemp("results")
-    res = run_sweep(ROOT / "sweeps" / "discrete_baselines.py", "--smoke", "--results", out, timeout=600)
+    res = run_sweep(ROOT / "sweeps" / "discrete_baselines.py", "--smoke", "--results", out, timeout=600,
+                    ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     return out / "discrete_baselines"
 

@@ -492,9 +492,9 @@ def test_training_module_imports_no_torch_or_ray():
 # ---- end to end ---------------------------------------------------------------------------------
 
 @pytest.mark.slow
-def test_smoke_train_sweep_then_report(tmp_path):
+def test_smoke_train_sweep_then_report(tmp_path, shared_ray):
     """The mixup/pretrain smoke profile (4 trials, ~25 s on 2 cores), then its report."""
-    proc = run_sweep("sweeps/mixup_pretrain.py", "--smoke", "--results", tmp_path, timeout=300)
+    proc = run_sweep("sweeps/mixup_pretrain.py", "--smoke", "--results", tmp_path, timeout=300, ray=shared_ray)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     folder = tmp_path / "mixup_pretrain"
     rep = run_report(folder)

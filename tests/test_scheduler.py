@@ -143,10 +143,10 @@ def test_a_completed_trial_before_its_last_epoch_was_stopped_early():
 
 # ---------------------------------------------------------------- through the CLI
 @pytest.mark.slow
-def test_asha_stops_the_bad_trials_early_and_the_sweep_succeeds(sweep_file, tmp_path):
+def test_asha_stops_the_bad_trials_early_and_the_sweep_succeeds(sweep_file, tmp_path, shared_ray):
     # one trial at a time, in grid order: the good ones set the rungs, each bad one is cut at epoch 1
     res = run_sweep(sweep_file, "--results", tmp_path / "res", "--max-concurrent", "1",
-                    env=fixed_losses(tmp_path / "marks"), timeout=600)
+                    env=fixed_losses(tmp_path / "marks"), timeout=600, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "all 4 trials finished (2 stopped early by the scheduler)" in res.stdout
     last = [ln for ln in res.stderr.splitlines() if ln.startswith("trials ")][-1]
@@ -171,7 +171,7 @@ def test_asha_stops_the_bad_trials_early_and_the_sweep_succeeds(sweep_file, tmp_
 
 
 @pytest.mark.slow
-def test_hyperband_pauses_resumes_from_checkpoints_and_stops_the_worst(tmp_path):
+def test_hyperband_pauses_resumes_from_checkpoints_and_stops_the_worst(tmp_path, shared_ray):
     """HyperBand(reduction_factor=2) over 4 epochs: trials 1-3 fill the full-budget bracket; trials 4-6
     a bracket that halves at epoch 2 (Tune creates every trial up front, so the brackets are known).
     Trials of that bracket pause at epoch 2 (Tune keeps their checkpoints) until all three got there;
@@ -180,7 +180,7 @@ def test_hyperband_pauses_resumes_from_checkpoints_and_stops_the_worst(tmp_path)
     f = tmp_path / "tiny_hb.py"
     f.write_text(sweep_text(good + bad, "HyperBand(reduction_factor=2)"))
     res = run_sweep(f, "--results", tmp_path / "res", env=fixed_losses(tmp_path / "marks", good=good, bad=bad),
-                    timeout=900)
+                    timeout=900, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "all 6 trials finished (1 stopped early by the scheduler)" in res.stdout
     folder = tmp_path / "res" / "tiny_asha"
@@ -238,10 +238,10 @@ def test_resume_with_a_scheduler_reruns_no_stopped_trial_and_loses_no_row(sweep_
 
 
 @pytest.mark.slow
-def test_shipped_search_sweep_smoke_runs_optuna_with_asha(tmp_path):
+def test_shipped_search_sweep_smoke_runs_optuna_with_asha(tmp_path, shared_ray):
     """sweeps/train_search.py --smoke: Optuna proposes, ASHA may stop; every trial ends finished or
     stopped early, with its rows 1..its last epoch, and the plan records both."""
-    res = run_sweep(ROOT / "sweeps" / "train_search.py", "--smoke", "--results", tmp_path, timeout=600)
+    res = run_sweep(ROOT / "sweeps" / "train_search.py", "--smoke", "--results", tmp_path, timeout=600, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "all 4 trials finished" in res.stdout
     folder = tmp_path / "train_search"

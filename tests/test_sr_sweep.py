@@ -65,13 +65,13 @@ def test_profiles_plan(sweep, tmp_path):
 
 
 @pytest.mark.slow
-def test_smoke_end_to_end_with_a_retried_trial_and_the_report(tmp_path):
+def test_smoke_end_to_end_with_a_retried_trial_and_the_report(tmp_path, shared_ray):
     marks = tmp_path / "marks"
     marks.mkdir()
     faulty = {"quant.bits": 4, "quant.parts": '["skip"]'}
     env = {"LOWBIT_FAULT_INJECT": json.dumps(
         {"dir": str(marks), "rules": [{"match": faulty, "action": "raise", "step": 2, "times": 1}]})}
-    res = run_sweep(SWEEP_FILE, "--smoke", "--results", tmp_path / "res", env=env, timeout=300)
+    res = run_sweep(SWEEP_FILE, "--smoke", "--results", tmp_path / "res", env=env, timeout=300, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     assert "all 5 trials finished" in res.stdout
     folder = tmp_path / "res" / "sr_lowbit"

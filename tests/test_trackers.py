@@ -34,14 +34,14 @@ METRICS = get_family("probe").metrics
 
 
 @pytest.fixture(scope="module")
-def logged(tmp_path_factory):
+def logged(tmp_path_factory, shared_ray):
     """(sweep folder, Parquet rows) of one run with --log mlflow --log tensorboard --log wandb."""
     tmp = tmp_path_factory.mktemp("trackers")
     sweep_file = tmp / "tiny_track.py"
     sweep_file.write_text(SWEEP_TEXT)
     env = {"MLFLOW_TRACKING_URI": "", "WANDB_MODE": "", "WANDB_API_KEY": "", "NETRC": str(tmp / "no-netrc")}
     res = run_sweep(sweep_file, "--results", tmp / "res", "--log", "mlflow", "--log", "tensorboard",
-                    "--log", "wandb", env=env, timeout=600)
+                    "--log", "wandb", env=env, timeout=600, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     folder = tmp / "res" / "tiny_track"
     return folder, pd.read_parquet(folder)
@@ -400,12 +400,12 @@ class FlakyMLflow:
 
 
 @pytest.mark.slow
-def test_an_mlflow_server_failing_after_the_check_is_one_warning_and_the_sweep_completes(tmp_path):
+def test_an_mlflow_server_failing_after_the_check_is_one_warning_and_the_sweep_completes(tmp_path, shared_ray):
     sweep_file = tmp_path / "tiny_track.py"
     sweep_file.write_text(SWEEP_TEXT)
     with FlakyMLflow() as uri:
         res = run_sweep(sweep_file, "--results", tmp_path / "res", "--log", "mlflow",
-                        env={"MLFLOW_TRACKING_URI": uri}, timeout=600)
+                        env={"MLFLOW_TRACKING_URI": uri}, timeout=600, ray=shared_ray)
     assert res.returncode == 0, res.stderr[-3000:]
     warnings = [ln for ln in res.stderr.splitlines() if ln.startswith("warning: ")]
     assert len(warnings) == 1 and warnings[0].startswith("warning: --log mlflow: setup failed ("), res.stderr[-3000:]
