@@ -150,6 +150,18 @@ def test_a_kbit_setting_the_quantizer_refuses_is_one_line_in_preflight(plugin):
         "quant.kbit='pams' with quant.bits=1: PAMS needs bits >= 2 (q = 2^(k-1) - 1 is 0 at 1 bit), got 1")
 
 
+def test_the_sr_family_runs_the_quantizers_check_in_its_preflight_too(plugin):
+    """The same check in ``sr``'s preflight (before session 7 a refused setting passed it and failed
+    in every trial); a binary or FP model does not use ``quant.kbit``."""
+    sr = get_family("sr")
+    generated = {"data.train": "generated", "data.test_sets": ("generated",), "data.val_images": 0}
+    bad = with_overrides(sr.config_cls(), {**generated, "quant.kbit": "halfgrid", "quant.bits": 5})
+    assert sr.preflight(bad) == "quant.kbit='halfgrid' with quant.bits=5: halfgrid takes bits <= 4, got 5"
+    assert sr.preflight(with_overrides(bad, {"quant.bits": 4})) is None
+    assert sr.preflight(with_overrides(bad, {"quant.bits": 1})) is None
+    assert sr.preflight(with_overrides(bad, {"quant.bits": 32})) is None
+
+
 def test_the_training_report_labels_quantizers_from_the_registry(plugin):
     from lowbit_sweeps.analysis.train.groups import quant_parts
 
