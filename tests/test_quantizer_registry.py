@@ -4,10 +4,12 @@ A quantizer registered with ``@register_quantizer`` from a module outside the li
 temporary folder, as a researcher's module next to a sweep file) is a valid ``quant.kbit`` of the
 training config and the model's inner layers compute with it (closed forms on hand-made tensors);
 unknown names list the valid ones in one line; a taken name is refused; every family's default sign
-settings come from :mod:`lowbit_core.quant.settings`.
+settings come from :mod:`lowbit_core.quant.settings`, whose ``SignQuant`` every family's ``quant`` section
+extends.
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import re
 import sys
@@ -202,6 +204,14 @@ def test_every_family_takes_its_sign_defaults_from_the_one_settings_module():
         assert (q.weight_unit, q.act_unit) == (settings.WEIGHT.unit, settings.ACT.unit)
         assert (q.threshold, q.act_threshold) == (settings.WEIGHT.threshold, settings.ACT.threshold)
     assert gs.stats.surrogate == settings.ACT.estimator
+    # one shared type: every family's quant section extends it and none declares its fields again
+    shared = {f.name for f in dataclasses.fields(settings.SignQuant)}
+    for q in (train, sr, gs.quant):
+        assert isinstance(q, settings.SignQuant)
+        assert shared.isdisjoint(type(q).__dict__.get("__annotations__", {})), type(q).__name__
+    for cfg in (train, sr):
+        with pytest.raises(ConfigError, match=r"^quant.weight_param and quant.act_param must be >= 0"):
+            dataclasses.replace(cfg, act_param=-1.0)
     # ... and no module states a sign default as a literal (a field's default "approx_sign" / "identity")
     literal = re.compile(r'^\s+\w*(estimator|surrogate)\w*: [\w.\[\], ]+ = "(approx_sign|identity)"\s*$', re.M)
     restated = [str(p.relative_to(REPO)) for p in sorted((REPO / "lowbit_core").rglob("*.py"))

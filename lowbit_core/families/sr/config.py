@@ -33,9 +33,8 @@ from lowbit_core.data.sr_metrics import SSIM_WINDOW
 from lowbit_core.models.edsr import PARTS, SCALES
 from lowbit_core.quant import estimator_registry
 from lowbit_core.quant.registry import SignedKBitName
-from lowbit_core.quant.settings import ACT, WEIGHT
+from lowbit_core.quant.settings import SignQuant
 
-Estimator = estimator_registry.EstimatorName
 TEST_SETS = ("Set5", "Set14", "B100", "Urban100", "Manga109", "custom", "generated")
 """Test-set names: benchmark folders under ``data.test_root``, ``custom`` (``data.custom_test``), and
 ``generated`` (images made from fixed seeds). Each gets its metric columns (``psnr_y.Set5``, ...)."""
@@ -114,10 +113,11 @@ class SRModelConfig:
 
 
 @dataclass(frozen=True)
-class SRQuantConfig:
+class SRQuantConfig(SignQuant):
     """``bits``: 32 (FP; the other fields are ignored), 1 (binary: ``sign`` weights with
     ``weight_scale`` and, with ``act="quant"``, ``sign`` activations; ``*_estimator``/``*_param``
-    from the estimator registry, param 0 = its default) or 2..8 (``kbit``: ``pams``, ``lsq`` with
+    from the estimator registry, param 0 = its default: the shared
+    :class:`~lowbit_core.quant.settings.SignQuant`) or 2..8 (``kbit``: ``pams``, ``lsq`` with
     signed activations, or a registered k-bit quantizer whose activations may be signed).
     ``parts``: the quantized parts (:data:`lowbit_core.models.edsr.PARTS`).
     ``ema_epochs``: PAMS's calibration epochs at the start of the quantized phase; ``act_clip_lr``:
@@ -127,21 +127,17 @@ class SRQuantConfig:
     parts: tuple[str, ...] = ("body",)
     act: Literal["quant", "none"] = "quant"
     kbit: SignedKBitName = "pams"
-    weight_estimator: Estimator = WEIGHT.estimator
-    weight_param: float = WEIGHT.param
-    weight_scale: Literal["none", "mean_abs"] = WEIGHT.scale
-    act_estimator: Estimator = ACT.estimator
-    act_param: float = ACT.param
     ema_epochs: int = 1
     act_clip_lr: float = 1e-2
 
     def __post_init__(self):
+        super().__post_init__()
         if self.bits != FP_BITS and not 1 <= self.bits <= 8:
             raise ConfigError(f"quant.bits={self.bits} is not valid; valid: 1 (binary), 2..8 (k-bit), 32 (FP)")
         _tuple_of("quant.parts", self.parts, PARTS)
-        if self.weight_param < 0 or self.act_param < 0 or self.ema_epochs < 0 or not self.act_clip_lr > 0:
-            raise ConfigError("need quant.weight_param >= 0, quant.act_param >= 0, quant.ema_epochs >= 0 and "
-                              "quant.act_clip_lr > 0")
+        if self.ema_epochs < 0 or not self.act_clip_lr > 0:
+            raise ConfigError(f"need quant.ema_epochs >= 0 and quant.act_clip_lr > 0, got {self.ema_epochs}, "
+                              f"{self.act_clip_lr}")
 
     @property
     def kind(self) -> str:

@@ -37,9 +37,8 @@ from lowbit_core.models.registry import ModelName
 from lowbit_core.config import ConfigError
 from lowbit_core.quant import estimator_registry
 from lowbit_core.quant.registry import KBitName
-from lowbit_core.quant.settings import ACT, WEIGHT
+from lowbit_core.quant.settings import ACT, WEIGHT, SignQuant
 
-Estimator = estimator_registry.EstimatorName
 Unit = Literal[tuple(estimator_registry.UNITS)]
 
 
@@ -101,8 +100,9 @@ class TrainModelConfig:
 
 
 @dataclass(frozen=True)
-class QuantConfig:
-    """How the inner convs quantize (see the module docstring for which fields act per ``model.kind``).
+class QuantConfig(SignQuant):
+    """How the inner convs quantize (see the module docstring for which fields act per ``model.kind``):
+    the shared sign settings (:class:`~lowbit_core.quant.settings.SignQuant`) and this family's own.
 
     ``weight_param`` / ``act_param``: the estimator's parameter (window t, clip c); 0 takes the
     estimator's default (in the side's unit). EDE's (t, k) follow IR-Net's schedule per epoch (the
@@ -111,13 +111,8 @@ class QuantConfig:
     """
 
     act: Literal["quant", "none"] = "quant"
-    weight_estimator: Estimator = WEIGHT.estimator
-    weight_param: float = WEIGHT.param
     weight_unit: Unit = WEIGHT.unit
-    weight_scale: Literal["none", "mean_abs"] = WEIGHT.scale
     threshold: float = WEIGHT.threshold
-    act_estimator: Estimator = ACT.estimator
-    act_param: float = ACT.param
     act_unit: Unit = ACT.unit
     act_threshold: float = ACT.threshold
     kbit: KBitName = "dorefa"
@@ -128,8 +123,7 @@ class QuantConfig:
     dsq_train_forward: Literal["soft", "sign_ste"] = "soft"
 
     def __post_init__(self):
-        if self.weight_param < 0 or self.act_param < 0:
-            raise ConfigError("quant.weight_param and quant.act_param must be >= 0 (0: the estimator's default)")
+        super().__post_init__()
         if not 1 <= self.bits <= 8:
             raise ConfigError(f"quant.bits must be in [1, 8], got {self.bits}")
         if not 0 < self.dsq_alpha_min <= self.dsq_alpha < 0.5:
