@@ -99,12 +99,32 @@ class _ListShipped(argparse.Action):
         parser.exit(0)
 
 
+SLURM_SCRIPT = Path(__file__).resolve().parent / "slurm" / "ray_sweep.sbatch"
+"""The SLURM batch script (a Ray cluster on the job's nodes, then this CLI on the first), shipped in
+the package: ``sbatch "$(lowbit-sweep --slurm-script)" SWEEP ...`` works without a checkout."""
+
+
+class _SlurmScript(argparse.Action):
+    """``--slurm-script``: print :data:`SLURM_SCRIPT`'s path and exit 0."""
+
+    def __init__(self, option_strings, dest, **kw):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if not SLURM_SCRIPT.is_file():
+            parser.exit(2, f"error: the SLURM script is missing from this installation: {SLURM_SCRIPT}\n")
+        print(SLURM_SCRIPT)
+        parser.exit(0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=_epilog(),
                 description="Run a lowbit-sweeps sweep with Ray Tune, on this machine or a Ray cluster, and write "
                             "long-format Parquet\nresults under --results/<sweep name>/.")
     p.add_argument("--version", action="version", version=f"lowbit-sweeps {_version()}")
     p.add_argument("--list", action=_ListShipped, help="list the shipped sweeps with the questions they answer, then exit")
+    p.add_argument("--slurm-script", action=_SlurmScript,
+                   help='print the path of the SLURM batch script, then exit: sbatch "$(%(prog)s --slurm-script)" SWEEP ...')
     p.add_argument("sweep_file", help="a sweep module (sweeps/vste_window.py) or a shipped sweep's name (vste_window)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),
                    help="Ray cluster to join (host:port); default $RAY_ADDRESS, else start Ray here")

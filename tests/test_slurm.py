@@ -146,8 +146,8 @@ PartitionName=lowbit Nodes={host} Default=YES MaxTime=INFINITE State=UP
         pytest.fail(f"the SLURM node did not become idle: {r.stdout} {r.stderr}\n{self.log('slurmctld.log')}"
                     f"\n{self.log('slurmd.log')}")
 
-    def sbatch(self, *args, env=None) -> str:
-        r = subprocess.run([_bin("sbatch"), "--parsable", *map(str, args)], cwd=ROOT, env={**self.env, **(env or {})},
+    def sbatch(self, *args, env=None, cwd=ROOT) -> str:
+        r = subprocess.run([_bin("sbatch"), "--parsable", *map(str, args)], cwd=cwd, env={**self.env, **(env or {})},
                            capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
         return r.stdout.strip().split(";")[0]
@@ -194,13 +194,20 @@ def smoke_rows() -> tuple[int, int]:
 
 
 def test_two_sbatch_sweeps_share_the_node(slurm, tmp_path):
+    """Job ``a`` is submitted from the checkout with a sweep file; job ``b`` as after a ``pip install``:
+    from a folder outside the checkout, with the script ``lowbit-sweep --slurm-script`` prints and the
+    shipped sweep's name, so the script runs the installed package's CLI (``python -m``)."""
     t0 = time.monotonic()
     n_trials, n_rows = smoke_rows()
     env = {"LOWBIT_PYTHON": sys.executable}
-    jobs = {}
-    for name in ("a", "b"):
-        jobs[name] = slurm.sbatch("--cpus-per-task=1", f"--output={tmp_path}/{name}-%j.out", SCRIPT,
-                                  SMOKE.relative_to(ROOT), "--smoke", "--results", tmp_path / name, env=env)
+    script = subprocess.run([sys.executable, "-m", "lowbit_sweeps.launch.sweep", "--slurm-script"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120).stdout.strip()
+    assert Path(script).read_bytes() == SCRIPT.read_bytes()
+    (tmp_path / "elsewhere").mkdir()
+    jobs = {"a": slurm.sbatch("--cpus-per-task=1", f"--output={tmp_path}/a-%j.out", SCRIPT, SMOKE.relative_to(ROOT),
+                              "--smoke", "--results", tmp_path / "a", env=env),
+            "b": slurm.sbatch("--cpus-per-task=1", f"--output={tmp_path}/b-%j.out", script, "vste_window", "--smoke",
+                              "--results", "../b", env=env, cwd=tmp_path / "elsewhere")}
     info = dict(zip(jobs, slurm.wait(*jobs.values())))
     wall = time.monotonic() - t0
     outs = {name: "\n".join(p.read_text() for p in tmp_path.glob(f"{name}-*.out")) for name in jobs}
@@ -219,6 +226,9 @@ def test_two_sbatch_sweeps_share_the_node(slurm, tmp_path):
         out = outs[name]
         m = re.search(r"ports (\d+)\.\., temp (\S+)", out)
         assert m and "Ray head at" in out and f"all {n_trials} trials finished" in out, out[-4000:]
+        driver = {"a": f"driver {sys.executable} {ROOT}/launch/sweep.py",
+                  "b": f"driver {sys.executable} -m lowbit_sweeps.launch.sweep"}[name]
+        assert driver in out, out[-4000:]
         bases.add(int(m.group(1)))
         assert m.group(2) == f"/tmp/ray-{job_id}" and not Path(m.group(2)).exists()  # removed at the end
         df = pd.read_parquet(tmp_path / name / "vste_window")

@@ -90,6 +90,13 @@ def test_shipped_sweeps_run_by_name_from_an_empty_folder(installed, tmp_path):
     assert not (tmp_path / "res").exists()
     r = installed.run("lowbit-sweep", "vste_windw", cwd=tmp_path)
     assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "vste_window" in r.stderr
+    # the SLURM batch script and its node helper ship in the package, byte-identical to the checkout's
+    # (test_slurm.py runs the script's no-checkout path on a real SLURM)
+    r = installed.run("lowbit-sweep", "--slurm-script", cwd=tmp_path)
+    script = Path(r.stdout.strip())
+    assert r.returncode == 0 and script.is_relative_to(installed.target), r.stdout + r.stderr
+    for name in ("ray_sweep.sbatch", "ray_node.sh"):
+        assert (script.parent / name).read_bytes() == (REPO / "launch" / "slurm" / name).read_bytes(), name
 
 
 def test_user_sweeps_run_end_to_end_from_the_wheel(installed, user_folder):
