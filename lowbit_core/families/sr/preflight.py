@@ -5,6 +5,8 @@ preflight does.
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 from lowbit_core.data.sr_images import check_images, list_images
 from lowbit_core.data.sr_metrics import SSIM_WINDOW
 from lowbit_core.families.sr.config import (SRConfig, min_eval_side, test_files, test_folder, train_files,
@@ -14,14 +16,16 @@ from lowbit_core.quant.registry import kbit_problem
 
 
 def preflight(cfg: SRConfig) -> str | None:
-    """Driver-side, one line naming the setting, folder or file, or None: a k-bit ``quant.kbit`` must
-    take ``quant.bits`` (each quantizer's ``check``, a plug-in's included:
-    :func:`lowbit_core.quant.registry.kbit_problem`); every folder the trial reads holds
-    images; the validation hold-out leaves a training image; every image the trial reads (training,
-    validation, test) verifies and decodes (:func:`~lowbit_core.data.sr_images.check_images`, on
-    threads, cached per file, so a sweep's points decode each file once); every validation and test image is at least
-    :func:`min_eval_side` px per side after the crop to a multiple of the scale (generated ones too);
-    some training image holds an HR patch."""
+    """Driver-side, one line naming the setting, folder or file, or None:
+
+    1. a k-bit ``quant.kbit`` must take ``quant.bits`` (each quantizer's ``check``, a plug-in's
+       included: :func:`lowbit_core.quant.registry.kbit_problem`);
+    2. every folder the trial reads holds images; the validation hold-out leaves a training image;
+    3. every image the trial reads (training, validation, test) verifies and decodes
+       (:func:`~lowbit_core.data.sr_images.check_images`, on threads, cached per file, so a sweep's
+       points decode each file once);
+    4. every validation and test image is at least :func:`min_eval_side` px per side after the crop
+       to a multiple of the scale (generated ones too); some training image holds an HR patch."""
     if cfg.quant.kind == "kbit":
         problem = kbit_problem(lambda: quant_spec(cfg, "kbit"), cfg.quant.kbit, cfg.quant.bits)
         if problem:
