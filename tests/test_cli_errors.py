@@ -26,7 +26,7 @@ CASES = {
 
 
 # Through a real process (exit status, stderr, no traceback); the other cases call the CLI's main()
-# in this process -- the same code path after the interpreter starts, without its ~5 s start-up each.
+# in this process -- the same code path after the interpreter starts, without a process each.
 IN_A_PROCESS = ("missing file", "unknown set key", "unreachable address", "malformed address", "unknown option")
 
 

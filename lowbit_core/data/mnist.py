@@ -7,8 +7,10 @@ with the usual MNIST mean 0.1307 and std 0.3081, then flattened to 784 features.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 MEAN, STD = 0.1307, 0.3081
 TRAIN_IMAGES = 60_000

@@ -1,4 +1,4 @@
-"""The metrics of a probe row, built from a method's points (see :data:`lowbit_core.probes.run.PROBE_METRICS`).
+"""The metrics of a probe row, built from a method's points (see :data:`lowbit_core.probes.metrics.PROBE_METRICS`).
 
 Per reported step: the point's loss and the best loss so far on the probe batch; relative
 improvements ``(L_single - L) / L_single`` over the single-step STE's best loss (positive: the method

@@ -27,23 +27,12 @@ from lowbit_core.device import pick_device
 from lowbit_core.probes import batched, methods
 from lowbit_core.probes.config import ProbeConfig
 from lowbit_core.probes.evals import EvalCounter, fwd_equiv
+from lowbit_core.probes.metrics import FOLDABLE, PROBE_METRICS
 from lowbit_core.probes.points import Point
 from lowbit_core.probes.rows import Tracker
 from lowbit_core.probes.setup import Setup, setup
 
 Report = Callable[[dict], None]
-
-PROBE_METRICS: dict[str, str] = {
-    "loss": "float", "best_loss": "float", "max_abs_delta": "float", "start_loss": "float",
-    "single_best_loss": "float", "single_best_lr": "float", "rel_improvement": "float",
-    "rel_improvement_best": "float", "grad_cos_identity": "float", "grad_clipped_frac": "float",
-    "coords_moved": "int",
-    "heldout_loss": "float", "heldout_start_loss": "float", "single_heldout_loss": "float",
-    "rel_improvement_heldout": "float", "loss_evals": "int", "grad_evals": "int", "fwd_equiv": "int",
-    "single_loss_evals": "int", "single_grad_evals": "int", "single_fwd_equiv": "int",
-    "reach_frac": "float", "layer_weights": "int",
-    "scan_lr": "list[float]", "scan_loss": "list[float]",
-}
 
 
 def eval_cap(cfg: ProbeConfig, s: Setup) -> int | None:
@@ -96,9 +85,6 @@ def run_probe(cfg: ProbeConfig, report: Report, device: torch.device | None = No
         last = tracker.row(p, counts, is_last)
         report(dict(last))
     return last
-
-
-FOLDABLE = frozenset({"multi.noise", "multi.lr"})
 
 
 def run_probe_batch(cfgs: list[ProbeConfig], report: Callable[..., None], device: torch.device | None = None) -> None:

@@ -19,8 +19,20 @@ def probe_family() -> Family:
     from lowbit_core.data.mnist import mnist_missing, mnist_too_small
     from lowbit_core.probes.config import (OWN_FIELDS, AdmmConfig, DGConfig, ESConfig, EstimatorConfig, GAConfig,
                                            MultiConfig, ProbeConfig)
-    from lowbit_core.probes.run import FOLDABLE, PROBE_METRICS, run_probe, run_probe_batch
+    from lowbit_core.probes.metrics import FOLDABLE, PROBE_METRICS
     from lowbit_core.quant import estimator_registry
+
+    # The loop (torch, the search methods, cma) is imported where a trial runs, not where one is
+    # planned: a dry run or a refusal before Ray starts stays quick.
+    def run_probe(cfg, report, device=None):
+        from lowbit_core.probes.run import run_probe as run
+
+        return run(cfg, report, device)
+
+    def run_probe_batch(cfgs, report, device=None):
+        from lowbit_core.probes.run import run_probe_batch as run_batch
+
+        return run_batch(cfgs, report, device)
 
     def canonicalize(cfg: ProbeConfig) -> ProbeConfig:
         # Parameters that do not act are reset to their defaults so equivalent trials get one key:
