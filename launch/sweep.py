@@ -85,35 +85,30 @@ def shipped_listing() -> str:
     return "\n".join(blocks) if blocks else "no shipped sweeps found"
 
 
-class _ListShipped(argparse.Action):
-    """``--list``: print :func:`shipped_listing` and exit 0 (like ``--version``, no sweep file needed)."""
+SLURM_SCRIPT = Path(__file__).resolve().parent / "slurm" / "ray_sweep.sbatch"
+"""The SLURM batch script (a Ray cluster on the job's nodes, then this CLI on the first), shipped in
+the package: ``sbatch "$(lowbit-sweep --slurm-script)" SWEEP ...`` works without a checkout."""
+
+
+def slurm_script() -> str:
+    """``--slurm-script``: the path of :data:`SLURM_SCRIPT` (ConfigError when the installation lacks it)."""
+    if not SLURM_SCRIPT.is_file():
+        raise ConfigError(f"the SLURM script is missing from this installation: {SLURM_SCRIPT}")
+    return str(SLURM_SCRIPT)
+
+
+class _PrintAndExit(argparse.Action):
+    """An option that prints ``const()`` and exits 0, like ``--version`` (no sweep file needed); a
+    ConfigError is one line, exit 2. ``--list`` and ``--slurm-script``."""
 
     def __init__(self, option_strings, dest, **kw):
         super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
 
     def __call__(self, parser, namespace, values, option_string=None):
         try:
-            print(shipped_listing())
+            print(self.const())
         except ConfigError as exc:
             parser.exit(2, f"error: {exc}\n")
-        parser.exit(0)
-
-
-SLURM_SCRIPT = Path(__file__).resolve().parent / "slurm" / "ray_sweep.sbatch"
-"""The SLURM batch script (a Ray cluster on the job's nodes, then this CLI on the first), shipped in
-the package: ``sbatch "$(lowbit-sweep --slurm-script)" SWEEP ...`` works without a checkout."""
-
-
-class _SlurmScript(argparse.Action):
-    """``--slurm-script``: print :data:`SLURM_SCRIPT`'s path and exit 0."""
-
-    def __init__(self, option_strings, dest, **kw):
-        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kw)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if not SLURM_SCRIPT.is_file():
-            parser.exit(2, f"error: the SLURM script is missing from this installation: {SLURM_SCRIPT}\n")
-        print(SLURM_SCRIPT)
         parser.exit(0)
 
 
@@ -122,8 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
                 description="Run a lowbit-sweeps sweep with Ray Tune, on this machine or a Ray cluster, and write "
                             "long-format Parquet\nresults under --results/<sweep name>/.")
     p.add_argument("--version", action="version", version=f"lowbit-sweeps {_version()}")
-    p.add_argument("--list", action=_ListShipped, help="list the shipped sweeps with the questions they answer, then exit")
-    p.add_argument("--slurm-script", action=_SlurmScript,
+    p.add_argument("--list", action=_PrintAndExit, const=shipped_listing, help="list the shipped sweeps with the questions they answer, then exit")
+    p.add_argument("--slurm-script", action=_PrintAndExit, const=slurm_script,
                    help='print the path of the SLURM batch script, then exit: sbatch "$(%(prog)s --slurm-script)" SWEEP ...')
     p.add_argument("sweep_file", help="a sweep module (sweeps/vste_window.py) or a shipped sweep's name (vste_window)")
     p.add_argument("--address", default=os.environ.get("RAY_ADDRESS"),

@@ -45,7 +45,6 @@ ACT = SignSide(estimator="approx_sign")
 """Input activations: ApproxSign (also the ``gradstats`` family's default smooth surrogate)."""
 
 
-
 @dataclass(frozen=True)
 class SignQuant:
     """The sign sides' settings every family's ``quant`` section shares (``train`` and ``gradstats``:
