@@ -89,15 +89,18 @@ def run_trial(family_ref: str, config: dict, resume: dict[str, list[str]] | None
     torch.set_num_threads(max(1, int(cpus)))
     extra = {"_key": key, **provenance()}
     inject = _fault_injector(key, config)
+    reports = 0
 
     def report(metrics: dict, state: dict | None = None) -> None:
+        nonlocal reports
         check_declared(family, metrics)
         if inject is not None:
             metrics = inject(metrics)
+        reports += 1
         if state is None:
             tune.report({**metrics, **extra})
         else:  # a family that checkpoints (train): the state becomes a tune.Checkpoint
-            report_with_checkpoint({**metrics, **extra}, state, key)
+            report_with_checkpoint(metrics, state, key, extra)
 
     if len(points) > 1:  # folded grid points: one batched computation, rows tagged with the point
         def report_point(metrics: dict, point: int) -> None:
@@ -106,26 +109,35 @@ def run_trial(family_ref: str, config: dict, resume: dict[str, list[str]] | None
 
         family.run_batch([absolute_paths(family, c, cwd) for c, _ in points], report_point, pick_device())
         return
-    start = start_state(key, (resume or {}).get(key, ())) if family.checkpoints else None
+    start, last = start_state(key, (resume or {}).get(key, ())) if family.checkpoints else (None, {})
     family.run(cfg, report, pick_device(), **({"start_state": start} if start is not None else {}))
+    if start is not None and reports == 0:
+        # Restarted from its final state (the driver died after the last checkpoint, before the trial
+        # was recorded finished): no epoch was left to run. Its last result is reported again, so Tune
+        # and a searcher get the trial's value; the writer skips the (trial, step) row already on disk.
+        if not last:
+            raise RuntimeError(f"trial {key}: restarted from its final checkpoint, which records no metrics "
+                               "(written by an older lowbit-sweeps); delete its checkpoints to rerun it")
+        report_with_checkpoint(last, start, key, extra)
 
 
-def report_with_checkpoint(metrics: dict, state: dict, key: str) -> None:
-    """``tune.report(metrics, checkpoint=...)`` of a folder holding ``state`` (torch.save) and a marker
-    naming the trial key, step, epoch, size and sha256 (Ray copies the folder to the trial's storage
-    before returning, so the temporary folder can go)."""
+def report_with_checkpoint(metrics: dict, state: dict, key: str, extra: dict | None = None) -> None:
+    """``tune.report({**metrics, **extra}, checkpoint=...)`` of a folder holding ``state`` (torch.save)
+    and a marker naming the trial key, step, epoch, size, sha256 and ``metrics`` (Ray copies the folder
+    to the trial's storage before returning, so the temporary folder can go)."""
     import tempfile
 
     from lowbit_core.training.checkpoint import save_state, write_marker
 
     with tempfile.TemporaryDirectory(prefix="lowbit-ckpt-") as tmp:
         save_state(state, tmp)
-        write_marker(tmp, key, int(metrics["step"]), int(state["epoch"]))
-        tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(tmp))
+        write_marker(tmp, key, int(metrics["step"]), int(state["epoch"]), metrics)
+        tune.report({**metrics, **(extra or {})}, checkpoint=tune.Checkpoint.from_directory(tmp))
 
 
-def start_state(key: str, earlier: list[str] | tuple = ()) -> dict | None:
-    """The state a trial continues from, or None to start fresh:
+def start_state(key: str, earlier: list[str] | tuple = ()) -> tuple[dict | None, dict]:
+    """``(state, metrics)``: the state a trial continues from and the metrics reported with it, or
+    ``(None, {})`` to start fresh:
 
     1. its own latest checkpoint in this run (``tune.get_checkpoint()``: Tune retried the trial);
     2. else the first of ``earlier`` (checkpoint folders of the same trial key left by an earlier run
@@ -135,19 +147,19 @@ def start_state(key: str, earlier: list[str] | tuple = ()) -> dict | None:
     """
     import sys
 
-    from lowbit_core.training.checkpoint import load_first_valid, load_state
+    from lowbit_core.training.checkpoint import load_first_valid, load_state, reported_metrics
 
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         try:
             with checkpoint.as_directory() as folder:
-                return load_state(folder)
+                return load_state(folder), reported_metrics(folder)
         except Exception as exc:  # noqa: BLE001 -- fall back to an earlier checkpoint or a fresh start
             print(f"lowbit: trial {key}: skipped its latest checkpoint: {type(exc).__name__}: {exc}", file=sys.stderr)
-    state, _, skipped = load_first_valid(earlier, key)
+    state, used, skipped = load_first_valid(earlier, key)
     for line in skipped:
         print(f"lowbit: trial {key}: {line}", file=sys.stderr)
-    return state
+    return (state, reported_metrics(used)) if state is not None else (None, {})
 
 
 def trainable_for(family_ref: str):

@@ -8,11 +8,14 @@ it; the rows equal an uninterrupted run's, with no duplicate and no missing (tri
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pyarrow as pa
@@ -107,6 +110,70 @@ def test_driver_finds_earlier_checkpoints_by_key_where_the_rows_are_on_disk(tmp_
                           str((ray / "r1" / "t0" / "checkpoint_000002").resolve())]
     assert earlier_checkpoints(folder, done={done}, keep=3)[KEY][-1].endswith("checkpoint_000001")
     assert earlier_checkpoints(tmp_path / "nothing", done=set()) == {}
+
+
+class _Tune:
+    """``ray.tune`` as :func:`lowbit_core.trainables.run_trial` uses it, without Ray: reports are kept
+    with a copy of their checkpoint folder; ``get_checkpoint`` returns what the test sets."""
+
+    def __init__(self, keep: Path):
+        self.keep, self.reports, self.checkpoint, self.saved = keep, [], None, 0
+
+    def report(self, metrics, checkpoint=None):
+        saved = None
+        if checkpoint is not None:
+            self.saved += 1
+            saved = self.keep / f"ckpt{self.saved}"
+            shutil.copytree(checkpoint.path, saved)
+        self.reports.append((dict(metrics), saved))
+
+    def get_checkpoint(self):
+        return self.checkpoint
+
+    class Checkpoint(SimpleNamespace):
+        @classmethod
+        def from_directory(cls, path):
+            return cls(path=path, as_directory=lambda: contextlib.nullcontext(path))
+
+
+@pytest.mark.parametrize("how", ["resume", "tune-retry"])
+def test_a_trial_restarted_from_its_final_checkpoint_reports_its_last_result_again(tmp_path, monkeypatch, how):
+    """The driver died after a trial's last checkpoint, before its TERMINATED status was written:
+    ``--resume`` (or Tune's retry) restarts it from its final state, with no epoch left to run. It must
+    report its last result again (Tune's strict metric check fails a trial that reports nothing, and a
+    searcher must learn the trial's value), with the same step and metrics. Before the fix the trial
+    reported nothing (CI: ``Trial returned a result which did not include ... val_acc``)."""
+    from lowbit_core import trainables
+    from lowbit_core.families import get_family
+    from lowbit_core.sweep import resolve_points
+
+    fake = _Tune(tmp_path)
+    monkeypatch.setattr(trainables, "tune", fake)
+    monkeypatch.setattr(trainables, "provenance", lambda: {"_node_id": "n"})
+    monkeypatch.setattr(trainables.ray, "get_runtime_context",
+                        lambda: SimpleNamespace(get_assigned_resources=lambda: {"CPU": 1}))
+    sweep_file = tmp_path / "resume_train.py"
+    sweep_file.write_text(SWEEP_TEXT)
+    t = plan(load_sweep(sweep_file), "default").trials[0]
+    config = {"base": json.dumps({**t.flat, "train.epochs": 2, "data.n_train": 64, "train.steps_per_epoch": 2}),
+              "study": ""}
+    (_, key), = resolve_points(get_family("train"), config)
+    trainables.run_trial("train", config)
+    first = fake.reports
+    assert [m["step"] for m, _ in first] == [1, 2] and all(c is not None for _, c in first)
+    final_metrics, final = first[-1]
+    assert json.loads((final / MARKER_FILE).read_text())["metrics"]["val_acc"] == final_metrics["val_acc"]
+
+    fake.reports = []
+    if how == "resume":
+        trainables.run_trial("train", config, resume={key: [str(final)]})
+    else:
+        fake.checkpoint = _Tune.Checkpoint.from_directory(final)
+        trainables.run_trial("train", config)
+    (again, ckpt), = fake.reports
+    same = json.dumps(again, sort_keys=True) == json.dumps(final_metrics, sort_keys=True)  # NaN equals NaN
+    assert same and again["step"] == 2  # same step, metrics and provenance
+    assert load_checkpoint(ckpt, key)["epoch"] == 2
 
 
 # ------------------------------------------------------------------ the CLI: SIGKILL, then --resume

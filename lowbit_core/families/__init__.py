@@ -66,7 +66,8 @@ class Family:
     declared metric (a family with no test set, e.g. one whose every number is its own objective)."""
     checkpoints: bool = False
     """True when ``run`` reports ``state=`` (saved as a Tune checkpoint) and takes ``start_state=``
-    (a retried or resumed trial continues from its newest intact checkpoint)."""
+    (a retried or resumed trial continues from its newest intact checkpoint; one given its final state
+    reports nothing, and the trainable reports that state's metrics again)."""
     cost: Callable[[Any], Any] | None = None
     """``cost(cfg) -> lowbit_core.cost.count.ModelCost`` of the trial's model: every row then carries
     the cost columns (MACs, BOPs, OPs, parameter bits, energy) and the dry run shows OPs and size."""

@@ -17,7 +17,7 @@ its state is that counter.
 
 Next to ``state.pt`` the trainable writes a marker, ``lowbit_checkpoint.json`` (:func:`write_marker`):
 ``{"format": 1, "trial_key": ..., "step": last reported step, "epoch": state["epoch"], "size": bytes,
-"sha256": hex digest of state.pt}``. It is what finds a trial's checkpoints again after the driver was
+"sha256": hex digest of state.pt, "metrics": the family's metrics reported with the state}``. It is what finds a trial's checkpoints again after the driver was
 killed (``--resume`` matches on the trial key, not on Ray's folder names), and what tells a complete
 checkpoint from one cut short while it was being written or copied: :func:`load_checkpoint` accepts a
 folder only if the marker names the trial, the file has that size and digest, and the state loads
@@ -83,16 +83,23 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def write_marker(folder: str | Path, trial_key: str, step: int, epoch: int) -> Path:
+def _plain(value: Any) -> Any:
+    """A JSON-able copy of a reported metric value (numpy and torch scalars become Python numbers)."""
+    return value.item() if hasattr(value, "item") else str(value)
+
+
+def write_marker(folder: str | Path, trial_key: str, step: int, epoch: int, metrics: dict | None = None) -> Path:
     """Write ``<folder>/lowbit_checkpoint.json`` for the ``state.pt`` already in ``folder``: the trial
-    key, the step reported with it, the state's epoch, and the file's size and sha256."""
+    key, the step reported with it, the state's epoch, the file's size and sha256, and ``metrics``
+    (what the family reported with the state; ``{}`` when not given)."""
     folder = Path(folder)
     state_path = folder / STATE_FILE
     marker = {"format": FORMAT, "trial_key": trial_key, "step": int(step), "epoch": int(epoch),
-              "size": state_path.stat().st_size, "sha256": _sha256(state_path)}
+              "size": state_path.stat().st_size, "sha256": _sha256(state_path),
+              "metrics": dict(metrics or {})}
     path = folder / MARKER_FILE
     tmp = path.with_name(f".{MARKER_FILE}.tmp")
-    tmp.write_text(json.dumps(marker, sort_keys=True))
+    tmp.write_text(json.dumps(marker, sort_keys=True, default=_plain))
     os.replace(tmp, path)
     return path
 
@@ -110,6 +117,13 @@ def read_marker(folder: str | Path) -> dict:
         if not isinstance(marker.get(name), tp):
             raise ValueError(f"{path}: {name} missing or not {tp.__name__}")
     return marker
+
+
+def reported_metrics(folder: str | Path) -> dict:
+    """The metrics reported with the checkpoint in ``folder`` (its marker's ``metrics``; ``{}`` for a
+    marker written before they were recorded)."""
+    metrics = read_marker(folder).get("metrics")
+    return dict(metrics) if isinstance(metrics, dict) else {}
 
 
 def load_checkpoint(folder: str | Path, trial_key: str) -> dict:
