@@ -41,6 +41,31 @@ def run_sweep(*args, ray: SharedRay | None = None, env=None, **kw) -> subprocess
     return run_script("launch/sweep.py", *args, env=env, **kw)
 
 
+def free_ports(n: int = 1) -> list[int]:
+    """``n`` distinct ports free now, below the kernel's ephemeral range and above Ray's worker ports
+    (10002-19999). A port the kernel hands out for binding to port 0 or for an outgoing connection (Ray
+    and its workers open many) can be taken again by another process before a daemon binds it; CI saw
+    slurmctld fail with "Address already in use" that way. Ports outside that range are taken only by
+    whoever names them."""
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    candidates = list(range(20000, max(low, 20000 + 4 * n)))
+    secrets.SystemRandom().shuffle(candidates)
+    ports = []
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind(("0.0.0.0", port))
+            except OSError:
+                continue
+        ports.append(port)
+        if len(ports) == n:
+            return ports
+    raise RuntimeError(f"fewer than {n} free ports in 20000..{low - 1}")
+
+
 def _session_pids(sid: int) -> list[int]:
     pids = []
     for d in Path("/proc").iterdir():
@@ -65,12 +90,7 @@ def shared_ray(tmp_path_factory):
     interrupt a driver, or inject faults through the nodes' environment, start their own Ray."""
     temp = Path(tempfile.mkdtemp(prefix="lbs", dir="/tmp"))  # short: Ray's socket paths live below it
     log = tmp_path_factory.mktemp("shared_ray") / "head.log"
-    socks = [socket.socket() for _ in range(7)]  # distinct free ports: two heads (xdist workers) coexist
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    port, *more = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
+    port, *more = free_ports(7)  # distinct free ports: two heads (xdist workers) coexist
     names = ("--ray-client-server-port", "--dashboard-port", "--dashboard-agent-listen-port",
              "--dashboard-agent-grpc-port", "--metrics-export-port", "--runtime-env-agent-port")
     fixed = dict(zip(names, map(str, more)))

@@ -26,7 +26,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT, run_sweep
+from conftest import ROOT, free_ports, run_sweep
 from lowbit_core.sweep import load_sweep, plan
 from test_faults import Driver, inject_env, kill_session, session_pids, sessions, statuses, wait_for  # noqa: F401
 
@@ -34,12 +34,6 @@ pytestmark = pytest.mark.slow  # real Ray processes killed and restarted: minute
 
 RAY = Path(sys.executable).with_name("ray")
 SMOKE = ROOT / "sweeps" / "vste_window.py"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def smoke_expectation() -> tuple[int, int]:
@@ -95,7 +89,7 @@ def two_nodes(tmp_path):
     # the head's GCS declares a silent node dead after 3 missed health checks 1 s apart (default 5 x 3 s)
     node_env = {**env, **inject_env(tmp_path / "marks", [{"action": "sleep", "seconds": 0.4}, {"action": "mark"}]),
                 "RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
-    port = free_port()
+    port, = free_ports()
     common = ["--node-ip-address", "127.0.0.1", "--num-cpus", "1", "--temp-dir", str(temp)]
     nodes = []
     try:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_ports
 from lowbit_core.sweep import load_sweep, plan
 
 BINARIES = ("munged", "slurmctld", "slurmd", "sbatch", "scontrol", "sinfo", "scancel")
@@ -39,12 +39,6 @@ SMOKE = ROOT / "sweeps" / "vste_window.py"
 
 def _bin(name: str) -> str:
     return shutil.which(name) or str(Path("/usr/sbin", name))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def stop_by_pidfile(pidfile: Path, timeout: float = 15.0) -> None:
@@ -96,6 +90,7 @@ class Slurm:
         if munge.returncode != 0:
             pytest.fail(f"munged failed: {munge.stderr}{self.log('munged.log')}")
         host = socket.gethostname().split(".")[0]
+        ctld_port, slurmd_port = free_ports(2)
         cpus = os.cpu_count() or 2
         (d / "state").mkdir()
         (d / "spool").mkdir()
@@ -104,8 +99,8 @@ ClusterName=lowbittest
 SlurmctldHost={host}
 SlurmUser=root
 SlurmdUser=root
-SlurmctldPort={free_port()}
-SlurmdPort={free_port()}
+SlurmctldPort={ctld_port}
+SlurmdPort={slurmd_port}
 AuthType=auth/munge
 CredType=cred/munge
 AuthInfo=socket={d}/munge.sock

@@ -287,12 +287,10 @@ def test_every_parquet_row_is_kept_when_a_tracker_fails_after_n_results(tmp_path
 
 
 def closed_port() -> int:
-    """A local TCP port nothing listens on (bound, then closed)."""
-    import socket
+    """A local TCP port nothing listens on (outside the ephemeral range, so no other process is handed it)."""
+    from conftest import free_ports
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports()[0]
 
 
 def cli_in_process(argv, capsys) -> tuple[int, str, str]:
