@@ -17,11 +17,14 @@ its state is that counter.
 
 Next to ``state.pt`` the trainable writes a marker, ``lowbit_checkpoint.json`` (:func:`write_marker`):
 ``{"format": 1, "trial_key": ..., "step": last reported step, "epoch": state["epoch"], "size": bytes,
-"sha256": hex digest of state.pt, "metrics": the family's metrics reported with the state}``. It is what finds a trial's checkpoints again after the driver was
-killed (``--resume`` matches on the trial key, not on Ray's folder names), and what tells a complete
-checkpoint from one cut short while it was being written or copied: :func:`load_checkpoint` accepts a
-folder only if the marker names the trial, the file has that size and digest, and the state loads
-(``weights_only=True``) with that epoch; :func:`load_first_valid` skips the folders that fail.
+"sha256": hex digest of state.pt, "metrics": the family's metrics reported with the state}``. It is
+what finds a trial's checkpoints again after the driver was killed (``--resume`` matches on the trial
+key, not on Ray's folder names), what a trial restarted from its final state reports again (no epoch
+is left to run; Tune and a searcher need its last result: :func:`lowbit_core.trainables.run_trial`),
+and what tells a complete checkpoint from one cut short while it was being written or copied:
+:func:`load_checkpoint` accepts a folder only if the marker names the trial, the file has that size
+and digest, and the state loads (``weights_only=True``) with that epoch; :func:`load_first_valid`
+skips the folders that fail.
 
 Starting another trial from a state (``model.init_from``): :func:`read_model_state` reads the
 ``"model"`` weights (and the ``"arch"`` record the loop writes: arch, width, block, nonlinearity,
