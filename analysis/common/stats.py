@@ -5,9 +5,10 @@
   are first averaged per seed, then mean, std and n are taken over those per-seed means, so the
   spread is the spread over seeds, never the spread across settings. Its ``note`` says so in the
   text ('± std over seeds of the per-seed mean over 4 settings').
-- :func:`paired_verdict`: the verdict rule, a paired Student-t test (stated in its docstring).
-- :func:`holm`: Holm's step-down adjustment of a table of K verdicts made at once; :func:`holm_note`
-  is the line that goes under such a table.
+- :func:`paired_verdict`: the verdict rule, a paired Student-t test, and with a margin m the two
+  one-sided tests of equivalence (Schuirmann 1987) (stated in its docstring).
+- :func:`holm`: Holm's step-down adjustment of a table of K verdicts made at once (directions and
+  equivalences together); :func:`holm_note` is the line that goes under such a table.
 - :func:`seeds_for_power`: the seeds a paired t test needs for 80% power at an effect size d.
 """
 from __future__ import annotations
@@ -69,6 +70,21 @@ def paired_t(mean, std, n, alpha: float = ALPHA):
     p = np.minimum(1.0, 2 * stats.t.sf(tstat, n - 1))
     sign = np.where(lo > 0, 1, np.where(hi < 0, -1, 0))
     return lo, hi, p, sign
+
+
+def tost_p(mean, std, n, margin: float) -> float:
+    """The p-value of the paired two one-sided tests of equivalence (Schuirmann 1987, J. Pharmacokin.
+    Biopharm. 15:657) of H0: |mu| >= m against H1: |mu| < m, from mean, sample std and n of the
+    differences: p = max(P(T_{n-1} >= (mean + m)/se), P(T_{n-1} <= (mean - m)/se)), se = std/sqrt(n);
+    equivalence at level alpha exactly when the (1 - 2 alpha) t interval lies inside (-m, m). NaN
+    when m is not a positive number or n < 2; with std = 0 the point |mean| < m gives 0, else 1."""
+    m, s, n = float(mean), float(std), int(n)
+    if not (math.isfinite(margin) and margin > 0) or n < MIN_SEEDS or not math.isfinite(m):
+        return math.nan
+    if s == 0:
+        return 0.0 if abs(m) < margin else 1.0
+    se = s / math.sqrt(n)
+    return float(max(stats.t.sf((m + margin) / se, n - 1), stats.t.cdf((m - margin) / se, n - 1)))
 
 
 def power_paired_t(d: float, n: int, alpha: float = ALPHA) -> float:
@@ -137,9 +153,12 @@ class Verdict:
     n, mean, std (ddof=1) of the differences; lo, hi: the paired-t 95% interval of the mean; p: the
     two-sided p-value of the one-sample t test; effect: d_z = mean/std (Cohen's effect size of
     paired differences; ±inf when std = 0 and mean != 0); ``sign``: +1 higher, -1 lower, 0 no
-    direction (the interval contains 0), None no verdict (n < 2). After :func:`holm`, ``k`` is the
-    number of comparisons in the family, ``p_holm`` the Holm-adjusted p-value and ``sign`` follows
-    p_holm < 0.05 (lo and hi stay the unadjusted 95% interval).
+    direction (the interval contains 0), None no verdict (n < 2). ``margin``: the smallest effect
+    that matters (NaN: none declared), ``p_equiv`` the p-value of equivalence within it
+    (:func:`tost_p`); ``identical``: every difference is exactly 0 (no comparison is made; it is not
+    counted in K). After :func:`holm`, ``k`` is the number of comparisons in the family, ``p_holm``
+    the Holm-adjusted p-value of the decision, ``alpha`` the family-wise level, and ``sign`` /
+    ``equivalent`` follow p_holm < alpha (lo and hi stay the unadjusted 95% interval).
     """
 
     n: int
@@ -152,6 +171,22 @@ class Verdict:
     effect: float = math.nan
     k: int = 1
     p_holm: float = math.nan
+    margin: float = math.nan
+    p_equiv: float = math.nan
+    equivalent: bool = False
+    identical: bool = False
+    alpha: float = ALPHA
+
+    @property
+    def decision(self) -> str:
+        """'higher', 'lower', 'equivalent', 'identical', 'undecided' or 'no verdict' (n < 2)."""
+        if self.identical:
+            return "identical"
+        if self.sign is None:
+            return "no verdict"
+        if self.sign:
+            return "higher" if self.sign > 0 else "lower"
+        return "equivalent" if self.equivalent else "undecided"
 
     def numbers(self, num: Callable[[float], str] = _signed, unit: str = "") -> str:
         """'+0.031 [+0.012, +0.050], n = 5, d = 1.4' (``num`` formats mean and bounds, ``unit``
@@ -163,17 +198,21 @@ class Verdict:
         else:
             d = f"d = {self.effect:.2g}" if abs(self.effect) < 10 else f"d = {self.effect:.0f}"
         text = f"{num(self.mean)} [{num(self.lo)}, {num(self.hi)}]{unit}, n = {self.n}, {d}"
-        if self.k > 1:
-            text += f", p_Holm = {self.p_holm:.2g} (K = {self.k})"
+        if self.k > 1 or self.alpha != ALPHA:
+            text += f", p_Holm = {self.p_holm:.2g} (K = {self.k}" + (f", α = {self.alpha:.2g}" if self.alpha != ALPHA else "") + ")"
         return text
 
     def outcome(self, higher: str, lower: str) -> str:
         """``higher`` / ``lower`` when there is a direction; otherwise the no-verdict text (n < 2)
         or the power statement (:meth:`power_text`)."""
+        if self.identical:
+            return f"identical in all {self.n} seeds (every difference exactly 0; not counted in K)"
         if self.sign is None:
             return f"no verdict (needs >= {MIN_SEEDS} seeds)"
         if self.sign:
             return higher if self.sign > 0 else lower
+        if self.equivalent:
+            return f"equivalent within ±{self.margin:.3g} (TOST p_Holm = {self.p_holm:.2g})"
         return self.power_text()
 
     def power_text(self) -> str:
@@ -182,11 +221,13 @@ class Verdict:
         the strictest step of Holm's procedure, so an upper bound there)."""
         where = "95% interval contains 0" if self.k == 1 or (self.lo <= 0 <= self.hi) else \
             f"no direction after Holm over K = {self.k}"
+        if math.isfinite(self.margin):
+            where += f", not inside ±{self.margin:.3g} either: undecided"
         if self.std == 0 and self.mean == 0:
             return f"{where}; no difference in any seed"
-        alpha = ALPHA / self.k
+        alpha = self.alpha / self.k
         need = seeds_for_power(self.effect, alpha)
-        level = "0.05" if self.k == 1 else f"0.05/{self.k}"
+        level = f"{self.alpha:.2g}" if self.k == 1 else f"{self.alpha:.2g}/{self.k}"
         if need is None:
             return (f"{where}; an effect of d = {self.effect:.2g} needs more than {MAX_SEEDS} seeds for "
                     f"{POWER:.0%} power (α = {level})")
@@ -199,7 +240,7 @@ class Verdict:
         return f"{self.numbers(num, unit)}: {self.outcome(higher, lower)}"
 
 
-def paired_verdict(diffs) -> Verdict:
+def paired_verdict(diffs, margin: float = math.nan) -> Verdict:
     """The verdict on paired differences, one per seed (the caller pairs on the seed column; a
     pooled comparison passes each seed's mean over the settings, see :func:`over_seeds`).
 
@@ -211,41 +252,57 @@ def paired_verdict(diffs) -> Verdict:
     any statistics text, e.g. Wasserman, All of Statistics, 2004, §10.4). Under the null (normal
     differences with mean 0) a direction is printed 5% of the time at every n; the old rule
     |m| > s printed one 39% of the time at n = 2. Effect size d = m/s. s = 0 is handled as in
-    :func:`paired_t` (infinite t: a direction when m != 0).
+    :func:`paired_t` (infinite t: a direction when m != 0). With a ``margin`` m > 0 the verdict
+    also carries the equivalence p-value (:func:`tost_p`), and 'equivalent' when it is below 0.05
+    (where no direction is found). Every difference exactly 0 (n >= 2) is ``identical``.
     """
     d = finite_values(diffs)
     n = int(d.size)
+    margin = float(margin) if margin is not None else math.nan
     if n < MIN_SEEDS:
-        return Verdict(n, float(d.mean()) if n else math.nan, math.nan, None)
+        return Verdict(n, float(d.mean()) if n else math.nan, math.nan, None, margin=margin)
     m, s = float(d.mean()), float(d.std(ddof=1))
     if s <= 1e-12 * abs(m):  # equal values give a std of float round-off; it is the 0 it should be
         s = 0.0
     lo, hi, p, sign = (x.item() for x in paired_t(m, s, n))
     effect = m / s if s > 0 else (math.copysign(math.inf, m) if m else math.nan)
-    return Verdict(n, m, s, int(sign), float(lo), float(hi), float(p), effect)
+    p_eq = tost_p(m, s, n, margin)
+    return Verdict(n, m, s, int(sign), float(lo), float(hi), float(p), effect, margin=margin, p_equiv=p_eq,
+                   equivalent=bool(sign == 0 and p_eq < ALPHA), identical=bool(not d.any()))
 
 
 def holm(verdicts, alpha: float = ALPHA) -> list[Verdict]:
-    """Holm's step-down adjustment of K comparisons made at once (Holm 1979, Scand. J. Statist. 6:65).
+    """Holm's step-down adjustment of K comparisons made at once (Holm 1979, Scand. J. Statist. 6:65),
+    directions and equivalences together.
 
-    K = the verdicts with a p-value (n >= 2); those without stay as they are. With the p-values in
-    ascending order p_(1) <= ... <= p_(K), the adjusted p_Holm(i) = max over j <= i of
-    min(1, (K - j + 1)·p_(j)); a comparison keeps its direction only when p_Holm < ``alpha``, which
-    holds the family-wise error rate (any false direction in the table) at ``alpha``. The interval
-    each verdict shows stays its unadjusted 95% interval (Holm has no matching simultaneous
-    interval); so a verdict can show an interval that excludes 0 and still no direction, and its
-    text says 'no direction after Holm over K = ...'.
+    K = the verdicts with a p-value (n >= 2) that are not ``identical``; the others stay as they are.
+    Each comparison i tests two nulls, "mu = 0" (p_i, two-sided t) and "|mu| >= m" (p_equiv_i,
+    :func:`tost_p`; none without a margin), of which at most one is true; it enters Holm with
+    q_i = min(p_i, p_equiv_i) and, when rejected, decides the one whose p-value is q_i. With the q in
+    ascending order q_(1) <= ... <= q_(K), p_Holm(i) = max over j <= i of min(1, (K - j + 1)·q_(j)),
+    and a comparison is decided only when p_Holm < ``alpha``. This holds the family-wise error rate
+    (any false direction or false equivalence in the table) at ``alpha``: Holm's proof applies to
+    the comparisons that have a true null, since a wrong decision there rejects that null with
+    q_i = its p-value. The interval each verdict shows stays its unadjusted 95% interval (Holm has no
+    matching simultaneous interval); so a verdict can show an interval that excludes 0 and still no
+    direction, and its text says 'no direction after Holm over K = ...'.
     """
     verdicts = list(verdicts)
-    idx = [i for i, v in enumerate(verdicts) if v.sign is not None and math.isfinite(v.p)]
+
+    def q(v: Verdict) -> float:
+        return min(v.p, v.p_equiv) if math.isfinite(v.p_equiv) else v.p
+
+    idx = [i for i, v in enumerate(verdicts) if v.sign is not None and math.isfinite(v.p) and not v.identical]
     k = len(idx)
     out = list(verdicts)
     running = 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda i: verdicts[i].p)):
-        running = max(running, min(1.0, (k - rank) * verdicts[i].p))
+    for rank, i in enumerate(sorted(idx, key=lambda i: q(verdicts[i]))):
         v = verdicts[i]
-        sign = (1 if v.mean > 0 else -1) if running < alpha and v.sign != 0 else 0
-        out[i] = replace(v, k=k, p_holm=running, sign=sign)
+        running = max(running, min(1.0, (k - rank) * q(v)))
+        decided = running < alpha
+        by_direction = v.p <= q(v) and v.mean != 0
+        sign = (1 if v.mean > 0 else -1) if decided and by_direction else 0
+        out[i] = replace(v, k=k, p_holm=running, sign=sign, equivalent=decided and not by_direction, alpha=alpha)
     return out
 
 
@@ -261,10 +318,14 @@ def holm_column(table: pd.DataFrame, column: str) -> pd.DataFrame:
 def holm_note(verdicts) -> str:
     """The line under a table of K verdicts: 'Holm-adjusted over K = 6 comparisons, family-wise α =
     0.05; intervals are the unadjusted paired-t 95% intervals.'"""
-    k = sum(1 for v in verdicts if v.sign is not None and math.isfinite(v.p))
-    return (f"Holm-adjusted over K = {k} comparison{'s' if k != 1 else ''}, family-wise α = {ALPHA:g} "
-            "(a direction only where the adjusted p < 0.05); intervals are the unadjusted paired-t 95% "
-            "intervals, n = seeds.")
+    verdicts = list(verdicts)
+    k = sum(1 for v in verdicts if v.sign is not None and math.isfinite(v.p) and not v.identical)
+    alpha = next((v.alpha for v in verdicts if v.sign is not None), ALPHA)
+    margin = next((v.margin for v in verdicts if math.isfinite(v.margin)), math.nan)
+    equiv = f" or equivalence within ±{margin:.3g} (TOST)" if math.isfinite(margin) else ""
+    return (f"Holm-adjusted over K = {k} comparison{'s' if k != 1 else ''}, family-wise α = {alpha:.2g} "
+            f"(a direction{equiv} only where the adjusted p < {alpha:.2g}); intervals are the unadjusted "
+            "paired-t 95% intervals, n = seeds.")
 
 
 @dataclass(frozen=True)
@@ -289,8 +350,8 @@ class SeedStat:
             return f"one seed, its mean over {over} settings"
         return f"± std over seeds of the per-seed mean over {over} settings"
 
-    def verdict(self) -> Verdict:
-        return paired_verdict(self.values)
+    def verdict(self, margin: float = math.nan) -> Verdict:
+        return paired_verdict(self.values, margin)
 
     def columns(self, name: str) -> dict:
         """Table columns ``<name>.mean/.std/.n``, ``<name>.note`` (what the ± shows) and
