@@ -37,6 +37,8 @@ class SweepPlan:
     """Config values (dotted key -> value) the generic report compares the other settings with."""
     report: str | None = None
     """Import path of the family's own report (a plug-in family's), or None."""
+    raw: dict = field(default_factory=dict, compare=False, repr=False)
+    """The whole recorded plan (questions with their margins, overrides, ``margins``, ...)."""
 
     @classmethod
     def from_dict(cls, plan: dict | None, where: str = PLAN_FILE) -> SweepPlan:
@@ -56,7 +58,7 @@ class SweepPlan:
                    seeds=tuple(plan.get("seeds") or ()), git_sha=plan.get("git_sha"),
                    command=tuple(plan.get("command") or ()),
                    canonical_defaults=dict(defaults) if isinstance(defaults, dict) else None,
-                   baseline=dict(plan.get("baseline") or {}), report=plan.get("report"))
+                   baseline=dict(plan.get("baseline") or {}), report=plan.get("report"), raw=dict(plan))
 
     @classmethod
     def read(cls, folder: str | Path) -> SweepPlan:
