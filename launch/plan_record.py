@@ -10,7 +10,8 @@ Every run writes it (a dry run and bad input write nothing). Its keys: the plan'
 A ``--resume`` must plan what the folder's plan records (every key but :data:`RUN_KEYS`; an edited
 sweep file counts, through ``sweep_sha256``) and appends its run; the first run's origin keys are
 kept. ``--extend`` (a resume that widens the sweep on purpose) may add seeds, grid values of existing
-axes (also by dropping a ``--set`` that pinned one) and Optuna samples, from an edited sweep file;
+axes (also by dropping a ``--set`` that pinned one), Optuna samples and ``--settle`` rounds (``settle``:
+seeds for some cells), from an edited sweep file;
 the plan then records the wider sweep, and the run entry what was added.
 """
 from __future__ import annotations
@@ -108,6 +109,9 @@ def _widening(old: dict, new: dict, entry: str):
         return None
     if key == "sweep_sha256":
         return new.get("sweep_sha256")
+    if key == "settle":  # --settle appends rounds of seeds for some cells
+        a, b = old.get("settle") or [], new.get("settle") or []
+        return b[len(a):] if b[:len(a)] == a and len(b) > len(a) else None
     return None
 
 

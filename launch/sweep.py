@@ -139,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-concurrent", type=int, default=None, metavar="N", help="at most N trials at once")
     p.add_argument("--retries", type=int, default=None, metavar="N",
                    help="restart a trial that raises up to N times (default: the sweep's `retries`, else 0)")
+    p.add_argument("--settle", action="store_true",
+                   help="run, decide the sweep's questions, and add seeds in rounds only to undecided comparisons "
+                        "(alpha spent over the looks) until each is decided, --max-seeds or --budget; continues "
+                        "the folder's sweep when it has one (launch/settle.py)")
+    p.add_argument("--max-seeds", type=int, default=None, metavar="N",
+                   help="with --settle: at most N seeds per cell (default 16)")
+    p.add_argument("--budget", type=float, default=None, metavar="HOURS",
+                   help="with --settle: stop before a round whose estimate would pass HOURS of wall time")
+    p.add_argument("--margin", dest="margins", action="append", default=[], metavar="ID=VALUE",
+                   help="with --settle: the smallest effect that matters for question ID (default: the question's)")
     p.add_argument("--log", dest="trackers", action="append", default=[], metavar="TRACKER",
                    help="also log to an experiment tracker: mlflow, tensorboard or wandb (repeatable; offline "
                         "by default, under the results folder)")
@@ -197,11 +207,15 @@ def _planned(args):
     if args.retries is not None and args.retries < 0:
         raise ConfigError(f"--retries must be >= 0, got {args.retries}")
     args.trackers = check_trackers(args.trackers)
+    if not args.settle and (args.max_seeds is not None or args.budget is not None or args.margins):
+        raise ConfigError("--max-seeds, --budget and --margin go with --settle")
+    if args.settle and (args.max_seeds is not None and args.max_seeds < 2 or args.budget is not None and args.budget <= 0):
+        raise ConfigError(f"--max-seeds must be >= 2 and --budget > 0 hours, got {args.max_seeds} and {args.budget}")
     path = find_sweep_file(args.sweep_file)
     sweep = load_sweep(path)
     overrides, seeds = parse_set(get_family(sweep.family), args.sets)
     return plan(sweep, _profile(args), overrides, seeds, source_sha256=sweep_file_sha256(path),
-                source_path=str(path.resolve()))
+                source_path=str(path.resolve()), settle=getattr(args, "settle_rounds", ()))
 
 
 def _summarize(outcome, words: list[str]) -> int:
@@ -250,6 +264,19 @@ def run(argv=None) -> int:
             return run_estimate(the_plan, args.devices, args.max_concurrent)
         from lowbit_sweeps.launch.runner import run_plan
 
+        if args.settle:
+            from lowbit_sweeps.launch.settle import run_settle
+
+            def make_plan(rounds):
+                args.settle_rounds = rounds
+                return _planned(args)
+
+            def run_once(plan, resume, extend):
+                outcome = run_plan(plan, Path(args.results), args.address, resume, args.max_concurrent, args.retries,
+                                   command=[sys.argv[0], *words], extend=extend, trackers=args.trackers)
+                return _summarize(outcome, words)
+
+            return run_settle(args, make_plan, run_once)
         outcome = run_plan(the_plan, Path(args.results), args.address, args.resume, args.max_concurrent,
                            args.retries, command=[sys.argv[0], *words], extend=args.extend, trackers=args.trackers)
     except ConfigError as exc:

@@ -285,6 +285,9 @@ class Plan:
     plugins: tuple[plugins.Source, ...] = ()
     """The plug-in modules the sweep uses (:mod:`lowbit_core.plugins`): recorded in the plan, shipped
     to the workers, and covered by the trial keys."""
+    settle: tuple = ()
+    """The rounds a ``--settle`` run added: ``({"seeds": [...], "cells": [{key: value}, ...]}, ...)``;
+    each round's seeds run only at the grid points that match one of its cells."""
 
     @property
     def fingerprint(self) -> str:
@@ -488,12 +491,31 @@ def _studies(points: Mapping[str, Any], dists: Mapping[str, Distribution], num_s
     return tuple(studies)
 
 
+def _in_cells(cfg: Any, cells) -> bool:
+    """Whether a config matches one of ``cells`` (each a dotted key -> column value dict)."""
+    flat = flatten(cfg)
+    return any(all(flat.get(k) == v for k, v in cell.items()) for cell in cells)
+
+
+def _settle_points(family: Family, base_cfg: Any, axes: Mapping[str, tuple], rounds) -> dict[str, Any]:
+    """The grid points of the ``--settle`` rounds: each round's seeds at its cells only."""
+    points: dict[str, Any] = {}
+    for r in rounds:
+        seeds = _check_seeds(tuple(r["seeds"]))
+        for key, cfg in _grid_points(family, base_cfg, {**axes, "seed": seeds}).items():
+            if _in_cells(cfg, r["cells"]):
+                points.setdefault(key, cfg)
+    return points
+
+
 def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | None = None,
-         seeds: tuple[int, ...] | None = None, source_sha256: str = "", source_path: str = "") -> Plan:
+         seeds: tuple[int, ...] | None = None, source_sha256: str = "", source_path: str = "",
+         settle: tuple = ()) -> Plan:
     """Check a sweep under a profile and ``--set`` overrides, and expand it into trials or studies.
 
     An override of a key that is also a grid axis pins that axis to the one value. ``source_sha256``:
-    the sweep file's hash (:func:`sweep_file_sha256`), recorded in the plan.
+    the sweep file's hash (:func:`sweep_file_sha256`), recorded in the plan. ``settle``: the rounds
+    of seeds a ``--settle`` run added to some cells (:attr:`Plan.settle`; grid sweeps only).
     """
     srcs = plugins.sources(sweep.plugins)
     plugins.set_active(plugins.fingerprint(srcs))
@@ -507,8 +529,14 @@ def plan(sweep: Sweep, profile: str = "default", overrides: Mapping[str, Any] | 
     axes, dists = _split_space(s, family, overrides)
     space = {k: (overrides[k],) if k in overrides else axes[k] if k in axes else dists[k] for k in s.space}
     points = _grid_points(family, base_cfg, {**axes, "seed": seeds})
+    if settle:
+        if isinstance(s.search, Optuna):
+            raise ConfigError("--settle adds seeds to grid cells; this sweep searches with Optuna")
+        for key, cfg in _settle_points(family, base_cfg, axes, settle).items():
+            points.setdefault(key, cfg)
     common = dict(space=space, overrides=overrides, scheduler=_resolved_scheduler(s, family, points, dists),
-                  source_sha256=source_sha256, plugins=tuple(srcs), source_path=source_path)
+                  source_sha256=source_sha256, plugins=tuple(srcs), source_path=source_path,
+                  settle=tuple(settle))
     if not isinstance(s.search, Optuna):
         return Plan(s, profile, family, seeds, trials=_fold(family, tuple(s.fold), points), **common)
     pinned = tuple(k for k, a in s.space.items() if k in overrides and isinstance(a, (LogUniform, Uniform, IntUniform)))
@@ -563,6 +591,7 @@ def describe_plan(p: Plan) -> dict[str, Any]:
         "baseline": {k: _column_value(v) for k, v in {**p.family.baseline, **dict(s.baseline)}.items()},
         "report": p.family.report,
         "questions": describe_questions(resolve_questions(s.questions)),
+        **({"settle": [dict(r) for r in p.settle]} if p.settle else {}),
     }
 
 

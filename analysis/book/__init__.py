@@ -9,6 +9,7 @@ meeting record's questions (:mod:`lowbit_core.questions`, plus any a plug-in swe
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 BOOK_DIR = "_book"
@@ -18,12 +19,14 @@ def questions_of(evidence) -> list[dict]:
     """The shipped questions in their order, then plug-in questions recorded in plans (first text wins)."""
     from lowbit_core.questions import QUESTIONS
 
-    out = [{"id": q.id, "text": q.text, "findings": q.findings} for q in QUESTIONS]
+    out = [{"id": q.id, "text": q.text, "findings": q.findings, "margin": q.margin, "unit": q.unit, "why": q.why}
+           for q in QUESTIONS]
     known = {q["id"] for q in out}
     for e in evidence:
         for q in e.questions:
             if q.get("id") and q["id"] not in known:
-                out.append({"id": q["id"], "text": q.get("text") or q["id"], "findings": q.get("findings") or ""})
+                out.append({"id": q["id"], "text": q.get("text") or q["id"], "findings": q.get("findings") or "",
+                            "margin": q.get("margin"), "unit": q.get("unit") or "", "why": q.get("why") or ""})
                 known.add(q["id"])
     return out
 
@@ -36,7 +39,8 @@ def write_book(root: str | Path, estimates: bool = True, estimator=None) -> list
     """
     from lowbit_sweeps.analysis.book.evidence import read_evidence, sweep_folders
     from lowbit_sweeps.analysis.book.page import markdown, status, to_html
-    from lowbit_sweeps.analysis.book.proposals import EstimateCache, proposals_for, run_estimate, shipped_sweeps
+    from lowbit_sweeps.analysis.book.proposals import (ESTIMATE_TIMEOUT_S, EstimateCache, proposals_for, run_estimate,
+                                                       shipped_sweeps)
     from lowbit_sweeps.analysis.common.load import ResultsError
 
     root = Path(root)
@@ -50,17 +54,23 @@ def write_book(root: str | Path, estimates: bool = True, estimator=None) -> list
     questions = questions_of(evidence)
     sweeps = shipped_sweeps()
     cache = EstimateCache(book_dir, estimates, estimator or run_estimate)
-    proposals, estimate_of = {}, {}
-    for q in questions:
-        if status(q, evidence)[0]:
-            continue
-        proposals[q["id"]] = proposals_for(q["id"], evidence, sweeps)
-        for p in proposals[q["id"]]:
-            estimate_of[p.cache_key] = cache.get(p)
+    proposals = {q["id"]: proposals_for(q["id"], evidence, sweeps) for q in questions if not status(q, evidence)[0]}
     book_dir.mkdir(parents=True, exist_ok=True)
-    cache.save()
-    md = markdown(root, questions, evidence, proposals, estimate_of, book_dir)
     md_path, html_path = book_dir / "book.md", book_dir / "book.html"
-    md_path.write_text(md, encoding="utf-8")
-    html_path.write_text(to_html(md, book_dir), encoding="utf-8")
+
+    def write_page() -> None:
+        estimate_of = {p.cache_key: cache.get(p) for ps in proposals.values() for p in ps}
+        md = markdown(root, questions, evidence, proposals, estimate_of, book_dir)
+        md_path.write_text(md, encoding="utf-8")
+        html_path.write_text(to_html(md, book_dir), encoding="utf-8")
+
+    write_page()  # at once, with the estimates already cached
+    missing = list({p.cache_key: p for ps in proposals.values() for p in ps if cache.get(p) is None}.values())
+    if cache.enabled and missing:
+        for i, p in enumerate(missing, 1):
+            print(f"book: timing {i}/{len(missing)}: {p.command} (at most {ESTIMATE_TIMEOUT_S} s)", file=sys.stderr,
+                  flush=True)
+            cache.time(p)
+        write_page()
+    cache.save()
     return [md_path, html_path]

@@ -1,5 +1,12 @@
-"""One sweep folder as evidence for the book: its plan, its family report's findings, its scale and
-its provenance.
+"""One sweep folder as evidence for the book: its plan, its family report's verdict records, its
+findings, its scale and its provenance.
+
+- **Records** are the report's ``_report/verdicts.json`` (:mod:`analysis.common.verdicts`): the
+  book decides from them, never from the findings text.
+- **Reduced scale**: a smoke profile, or a ``--set`` override that shrinks what the sweep declares
+  (its base after the profile, else the family default): a number made smaller, a list of numbers
+  with an element made smaller or fewer elements, or a resolution step (a key ending in ``step``
+  such as ``scan.lr_step``) made larger. A reduced run is listed but cannot settle a question.
 
 - **Findings** come from the family's own report (:mod:`analysis.report`): the book runs it into the
   sweep's ``_report/`` folder when ``report.md`` is missing or older than the folder's data (part
@@ -20,6 +27,7 @@ its provenance.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +60,14 @@ class Evidence:
     trials: int
     error: str = ""
     extra: dict = field(default_factory=dict)
+    records: list[dict] = field(default_factory=list)
+    overrides: dict = field(default_factory=dict)
+    reduced: list[str] = field(default_factory=list)
+    """Why the run's scale is below the sweep's declared one (empty: not reduced)."""
+    command: str = ""
+
+    def records_on(self, qid: str) -> list[dict]:
+        return [r for r in self.records if r.get("question") == qid]
 
     def on(self, pattern: str = "") -> list[str]:
         """The findings lines about a question (those matching ``pattern``, case-insensitive)."""
@@ -65,7 +81,7 @@ class Evidence:
 
     @property
     def smoke(self) -> bool:
-        return self.profile == SMOKE
+        return self.profile == SMOKE or bool(self.reduced)
 
     def max_n(self, pattern: str = "") -> int:
         return max((int(m.group(1)) for ln in self.verdict_lines(pattern) for m in INTERVAL.finditer(ln)), default=0)
@@ -94,7 +110,7 @@ def sweep_folders(root: Path) -> list[Path]:
 
 
 def _newest_input(folder: Path) -> float:
-    paths = [*data_parts(folder), *status_files(folder), folder / PLAN_FILE]
+    paths = [*data_parts(folder), *status_files(folder), folder / PLAN_FILE, folder / "_settle.json"]
     return max((p.stat().st_mtime for p in paths if p.exists()), default=0.0)
 
 
@@ -107,7 +123,7 @@ def ensure_report(folder: Path) -> Path:
     from lowbit_sweeps.analysis.report import family_report
 
     md = folder / REPORT_DIR / REPORT_NAME
-    if md.is_file() and md.stat().st_mtime >= _newest_input(folder):
+    if md.is_file() and (md.parent / "verdicts.json").is_file() and md.stat().st_mtime >= _newest_input(folder):
         return md
     plan = SweepPlan.read(folder)
     df = load_results(folder, on_damaged=lambda path, reason: None, sweep=plan.name)
@@ -163,9 +179,48 @@ def scale_of(plan: dict) -> dict[str, str]:
     return {k: v for k in SCALE_KEYS if (v := _value(plan, k)) is not None}
 
 
+def _number(v):
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    return None
+
+
+def _numbers(v):
+    if isinstance(v, str) and v.startswith("["):
+        try:
+            v = json.loads(v)
+        except ValueError:
+            return None
+    if isinstance(v, list) and v and all(_number(x) is not None for x in v):
+        return [float(x) for x in v]
+    return None
+
+
+def reduced_by(plan: dict) -> list[str]:
+    """Why a plan's scale is reduced (module docstring), one phrase per reason; empty when it is not."""
+    out = [f"profile {SMOKE}"] if plan.get("profile") == SMOKE else []
+    declared = {**(plan.get("canonical_defaults") or {}), **(plan.get("base") or {})}
+    for key, new in (plan.get("overrides") or {}).items():
+        if key not in declared:
+            continue
+        old = declared[key]
+        a, b = _number(old), _number(new)
+        if a is not None and b is not None:
+            if (b > a) if key.endswith("step") else (b < a):
+                out.append(f"{key} {new} (declared {old})")
+            continue
+        la, lb = _numbers(old), _numbers(new)
+        if la is not None and lb is not None and (len(lb) < len(la) or any(y < x for x, y in zip(la, lb))):
+            out.append(f"{key} {new} (declared {old})")
+    return out
+
+
 def read_evidence(folder: Path) -> Evidence:
     """The evidence of one sweep folder; a folder whose report fails becomes an 'error' evidence."""
     from lowbit_sweeps.analysis.common.load import ResultsError, load_results
+    from lowbit_sweeps.analysis.common.verdicts import read_records
 
     plan = read_plan(folder) or {}
     name = plan.get("name") or folder.name
@@ -174,12 +229,14 @@ def read_evidence(folder: Path) -> Evidence:
                   questions=list(plan.get("questions") or []), seeds=list(plan.get("seeds") or []),
                   scale=scale_of(plan), created=str(plan.get("created") or "?"),
                   run_times=[str(r.get("time")) for r in runs if r.get("time")], code=[], findings=[],
-                  figure=None, trials=0)
+                  figure=None, trials=0, overrides=dict(plan.get("overrides") or {}), reduced=reduced_by(plan),
+                  command=" ".join(map(str, plan.get("command") or [])))
     try:
         md = ensure_report(folder)
         text = md.read_text(encoding="utf-8")
         ev.findings = findings_lines(text)
         ev.figure = key_figure(text, md.parent)
+        ev.records = list((read_records(md.parent) or {}).get("records") or [])
         df = load_results(folder, on_damaged=lambda path, reason: None, sweep=plan.get("name"))
         ev.trials = int(df["trial_key"].nunique()) if "trial_key" in df.columns else 0
         shas = sorted(set(df["git_sha"].dropna().astype(str))) if "git_sha" in df.columns else []

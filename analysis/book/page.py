@@ -1,19 +1,19 @@
 """The book's page: markdown organized by question, and the same page as self-contained HTML.
 
 Layout of ``book.md``: a header (the folder, how many sweeps), an index of the questions with their
-status, one ``## <question id>`` section per question (the question, then per bearing sweep: its
-state, scale, when and with which code, the verdict lines it quotes from the sweep's report and the
-key figure; whether the bearing sweeps disagree), ``## Not settled`` with one ``### <question id>``
-entry per unsettled question (why, the run that would settle it, its estimate), and the sweeps
-that bear on no question. A question's section and its not-settled entry depend only on the sweeps
-that bear on it (and its cached estimate), so a new sweep changes only its questions' parts.
+status, one ``## <question id>`` section per question (the question and its margin, then per bearing
+sweep: its state, scale, overrides, when and with which code, its verdict records and the key
+figure), ``## Other comparisons`` (records that name no question: a plug-in sweep's), ``## Not
+settled`` with one ``### <question id>`` entry per unsettled question (why, the ``--settle`` run that
+would settle it, the seeds it expects to need, its estimate), and the sweeps that bear on no
+question. A question's section and its not-settled entry depend only on the sweeps that bear on it
+(and its cached estimate), so a new sweep changes only its questions' parts.
 
-Status rules, on the findings lines about the question (those matching its ``findings`` pattern): a
-question is **settled** when a bearing sweep at a non-smoke profile has a decisive verdict line
-among them (:mod:`analysis.book.evidence`); otherwise it is not settled, because no sweep bears on
-it, or only smoke-scale sweeps do, or no verdict line at its n is decisive. Bearing sweeps
-**disagree** when, at non-smoke scale, one has a decisive verdict line and another none (the book
-does not compare the directions of different sweeps' findings: their metrics differ).
+Status rules, on the verdict records (``_report/verdicts.json``) of the question: a question is
+**settled** when it has records from a bearing sweep at a scale that is not reduced
+(:func:`analysis.book.evidence.reduced_by`) and every one of them is decided (higher, lower,
+equivalent within the margin, or identical); otherwise it is not settled, because no sweep bears on
+it, only reduced-scale sweeps do, no record names it, or some comparisons are undecided.
 """
 from __future__ import annotations
 
@@ -30,28 +30,62 @@ MAX_QUOTED = 12
 
 
 def _bearing(qid: str, evidence: list[Evidence]) -> list[Evidence]:
-    return [e for e in evidence if any(q.get("id") == qid for q in e.questions)]
+    return [e for e in evidence if any(q.get("id") == qid for q in e.questions) or e.records_on(qid)]
+
+
+DECIDED = ("higher", "lower", "equivalent", "identical")
+
+
+def _full(q: dict, evidence: list[Evidence]) -> list[Evidence]:
+    return [e for e in _bearing(q["id"], evidence) if not e.smoke and not e.error]
 
 
 def status(q: dict, evidence: list[Evidence]) -> tuple[bool, str]:
-    """(settled, the reason in words) of question ``q`` (``{"id", "text", "findings"}``; module docstring)."""
-    pat = q.get("findings") or ""
+    """(settled, the reason in words) of question ``q`` (module docstring)."""
     bearing = _bearing(q["id"], evidence)
     if not bearing:
         return False, "no sweep bears on it"
-    full = [e for e in bearing if not e.smoke and not e.error]
+    full = _full(q, evidence)
     if not full:
-        return False, "only smoke-scale evidence" if any(e.smoke for e in bearing) else "its sweeps' reports failed"
-    decided = [e for e in full if e.decisive(pat)]
-    if decided:
-        return True, "settled by " + ", ".join(f"{e.name} ({e.profile})" for e in decided)
-    n = max(e.max_n(pat) for e in full)
-    return False, (f"no decisive verdict at n = {n}" if n else
-                   "no verdict line (no paired interval) on it in its sweeps' findings")
+        if any(e.smoke for e in bearing):
+            why = "; ".join(f"{e.name}: {', '.join(e.reduced)}" for e in bearing if e.reduced)
+            return False, "only reduced-scale evidence" + (f" ({why})" if why else "")
+        return False, "its sweeps' reports failed"
+    recs = [(e, r) for e in full for r in e.records_on(q["id"])]
+    if not recs:
+        return False, "no verdict record on it in its sweeps' reports"
+    open_ = [r for _, r in recs if r.get("decision") not in DECIDED]
+    n = max((int(r.get("n") or 0) for _, r in recs), default=0)
+    if open_:
+        return False, f"{len(open_)} of {len(recs)} comparisons undecided at n <= {n}"
+    counts = {}
+    for _, r in recs:
+        counts[r["decision"]] = counts.get(r["decision"], 0) + 1
+    words = ", ".join(f"{v} {k}" for k, v in counts.items())
+    sweeps = ", ".join(dict.fromkeys(f"{e.name} ({e.profile})" for e, _ in recs))
+    return True, f"{len(recs)} comparisons decided: {words}; n <= {n}; by {sweeps}"
+
+
+def record_line(r: dict) -> str:
+    """One record as text: comparison, metric against baseline, interval, n, p_Holm, K, margin, decision."""
+    def num(x):
+        return "–" if x is None else f"{x:+.4g}"
+
+    unit = f" {r['unit']}" if r.get("unit") and r.get("unit") != "fraction" else ""
+    margin = f", margin ±{r['margin']:.3g}" if r.get("margin") else ""
+    holm = f", p_Holm = {r['p_holm']:.2g} (K = {r['k']}, α = {r['alpha']:.2g})" if r.get("p_holm") is not None else ""
+    check = f"; sign-flip test {r['cross_check']}" if r.get("cross_check") else ""
+    return (f"{r['comparison']} — {r['metric']} vs {r['baseline']}: {num(r.get('mean'))} "
+            f"[{num(r.get('lo'))}, {num(r.get('hi'))}]{unit}, n = {r.get('n')}{holm}{margin}: "
+            f"**{r.get('decision')}**{check}")
 
 
 def _scale_line(e: Evidence) -> str:
     parts = [f"profile `{e.profile}`"] + [f"{k} {v}" for k, v in e.scale.items()]
+    if e.overrides:
+        parts.append("overrides " + ", ".join(f"`{k}={v}`" for k, v in e.overrides.items()))
+    if e.reduced:
+        parts.append("**reduced scale**: " + ", ".join(e.reduced))
     parts.append(f"seeds {', '.join(map(str, e.seeds))} (n = {len(e.seeds)})" if e.seeds else "seeds –")
     parts.append(f"{e.trials} trials")
     return "; ".join(parts)
@@ -68,27 +102,25 @@ def _rel(path: Path, book_dir: Path) -> str:
     return Path(os.path.relpath(path, book_dir)).as_posix()
 
 
-def sweep_block(e: Evidence, book_dir: Path, pattern: str = "") -> list[str]:
-    words = {"decisive": "a decisive verdict", "smoke": "smoke-scale only", "no verdict": "no decisive verdict",
-             "error": "report failed"}
-    out = [f"### Sweep `{e.name}` ({e.family}): {words[e.state(pattern)]}", "",
+def sweep_block(e: Evidence, book_dir: Path, qid: str | None = None) -> list[str]:
+    recs = e.records_on(qid) if qid is not None else [r for r in e.records if not r.get("question")]
+    state = ("report failed" if e.error else "reduced scale" if e.smoke else
+             "every comparison decided" if recs and all(r.get("decision") in DECIDED for r in recs) else
+             "undecided comparisons" if recs else "no verdict record")
+    out = [f"### Sweep `{e.name}` ({e.family}): {state}", "",
            f"- **scale**: {_scale_line(e)}", f"- **when, code**: {_when_line(e)}",
            f"- **report**: [{_rel(e.folder / '_report' / 'report.md', book_dir)}]"
            f"({_rel(e.folder / '_report' / 'report.md', book_dir)})"]
     if e.error:
         return out + [f"- **error**: {e.error}", ""]
-    verdicts, lines = e.verdict_lines(pattern), e.on(pattern)
-    quoted = verdicts or lines
-    label = "verdict lines (interval, n)" if verdicts else "findings (no paired interval among them)"
-    if not quoted:
-        out += [f"- **findings**: none of its {len(e.findings)} findings lines is about this question "
-                f"(pattern `{pattern}`)", ""]
-        return out + ([f"![{e.name}: {e.figure.stem}]({_rel(e.figure, book_dir)})", ""] if e.figure else [])
-    out.append(f"- **{label}**" + (f" (lines matching `{pattern}`)" if pattern else "") + ":")
-    out += [f"  - {ln.strip()}" for ln in quoted[:MAX_QUOTED]]
-    if len(quoted) > MAX_QUOTED:
-        out.append(f"  - … {len(quoted) - MAX_QUOTED} more in the report")
-    out.append("")
+    if not recs:
+        out += ["- **verdict records**: none on this question", ""]
+    else:
+        out.append(f"- **verdict records** ({len(recs)}, from `_report/verdicts.json`):")
+        out += [f"  - {record_line(r)}" for r in recs[:MAX_QUOTED]]
+        if len(recs) > MAX_QUOTED:
+            out.append(f"  - … {len(recs) - MAX_QUOTED} more in the report's verdicts.json")
+        out.append("")
     if e.figure:
         out += [f"![{e.name}: {e.figure.stem}]({_rel(e.figure, book_dir)})", ""]
     return out
@@ -96,24 +128,41 @@ def sweep_block(e: Evidence, book_dir: Path, pattern: str = "") -> list[str]:
 
 def question_section(q: dict, evidence: list[Evidence], book_dir: Path) -> list[str]:
     settled, why = status(q, evidence)
-    pat = q.get("findings") or ""
-    out = [f"## {q['id']}", "", f"**Question.** {q['text']}", "",
+    margin = (f"**Smallest effect that matters**: ±{q['margin']:g} {q.get('unit') or ''} — {q.get('why') or ''}"
+              if q.get("margin") else "**Smallest effect that matters**: none declared (only directions decide)")
+    out = [f"## {q['id']}", "", f"**Question.** {q['text']}", "", margin.rstrip(" —"), "",
            f"**Status: {'settled' if settled else 'not settled'}** — {why}.", ""]
-    bearing = _bearing(q["id"], evidence)
-    full = [e for e in bearing if not e.smoke and not e.error]
-    if len({bool(e.decisive(pat)) for e in full}) > 1:
-        yes = ", ".join(e.name for e in full if e.decisive(pat))
-        no = ", ".join(e.name for e in full if not e.decisive(pat))
-        out += [f"**Sweeps disagree**: {yes} reach a decisive verdict, {no} do not.", ""]
-    for e in bearing:
-        out += sweep_block(e, book_dir, pat)
+    for e in _bearing(q["id"], evidence):
+        out += sweep_block(e, book_dir, q["id"])
     return out
 
 
-def not_settled_entry(q: dict, why: str, proposals: list, estimates: dict) -> list[str]:
+def seeds_needed(q: dict, evidence: list[Evidence]) -> str:
+    """The seeds per cell the undecided comparisons of ``q`` expect to need: 80% power for a direction
+    at the observed effect size d = mean/std, at alpha/K (an upper bound under Holm)."""
+    from lowbit_sweeps.analysis.common.stats import seeds_for_power
+
+    need = []
+    for e in _full(q, evidence):
+        for r in e.records_on(q["id"]):
+            if r.get("decision") in DECIDED or not r.get("std") or r.get("mean") is None:
+                continue
+            n = seeds_for_power(r["mean"] / r["std"], (r.get("alpha") or 0.05) / max(1, int(r.get("k") or 1)))
+            need.append(n)
+    if not need:
+        return ""
+    known = [n for n in need if n is not None]
+    worst = f"{max(known)}" if known else "more than 100000"
+    return (f"expected seeds per cell: {min(known) if known else worst}–{worst} for 80% power at the observed effects "
+            f"(α/K); an effect inside the margin is decided as equivalent, often sooner")
+
+
+def not_settled_entry(q: dict, why: str, proposals: list, estimates: dict, need: str = "") -> list[str]:
     out = [f"### {q['id']}", "", f"{q['text']}", "", f"- **why**: {why}"]
+    if need:
+        out.append(f"- **{need}**")
     if not proposals:
-        out.append("- **run that would settle it**: no shipped sweep bears on it; write one "
+        out.append("- **run that would settle it**: no sweep bears on it; write one "
                    "(`Sweep(questions=(...))` naming it)")
     for p in proposals:
         out += [f"- **run that would settle it**: `{p.command}`", f"  - {estimate_text(estimates.get(p.cache_key))}"]
@@ -124,21 +173,28 @@ def markdown(root: Path, questions: list[dict], evidence: list[Evidence], propos
              book_dir: Path) -> str:
     """The whole page (module docstring)."""
     out = ["# Findings book", "",
-           f"Built from {len(evidence)} sweep folder(s) under `{root}`. Per question: each bearing sweep's "
-           "verdict lines (the paired 95% interval and n, quoted from the sweep's own report), the scale, "
-           "time and code version they rest on; then the questions not settled, with the run that would "
-           "settle each and its estimated cost. Rules: `analysis/book/page.py`.", "", "## Index", ""]
+           f"Built from {len(evidence)} sweep folder(s) under `{root}`. Per question: its smallest effect that "
+           "matters, then each bearing sweep's verdict records (read from its report's `verdicts.json`: the paired "
+           "95% interval, n, the Holm-adjusted p over the question's comparisons, the decision), the scale, time "
+           "and code version they rest on; then the questions not settled, with the `--settle` run that would "
+           "settle each and its estimated cost. Verdicts assume normal paired differences over seeds; from n = 8 "
+           "each record also carries a sign-flip test. Rules: `analysis/book/page.py`.", "", "## Index", ""]
     for q in questions:
         settled, why = status(q, evidence)
         out.append(f"- [{q['id']}](#{q['id']}): {'settled' if settled else 'not settled'} ({why})")
     out.append("")
     for q in questions:
         out += question_section(q, evidence, book_dir)
+    other = [e for e in evidence if any(not r.get("question") for r in e.records)]
+    if other:
+        out += ["## Other comparisons", "", "Records that name no question (each sweep's own Holm family).", ""]
+        for e in other:
+            out += sweep_block(e, book_dir, None)
     out += ["## Not settled", ""]
     for q in questions:
         settled, why = status(q, evidence)
         if not settled:
-            out += not_settled_entry(q, why, proposals.get(q["id"], []), estimates)
+            out += not_settled_entry(q, why, proposals.get(q["id"], []), estimates, seeds_needed(q, evidence))
     loose = [e for e in evidence if not e.questions]
     if loose:
         out += ["## Sweeps that bear on no question", ""]
@@ -156,7 +212,7 @@ def question_parts(md: str) -> dict[str, str]:
             for sub in re.split(r"(?m)^### ", body)[1:]:
                 sid, _, sbody = sub.partition("\n")
                 parts["not-settled:" + sid.strip()] = sbody
-        elif head.strip() not in ("Index", "Sweeps that bear on no question"):
+        elif head.strip() not in ("Index", "Sweeps that bear on no question", "Other comparisons"):
             parts[head.strip()] = body
     return parts
 

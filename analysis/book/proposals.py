@@ -1,15 +1,14 @@
 """The run that would settle a question, and what it would cost.
 
 - **Candidates**: the shipped sweep files (``sweeps/*.py`` beside the packages) whose ``questions``
-  name the question; a plug-in question (recorded only in a folder's plan) gets its folder's
-  recorded command instead.
-- **Profile**: one step above the best scale the sweep has run at: nothing or smoke -> ``default``
-  (laptop-sized); ``default`` (or another named profile) -> ``full`` (the seed's scale) where the
-  sweep has it; already ``full`` -> ``full`` with twice the seeds (``--extend --set seeds=[...]``).
+  name the question, and every other folder that bears on it (a plug-in sweep: its recorded command).
+- **The run**: ``--settle`` at the sweep's best non-reduced profile so far (``default`` when it ran
+  only at a reduced scale or not at all), which adds seeds only where a comparison is undecided.
 - **Estimate**: ``launch/sweep.py FILE --profile P --estimate`` in a subprocess (the analysis never
-  imports torch), on 1 device; its ``estimate-json`` line, or its error line (e.g. the data set is
-  not on this machine), is cached in ``RESULTS_DIR/_book/estimates.json`` under the file's sha256 and
-  the profile, so re-building the book does not time it again (delete the file to re-time).
+  imports torch), on 1 device, at most :data:`ESTIMATE_TIMEOUT_S`; its ``estimate-json`` line, or its
+  error line (e.g. the data set is not on this machine), is cached in
+  ``RESULTS_DIR/_book/estimates.json`` under the file's sha256 and the profile, so re-building the
+  book does not time it again (delete the file to re-time). The estimate is of the first round.
 """
 from __future__ import annotations
 
@@ -22,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SWEEPS_DIR = ROOT / "sweeps"
-ESTIMATE_TIMEOUT_S = 600
+ESTIMATE_TIMEOUT_S = 120
 CACHE = "estimates.json"
 
 
@@ -60,37 +59,40 @@ def question_ids(sweep) -> list[str]:
     return [q.id for q in resolve(sweep.questions)]
 
 
-def next_profile(sweep, run_profiles: list[str], seeds: int) -> tuple[str, list[str]]:
-    """(profile, extra CLI words) one step above ``run_profiles`` (module docstring)."""
-    ran = set(run_profiles) - {"smoke"}
-    if not ran:
-        return "default", []
-    if "full" in ran:
-        n = max(2 * seeds, 2)
-        return "full", ["--extend", "--set", "seeds=[" + ",".join(map(str, range(n))) + "]"]
-    return ("full", []) if "full" in sweep.profiles else ("default", ["--extend", "--set",
-                                                                      "seeds=[" + ",".join(map(str, range(max(2 * seeds, 2)))) + "]"])
+def settle_profile(run_profiles: list[str], reduced: list[bool]) -> str:
+    """The profile the ``--settle`` run continues: the best non-reduced one that ran, else ``default``."""
+    ran = [p for p, r in zip(run_profiles, reduced) if not r]
+    return "full" if "full" in ran else (ran[0] if ran else "default")
 
 
 def proposals_for(qid: str, evidence: list, sweeps: list[tuple[Path, object]]) -> list[Proposal]:
     """The runs that would settle question ``qid`` (module docstring)."""
     from lowbit_core.sweep import sweep_file_sha256
 
-    out = []
+    out, names = [], set()
     for path, sweep in sweeps:
         if qid not in question_ids(sweep):
             continue
         mine = [e for e in evidence if e.name == sweep.name]
-        profile, extra = next_profile(sweep, [e.profile for e in mine], max((len(e.seeds) for e in mine), default=0))
+        profile = settle_profile([e.profile for e in mine], [e.smoke for e in mine])
         rel = f"sweeps/{path.name}"
-        args = (rel, "--profile", profile, *extra)
+        args = (rel, "--profile", profile, "--settle")
         out.append(Proposal(sweep.name, rel, profile, "lowbit-sweep " + " ".join(args), args, sweep_file_sha256(path)))
+        names.add(sweep.name)
+    for e in evidence:  # a plug-in sweep that bears on it: its own recorded command
+        if e.name in names or not (any(q.get("id") == qid for q in e.questions) or e.records_on(qid)):
+            continue
+        words = [w for w in e.command.split() if w not in ("--resume", "--extend", "--settle")]
+        if len(words) >= 2:
+            cmd = " ".join(["lowbit-sweep", *words[1:], "--settle"])
+            out.append(Proposal(e.name, words[1], e.profile, cmd, tuple(words[1:]), ""))
+            names.add(e.name)
     return out
 
 
 def run_estimate(p: Proposal) -> dict:
     """The estimate of a proposal, timed now: the ``estimate-json`` dict, or ``{"error": line}``."""
-    cmd = [sys.executable, str(ROOT / "launch" / "sweep.py"), *[a for a in p.args if a not in ("--extend",)],
+    cmd = [sys.executable, str(ROOT / "launch" / "sweep.py"), *[a for a in p.args if a not in ("--extend", "--settle")],
            "--estimate", "--devices", "1"]
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     try:
@@ -114,10 +116,14 @@ class EstimateCache:
         self.data = json.loads(self.path.read_text(encoding="utf-8")) if self.path.is_file() else {}
 
     def get(self, p: Proposal) -> dict | None:
-        if p.cache_key not in self.data and self.enabled:
-            self.data[p.cache_key] = self.estimator(p)
-            self.save()  # an interrupted build keeps what it timed
+        """The cached estimate (None: not timed yet)."""
         return self.data.get(p.cache_key)
+
+    def time(self, p: Proposal) -> dict:
+        """Time ``p`` now and cache it (an interrupted build keeps what it timed)."""
+        self.data[p.cache_key] = self.estimator(p)
+        self.save()
+        return self.data[p.cache_key]
 
     def save(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +133,7 @@ class EstimateCache:
 def estimate_text(est: dict | None) -> str:
     """One line of an estimate dict (or why there is none)."""
     if est is None:
-        return "estimate: not timed (book built with estimates off)"
+        return "estimate: not timed yet (the book times it after writing the page; --no-estimates skips it)"
     if "error" in est:
         return f"estimate: could not be timed here: {est['error']}"
     return (f"estimate: {est['trials']} trials, {est['trial_hours']:.3g} trial-hours, {est['device_hours']:.3g} "

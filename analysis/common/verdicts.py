@@ -94,7 +94,7 @@ class Recorder:
         self.axes = dict(getattr(plan, "axes", None) or {})
         self.alpha, self.frozen = current_look(settle)
         self.look = len(settle["looks"]) - 1 if settle and settle.get("looks") else 0
-        self.margins = {**_plan_margins(plan), **(margins or {})}
+        self.margins = {**_plan_margins(plan), **((settle or {}).get("margins") or {}), **(margins or {})}
         self.raw: dict[str, tuple[Verdict, Comparison, np.ndarray]] = {}
         self.final: dict[str, Verdict] | None = None
 
