@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--book", action="store_true", help="RESULTS_DIR holds sweep folders: write the findings "
                         "book, organized by question, to RESULTS_DIR/_book/ (analysis/book)")
     parser.add_argument("--no-estimates", action="store_true", help="with --book: do not time the runs it proposes")
+    parser.add_argument("--publish", metavar="DIR", default=None, help="with --book: also copy the book, its figures "
+                        "and the verdict records (no Parquet) to DIR, e.g. docs/findings")
     return parser.parse_args(argv)
 
 
@@ -102,11 +104,18 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry: load, check, write; return the exit status."""
     args = parse_args(argv)
     results_dir = Path(args.results_dir)
+    if args.publish and not args.book:
+        print(f"error: --publish goes with --book; usage: {PROG} --book RESULTS_DIR --publish DIR", file=sys.stderr)
+        return USAGE_EXIT
     if args.book:
         from lowbit_sweeps.analysis.book import write_book
 
         try:
             written = write_book(results_dir, estimates=not args.no_estimates)
+            if args.publish:
+                from lowbit_sweeps.analysis.book import publish
+
+                written += publish(results_dir, args.publish)
         except ResultsError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return USAGE_EXIT

@@ -31,6 +31,41 @@ def questions_of(evidence) -> list[dict]:
     return out
 
 
+def publish(root: str | Path, out_dir: str | Path) -> list[Path]:
+    """Copy a built book out of its results folder, for committing: ``book.md`` (figures copied to
+    ``figures/``, links to the sweeps' reports turned into their names), the self-contained
+    ``book.html``, and each sweep's verdict records as ``verdicts/<sweep>.json``. No Parquet."""
+    import re
+    import shutil
+
+    from lowbit_sweeps.analysis.book.evidence import REPORT_DIR, sweep_folders
+    from lowbit_sweeps.analysis.common.verdicts import VERDICTS_FILE
+
+    root, out = Path(root), Path(out_dir)
+    book = root / BOOK_DIR
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "verdicts").mkdir(parents=True, exist_ok=True)
+    md = (book / "book.md").read_text(encoding="utf-8")
+
+    def figure(m: re.Match) -> str:
+        src = (book / m.group(2)).resolve()
+        name = f"{src.parent.parent.name}-{src.name}"
+        shutil.copyfile(src, out / "figures" / name)
+        return f"![{m.group(1)}](figures/{name})"
+
+    md = re.sub(r"!\[([^\]]*)\]\(([^)]+\.png)\)", figure, md)
+    md = re.sub(r"\[([^\]]*report\.md)\]\([^)]*\)", lambda m: f"`{m.group(1)}` (in the results folder)", md)
+    written = [out / "book.md", out / "book.html"]
+    written[0].write_text(md, encoding="utf-8")
+    shutil.copyfile(book / "book.html", written[1])
+    for folder in sweep_folders(root):
+        src = folder / REPORT_DIR / VERDICTS_FILE
+        if src.is_file():
+            shutil.copyfile(src, out / "verdicts" / f"{folder.name}.json")
+            written.append(out / "verdicts" / f"{folder.name}.json")
+    return written
+
+
 def write_book(root: str | Path, estimates: bool = True, estimator=None) -> list[Path]:
     """Build the book of ``root`` (see the package docstring); return [book.md, book.html].
 
