@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--smoke", action="store_true", help="the smoke profile (about a minute on 2 CPUs)")
     p.add_argument("--profile", default=None, help="named profile: default, smoke, full, ...")
     p.add_argument("--dry-run", action="store_true", help="print the trials and resources, then exit")
+    p.add_argument("--show", action="store_true", help="print the resolved sweep (after the profile and --set) as a "
+                   "sweep file that runs the same trials, then exit")
     p.add_argument("--estimate", action="store_true", help="time a few steps of each kind of trial here and print "
                    "trial-hours, device-hours, wall time and an sbatch --time; writes nothing (launch/estimate.py)")
     p.add_argument("--devices", type=int, default=None, metavar="N",
@@ -191,9 +193,40 @@ def print_plan(plan) -> None:
             cells.append(", ".join(f"{k}~{type(d).__name__}({d.low:g},{d.high:g})"
                                    for k, d in plan.studies[i].distributions.items()))
         table.append(cells + [described[i][k] for k in extra] if described else cells)
+    common = base_differences(plan)
+    print("common config (differs from the family defaults): "
+          + (", ".join(f"{k}={v}" for k, v in common.items()) or "none") + f"; {PROG} --show prints it as a sweep file")
     widths = [max(len(r[j]) for r in table) for j in range(len(table[0]))]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+
+
+def base_differences(plan) -> dict:
+    """The trials' common config where it differs from the family's defaults (after profile and --set)."""
+    from lowbit_core.config import flatten
+
+    defaults = flatten(plan.family.config_cls())
+    configs = [flatten(t.config) for t in plan.trials] or [flatten(st.config) for st in plan.studies]
+    axes = set(plan.space) | {"seed"}
+    return {k: v for k, v in configs[0].items()
+            if k not in axes and v != defaults.get(k) and all(c.get(k) == v for c in configs)} if configs else {}
+
+
+def show_sweep(plan) -> str:
+    """The resolved sweep as a sweep file's text: a diff of the family's defaults, its grid axes, seeds,
+    metric and questions; Optuna distributions are shown as in the file."""
+    s = plan.sweep
+    space = ", ".join(f"{k!r}: grid({', '.join(map(repr, v))})" if isinstance(v, tuple) else f"{k!r}: {v!r}"
+                      for k, v in plan.space.items())
+    base = ",\n          ".join(f"{k!r}: {v!r}" for k, v in base_differences(plan).items())
+    questions = ", ".join(repr(q if isinstance(q, str) else q.id) for q in s.questions)
+    return "\n".join([
+        f'"""{s.name}, resolved (profile {plan.profile}{", --set " + ", ".join(f"{k}={v}" for k, v in plan.overrides.items()) if plan.overrides else ""})."""',
+        "from lowbit_core.sweep import Resources, Sweep, grid", "",
+        f"SWEEP = Sweep(name={s.name + '_copy'!r}, family={plan.family.name!r}, metric={s.metric!r}, mode={s.mode!r},",
+        f"    resources={s.resources!r}, fold={tuple(s.fold)!r},",
+        f"    seeds={tuple(plan.seeds)!r}, questions=({questions}{',' if len(s.questions) == 1 else ''}),",
+        f"    base={{{base}}},", f"    space={{{space}}})"])
 
 
 def _planned(args):
@@ -255,6 +288,9 @@ def run(argv=None) -> int:
     words = sys.argv[1:] if argv is None else [str(a) for a in argv]
     try:
         the_plan = _planned(args)
+        if args.show:
+            print(show_sweep(the_plan))
+            return 0
         if args.dry_run:
             print_plan(the_plan)
             return 0
