@@ -79,10 +79,19 @@ def _short(value) -> str:
 
 
 def describe_difference(old: dict, new: dict, entry: str) -> str:
-    """One difference for the refusal line: ``profile ("default" -> "smoke")``."""
+    """One difference for the refusal line: ``profile ("default" -> "smoke")``; for two objects (a
+    plug-in's origin and hash) only the fields that differ, in full, so the two sides never look alike."""
     if entry == "sweep_sha256":
         return "sweep_sha256 (the sweep file was edited since the recorded run)"
-    return f"{entry} ({_short(_value(old, entry))} -> {_short(_value(new, entry))})"
+    a, b = _value(old, entry), _value(new, entry)
+    if isinstance(a, dict) and isinstance(b, dict):
+        fields = [k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)]
+        what = "; ".join(f"{k} {json.dumps(a.get(k))} -> {json.dumps(b.get(k))}" for k in fields)
+        if entry.startswith("plugins[") and "sha256" in fields:
+            what += (" (the plug-in's sha256 covers its source files' paths relative to its folder and their "
+                     "bytes: the module was edited)")
+        return f"{entry} ({what})"
+    return f"{entry} ({_short(a)} -> {_short(b)})"
 
 
 def _widened_list(old, new) -> list | None:
