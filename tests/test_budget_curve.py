@@ -10,6 +10,7 @@ import pytest
 from lowbit_sweeps.analysis.common.stats import paired_verdict
 from lowbit_sweeps.analysis.probe import budget_curve as bc
 from lowbit_sweeps.analysis.probe.groups import METHOD
+from lowbit_sweeps.analysis.probe.records import decided
 from conftest import ROOT, run_script, run_sweep
 from lowbit_core.families import get_family
 from lowbit_core.sweep import config_key, load_sweep, plan, resolve_trial
@@ -116,19 +117,42 @@ def test_saturation_rule():
 
 
 def test_findings_say_where_the_budget_binds_and_the_heldout_sign():
-    lines = bc.findings(bc.curve_table(fake_final({("binary", "multi-step STE (sgd)"): RISING})))
+    table, rec = decided(lambda r: bc.curve_table(fake_final({("binary", "multi-step STE (sgd)"): RISING}), r))
+    lines = bc.findings(table)
     assert len(lines) == 1
     line = lines[0]
-    assert "the budget binds below epsilon=0.02" in line and "reach_frac 0.2" in line
-    assert "largest at the smallest epsilon" in line  # the held-out curve falls
+    # where the budget binds comes from the records of the gain at each epsilon against the gain at
+    # epsilon = 0.1 (paired on seed: the offsets cancel, every difference the same): all three are lower
+    assert ("gain at each epsilon against the gain at epsilon=0.1, paired on seed: the budget binds at epsilon "
+            "0.001 (-0.8 [-0.8, -0.8], n = 3") in line
+    assert "0.02 (-0.05 [-0.05, -0.05], n = 3" in line and "saturated" not in line
+    assert "within 90%" not in line and "binds below" not in line  # the old 90%-of-best rule is no claim
     # held-out +0.05, 0, -0.1, -0.5 with seed offsets ±0.01 (s = 0.01, n = 3): t = 8.7, 0, 17.3, 86.6 on 2 df;
-    # Holm over the 4 epsilons: p_Holm 0.026, 1, 0.010, 0.00053
+    # Holm over the 4 epsilons (the other comparisons): p_Holm 0.026, 1, 0.010, 0.00053
     assert "above 0 at epsilon 0.001 (+0.05 [+0.02516, +0.07484], n = 3, d = 5, p_Holm = 0.026 (K = 4))" in line
-    assert "95% interval contains 0 or no direction after Holm at epsilon 0.01 (+0 [-0.02484, +0.02484], n = 3" in line
+    assert "undecided at epsilon 0.01 (+0 [-0.02484, +0.02484], n = 3" in line
     assert "below 0 at epsilon 0.02 (-0.1 [-0.1248, -0.07516], n = 3" in line and "0.1 (-0.5 [-0.5248, -0.4752]" in line
-    assert "Holm over K = 4 epsilons, family-wise α = 0.05" in line and "one std" not in line
-    still = bc.findings(bc.curve_table(fake_final({("fp", "m"): {1e-3: (0.1, 0.1), 1e-1: (0.5, 0.2)}})))[0]
-    assert "still rising at the largest epsilon" in still
+    assert "one std" not in line
+    questions = {r["question"] for r in rec.records()}
+    assert questions == {"budget-binds", None}
+    # 4 gains against 0 and 3 gains against the largest epsilon: one family of K = 7
+    assert {r["k"] for r in rec.records() if r["question"] == "budget-binds"} == {7}
+
+
+def test_budget_saturates_only_where_the_record_is_equivalent():
+    """Gains 0.1, 0.5, 0.5, 0.5 with seed noise of 0.001 that differs between epsilons: 0.05 and 0.02
+    against 0.1 are within the 1% margin (equivalent: saturated), 0.001 is lower (binds)."""
+    noise = {1e-3: (0.0, 0.001, 0.002), 2e-2: (0.001, 0.0, 0.002), 5e-2: (0.002, 0.001, 0.0), 1e-1: (0.0, 0.002, 0.001)}
+    gain = {1e-3: 0.1, 2e-2: 0.5, 5e-2: 0.5, 1e-1: 0.5}
+    rows = [{KIND: "binary", METHOD: "multi-step STE (sgd)", bc.EPSILON: e, "seed": s, "trial_key": f"{e}{s}",
+             "rel_improvement_best": gain[e] + noise[e][s], "start_loss": 2.0, "best_loss": 1.0}
+            for e in gain for s in range(3)]
+    table, rec = decided(lambda r: bc.curve_table(pd.DataFrame(rows), r))
+    line = bc.findings(table)[0]
+    assert "the budget binds at epsilon 0.001 (-0.4" in line
+    assert "saturated at epsilon 0.02 (" in line and ", 0.05 (" in line.split("saturated at epsilon", 1)[1]
+    decisions = {r["comparison"]: r["decision"] for r in rec.records() if r["baseline"] == "largest epsilon"}
+    assert sorted(decisions.values()) == ["equivalent", "equivalent", "lower"]
 
 
 def test_sign_text_follows_the_verdict_rule():

@@ -8,6 +8,7 @@ import pytest
 
 from lowbit_sweeps.analysis.probe import cost
 from lowbit_sweeps.analysis.probe.groups import METHOD
+from lowbit_sweeps.analysis.probe.records import decided
 from conftest import ROOT, run_script, run_sweep
 from lowbit_core.sweep import load_sweep, plan
 from test_budget_curve import check_sweep_file
@@ -98,7 +99,7 @@ def test_scaling_table_pairs_each_method_with_ste_per_layer():
 
 def test_scaling_findings_say_the_ga_falls_behind_as_the_layer_grows():
     final = fake_final()
-    lines = cost.scaling_findings(cost.scaling_table(final), final)
+    lines, _ = decided(lambda rec: cost.scaling_findings(cost.scaling_table(final, rec), final, rec))
     assert len(lines) == 1
     assert "(L_GA - L_STE)/L_STE against multi-step STE (sgd)" in lines[0]
     # 256: ratios 1%, 1.202%, 1.404% -> m = 1.202%, s = 0.202%, m ± 4.3027·s/√3 = [0.7002%, 1.704%];
@@ -106,7 +107,7 @@ def test_scaling_findings_say_the_ga_falls_behind_as_the_layer_grows():
     assert "256: +1.202 [+0.7002, +1.704]%, n = 3, d = 6, p_Holm = 0.0093 (K = 2): higher" in lines[0]
     assert "4096: +10.22 [+9.673, +10.77]%, n = 3, d = 46" in lines[0]
     assert "changes by +9.018 [+8.973, +9.063] pp, n = 3, d = 501: GA falls behind as the layer grows" in lines[0]
-    table = "\n".join(cost.format_scaling(cost.scaling_table(final)))
+    table = "\n".join(cost.format_scaling(decided(lambda rec: cost.scaling_table(final, rec))[0]))
     assert "vs STE +1.202 [+0.7002, +1.704]%, n = 3" in table and "Holm-adjusted over K = 2 comparisons" in table
 
 

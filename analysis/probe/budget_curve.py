@@ -5,11 +5,14 @@ Per (model kind, method, epsilon), over seeds (each seed's values averaged over 
 settings first): ``rel_improvement_best`` (batch) and ``rel_improvement_heldout`` (held-out) over the
 single-step STE, ``gain_from_start`` = (L_start - L_best) / L_start on the batch, and ``reach_frac``.
 
-**Where the budget stops binding** (the rule the findings apply to each method's curve of mean
-relative improvement): with M the largest mean over epsilon, the curve is *saturated* from the
-smallest epsilon whose mean is at least ``SATURATED`` (90%) of M; below it the budget binds (a larger
-box still buys gain). With M at the grid's smallest epsilon a larger box buys nothing; with M <= 0
-the method gains nothing at any epsilon.
+**Where the budget binds** is decided by records (question budget-binds,
+:class:`analysis.common.verdicts.Recorder`): per (kind, method, epsilon) the gain
+``rel_improvement_best`` against 0 (baseline single-step STE), and per (kind, method) the gain at each
+epsilon against the gain at the largest epsilon, paired on seed (baseline "largest epsilon"). The
+budget *binds* at an epsilon only where that record is "lower" (a larger box buys gain), and the
+curve is *saturated* there only where it is "equivalent" (within the question's margin). The
+held-out gain against 0 per epsilon is a record of the other comparisons. :func:`saturation` (90% of
+the largest mean) is descriptive only; no finding uses it.
 """
 from __future__ import annotations
 
@@ -21,12 +24,15 @@ import pandas as pd
 from lowbit_sweeps.analysis.common.format import fmt, fmt_mean_std, fmt_value
 from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, seed_column
 from lowbit_sweeps.analysis.common.plotting import group_colors, new_figure
-from lowbit_sweeps.analysis.common.stats import holm, over_seeds
+from lowbit_sweeps.analysis.common.stats import over_seeds
 from lowbit_sweeps.analysis.probe.groups import METHOD
 from lowbit_sweeps.analysis.probe.methods import SINGLE_STE, method_rank
+from lowbit_sweeps.analysis.probe.records import BUDGET, OTHER, per_seed, recorder, seed_diff
 
 EPSILON = "cfg.budget.epsilon"
 SATURATED = 0.9
+LARGEST = "vs_largest"
+"""Column prefix of the gain at an epsilon minus the gain at the largest epsilon (paired on seed)."""
 CURVES = (("rel_improvement_best", "probe batch"), ("rel_improvement_heldout", "held-out batch"))
 CURVE_METRICS = ("rel_improvement_best", "rel_improvement_heldout", "gain_from_start", "reach_frac")
 
@@ -44,18 +50,45 @@ def with_gain(final: pd.DataFrame) -> pd.DataFrame:
     return final.assign(gain_from_start=(start - best) / start.where(start != 0))
 
 
-def curve_table(final_ws: pd.DataFrame) -> pd.DataFrame:
-    """Per (kind, method, epsilon): ``<metric>.mean/.std/.n/.note/.verdict`` of CURVE_METRICS over seeds."""
+def curve_table(final_ws: pd.DataFrame, rec=None) -> pd.DataFrame:
+    """Per (kind, method, epsilon): ``<metric>.mean/.std/.n/.note`` of CURVE_METRICS over seeds; for
+    methods other than single-step STE the records (module docstring) as ``rel_improvement_best.verdict``
+    (gain against 0), ``rel_improvement_heldout.verdict`` (held-out gain against 0) and
+    ``vs_largest.verdict`` (gain minus the gain at the largest epsilon; None at the largest)."""
+    rec = recorder(rec)
     rows = with_gain(final_ws)
     by = [k for k in (KIND, METHOD) if k in rows.columns] + [EPSILON]
     seed = seed_column(rows)
     out = []
-    for values, sub in iter_groups(rows, by):
-        row = dict(zip(by, values))
-        for m in CURVE_METRICS:
-            if m in sub.columns:
-                row.update(over_seeds(sub, m, seed).columns(m))
-        out.append(row)
+    for values, curve in iter_groups(rows, by[:-1]):
+        group = dict(zip(by[:-1], values))
+        who = ", ".join(fmt_value(v) for v in values) or "all trials"
+        single = group.get(METHOD) == SINGLE_STE
+        eps_all = pd.to_numeric(curve[EPSILON], errors="coerce")
+        top_eps = eps_all.max()
+        top = curve[eps_all == top_eps]
+        for (eps,), sub in iter_groups(curve, [EPSILON]):
+            row = {**group, EPSILON: eps}
+            for m in CURVE_METRICS:
+                if m in sub.columns:
+                    row.update(over_seeds(sub, m, seed).columns(m))
+            if not single:
+                at = f"{who}, epsilon={fmt_value(eps)}"
+                for m, q, base in (("rel_improvement_best", BUDGET, "single-step STE"),
+                                   ("rel_improvement_heldout", OTHER, "single-step STE")):
+                    if m in sub.columns:
+                        row[f"{m}.verdict"] = rec.verdict(
+                            per_seed(sub, m, seed).to_numpy(), question=q, comparison=f"gain at {at}", metric=m,
+                            baseline=base, unit="fraction", rows=sub)
+                if "rel_improvement_best" in sub.columns and float(eps) != float(top_eps):
+                    diffs = seed_diff(per_seed(sub, "rel_improvement_best", seed),
+                                      per_seed(top, "rel_improvement_best", seed))
+                    row[f"{LARGEST}.verdict"] = rec.verdict(
+                        diffs, question=BUDGET,
+                        comparison=f"gain at {at} vs epsilon={fmt_value(top_eps)}",
+                        metric="rel_improvement_best", baseline="largest epsilon", unit="fraction",
+                        rows=pd.concat([sub, top]))
+            out.append(row)
     table = pd.DataFrame(out)
     if table.empty:
         return table
@@ -86,23 +119,49 @@ def _stat(row: pd.Series, metric: str) -> str:
 
 
 def sign_text(curve: pd.DataFrame, metric: str) -> str:
-    """Where ``metric`` is above / below 0 by the verdict rule (per epsilon, over seeds): the K
-    epsilons of one curve are one family, Holm-adjusted (:func:`analysis.common.stats.holm`); each
-    epsilon with its interval and n."""
-    verdicts = holm(list(curve[f"{metric}.verdict"]))
-    signs = {1: [], -1: [], 0: [], None: []}
-    for eps, v in zip(curve[EPSILON], verdicts):
-        signs[v.sign].append(f"{fmt_value(eps)}" + (f" ({v.numbers()})" if v.sign is not None else ""))
-    words = [f"{what} at epsilon {', '.join(signs[k])}" for k, what in
-             ((1, "above 0"), (-1, "below 0"), (0, "95% interval contains 0 or no direction after Holm"),
-              (None, "no verdict (n < 2)")) if signs[k]]
-    k = sum(v.sign is not None for v in verdicts)
-    return " (" + "; ".join(words) + (f"; Holm over K = {k} epsilons, family-wise α = 0.05" if k > 1 else "") + ")"
+    """Where ``metric`` is above / below 0 per epsilon, from its records (decided with the other
+    comparisons of their question); each epsilon with its interval and n."""
+    col = f"{metric}.verdict"
+    if col not in curve.columns:
+        return ""
+    names = {"higher": "above 0", "lower": "below 0", "equivalent": "equivalent to 0 (within the margin)",
+             "undecided": "undecided", "identical": "identical to 0 in every seed", "no verdict": "no verdict (n < 2)"}
+    groups: dict[str, list[str]] = {}
+    for eps, v in zip(curve[EPSILON], curve[col]):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            continue
+        groups.setdefault(v.decision, []).append(
+            f"{fmt_value(eps)}" + (f" ({v.numbers()})" if v.decision != "no verdict" else ""))
+    words = [f"{names[d]} at epsilon {', '.join(groups[d])}" for d in names if d in groups]
+    return " (" + "; ".join(words) + ")" if words else ""
+
+
+def binds_text(curve: pd.DataFrame) -> str:
+    """Where the budget binds, from the records of the gain at each epsilon against the gain at the
+    largest: 'binds at epsilon = e' where the record is lower, 'saturated at e' where it is
+    equivalent, the others undecided; each with its interval and n."""
+    col = f"{LARGEST}.verdict"
+    if col not in curve.columns:
+        return ""
+    top = fmt_value(curve[EPSILON].max())
+    names = {"lower": "the budget binds at epsilon", "equivalent": "saturated at epsilon",
+             "higher": "a larger gain than at the largest epsilon at epsilon",
+             "identical": "the same gain as at the largest epsilon in every seed at epsilon",
+             "undecided": "undecided at epsilon", "no verdict": "no verdict (n < 2) at epsilon"}
+    groups: dict[str, list[str]] = {}
+    for eps, v in zip(curve[EPSILON], curve[col]):
+        if v is None or (isinstance(v, float) and np.isnan(v)):
+            continue
+        groups.setdefault(v.decision, []).append(
+            f"{fmt_value(eps)}" + (f" ({v.numbers()})" if v.decision != "no verdict" else ""))
+    words = [f"{names[d]} {', '.join(groups[d])}" for d in names if d in groups]
+    return f"; gain at each epsilon against the gain at epsilon={top}, paired on seed: " + "; ".join(words) if words else ""
 
 
 def findings(table: pd.DataFrame) -> list[str]:
-    """Per (kind, method), for the batch and the held-out improvement: the ends of the curve, where it
-    saturates and the reach fraction there; single-step STE by its gain from the start."""
+    """Per (kind, method), for the batch and the held-out improvement: the ends of the curve and
+    their records against 0; for the batch, where the budget binds (:func:`binds_text`); single-step
+    STE by its gain from the start (no comparison)."""
     if table.empty:
         return []
     lines = []
@@ -115,27 +174,15 @@ def findings(table: pd.DataFrame) -> list[str]:
             (m, where) for m, where in CURVES if f"{m}.mean" in curve.columns]
         parts = []
         for metric, where in metrics:
-            sat = saturation(curve, metric)
-            if sat is None:
+            if curve[f"{metric}.mean"].notna().sum() == 0:
                 continue
             lo, hi = curve.iloc[0], curve.iloc[-1]
             text = (f"{metric} ({where}) {_stat(lo, metric)} at epsilon={fmt_value(lo[EPSILON])} → "
                     f"{_stat(hi, metric)} at epsilon={fmt_value(hi[EPSILON])}")
-            top, at, eps_sat = sat
-            if np.isnan(eps_sat):
-                text += f"; no gain at any epsilon (largest mean {fmt(top, True)})"
-            elif at <= curve[EPSILON].min():
-                text += (f"; largest at the smallest epsilon ({fmt(top, True)}): a larger box buys no gain on "
-                         "this grid")
-            else:
-                reach = curve.loc[curve[EPSILON] == eps_sat, "reach_frac.mean"] if "reach_frac.mean" in curve else []
-                reach_text = f", reach_frac {fmt(float(reach.iloc[0]))}" if len(reach) else ""
-                binds = ("still rising at the largest epsilon: the budget binds over the whole grid"
-                         if eps_sat >= curve[EPSILON].max() else f"the budget binds below epsilon={fmt_value(eps_sat)}")
-                text += (f"; largest mean {fmt(top, True)} at epsilon={fmt_value(at)}, within {100 * SATURATED:.0f}% "
-                         f"of it from epsilon={fmt_value(eps_sat)}{reach_text}: {binds}")
-            if metric == "rel_improvement_heldout" and f"{metric}.verdict" in curve.columns:
+            if not single:
                 text += sign_text(curve, metric)
+                if metric == "rel_improvement_best":
+                    text += binds_text(curve)
             parts.append(text)
         if parts:
             lines.append(f"Budget curve ({who}): " + "; ".join(parts) + ".")

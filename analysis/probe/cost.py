@@ -10,9 +10,11 @@ the same allowance, so final rows compare at equal cost; a method that stopped e
 S steps) keeps its final best, and the table shows the evaluations each used.
 
 The layer's size is ``layer_weights`` (the probed layer's number of weights, a metric of every row).
-Per model kind and layer size, each method's final best_loss is compared with multi-step STE's,
-``(L_m - L_STE) / L_STE`` paired on seed (each seed's mean over other keys), with the one verdict rule;
-"as the layer grows" compares that ratio at the largest and the smallest layer, paired on seed.
+Per model kind and layer size, each method's final best_loss is compared with each multi-step STE
+present (every optimizer; none is picked), ``(L_m - L_STE) / L_STE`` paired on seed (each seed's mean
+over other keys): records of question discrete-methods, baseline the multi-step STE label
+(:class:`analysis.common.verdicts.Recorder`). "As the layer grows" compares that ratio at the largest
+and the smallest layer, paired on seed (a record of the other comparisons).
 """
 from __future__ import annotations
 
@@ -26,9 +28,10 @@ from matplotlib import colormaps
 from lowbit_sweeps.analysis.common.format import fmt_mean_std, fmt_value, group_label, markdown_table
 from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
 from lowbit_sweeps.analysis.common.plotting import new_figure, save_figure
-from lowbit_sweeps.analysis.common.stats import holm, holm_note, mean_std_n, over_seeds, paired_verdict, signed_percent
+from lowbit_sweeps.analysis.common.stats import holm_note, mean_std_n, over_seeds, signed_percent
 from lowbit_sweeps.analysis.probe.groups import METHOD
-from lowbit_sweeps.analysis.probe.methods import SINGLE_STE, best_label, is_ste, ordered_methods
+from lowbit_sweeps.analysis.probe.methods import SINGLE_STE, arm_rows, is_ste, ordered_methods
+from lowbit_sweeps.analysis.probe.records import DISCRETE, OTHER, REL_LOSS, recorder
 
 EVALS = "fwd_equiv"
 SINGLE_EVALS = "single_fwd_equiv"
@@ -118,45 +121,55 @@ def per_seed_ratio(sub: pd.DataFrame, a: str, b: str, seed: str | None) -> pd.Se
     return ratio.groupby(pairs[seed].astype(str) if seed else pd.Series(0, index=ratio.index)).mean()
 
 
-def scaling_table(final_ws: pd.DataFrame) -> pd.DataFrame:
+def compared(m: str) -> bool:
+    """Whether method ``m`` is compared with multi-step STE (every method but STE's own)."""
+    return not is_ste(m) and m != SINGLE_STE
+
+
+def scaling_table(final_ws: pd.DataFrame, rec=None) -> pd.DataFrame:
     """Per (kind, layer_weights, method): best_loss, fwd_equiv and rel_improvement_heldout over seeds,
-    and (L_m - L_STE) / L_STE against the best multi-step STE, paired on seed, with its verdict; the
-    verdicts of one model kind (every method at every layer size against multi-step STE) are one
-    family, Holm-adjusted (:func:`analysis.common.stats.holm`)."""
+    and ``vs_ste.verdicts``: {multi-step STE label: the record of (L_m - L_STE) / L_STE paired on seed}
+    for every multi-step STE present (question discrete-methods); ``vs_ste.mean/.std/.n/.verdict/.ref``
+    repeat the first reference's (n = 0 for the STE rows)."""
     size = size_key(final_ws)
     if size is None or METHOD not in final_ws.columns:
         return pd.DataFrame()
+    rec = recorder(rec)
     seed = seed_column(final_ws)
     by = [k for k in (KIND,) if k in final_ws.columns] + [size]
     out = []
     for values, sub in iter_groups(final_ws, by):
-        ste = best_label(sub, is_ste)
+        who = ", ".join(f"{size}={fmt_value(v)}" if k == size else fmt_value(v) for k, v in zip(by, values))
+        refs = [r for r in ordered_methods(sub[METHOD]) if is_ste(r)]
         for m in ordered_methods(sub[METHOD]):
             g = sub[sub[METHOD] == m]
             row = {**dict(zip(by, values)), METHOD: m}
             for metric in ("best_loss", EVALS, "rel_improvement_heldout"):
                 if metric in g.columns:
                     row.update(over_seeds(g, metric, seed).columns(metric))
-            ratio = per_seed_ratio(sub, m, ste, seed) if ste and m != ste else pd.Series(dtype=float)
-            v = paired_verdict(ratio.to_numpy())
-            row.update({"vs_ste.mean": v.mean, "vs_ste.std": v.std, "vs_ste.n": v.n, "vs_ste.verdict": v,
-                        "vs_ste.ref": ste or ""})
+            verdicts = {}
+            if compared(m):
+                for ref in refs:
+                    ratio = per_seed_ratio(sub, m, ref, seed)
+                    verdicts[ref] = rec.verdict(ratio.to_numpy(), question=DISCRETE, comparison=f"{m} vs {ref} ({who})",
+                                                metric=REL_LOSS, baseline=ref, unit="fraction",
+                                                rows=arm_rows(sub, (m, ref)))
+            first = next(iter(verdicts.values()), None)
+            row.update({"vs_ste.mean": first.mean if first else np.nan, "vs_ste.std": first.std if first else np.nan,
+                        "vs_ste.n": first.n if first else 0, "vs_ste.verdict": first,
+                        "vs_ste.ref": next(iter(verdicts), ""), "vs_ste.verdicts": verdicts})
             out.append(row)
-    table = pd.DataFrame(out)
-    if table.empty:
-        return table
-    for _, idx in (table.groupby(KIND, sort=False).groups.items() if KIND in table.columns else [(None, table.index)]):
-        table.loc[idx, "vs_ste.verdict"] = pd.Series(holm(list(table.loc[idx, "vs_ste.verdict"])), index=idx)
-    return table
+    return pd.DataFrame(out)
 
 
 def _verdict_word(v) -> str:
-    return {None: "n < 2", 0: "≈", 1: "higher", -1: "lower"}[v.sign]
+    return {"no verdict": "n < 2", "undecided": "≈ (undecided)", "equivalent": "equivalent",
+            "identical": "identical"}.get(v.decision, v.decision)
 
 
 def format_scaling(table: pd.DataFrame) -> list[str]:
     """One markdown table per model kind: rows = layer size, columns = methods, cells best_loss
-    (and, below, the paired ratio to multi-step STE with its verdict)."""
+    (and, below, the paired ratio to each multi-step STE with its record's decision)."""
     if table.empty:
         return []
     out = []
@@ -173,50 +186,60 @@ def format_scaling(table: pd.DataFrame) -> list[str]:
                     continue
                 r = r.iloc[0]
                 text = fmt_mean_std(r["best_loss.mean"], r["best_loss.std"], int(r["best_loss.n"]))
-                if r["vs_ste.n"] > 0:
-                    v = r["vs_ste.verdict"]
-                    text += f"; vs STE {v.numbers(signed_percent, '%')}: {_verdict_word(v)}"
+                several = len(r["vs_ste.verdicts"]) > 1
+                for ref, v in r["vs_ste.verdicts"].items():
+                    if v.n > 0:
+                        text += (f"; vs {ref if several else 'STE'} {v.numbers(signed_percent, '%')}: "
+                                 f"{_verdict_word(v)}")
                 if f"{EVALS}.mean" in r and pd.notna(r[f"{EVALS}.mean"]):
                     text += f"; {fmt_value(round(float(r[f'{EVALS}.mean'])))} fwd-equiv"
                 cells.append(text)
             rows.append(cells)
         header = ["layer weights", *methods]
+        verdicts = [v for d in sub["vs_ste.verdicts"] for v in d.values()]
         out += [f"**{fmt_value(kind)}**" if kind is not None else "", "", markdown_table(header, rows), "",
-                holm_note(list(sub["vs_ste.verdict"])), ""]
+                holm_note(verdicts), ""]
     return out
 
 
-def scaling_findings(table: pd.DataFrame, final_ws: pd.DataFrame) -> list[str]:
-    """Per kind and method other than STE: its ratio to multi-step STE at each layer size, and whether
-    the ratio grows from the smallest to the largest layer (paired on seed, the verdict rule)."""
+def scaling_findings(table: pd.DataFrame, final_ws: pd.DataFrame, rec=None) -> list[str]:
+    """Per kind, method other than STE and multi-step STE reference: the method's record against it
+    at each layer size, and the record of how the ratio changes from the smallest to the largest layer
+    (paired on seed)."""
     if table.empty:
         return []
+    rec = recorder(rec)
     seed = seed_column(final_ws)
     lines = []
     kinds = list(iter_groups(table, [KIND])) if KIND in table.columns else [((None,), table)]
     for (kind,), sub in kinds:
         who = fmt_value(kind) if kind is not None else "all trials"
         sizes = sorted(sub[LAYER].unique())
+        refs = [r for r in ordered_methods(sub[METHOD]) if is_ste(r)]
         for m in ordered_methods(sub[METHOD]):
-            if is_ste(m) or m == SINGLE_STE:
+            if not compared(m):
                 continue
             g = sub[sub[METHOD] == m].sort_values(LAYER)
-            if g.empty or not (g["vs_ste.n"] > 0).any():
-                continue
-            ref = g["vs_ste.ref"].iloc[0]
-            parts = [f"{fmt_value(r[LAYER])}: {r['vs_ste.verdict'].text('higher', 'lower', signed_percent, '%')}"
-                     for _, r in g.iterrows() if r["vs_ste.n"] > 0]
-            trend = ""
-            if len(sizes) > 1:
-                rows_k = final_ws if kind is None else final_ws[final_ws[KIND] == kind]
-                lo, hi = (rows_k[rows_k[LAYER] == s] for s in (sizes[0], sizes[-1]))
-                r_lo = per_seed_ratio(lo, m, best_label(lo, is_ste) or ref, seed)
-                r_hi = per_seed_ratio(hi, m, best_label(hi, is_ste) or ref, seed)
-                both = r_hi.index.intersection(r_lo.index)
-                v = paired_verdict((r_hi[both] - r_lo[both]).to_numpy())
-                trend = (f"; from {fmt_value(sizes[0])} to {fmt_value(sizes[-1])} weights the ratio changes by "
-                         + v.text(f"{m} falls behind as the layer grows", f"{m} gains on STE as the layer grows",
-                                  signed_percent, " pp"))
-            lines.append(f"Equal compute in forward-pass equivalents ({who}): (L_{m} - L_STE)/L_STE against {ref}, final best_loss, "
-                         f"paired on seed, by layer weights — " + "; ".join(parts) + trend + ".")
+            for ref in refs:
+                at = [(r[LAYER], r["vs_ste.verdicts"][ref]) for _, r in g.iterrows() if ref in r["vs_ste.verdicts"]]
+                at = [(size, v) for size, v in at if v.n > 0]
+                if not at:
+                    continue
+                parts = [f"{fmt_value(size)}: {v.text('higher', 'lower', signed_percent, '%')}" for size, v in at]
+                trend = ""
+                if len(sizes) > 1:
+                    rows_k = final_ws if kind is None else final_ws[final_ws[KIND] == kind]
+                    lo, hi = (rows_k[rows_k[LAYER] == s] for s in (sizes[0], sizes[-1]))
+                    r_lo, r_hi = per_seed_ratio(lo, m, ref, seed), per_seed_ratio(hi, m, ref, seed)
+                    both = r_hi.index.intersection(r_lo.index)
+                    arms = pd.concat([arm_rows(lo, (m, ref)), arm_rows(hi, (m, ref))])
+                    v = rec.verdict((r_hi[both] - r_lo[both]).to_numpy(), question=OTHER,
+                                    comparison=f"{m} vs {ref}: {LAYER}={fmt_value(sizes[-1])} vs {fmt_value(sizes[0])} ({who})",
+                                    metric=f"change of {REL_LOSS}", baseline=f"{LAYER}={fmt_value(sizes[0])}",
+                                    unit="fraction", rows=arms)
+                    trend = (f"; from {fmt_value(sizes[0])} to {fmt_value(sizes[-1])} weights the ratio changes by "
+                             + v.text(f"{m} falls behind as the layer grows", f"{m} gains on STE as the layer grows",
+                                      signed_percent, " pp"))
+                lines.append(f"Equal compute in forward-pass equivalents ({who}): (L_{m} - L_STE)/L_STE against {ref}, "
+                             f"final best_loss, paired on seed, by layer weights — " + "; ".join(parts) + trend + ".")
     return lines

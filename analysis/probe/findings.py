@@ -4,7 +4,9 @@ Every line states its n. A statistic pooled over the settings of other keys aver
 values over those settings first; its ± is the std over seeds of those per-seed means, and the text
 says so ('n=3; ± std over seeds of the per-seed mean over 6 settings'). Verdicts follow the one rule,
 :func:`analysis.common.stats.paired_verdict` (a paired-t 95% interval; never from fewer than 2 seeds),
-and every verdict prints its interval, n and effect size d.
+and every verdict prints its interval, n and effect size d. Each verdict is a record of the report's
+:class:`analysis.common.verdicts.Recorder` (``rec``; question ids in :mod:`analysis.probe.records`),
+decided with the other comparisons of its question, and its words come from the record's decision.
 """
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from lowbit_sweeps.analysis.common.format import fmt, fmt_mean_std, fmt_value, g
 from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
 from lowbit_sweeps.analysis.common.stats import SeedStat, over_seeds, signed_percent
 from lowbit_sweeps.analysis.probe.groups import BATCH, ESTIMATOR, NOISE, OPTIMIZER
+from lowbit_sweeps.analysis.probe.records import MULTISTEP, OTHER, VSTE, per_seed, recorder, seed_diff
 from lowbit_sweeps.analysis.probe.tables import HELDOUT_IMPROVEMENT, IMPROVEMENT, mean_std_table
 
 FLOAT32_EPS = 1.1920929e-07
@@ -61,11 +64,13 @@ def metric_line(final: pd.DataFrame, keys: list[str], metric: str, mode: str) ->
     return [text + "."]
 
 
-def multi_vs_single(final: pd.DataFrame, keys: list[str]) -> list[str]:
+def multi_vs_single(final: pd.DataFrame, keys: list[str], rec=None) -> list[str]:
     """Per model kind: rel_improvement_best pooled over all its settings (per-seed means first), its
-    verdict, the share of trials with a positive value, and the best and worst group by mean."""
+    verdict (a record of question multistep-vs-single against single-step STE), the share of trials
+    with a positive value, and the groups with the largest and the smallest mean."""
     if IMPROVEMENT not in final.columns:
         return []
+    rec = recorder(rec)
     lines = []
     seed = seed_column(final)
     kinds = [k for k in keys if k == KIND]
@@ -77,23 +82,33 @@ def multi_vs_single(final: pd.DataFrame, keys: list[str]) -> list[str]:
         stat = over_seeds(sub, IMPROVEMENT, seed)
         who = f"for {fmt_value(values[0])}" if values else "overall"
         pooled = f", pooled over {', '.join(short_names(rest).values())}" if rest else ""
+        verdict = rec.verdict(stat.values, question=MULTISTEP,
+                              comparison=f"multi-step STE vs single-step STE ({kind_name(values)})",
+                              metric=IMPROVEMENT, baseline="single-step STE", unit="fraction", rows=sub)
         lines.append(f"Multi-step vs single-step {who}: mean {IMPROVEMENT} = {pooled_text(stat)}{pooled}; "
-                     f"{stat.verdict().text(MULTI, SINGLE)}; positive in {int((v > 0).sum())}/{len(v)} trials.")
+                     f"{verdict.text(MULTI, SINGLE)}; positive in {int((v > 0).sum())}/{len(v)} trials.")
         if rest:
             table = mean_std_table(sub, rest, metrics=(IMPROVEMENT,)).dropna(subset=[f"{IMPROVEMENT}.mean"])
             if len(table) > 1:
-                best = table.loc[table[f"{IMPROVEMENT}.mean"].idxmax()]
-                worst = table.loc[table[f"{IMPROVEMENT}.mean"].idxmin()]
-                lines.append(f"  best setting {who}: {row_text(best, rest)}; worst: {row_text(worst, rest)}.")
+                top = table.loc[table[f"{IMPROVEMENT}.mean"].idxmax()]
+                bottom = table.loc[table[f"{IMPROVEMENT}.mean"].idxmin()]
+                lines.append(f"  largest mean {who}: {row_text(top, rest)}; smallest mean: {row_text(bottom, rest)} "
+                             "(means only, no comparison).")
     return lines
 
 
-def heldout_lines(final: pd.DataFrame, keys: list[str]) -> list[str]:
+def kind_name(values) -> str:
+    """The model kind of a group for a comparison's name ('all trials' without a kind column)."""
+    return fmt_value(values[0]) if values else "all trials"
+
+
+def heldout_lines(final: pd.DataFrame, keys: list[str], rec=None) -> list[str]:
     """Per model kind: the relative improvement on the probe batch and on the held-out batch side by
     side (pooled per seed), and whether the held-out one is positive by the verdict rule: a gain that
     carries over is a property of the landscape, one that does not is memorization of the batch."""
     if HELDOUT_IMPROVEMENT not in final.columns or IMPROVEMENT not in final.columns:
         return []
+    rec = recorder(rec)
     seed = seed_column(final)
     lines = []
     for values, sub in iter_groups(final, [k for k in keys if k == KIND]):
@@ -102,34 +117,39 @@ def heldout_lines(final: pd.DataFrame, keys: list[str]) -> list[str]:
             continue
         who = f" ({fmt_value(values[0])})" if values else ""
         batch = over_seeds(sub, IMPROVEMENT, seed)
+        verdict = rec.verdict(held.values, question=OTHER, comparison=f"held-out gain over single-step STE ({kind_name(values)})",
+                              metric=HELDOUT_IMPROVEMENT, baseline="single-step STE", unit="fraction", rows=sub)
         lines.append(f"Held-out batch{who}: mean {HELDOUT_IMPROVEMENT} = {pooled_text(held)} against "
                      f"{IMPROVEMENT} = {pooled_text(batch)} on the probe batch; held-out: "
-                     f"{held.verdict().text('the gain carries over to unseen data', 'worse than single-step STE on unseen data')}.")
+                     f"{verdict.text('the gain carries over to unseen data', 'worse than single-step STE on unseen data')}.")
     return lines
 
 
-def alike(signs: list) -> str:
-    """Whether two verdict signs agree, in words."""
-    if None in signs:
-        return "undecided (a verdict needs >= 2 seeds for both)"
-    if signs[0] == signs[1] != 0:
-        return "yes (FP and binary behave alike, so the effect is not specific to binarization with STE)"
-    if signs[0] == signs[1] == 0:
-        return "neither has a direction (both 95% intervals contain 0)"
-    return "no (FP and binary differ)"
-
-
-def fp_vs_binary(final: pd.DataFrame) -> list[str]:
-    """Whether FP and binary models get the same verdict on rel_improvement_best (pooled per seed)."""
+def fp_vs_binary(final: pd.DataFrame, rec=None) -> list[str]:
+    """Whether binary gains more over single-step STE than FP: one record (question
+    multistep-vs-single, baseline the FP MLP) on the per-seed difference binary − FP of the pooled
+    rel_improvement_best, paired on seed; its words come from its decision only."""
     if KIND not in final.columns or IMPROVEMENT not in final.columns:
         return []
+    rec = recorder(rec)
     seed = seed_column(final)
-    stats = {str(kind): over_seeds(sub, IMPROVEMENT, seed) for (kind,), sub in iter_groups(final, [KIND])}
-    if not all(k in stats and stats[k].n for k in ("fp", "binary")):
+    groups = {str(kind): sub for (kind,), sub in iter_groups(final, [KIND])}
+    if not all(k in groups for k in ("fp", "binary")):
         return []
-    verdicts = {k: stats[k].verdict() for k in ("fp", "binary")}
-    text = ", ".join(f"{k} {pooled_text(stats[k])}: {verdicts[k].text(MULTI, SINGLE)}" for k in verdicts)
-    return [f"FP vs binary: mean {IMPROVEMENT} {text}; same verdict: {alike([v.sign for v in verdicts.values()])}."]
+    stats = {k: over_seeds(groups[k], IMPROVEMENT, seed) for k in ("fp", "binary")}
+    if not all(stats[k].n for k in stats):
+        return []
+    diffs = seed_diff(per_seed(groups["binary"], IMPROVEMENT, seed), per_seed(groups["fp"], IMPROVEMENT, seed))
+    rows = pd.concat([groups["fp"], groups["binary"]])
+    v = rec.verdict(diffs, question=MULTISTEP, comparison=f"binary vs FP MLP ({IMPROVEMENT}, paired on seed)",
+                    metric=f"{IMPROVEMENT} (binary − FP)", baseline="FP MLP", unit="fraction", rows=rows)
+    if v.decision == "equivalent":
+        words = (f"{v.numbers()}: FP and binary gain alike (within ±{v.margin:.3g}, TOST p_Holm = {v.p_holm:.2g}; "
+                 "the effect is not specific to binarization with STE)")
+    else:
+        words = v.text("binary gains more than FP", "binary gains less than FP")
+    means = ", ".join(f"{k} {pooled_text(stats[k])}" for k in ("fp", "binary"))
+    return [f"FP vs binary: mean {IMPROVEMENT} {means}; binary − FP paired on seed: {words}."]
 
 
 def by_single_key(final: pd.DataFrame, key: str, what: str) -> list[str]:
@@ -145,12 +165,13 @@ def by_single_key(final: pd.DataFrame, key: str, what: str) -> list[str]:
     return lines
 
 
-def noise_trend(final: pd.DataFrame, keys: list[str]) -> list[str]:
+def noise_trend(final: pd.DataFrame, keys: list[str], rec=None) -> list[str]:
     """Per model kind, rel_improvement_best at the smallest and the largest noise amplitude (pooled
     per seed), whether the means rise with noise, and the verdict on largest − smallest, paired on
     seed and the other keys."""
     if NOISE not in final.columns or final[NOISE].nunique() < 2 or IMPROVEMENT not in final.columns:
         return []
+    rec = recorder(rec)
     seed = seed_column(final)
     on = ([seed] if seed else []) + [k for k in keys if k not in (NOISE, KIND)]
     lines = []
@@ -164,35 +185,46 @@ def noise_trend(final: pd.DataFrame, keys: list[str]) -> list[str]:
         means = np.array([s.mean for _, s in stats])
         pairs = paired_rows(sub, NOISE, hi, lo, on, IMPROVEMENT)
         diff = over_seeds(pairs.assign(diff=pairs["value"] - pairs["reference_value"]), "diff", seed)
+        arms = sub[sub[NOISE].map(fmt_value).isin({fmt_value(lo), fmt_value(hi)})]
+        verdict = rec.verdict(diff.values, question=OTHER,
+                              comparison=f"noise={fmt_value(hi)} vs noise={fmt_value(lo)} ({kind or 'all trials'})",
+                              metric=IMPROVEMENT, baseline=f"noise={fmt_value(lo)}", unit="fraction", rows=arms)
         lines.append(
             f"Noise{who}: {IMPROVEMENT} goes from {pooled_text(s_lo)} at noise={fmt_value(lo)} to {pooled_text(s_hi)} "
             f"at noise={fmt_value(hi)}; means rise monotonically with noise: {'yes' if (np.diff(means) >= 0).all() else 'no'}; "
             f"noise={fmt_value(hi)} − noise={fmt_value(lo)} paired on seed: {pooled_text(diff)}, "
-            f"{diff.verdict().text('higher at the larger noise', 'lower at the larger noise')}.")
+            f"{verdict.text('higher at the larger noise', 'lower at the larger noise')}.")
     return lines
+
+
+DECISIONS = ("higher", "lower", "equivalent", "undecided", "identical", "no verdict")
+
+
+def decision_counts(verdicts) -> str:
+    """'1 higher, 1 identical (not in K)': how many verdicts took each decision (nonzero counts only)."""
+    names = {"identical": "identical (not in K)", "no verdict": "without a verdict (n < 2)"}
+    counts = [(d, sum(v.decision == d for v in verdicts)) for d in DECISIONS]
+    return ", ".join(f"{c} {names.get(d, d)}" for d, c in counts if c) or "none"
 
 
 def estimator_finding(comparison: pd.DataFrame) -> list[str]:
     """vSTE vs nSTE: the largest mean |relative difference| of single_best_loss against the reference
-    over settings with its verdict (Holm-adjusted over the comparison table's settings, as the table
-    shows it), and in how many settings with a verdict the estimator shows no direction."""
+    over settings with its verdict (a record of question vste-vs-nste, decided with the other
+    settings), and the decisions of all settings against the reference."""
     col = "rel_diff.single_best_loss"
     if comparison.empty or f"{col}.mean" not in comparison.columns:
         return []
-    t = comparison[comparison[f"{col}.n"] > 0]
+    t = comparison[(comparison[f"{col}.n"] > 0) & (comparison[ESTIMATOR] != REFERENCE)]
     if t.empty:
         return [f"vSTE vs nSTE: no trial pairs with an {REFERENCE} reference on the same seed and keys."]
     absmean = t[f"{col}.mean"].abs()
     top = t.loc[absmean.idxmax()]
-    signs = [v.sign for v in t[f"{col}.verdict"]]
-    decided = [s for s in signs if s is not None]
     where = top[ESTIMATOR] + (f", batch_size={fmt_value(top[BATCH])}" if BATCH in t.columns else "")
     stat = fmt_mean_std(top[f"{col}.mean"], top[f"{col}.std"], int(top[f"{col}.n"]), True, True, note=top[f"{col}.note"])
     verdict = top[f"{col}.verdict"].text(f"higher than {REFERENCE}", f"lower than {REFERENCE}", signed_percent, "%")
-    undecided = f" ({len(signs) - len(decided)} without a verdict: n < 2)" if len(decided) < len(signs) else ""
     lines = [f"vSTE vs nSTE: largest mean |relative difference| of single_best_loss = {fmt(100 * absmean.max())}% "
-             f"({where}: {stat}); {verdict}; settings without a direction (Holm over the table): "
-             f"{decided.count(0)}/{len(decided)} with a verdict{undecided}."]
+             f"({where}: {stat}); {verdict}; decisions of the {len(t)} settings against {REFERENCE} "
+             f"(Holm over the question's comparisons, as in the table): {decision_counts(t[f'{col}.verdict'])}."]
     if "grad_clipped_frac.mean" in t.columns:
         clipped = t[t[ESTIMATOR] != REFERENCE]["grad_clipped_frac.mean"].dropna()
         if not clipped.empty:
@@ -216,11 +248,13 @@ def budget_line(excess: float, epsilon: float = 1.0) -> str:
 
 
 def findings(final: pd.DataFrame, keys: list[str], comparison: pd.DataFrame, excess: float,
-             epsilon: float = 1.0, extra: list[str] = ()) -> list[str]:
+             epsilon: float = 1.0, extra: list[str] = (), rec=None) -> list[str]:
     """All findings lines, in report order; ``extra`` lines (the method comparison) go before the
-    budget check. In method sweeps ``final`` and ``keys`` are the multi-step STE trials'."""
-    lines = multi_vs_single(final, keys) + fp_vs_binary(final) + heldout_lines(final, keys)
-    lines += noise_trend(final, keys)
+    budget check. In method sweeps ``final`` and ``keys`` are the multi-step STE trials'. ``comparison``
+    is :func:`analysis.probe.tables.estimator_comparison`'s table (its verdicts recorded there)."""
+    rec = recorder(rec)
+    lines = multi_vs_single(final, keys, rec) + fp_vs_binary(final, rec) + heldout_lines(final, keys, rec)
+    lines += noise_trend(final, keys, rec)
     if OPTIMIZER in keys:
         lines += by_single_key(final, OPTIMIZER, "Optimizers")
     if BATCH in keys:

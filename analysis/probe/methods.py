@@ -8,15 +8,15 @@ from the final rows of whatever methods ran (they agree; the first is kept). Its
 scan's cost; it has no coords_moved or max_abs_delta.
 
 Findings answer the meeting record's question "is DG a usable upper bound (reference) for STE?":
-per model kind, the best DG variant (lowest mean final best_loss over S) and the best CDG variant
-are compared with multi-step STE (best optimizer) and single-step STE, paired on seed and the other
-keys, as ``(L_method - L_STE) / L_STE``; lower loss is better. Each seed's differences are averaged
-over the other keys' settings first; the verdict is the report's one rule
-(:func:`analysis.common.stats.paired_verdict`: >= 2 seeds, a direction only when the paired-t 95%
-interval excludes 0), and every line gives the interval and n. YES needs a lower loss than every STE
-reference, each at level 0.05: an intersection-union test, which needs no multiplicity adjustment
-(Berger 1982, Technometrics 24:295). Without a verdict against some STE method (fewer than 2 paired
-seeds) the question gets no answer.
+per model kind, EVERY DG variant (each S) and every CDG variant is compared with every STE reference
+present (single-step STE and each multi-step STE optimizer), paired on seed and the other keys, as
+``(L_method - L_ref) / L_ref`` of final best_loss. Each seed's differences are averaged over the
+other keys' settings first; each comparison is a record of question dg-upper-bound
+(:class:`analysis.common.verdicts.Recorder`), decided with all the question's comparisons (Holm,
+directions and equivalence within the question's margin), and every line gives the interval and n.
+A variant's answer comes from its records only: YES when it is lower than every reference; NO when
+some reference is lower than it or equivalent (or identical) to it; otherwise UNDECIDED (some
+comparison undecided or without a verdict, fewer than 2 paired seeds).
 
 A method's settings (the table's ``settings`` column) are the columns that vary only with the
 method label, other than the plan's axes, the columns the label is made of and reporting cadences
@@ -39,6 +39,7 @@ from lowbit_sweeps.analysis.common.stats import mean_std_n, over_seeds, signed_p
 from lowbit_sweeps.analysis.probe.findings import pooled_text
 from lowbit_sweeps.analysis.probe.groups import (LABEL_COLUMNS, METHOD, METHOD_COLUMN, STE, method_collapsed_columns,
                                    method_family)
+from lowbit_sweeps.analysis.probe.records import DG_BOUND, OTHER, REL_LOSS, recorder
 from lowbit_sweeps.analysis.probe.tables import format_mean_std_table, mean_std_table
 
 SINGLE_STE = "single-step STE"
@@ -219,109 +220,122 @@ def loss_stat(sub: pd.DataFrame, label: str):
     return over_seeds(sub[sub[METHOD] == label], "best_loss", seed_column(sub))
 
 
-def compare(sub: pd.DataFrame, a: str, b: str, keys: list[str], names: tuple[str, str] = ("a", "b")) -> dict:
+def arm_rows(sub: pd.DataFrame, labels) -> pd.DataFrame:
+    """The final rows of the arms ``labels`` (single-step STE's values come from every trial's own
+    scan, so its arm is the other arm's trials)."""
+    return sub[sub[METHOD].astype(str).isin({str(x) for x in labels if x != SINGLE_STE})]
+
+
+def compare(sub: pd.DataFrame, a: str, b: str, keys: list[str], names: tuple[str, str] = ("a", "b"), rec=None,
+            question: str | None = DG_BOUND, who: str = "") -> dict:
     """Labels ``a`` (tested) and ``b`` (reference) on final best_loss: ``(L_a - L_b) / L_b`` paired on
-    seed and the other keys, averaged per seed; ``verdict`` (sign -1: a lower) and its ``text``
-    (``names`` stand for a and b in it)."""
+    seed and the other keys, averaged per seed; ``verdict`` (the record of comparison 'a vs b (who)'
+    of ``question``, baseline b; lower: a lower) and its ``text`` (``names`` stand for a and b in it)."""
     na_, nb_ = names
+    rec = recorder(rec)
     seed = seed_column(sub)
     on = ([seed] if seed else []) + [k for k in rest_keys(keys) if k in sub.columns]
     pairs = paired_rows(sub, METHOD, a, b, on, "best_loss")
     pairs = pairs[pairs["reference_value"] != 0]
     stat = over_seeds(pairs.assign(rel=(pairs["value"] - pairs["reference_value"]) / pairs["reference_value"]),
                       "rel", seed)
+    v = rec.verdict(stat.values, question=question, comparison=f"{a} vs {b}" + (f" ({who})" if who else ""),
+                    metric=REL_LOSS, baseline=b, unit="fraction", rows=arm_rows(sub, (a, b)))
     if stat.n == 0:
-        return {"verdict": stat.verdict(), "text": f"no paired seeds of {na_} and {nb_}"}
+        return {"verdict": v, "text": f"no paired seeds of {na_} and {nb_}"}
     wins = int((stat.values < 0).sum())
-    return {"verdict": stat.verdict(),
+    return {"verdict": v,
             "text": f"paired over {stat.n} seed(s): (L_{na_} - L_{nb_})/L_{nb_} = "
                     f"{pooled_text(stat, percent=True)}, {na_} lower in {wins}/{stat.n}"}
 
 
-def versus(sub: pd.DataFrame, a: str, refs: list[str], keys: list[str], what: str) -> tuple[list[str], dict]:
-    """One line per reference: a's loss against it, which is lower; and the verdict per reference."""
+def versus(sub: pd.DataFrame, a: str, refs: list[str], keys: list[str], what: str, rec=None,
+           who: str = "") -> tuple[list[str], dict]:
+    """One line per reference: a's loss against it, with its record's verdict; and the verdict per reference."""
     lines, verdicts = [], {}
     for b in refs:
-        c = compare(sub, a, b, keys, (what, "STE"))
+        c = compare(sub, a, b, keys, (what, "STE"), rec, DG_BOUND, who)
         v = verdicts[b] = c["verdict"]
-        verdict = v.numbers(signed_percent, "%") + ": " + {
-            -1: f"{what} reaches a LOWER loss than {b}",
-            1: f"{what} does NOT reach a lower loss than {b} (STE is lower)"}.get(v.sign, f"{what} vs {b}: {v.outcome('', '')}")
+        verdict = v.text(f"{what} does NOT reach a lower loss than {b} ({b} is lower)",
+                         f"{what} reaches a LOWER loss than {b}", signed_percent, "%")
         lines.append(f"  {a} {pooled_text(loss_stat(sub, a), signed=False)} vs {b} "
                      f"{pooled_text(loss_stat(sub, b), signed=False)} (final best_loss); {c['text']}; {verdict}.")
     return lines, verdicts
 
 
 def answer(what: str, label: str, verdicts: dict) -> str:
-    """YES when ``label`` is lower than every STE reference by the verdict rule; NO when some
-    reference is lower or the 95% interval contains 0; no answer while a verdict is missing (n < 2). Each
-    reference is named with its n (paired seeds)."""
+    """The answer of variant ``label`` from its records against the STE references: YES when it is
+    lower than every reference; NO when some reference is lower, equivalent or identical to it;
+    UNDECIDED otherwise (no direction word). Each reference is named with its record's numbers."""
     label = label if label.startswith(what) else f"{what} ({label})"
     if not verdicts:
         return f"no STE trials to compare {what} with"
 
     def named(refs):
-        return ", ".join(f"{b} (n = {verdicts[b].n})" for b in refs)
+        return ", ".join(f"{b} ({verdicts[b].numbers(signed_percent, '%')})" for b in refs)
 
-    lower = [b for b, v in verdicts.items() if v.sign == -1]
-    not_lower = [b for b, v in verdicts.items() if v.sign in (0, 1)]
-    undecided = [b for b, v in verdicts.items() if v.sign is None]
-    beats = f"; it does beat {named(lower)}" if lower else ""
-    missing = f"no verdict against {named(undecided)} (fewer than 2 paired seeds)"
-    if not_lower:
-        why = ", ".join(f"{b}: {'STE lower' if verdicts[b].sign == 1 else '95% interval contains 0'}, n = {verdicts[b].n}"
-                        for b in not_lower)
-        return (f"NO — {label} does not reach a lower final best_loss than {', '.join(not_lower)} "
-                f"({why}){beats}{'; ' + missing if undecided else ''}, so it is not a usable upper bound for STE")
-    if undecided:
-        return f"NO ANSWER — {label}: {missing}{beats}"
+    by = {d: [b for b, v in verdicts.items() if v.decision == d] for d in
+          ("lower", "higher", "equivalent", "identical", "undecided", "no verdict")}
+    if by["higher"] or by["equivalent"] or by["identical"]:
+        parts = ([f"{named(by['higher'])} {'is' if len(by['higher']) == 1 else 'are'} lower"] if by["higher"] else []) + \
+                ([f"equivalent within ±{verdicts[by['equivalent'][0]].margin:.3g} to {named(by['equivalent'])}"]
+                 if by["equivalent"] else []) + \
+                ([f"identical to {named(by['identical'])}"] if by["identical"] else [])
+        also = (f"; it is lower than {named(by['lower'])}" if by["lower"] else "") + \
+               (f"; undecided against {named(by['undecided'] + by['no verdict'])}"
+                if by["undecided"] or by["no verdict"] else "")
+        return (f"NO — {label} does not reach a lower final best_loss than every STE method here: "
+                f"{'; '.join(parts)}{also}, so it is not a usable upper bound for STE")
+    if by["undecided"] or by["no verdict"]:
+        open_ = [f"{b} ({verdicts[b].numbers(signed_percent, '%')}: "
+                 + ("no verdict, fewer than 2 paired seeds" if verdicts[b].decision == "no verdict" else "undecided")
+                 + ")" for b in by["undecided"] + by["no verdict"]]
+        return f"UNDECIDED — {label}: against {', '.join(open_)}"
     return (f"YES — {label} reaches a lower final best_loss than every STE method here "
-            f"({named(lower)}), so it is a usable reference (upper bound) for STE")
+            f"({named(by['lower'])}), so it is a usable reference (upper bound) for STE")
 
 
-def dg_findings(final_ws: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Per model kind: best DG variant and best CDG against multi-step and single-step STE, the plain
-    answer, and whether multi-step DG improves with S."""
+def dg_findings(final_ws: pd.DataFrame, keys: list[str], rec=None) -> list[str]:
+    """Per model kind: every DG and every CDG variant against every STE reference (records of
+    question dg-upper-bound), each variant's plain answer from its records, and whether multi-step DG
+    improves with S."""
     if METHOD not in final_ws.columns or "best_loss" not in final_ws.columns:
         return []
+    rec = recorder(rec)
     lines = []
     for values, sub in iter_groups(final_ws, [KIND] if KIND in final_ws.columns else []):
         who = fmt_value(values[0]) if values else "all trials"
-        multi = best_label(sub, is_ste)
-        refs = [r for r in (multi, SINGLE_STE if (sub[METHOD] == SINGLE_STE).any() else None) if r]
+        labels = ordered_methods(sub[METHOD])
+        refs = [x for x in labels if x == SINGLE_STE or is_ste(x)]
         pooled = [k for k in rest_keys(keys) if k in sub.columns and sub[k].nunique(dropna=False) > 1]
         note = f" (pooled over {', '.join(short_names(pooled).values())}, paired within)" if pooled else ""
         answers = []
         for pick, what in ((is_dg, "DG"), (is_cdg, "CDG")):
-            label = best_label(sub, pick)
-            if label is None:
-                continue
-            n_variants = sum(map(pick, sub[METHOD].astype(str).unique()))
-            best_note = f" (best {what} variant by mean)" if n_variants > 1 else ""
-            more, verdicts = versus(sub, label, refs, keys, what)
-            lines.append(f"DG vs STE ({who}){note}: {label}{best_note} against "
-                         f"{', '.join(refs) or 'no STE method'}:")
-            lines += more
-            answers.append(f"{what}: {answer(what, label, verdicts)}")
+            for label in (x for x in labels if pick(x)):
+                more, verdicts = versus(sub, label, refs, keys, what, rec, who)
+                lines.append(f"DG vs STE ({who}){note}: {label} against {', '.join(refs) or 'no STE method'}:")
+                lines += more
+                answers.append(f"{what}: {answer(what, label, verdicts)}")
         if answers:
             lines.append(f"Is DG a usable upper bound (reference) for STE? ({who}) " + "; ".join(answers) + ".")
-        lines += s_trend(sub, keys, who)
+        lines += s_trend(sub, keys, who, rec)
     return lines
 
 
-def s_trend(sub: pd.DataFrame, keys: list[str], who: str) -> list[str]:
-    """Multi-step DG: final best_loss per S, and the verdict on the largest S against the smallest."""
+def s_trend(sub: pd.DataFrame, keys: list[str], who: str, rec=None) -> list[str]:
+    """Multi-step DG: final best_loss per S, and the verdict on the largest S against the smallest
+    (a record of the other comparisons)."""
     labels = sorted({str(m) for m in sub[METHOD] if is_dg(str(m))}, key=dg_steps)
     if len(labels) < 2:
         return []
     stats = [loss_stat(sub, lab) for lab in labels]
     parts = [f"S={dg_steps(lab)}: {pooled_text(s, signed=False)}" for lab, s in zip(labels, stats)]
     lo, hi = labels[0], labels[-1]
-    c = compare(sub, hi, lo, keys, (f"S={dg_steps(hi)}", f"S={dg_steps(lo)}"))
+    c = compare(sub, hi, lo, keys, (f"S={dg_steps(hi)}", f"S={dg_steps(lo)}"), rec, OTHER, who)
     monotone = bool((np.diff([s.mean for s in stats]) <= 0).all())
     v = c["verdict"]
-    verdict = {-1: "yes, monotonically" if monotone else "yes overall, but not monotonically",
-               1: "no (the largest S ends higher)"}.get(v.sign) or v.outcome("", "")
+    verdict = {"lower": "yes, monotonically" if monotone else "yes overall, but not monotonically",
+               "higher": "no (the largest S ends higher)"}.get(v.decision) or v.outcome("", "")
     verdict = f"{verdict} ({v.numbers(signed_percent, '%')})"
     return [f"Multi-step DG ({who}): final best_loss by S — " + "; ".join(parts)
             + f"; S={dg_steps(hi)} vs S={dg_steps(lo)}: {c['text']}; improves with S: {verdict}."]

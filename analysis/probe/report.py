@@ -3,6 +3,10 @@
 The sweep's metric and mode come from its plan (``_sweep.json``): Optuna studies are summarized by
 their best trial on that metric, the final-row table shows it, and a findings line ranks the groups
 by it. Folders without a plan use ``rel_improvement_best`` (higher is better), as before plans.
+
+Verdicts are data: :func:`write_report` builds the analysis twice around one
+:class:`analysis.common.verdicts.Recorder` (:func:`analysis.common.verdicts.write_decided`), so
+every verdict the text shows is a record of ``verdicts.json``, decided with its question's others.
 """
 from __future__ import annotations
 
@@ -17,8 +21,9 @@ from lowbit_sweeps.analysis.common.groups import distinct_values, final_rows, is
 from lowbit_sweeps.analysis.common.load import error_line, failed_trials
 from lowbit_sweeps.analysis.common.plan import SweepPlan
 from lowbit_sweeps.analysis.common.stats import holm_note
+from lowbit_sweeps.analysis.common.verdicts import Recorder, write_decided
 from lowbit_sweeps.analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
-                                     time_facts, title, write_analysis)
+                                     time_facts, title)
 from lowbit_sweeps.analysis.probe import budget_curve, cost, figures
 from lowbit_sweeps.analysis.probe.findings import budget_line, findings, metric_line
 from lowbit_sweeps.analysis.probe.groups import (ESTIMATOR, METHOD, METHOD_COLUMN, STE, add_estimator_column, add_method_column,
@@ -47,8 +52,11 @@ METHODS_STEP_TITLE = ("Relative improvement over single-step STE vs step, one pa
 class ProbeAnalysis:
     """Everything the report shows, computed once from the rows, trial statuses and plan."""
 
-    def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None = None, plan: SweepPlan = SweepPlan()):
+    def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None = None, plan: SweepPlan = SweepPlan(),
+                 rec: Recorder | None = None):
+        """``rec``: the report's Recorder (None: a fresh one, whose verdicts stay raw, unadjusted)."""
         self.plan = plan
+        self.rec = rec if rec is not None else Recorder(plan)
         self.metric, self.mode = plan.metric_mode(DEFAULT_METRIC)
         self.all_rows = add_method_column(add_estimator_column(df))
         self.methods = METHOD in self.all_rows.columns
@@ -71,11 +79,11 @@ class ProbeAnalysis:
         else:
             self.ste_keys, self.ste_final = self.keys, self.final
             self.final_ws, self.method_table = self.final, pd.DataFrame()
-        self.comparison = (estimator_comparison(self.ste_final, self.ste_keys) if ESTIMATOR in self.ste_keys
+        self.comparison = (estimator_comparison(self.ste_final, self.ste_keys, self.rec) if ESTIMATOR in self.ste_keys
                            else pd.DataFrame())
-        self.curve = (budget_curve.curve_table(self.final_ws) if self.methods and budget_curve.applies(self.final)
-                      else pd.DataFrame())
-        self.scaling = cost.scaling_table(self.final_ws) if self.methods else pd.DataFrame()
+        self.curve = (budget_curve.curve_table(self.final_ws, self.rec)
+                      if self.methods and budget_curve.applies(self.final) else pd.DataFrame())
+        self.scaling = cost.scaling_table(self.final_ws, self.rec) if self.methods else pd.DataFrame()
         self.excess = budget_excess(self.all_rows)
         eps = pd.to_numeric(self.all_rows.get("cfg.budget.epsilon", pd.Series(dtype=float)), errors="coerce")
         self.epsilon = float(eps.max()) if eps.notna().any() else 1.0
@@ -121,9 +129,10 @@ class ProbeAnalysis:
 
     def findings_lines(self) -> list[str]:
         ranked = metric_line(self.final, self.keys, self.metric, self.mode) if self.plan.metric else []
-        extra = (dg_findings(self.final_ws, self.keys) + budget_curve.findings(self.curve)
-                 + cost.scaling_findings(self.scaling, self.final_ws)) if self.methods else []
-        return ranked + findings(self.ste_final, self.ste_keys, self.comparison, self.excess, self.epsilon, extra)
+        extra = (dg_findings(self.final_ws, self.keys, self.rec) + budget_curve.findings(self.curve)
+                 + cost.scaling_findings(self.scaling, self.final_ws, self.rec)) if self.methods else []
+        return ranked + findings(self.ste_final, self.ste_keys, self.comparison, self.excess, self.epsilon, extra,
+                                 self.rec)
 
     def budget_curve_section(self) -> list[str]:
         if self.curve.empty:
@@ -133,7 +142,8 @@ class ProbeAnalysis:
                 "the held-out batch (rel_improvement_heldout), gain over the start on the probe batch "
                 "(gain_from_start = (L_start - L_best) / L_start) and reach_frac (binary: fraction of "
                 "first-layer weights with |w0| <= epsilon; FP: mean |delta| / mean |w0| of the answer), per "
-                f"epsilon. Saturated: within {100 * budget_curve.SATURATED:.0f}% of the largest mean over epsilon.", "",
+                "epsilon. Where the budget binds is stated in Findings, from the records of question budget-binds "
+                "(the gain at each epsilon against the gain at the largest, paired on seed).", "",
                 frame_to_markdown(format_mean_std_table(self.curve, [k for k in self.curve.columns if "." not in k
                                                                      or k.startswith("cfg.")],
                                                         budget_curve.CURVE_METRICS)), ""]
@@ -143,8 +153,8 @@ class ProbeAnalysis:
         if not table:
             return []
         return ["## Equal compute (forward-pass equivalents): methods as the layer grows (final rows, mean ± std over seeds)", "",
-                "Cells: final best_loss; the paired ratio (L_m - L_STE) / L_STE against the best multi-step STE "
-                "with its paired-t 95% interval and n (lower: below STE, higher: above, ≈: no direction, n < 2: no verdict); the mean "
+                "Cells: final best_loss; the paired ratio (L_m - L_STE) / L_STE against each multi-step STE "
+                "with its paired-t 95% interval and n and its record's decision (question discrete-methods); the mean "
                 "forward-pass equivalents used (fwd_equiv = loss_evals + 2 grad_evals). Under budget.fwd_equiv_per_weight "
                 "every method had the same allowance.", "",
                 *table]
@@ -186,7 +196,8 @@ class ProbeAnalysis:
                 f"Δrel = (L_est - L_{REFERENCE}) / L_{REFERENCE}; {spread} grad_cos_identity = 1 and "
                 "grad_clipped_frac = 0 mean the estimator left the gradient unchanged.", "",
                 frame_to_markdown(format_estimator_comparison(self.comparison)), "",
-                holm_note(self.comparison.get("rel_diff.single_best_loss.verdict", [])), ""]
+                holm_note([v for v in self.comparison.get("rel_diff.single_best_loss.verdict", []) if v is not None]),
+                ""]
 
     def optuna_section(self) -> list[str]:
         if not self.optuna:
@@ -215,8 +226,9 @@ class ProbeAnalysis:
 
 def write_report(df: pd.DataFrame, status: pd.DataFrame | None, out_dir: str | Path,
                  plan: SweepPlan = SweepPlan()) -> list[Path]:
-    """Compute the analysis, write the figures and report.md into ``out_dir``; return the paths."""
-    return write_analysis(ProbeAnalysis(df, status, plan), out_dir)
+    """Compute the analysis twice around one Recorder (module docstring), write the figures, report.md
+    and verdicts.json into ``out_dir``; return the paths."""
+    return write_decided(lambda rec: ProbeAnalysis(df, status, plan, rec), out_dir, plan)
 
 
 def budget_warnings(df: pd.DataFrame) -> list[str]:

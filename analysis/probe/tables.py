@@ -15,8 +15,9 @@ import pandas as pd
 from lowbit_sweeps.analysis.common.estimators import REFERENCE
 from lowbit_sweeps.analysis.common.format import fmt, fmt_mean_std, fmt_value, short_names, stat_cells
 from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, rows_matching, searched_keys, seed_column
-from lowbit_sweeps.analysis.common.stats import holm_column, mean_std_n, over_seeds, signed_percent
+from lowbit_sweeps.analysis.common.stats import mean_std_n, over_seeds, signed_percent
 from lowbit_sweeps.analysis.probe.groups import BATCH, ESTIMATOR
+from lowbit_sweeps.analysis.probe.records import VSTE, recorder
 
 IMPROVEMENT = "rel_improvement_best"
 """The probe's answer to "multi-step vs single-step": (L_single - L_multi) / L_single, best so far."""
@@ -116,15 +117,18 @@ def pooled_keys(final: pd.DataFrame, keys: list[str]) -> list[str]:
     return [k for k in pair_keys(final, keys) if k != seed and k not in comparison_by(keys)]
 
 
-def estimator_comparison(final: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def estimator_comparison(final: pd.DataFrame, keys: list[str], rec=None) -> pd.DataFrame:
     """Per estimator setting (and batch size when it varies), over the binary final rows:
     paired relative difference of single_best_loss and best_loss against the reference estimator,
     the paired difference of rel_improvement_best, and the means of rel_improvement_best,
     grad_cos_identity and grad_clipped_frac. Each statistic as ``<name>.mean/.std/.n/.note`` over
-    seeds, each seed's values averaged over the other keys' settings first. The verdicts of the three
-    comparisons against the reference are Holm-adjusted, each column over the table's rows (every
-    estimator setting against nSTE is one family of K comparisons).
+    seeds, each seed's values averaged over the other keys' settings first. The verdict on
+    ``rel_diff.single_best_loss`` of each setting other than the reference is a record of question
+    vste-vs-nste (``rec``; baseline the reference), decided with the question's other comparisons; a
+    setting whose every paired difference is 0 is ``identical`` (not counted in K). The reference's own
+    row carries no verdict (``None``: it is the baseline). The other columns' ``.verdict`` are not shown.
     """
+    rec = recorder(rec)
     rows_all = estimator_rows(final)
     by = comparison_by(keys)
     seed = seed_column(final)
@@ -140,11 +144,22 @@ def estimator_comparison(final: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
         row.update(over_seeds(rows_matching(diff, sel), "diff", seed).columns(f"diff.{IMPROVEMENT}"))
         for m in (IMPROVEMENT, "grad_cos_identity", "grad_clipped_frac"):
             row.update(over_seeds(sub, m, seed).columns(m))
+        col = "rel_diff.single_best_loss"
+        if str(sel[ESTIMATOR]) == REFERENCE:
+            row[f"{col}.verdict"] = None
+        else:
+            pairs = rows_matching(paired["single_best_loss"], sel)
+            where = ", ".join(f"{short_names([k])[k]}={fmt_value(v)}" for k, v in sel.items() if k != ESTIMATOR)
+            arms = rows_matching(rows_all, {k: v for k, v in sel.items() if k != ESTIMATOR})
+            arms = arms[arms[ESTIMATOR].astype(str).isin({str(sel[ESTIMATOR]), REFERENCE})]
+            if seed:
+                arms = arms[arms[seed].map(fmt_value).isin(set(pairs[seed].map(fmt_value)))]
+            stat = over_seeds(pairs, "rel_diff", seed)
+            row[f"{col}.verdict"] = rec.verdict(
+                stat.values, question=VSTE, comparison=f"{sel[ESTIMATOR]} vs {REFERENCE}" + (f" ({where})" if where else ""),
+                metric=col, baseline=REFERENCE, unit="fraction", rows=arms)
         out.append(row)
-    table = pd.DataFrame(out)
-    for col in ("rel_diff.single_best_loss", "rel_diff.best_loss", f"diff.{IMPROVEMENT}"):
-        table = holm_column(table, f"{col}.verdict")
-    return table
+    return pd.DataFrame(out)
 
 
 def format_estimator_comparison(table: pd.DataFrame) -> pd.DataFrame:
@@ -155,7 +170,8 @@ def format_estimator_comparison(table: pd.DataFrame) -> pd.DataFrame:
                                                               signed=True, percent=True)
     if "rel_diff.single_best_loss.verdict" in table.columns:
         out["verdict on Δrel single_best_loss (Holm)"] = [
-            v.text("higher", "lower", signed_percent, "%") for v in table["rel_diff.single_best_loss.verdict"]]
+            "baseline" if v is None else v.text("higher", "lower", signed_percent, "%")
+            for v in table["rel_diff.single_best_loss.verdict"]]
     out[f"Δrel best_loss vs {REFERENCE}"] = stat_cells(table, "rel_diff.best_loss", fmt_mean_std,
                                                        signed=True, percent=True)
     out[f"Δ {IMPROVEMENT} vs {REFERENCE}"] = stat_cells(table, f"diff.{IMPROVEMENT}", fmt_mean_std, signed=True)
