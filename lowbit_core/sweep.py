@@ -358,6 +358,9 @@ def _check_seeds(seeds: Any) -> tuple[int, ...]:
         raise ConfigError("seeds must be a non-empty tuple of ints")
     if len(set(seeds)) != len(seeds):
         raise ConfigError(f"seeds contain duplicates: {list(seeds)}")
+    if any(s < 0 for s in seeds):  # torch runs them; code that seeds numpy with cfg.seed would fail mid-sweep
+        raise ConfigError(f"seeds must be ints >= 0, got {list(seeds)}: torch.manual_seed takes a negative seed but "
+                          "numpy.random.default_rng does not; valid: e.g. seeds=[0,1,2]")
     return seeds
 
 
