@@ -10,10 +10,13 @@ again, as the Parquet writer skips them). Curves (list metrics) and text metrics
 
 Where the data goes (offline by default):
 
-- MLflow: ``$MLFLOW_TRACKING_URI`` when set, else a file store in ``<results>/<sweep>/_mlflow``
-  (MLflow 3 opts in to file stores with ``MLFLOW_ALLOW_FILE_STORE=true``, set for that default: plain
-  files like the Parquet parts, safe on the network file systems results folders often live on,
-  where SQLite's locking is not). Experiment = sweep name, run name = trial key, tags ``trial_key``,
+- MLflow: ``$MLFLOW_TRACKING_URI`` when set, else the store MLflow recommends for local work, a SQLite
+  file ``<results>/<sweep>/_mlflow.db`` (:func:`mlflow_default_uri`; MLflow 3 reads its old file
+  stores only with ``MLFLOW_ALLOW_FILE_STORE=true``), read back with
+  ``MlflowClient("sqlite:///<abs path>/_mlflow.db")`` or ``mlflow ui --backend-store-uri`` that URI.
+  Only the driver writes it. SQLite's locking is unreliable on some network file systems: there, use a
+  tracking server. The experiment's artifact root is ``<results>/<sweep>/_mlflow_artifacts`` (nothing
+  is logged there unless you do). Experiment = sweep name, run name = trial key, tags ``trial_key``,
   ``sweep``, ``lowbit_run_id``.
 - TensorBoard: event files in ``<results>/<sweep>/_tensorboard/<trial key>/`` (scalars under
   ``ray/tune/<metric>``; the config as hparams when the trial ends).
@@ -24,7 +27,8 @@ Where the data goes (offline by default):
 The ``_`` folders are skipped by Parquet readers, like ``_ray``.
 
 A tracker never takes the sweep down. Before Ray starts, :func:`check_reachable` refuses (one line,
-exit 2, nothing written) an http(s) ``$MLFLOW_TRACKING_URI`` that does not answer within
+exit 2, nothing written) a ``$MLFLOW_TRACKING_URI`` whose scheme MLflow does not accept
+(:func:`mlflow_uri_problem`: ``htp://...``), an http(s) one that does not answer within
 :data:`REACH_TIMEOUT` seconds, and W&B in online mode without an API key or without an answer from
 its server. During the run, a tracker whose hook raises (its server died, its disk is full) is one
 warning line on stderr and is dropped for the rest of the run (:class:`TrackerForwarder`); the
@@ -53,16 +57,42 @@ class Tracker:
     build: Callable[[Path, str], tuple[object, Callable[[str], Path]]]
 
 
+MLFLOW_DB = "_mlflow.db"
+"""The default MLflow store's file in a sweep's results folder (skipped by Parquet readers: ``_``)."""
+MLFLOW_ARTIFACTS = "_mlflow_artifacts"
+"""The default store's experiment artifact root in a sweep's results folder (MLflow's own default is
+``./mlruns`` in the current directory)."""
+
+
+def mlflow_default_uri(folder: str | Path) -> str:
+    """``sqlite:///<absolute path>/_mlflow.db`` of a sweep's results ``folder``: where ``--log mlflow``
+    logs unless ``$MLFLOW_TRACKING_URI`` is set, and what ``MlflowClient`` / ``mlflow ui
+    --backend-store-uri`` read it back with."""
+    return "sqlite:///" + str((Path(folder) / MLFLOW_DB).resolve())
+
+
 def _mlflow(folder: Path, sweep: str):
     from ray.air.integrations.mlflow import MLflowLoggerCallback
 
+    default = not os.environ.get("MLFLOW_TRACKING_URI")
+
     class Callback(MLflowLoggerCallback):
+        def setup(self, *args, **kwargs):
+            if default:  # the experiment's artifacts beside the store, not in ./mlruns of the cwd
+                from mlflow import MlflowClient
+
+                folder.mkdir(parents=True, exist_ok=True)
+                client = MlflowClient(tracking_uri=self.tracking_uri)
+                if client.get_experiment_by_name(sweep) is None:
+                    client.create_experiment(sweep, artifact_location=(folder / MLFLOW_ARTIFACTS).resolve().as_uri())
+            super().setup(*args, **kwargs)
+
         def log_trial_start(self, trial):
             self.tags = dict(trial.tags)  # Ray's callback tags every run alike; ours carry the trial key
             super().log_trial_start(trial)
 
-    uri = os.environ.get("MLFLOW_TRACKING_URI") or (folder / "_mlflow").resolve().as_uri()
-    return Callback(tracking_uri=uri, experiment_name=sweep), lambda key: folder / "_mlflow"
+    uri = os.environ.get("MLFLOW_TRACKING_URI") or mlflow_default_uri(folder)
+    return Callback(tracking_uri=uri, experiment_name=sweep), lambda key: folder
 
 
 def _tensorboard(folder: Path, sweep: str):
@@ -117,13 +147,11 @@ request gives up within about 3 attempts x 10 s plus 1 + 2 s of backoff, and the
 
 def prepare_environment(names: list[str]) -> None:
     """Settle the trackers' environment before Ray starts (a local Ray's workers, among them W&B's
-    logging actors, inherit it): ``MLFLOW_ALLOW_FILE_STORE=true`` for the default MLflow file store,
-    or :data:`MLFLOW_HTTP_DEFAULTS` for a tracking server; ``WANDB_MODE`` resolved (:func:`wandb_mode`:
-    Ray's W&B set-up asks for an API key unless the mode is offline, and W&B rejects an empty mode)
-    and an empty ``WANDB_API_KEY`` removed."""
-    if "mlflow" in names and not os.environ.get("MLFLOW_TRACKING_URI"):
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
-    elif "mlflow" in names:
+    logging actors, inherit it): :data:`MLFLOW_HTTP_DEFAULTS` for a tracking server (the default
+    SQLite store needs nothing); ``WANDB_MODE`` resolved (:func:`wandb_mode`: Ray's W&B set-up asks for
+    an API key unless the mode is offline, and W&B rejects an empty mode) and an empty
+    ``WANDB_API_KEY`` removed."""
+    if "mlflow" in names and os.environ.get("MLFLOW_TRACKING_URI"):
         for key, value in MLFLOW_HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
     if "wandb" in names:
@@ -156,24 +184,61 @@ def http_problem(url: str, timeout: float = REACH_TIMEOUT) -> str | None:
         return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
+MLFLOW_SCHEMES = ("http", "https", "file", "sqlite", "postgresql", "mysql", "mssql", "databricks", "databricks-uc",
+                  "uc")
+"""The tracking URI schemes MLflow 3 takes (``mlflow.tracking._tracking_service.utils``): a REST server,
+a file store, SQLAlchemy databases (optionally ``+driver``, e.g. ``postgresql+psycopg2``), Databricks
+and Unity Catalog; a plain path (no scheme, or a Windows drive letter) is a file store."""
+_DATABASES = ("sqlite", "postgresql", "mysql", "mssql")
+
+
+def _plugin_schemes() -> set[str]:
+    """Schemes that installed MLflow plug-ins register (entry points ``mlflow.tracking_store``)."""
+    from importlib.metadata import entry_points
+
+    try:
+        return {ep.name for ep in entry_points(group="mlflow.tracking_store")}
+    except Exception:  # noqa: BLE001 -- unreadable package metadata: no plug-ins
+        return set()
+
+
+def mlflow_uri_problem(uri: str) -> str | None:
+    """None when MLflow would take ``uri`` as a tracking URI (a scheme of :data:`MLFLOW_SCHEMES`, a
+    database scheme with ``+driver``, a plug-in's scheme, or a plain path), else the one line saying
+    why not, with the valid schemes. Imports nothing of MLflow."""
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme.lower()
+    if (not scheme or (len(scheme) == 1 and scheme.isalpha()) or scheme in MLFLOW_SCHEMES
+            or (scheme.partition("+")[0] in _DATABASES and scheme.partition("+")[2]) or scheme in _plugin_schemes()):
+        return None
+    return (f"--log mlflow: MLFLOW_TRACKING_URI={uri} has a scheme MLflow does not take ({scheme!r}); valid: "
+            "http://, https://, file://, sqlite:///, postgresql://, mysql://, mssql:// (a database optionally "
+            "+driver, e.g. postgresql+psycopg2://), databricks, or a plain path; unset it to log to "
+            "<results>/<sweep>/_mlflow.db")
+
+
 def check_reachable(names: list[str], timeout: float = REACH_TIMEOUT) -> None:
     """Raise ConfigError (one line) before Ray starts when a ``--log`` tracker cannot work:
 
-    - mlflow: ``$MLFLOW_TRACKING_URI`` is http(s) and no server answers ``<uri>/health`` within
-      ``timeout`` s (any status below 500 counts as an answer; other URIs -- files, databases -- are
-      left to MLflow);
+    - mlflow: ``$MLFLOW_TRACKING_URI`` has a scheme MLflow does not take (:func:`mlflow_uri_problem`),
+      or is http(s) and no server answers ``<uri>/health`` within ``timeout`` s (any status below 500
+      counts as an answer; other URIs -- files, databases -- are left to MLflow);
     - wandb in an online mode (:func:`wandb_mode` not offline, dryrun or disabled): no API key
       (:func:`wandb_logged_in`), or no answer from ``$WANDB_BASE_URL`` (default https://api.wandb.ai)."""
     from urllib.parse import urlparse
 
     if "mlflow" in names:
         uri = os.environ.get("MLFLOW_TRACKING_URI") or ""
-        if urlparse(uri).scheme in ("http", "https"):
+        problem = mlflow_uri_problem(uri) if uri else None
+        if problem:
+            raise ConfigError(problem)
+        if urlparse(uri).scheme.lower() in ("http", "https"):
             problem = http_problem(uri.rstrip("/") + "/health", timeout)
             if problem:
                 raise ConfigError(f"--log mlflow: no MLflow server answers at MLFLOW_TRACKING_URI={uri} ({problem}, "
-                                  f"{timeout:g} s timeout); start it, or unset MLFLOW_TRACKING_URI to log to a file "
-                                  "store under the results folder")
+                                  f"{timeout:g} s timeout); start it, or unset MLFLOW_TRACKING_URI to log to "
+                                  "<results>/<sweep>/_mlflow.db")
     if "wandb" in names:
         mode = wandb_mode()
         if mode not in OFFLINE_WANDB_MODES:

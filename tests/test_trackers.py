@@ -1,6 +1,6 @@
 """Experiment trackers (``--log mlflow|tensorboard|wandb``, launch/trackers.py) through the real CLI:
 one run of a two-trial probe sweep logs to all three at once (offline defaults, under the results
-folder); each tracker is read back with its own reader -- MLflow's client on the file store,
+folder); each tracker is read back with its own reader -- MLflow's client on the SQLite store,
 TensorBoard's event reader, the W&B offline run's transaction log -- and compared with the Parquet
 rows: one tracker run per trial, named and tagged with the trial key and sweep, the config, and every
 numeric metric at every step. Also: a missing package or an unknown tracker is one line naming what to
@@ -70,12 +70,19 @@ def assert_same(found: dict, want: dict, rel: float = 0.0) -> None:
 
 @pytest.mark.slow
 def test_mlflow_runs_match_the_parquet_rows(logged, monkeypatch):
+    """Read back as the README says, with MLflow's own client on the SQLite file (no opt-in variable:
+    MLflow 3 reads file stores only with MLFLOW_ALLOW_FILE_STORE=true)."""
     from mlflow import MlflowClient
 
+    from lowbit_sweeps.launch.trackers import mlflow_default_uri
+
     folder, rows = logged
-    monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads file stores only when asked to
-    client = MlflowClient(tracking_uri=(folder / "_mlflow").as_uri())
+    monkeypatch.delenv("MLFLOW_ALLOW_FILE_STORE", raising=False)
+    uri = f"sqlite:///{(folder / '_mlflow.db').resolve()}"
+    assert mlflow_default_uri(folder) == uri and (folder / "_mlflow.db").is_file()
+    client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name("tiny_track")
+    assert exp.artifact_location == (folder / "_mlflow_artifacts").resolve().as_uri()
     runs = client.search_runs([exp.experiment_id])
     assert len(runs) == rows.trial_key.nunique() == 2
     found = {}
@@ -169,7 +176,8 @@ def test_trackers_write_under_underscore_folders_only(logged):
     folder, rows = logged
     # Parquet readers skip the _ folders: the data is exactly the rows
     assert len(rows) == 8 and not rows.duplicated(["trial_key", "step"]).any()
-    assert {p.name for p in folder.iterdir() if not p.name.startswith("part-")} >= {"_mlflow", "_tensorboard", "_wandb"}
+    assert {p.name for p in folder.iterdir() if not p.name.startswith("part-")} >= {"_mlflow.db", "_tensorboard",
+                                                                                   "_wandb"}
 
 
 @pytest.mark.parametrize("name", list(TRACKERS))
@@ -314,7 +322,7 @@ def test_a_dead_mlflow_server_is_one_line_before_ray_starts(tmp_path, monkeypatc
     assert code == 2, err
     assert err.strip() == (f"error: --log mlflow: no MLflow server answers at MLFLOW_TRACKING_URI=http://127.0.0.1:"
                            f"{port} (Connection refused, 3 s timeout); start it, or unset MLFLOW_TRACKING_URI to log "
-                           "to a file store under the results folder")
+                           "to <results>/<sweep>/_mlflow.db")
     assert not (tmp_path / "res").exists() and took < 30
     assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
 
