@@ -24,7 +24,9 @@ import pandas as pd
 
 from lowbit_sweeps.analysis.common.format import fmt_pp, fmt_value
 from lowbit_sweeps.analysis.common.groups import iter_groups
+from lowbit_sweeps.analysis.common.plan import SweepPlan
 from lowbit_sweeps.analysis.common.stats import over_seeds, signed_pp
+from lowbit_sweeps.analysis.common.verdicts import Recorder
 from lowbit_sweeps.analysis.train.cost import BITS, series_key
 from lowbit_sweeps.analysis.train.groups import label_of, ok_trials
 
@@ -77,50 +79,78 @@ def equal_bits_diffs(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _stat_text(frame: pd.DataFrame, column: str = "diff") -> tuple[str, str]:
-    stat = over_seeds(frame, column, SEED)
-    verdict = stat.verdict().text("more bits per weight higher", "more weights higher", signed_pp, " pp")
-    return fmt_pp(stat.mean, stat.std, stat.n, note=stat.note), verdict
+METRIC = {"diff": "final test_acc, against the lower-bit curve interpolated at equal parameter bits",
+          "diff_near": "final test_acc, against the nearest measured lower-bit point"}
 
 
-def _measured_text(frame: pd.DataFrame) -> str:
+class _Judge:
+    """Each comparison's verdict is ``rec``'s record (question: the sweep's, by 'bits width'); its
+    cells are the finished trials of the two series compared."""
+
+    def __init__(self, rec: Recorder | None, plan, cfg: pd.DataFrame | None, trials: pd.DataFrame, keys: list[str]):
+        from lowbit_sweeps.analysis.train.findings import question_for
+
+        self.rec = rec if rec is not None else Recorder(plan)
+        self.question = question_for(plan, "bits width")
+        self.cfg, self.trials, self.series = cfg, ok_trials(trials), series_key(keys)
+
+    def verdict(self, frame: pd.DataFrame, column: str, name: str):
+        stat = over_seeds(frame, column, SEED)
+        arms = self.trials[self.trials[self.series].isin(set(frame["hi"]) | set(frame["lo"]))]
+        if self.cfg is not None:
+            arms = self.cfg.loc[self.cfg.index.intersection(arms["trial_key"])]
+        v = self.rec.verdict(stat.values, question=self.question, comparison=f"more bits per weight − more weights: {name}",
+                             metric=METRIC[column], baseline="the lower-bit series (more weights at equal bits)",
+                             unit="fraction (Δ of test_acc)", rows=arms)
+        return stat, v
+
+
+def _stat_text(judge: _Judge, frame: pd.DataFrame, name: str, column: str = "diff") -> tuple[str, str, object]:
+    stat, v = judge.verdict(frame, column, name)
+    verdict = v.text("more bits per weight higher", "more weights higher", signed_pp, " pp")
+    return fmt_pp(stat.mean, stat.std, stat.n, note=stat.note), verdict, v
+
+
+def _measured_text(judge: _Judge, frame: pd.DataFrame, name: str, v_i) -> str:
     """The measured-points comparison of ``frame`` and whether it disagrees with the interpolated one."""
-    text, verdict = _stat_text(frame, "diff_near")
+    text, verdict, v_m = _stat_text(judge, frame, name, "diff_near")
     octaves = float(np.max(np.abs(np.log2(frame["param_bits"].to_numpy(float) / frame["near_bits"].to_numpy(float)))))
     gap = "equal parameter bits" if octaves == 0 else f"parameter bits up to a factor {2 ** octaves:.3g} apart"
-    interp, meas = (over_seeds(frame, c, SEED) for c in ("diff", "diff_near"))
-    signs = (np.sign(interp.mean), np.sign(meas.mean))
+    signs = (np.sign(v_i.mean), np.sign(v_m.mean))
     clash = ""
     if signs[0] * signs[1] < 0:
         clash = " **Interpolated and measured points disagree in the sign of the mean difference**"
-        v_i, v_m = interp.verdict().sign, meas.verdict().sign
-        if v_i and v_m and v_i != v_m:
+        if v_i.sign and v_m.sign and v_i.sign != v_m.sign:
             clash += " and their verdicts point opposite ways"
         clash += "."
     return f"between measured points only (the nearest lower-bit trial of the seed, {gap}): {text}; {verdict}.{clash}"
 
 
-def equal_bits_lines(trials: pd.DataFrame, keys: list[str]) -> list[str]:
+def equal_bits_lines(trials: pd.DataFrame, keys: list[str], rec: Recorder | None = None, plan=SweepPlan(),
+                     cfg: pd.DataFrame | None = None) -> list[str]:
     """The findings: the pooled answer, then one line per series pair; a line saying why there is no
-    comparison where several bit-widths and widths were run but no ranges overlap."""
+    comparison where several bit-widths and widths were run but no ranges overlap. Every verdict is
+    ``rec``'s record (``cfg``: trial_key -> cfg.* columns, the records' cells)."""
     diffs = equal_bits_diffs(trials, keys)
+    judge = _Judge(rec, plan, cfg, trials, keys)
     if diffs.empty:
         t = _usable(trials)
         if len(t) and t[BITS].nunique() > 1 and WIDTH in keys:
             return ["Equal-bits comparison: none possible (no group's parameter bits lie within the range of another "
                     "bit-width's widths; each curve needs >= 2 widths of a seed)."]
         return []
-    text, verdict = _stat_text(diffs)
+    text, verdict, v = _stat_text(judge, diffs, "pooled")
     lines = [f"**At equal parameter bits, more bits per weight − more weights** (each higher-bit group against the "
              f"lower-bit curve interpolated in log2 bits at its parameter bits, paired on seed; "
-             f"{len(diffs)} comparisons): Δ final test_acc = {text}; {verdict}; {_measured_text(diffs)}"]
+             f"{len(diffs)} comparisons): Δ final test_acc = {text}; {verdict}; {_measured_text(judge, diffs, 'pooled', v)}"]
     for (cell, hi, lo), g in diffs.groupby(["cell", "hi", "lo"], sort=False):
         points = ", ".join(dict.fromkeys(p for p in g["point"] if p)) or "all"
-        text, verdict = _stat_text(g)
         where = f"{cell}: " if cell else ""
+        name = f"{where}{hi} − {lo}"
+        text, verdict, v = _stat_text(judge, g, name)
         hi_bits, lo_bits = fmt_value(g["hi_bits"].iloc[0]), fmt_value(g["lo_bits"].iloc[0])
         lines.append(f"  {where}{hi} ({hi_bits} bit) − {lo} ({lo_bits} bit) at {hi}'s bits ({points}): {text}; {verdict}; "
-                     + _measured_text(g))
+                     + _measured_text(judge, g, name, v))
     return lines
 
 

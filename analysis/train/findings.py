@@ -16,7 +16,9 @@ import pandas as pd
 
 from lowbit_sweeps.analysis.common.format import fmt_acc, fmt_mean_std, fmt_pp, fmt_value, is_null, stat_cells
 from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, rows_matching
-from lowbit_sweeps.analysis.common.stats import holm_column, mean_std_n, over_seeds, signed_pp
+from lowbit_sweeps.analysis.common.plan import SweepPlan
+from lowbit_sweeps.analysis.common.stats import Verdict, holm_note, over_seeds, signed_pp
+from lowbit_sweeps.analysis.common.verdicts import Recorder
 from lowbit_sweeps.analysis.train.cost import weight_bits
 from lowbit_sweeps.analysis.train.groups import QUANTIZER, SELECTED, label_of, names_of, ok_trials
 
@@ -34,22 +36,125 @@ def comparison_axes(keys: list[str]) -> list[str]:
     return [k for k in keys if not k.startswith(CONTEXT_PREFIXES)]
 
 
-def reference_value(trials: pd.DataFrame, axis: str):
-    """The value of ``axis`` the others are compared against (rules in analysis.train.report)."""
-    values = [v for v in trials[axis].dropna().unique()]
-    if not values:
+# ---- questions and the declared reference ------------------------------------------------------
+
+QUESTION_WORDS = (
+    ("pretrain-vs-scratch-mixup", ("pretrain", "mixup")),
+    ("escape-local-optima", ("init", "perturb")),
+    ("vste-resnet", ("dsq", "window", "estimator", "kbit", "clip", "threshold")),
+    ("bits-vs-width", ("bit", "width")),
+)
+"""Which question a comparison answers when the plan names several (or none recorded): the first
+whose words occur in what is compared (the axis, or the quantizer labels)."""
+METRIC = "final test_acc (paired on seed)"
+UNIT = "fraction (Δ of test_acc)"
+
+
+def plan_questions(plan) -> list[str] | None:
+    """The question ids the plan records (None: the plan records no ``questions`` at all)."""
+    raw = getattr(plan, "raw", None) or {}
+    if "questions" not in raw:
         return None
+    return [q.get("id") if isinstance(q, dict) else str(q) for q in raw.get("questions") or []]
+
+
+def question_for(plan, what: str) -> str | None:
+    """The question of the sweep that a comparison of ``what`` answers: the plan's one question; else
+    by what is compared (:data:`QUESTION_WORDS`), kept only where the plan names it; else None
+    ("other comparisons")."""
+    ids = plan_questions(plan)
+    if ids is not None and len(ids) == 1:
+        return ids[0]
+    low = str(what).lower()
+    q = next((qid for qid, words in QUESTION_WORDS if any(w in low for w in words)), None)
+    return q if ids is None or q in ids else None
+
+
+def _axis_order(plan, key: str) -> list:
+    values = (getattr(plan, "axes", None) or {}).get(key.removeprefix("cfg."))
+    return list(values) if isinstance(values, list) else []
+
+
+def _declared(plan, key: str, present: list, what_of=fmt_value):
+    """(value, rule) of ``key`` declared by the plan among ``present`` (compared as text), else None."""
+    text = {fmt_value(v): v for v in present}
+    dotted = key.removeprefix("cfg.")
+    if dotted in (getattr(plan, "baseline", None) or {}) and fmt_value(plan.baseline[dotted]) in text:
+        return text[fmt_value(plan.baseline[dotted])], "the plan's baseline"
+    found, default = plan.default_of(key) if hasattr(plan, "default_of") else (False, None)
+    if found and fmt_value(default) in text:
+        return text[fmt_value(default)], "the family's canonical default"
+    for v in _axis_order(plan, key):
+        if fmt_value(v) in text:
+            return text[fmt_value(v)], "the first value of the plan's axis"
+    return None
+
+
+def _label_values(rows: pd.DataFrame | None, label: str) -> dict:
+    """The cfg.* values of the trials of quantizer ``label`` (first row)."""
+    if rows is None or QUANTIZER not in rows.columns:
+        return {}
+    sub = rows[rows[QUANTIZER] == label]
+    return sub.iloc[0].to_dict() if len(sub) else {}
+
+
+def quantizer_reference(labels: list, rows: pd.DataFrame | None, plan) -> tuple[object, str]:
+    """The declared reference among quantizer ``labels`` (never chosen by the metric): the label whose
+    kind/quant columns hold the plan's baseline, else the family's canonical defaults, else the first
+    label in the plan's axis order, else the first label in the rows' (the sweep's) order."""
+    from lowbit_sweeps.analysis.train.groups import quantizer_collapsed_columns
+
+    cols = quantizer_collapsed_columns(rows) if rows is not None and QUANTIZER in rows.columns else []
+    values = {lab: _label_values(rows, lab) for lab in labels}
+
+    def matches(lab, wanted: dict) -> bool:
+        return bool(wanted) and all(fmt_value(values[lab].get(c)) == fmt_value(v) for c, v in wanted.items())
+
+    base = {c: plan.baseline[c.removeprefix("cfg.")] for c in cols if c.removeprefix("cfg.") in (plan.baseline or {})}
+    hit = [lab for lab in labels if matches(lab, base)]
+    if hit:
+        return hit[0], "the plan's baseline"
+    defaults = {c: plan.canonical_defaults[c.removeprefix("cfg.")] for c in cols
+                if plan.canonical_defaults and c.removeprefix("cfg.") in plan.canonical_defaults}
+    hit = [lab for lab in labels if matches(lab, defaults)]
+    if hit:
+        return hit[0], "the family's canonical defaults"
+    ordered = [c for c in cols if _axis_order(plan, c)]
+    if ordered:
+        def rank(lab):
+            return tuple(next((i for i, v in enumerate(_axis_order(plan, c)) if fmt_value(v) == fmt_value(values[lab].get(c))),
+                              len(_axis_order(plan, c))) for c in ordered)
+        return min(labels, key=rank), "the first label in the plan's axis order"
+    order = list(dict.fromkeys(rows[QUANTIZER])) if rows is not None and QUANTIZER in rows.columns else list(labels)
+    return min(labels, key=lambda lab: order.index(lab) if lab in order else len(order)), \
+        "the first label in the rows' order (the plan declares none)"
+
+
+def reference_value(trials: pd.DataFrame, axis: str, plan=SweepPlan(), rows: pd.DataFrame | None = None):
+    """(value, rule): the value of ``axis`` the others are compared against, declared and never
+    picked from the metric: the plan's ``baseline`` where it names the key, else the family's canonical
+    default, else the first value of the plan's axis; without a plan 0 (off) for a numeric axis that
+    holds it, else the smallest number, ``False`` for booleans, ``default`` where present, else the
+    first value in the sweep's order (rules in analysis.train.report)."""
+    values = list(dict.fromkeys(v for v in trials[axis].dropna()))
+    if not values:
+        return None, ""
+    if axis == QUANTIZER:
+        return quantizer_reference(values, rows, plan)
+    declared = _declared(plan, axis, values)
+    if declared is not None:
+        return declared
     if all(isinstance(v, (bool, np.bool_)) for v in values):
-        return False if False in values else values[0]
+        return (False, "False = off, by design (the plan declares none)") if False in values else \
+            (values[0], "the first value of the trial table (the plan declares none)")
     num = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce")
     if num.notna().all():
-        return values[int(np.argmin(np.abs(num.to_numpy()) if (num == 0).any() else num.to_numpy()))]
+        if (num == 0).any():
+            return values[int(np.argmin(np.abs(num.to_numpy())))], "0 = off, by design (the plan declares none)"
+        return values[int(np.argmin(num.to_numpy()))], "the smallest value, by design (the plan declares none)"
     if "default" in map(str, values):
-        return next(v for v in values if str(v) == "default")
-    good = ok_trials(trials)
-    means = {v: mean_std_n(good.loc[good[axis] == v, "final_test_acc"])[0] for v in values}
-    ranked = sorted(values, key=lambda v: (-(means[v] if not is_null(means[v]) else -math.inf), str(v)))
-    return ranked[0]
+        return next(v for v in values if str(v) == "default"), "`default`, by design (the plan declares none)"
+    return values[0], "the first value of the trial table (the plan declares none)"
 
 
 def paired_differences(trials: pd.DataFrame, keys: list[str], axis: str, value, reference,
@@ -62,8 +167,41 @@ def paired_differences(trials: pd.DataFrame, keys: list[str], axis: str, value, 
 
 
 def diff_stats(name: str, pairs: pd.DataFrame) -> dict:
-    """``<name>.mean/.std/.n/.note/.verdict``: the pairs' differences over seeds (per-seed means first)."""
-    return over_seeds(pairs, "diff", SEED if SEED in pairs.columns else None).columns(name)
+    """``<name>.mean/.std/.n/.note``: the pairs' differences over seeds (per-seed means first)."""
+    stat = over_seeds(pairs, "diff", SEED if SEED in pairs.columns else None)
+    return {k: v for k, v in stat.columns(name).items() if not k.endswith(".verdict")}
+
+
+def comparison_name(axis: str, value, ref, cell: str = "pooled") -> str:
+    """The record's ``comparison``: '<axis>=<value> vs <ref>' and the cell ('pooled': over the cells)."""
+    return f"{axis.removeprefix('cfg.')}={fmt_value(value)} vs {fmt_value(ref)} ({cell})"
+
+
+def arm_rows(trials: pd.DataFrame, cfg: pd.DataFrame | None, axis: str, values, sel: dict | None = None) -> pd.DataFrame:
+    """The finished trials of both arms (``axis`` in ``values``, other keys as ``sel``) with their cfg.*
+    columns: the record's cells."""
+    good = rows_matching(ok_trials(trials), sel) if sel else ok_trials(trials)
+    text = {fmt_value(v) for v in values}
+    good = good[good[axis].map(fmt_value).isin(text)]
+    if cfg is None or not len(good):
+        return good
+    return cfg.loc[cfg.index.intersection(good["trial_key"])]
+
+
+def trial_cfg(rows: pd.DataFrame | None) -> pd.DataFrame | None:
+    """trial_key -> the trial's cfg.* columns (its first row)."""
+    if rows is None or "trial_key" not in rows.columns:
+        return None
+    cols = [c for c in rows.columns if c.startswith("cfg.")]
+    return rows.drop_duplicates("trial_key").set_index("trial_key")[cols]
+
+
+def record_pairs(rec: Recorder, plan, what: str, comparison: str, baseline: str, pairs: pd.DataFrame,
+                 arms: pd.DataFrame | None) -> Verdict:
+    """The recorder's verdict on the per-seed means of ``pairs['diff']`` (question by ``what``)."""
+    stat = over_seeds(pairs, "diff", SEED if SEED in pairs.columns else None)
+    return rec.verdict(stat.values, question=question_for(plan, what), comparison=comparison, metric=METRIC,
+                       baseline=baseline, unit=UNIT, rows=arms)
 
 
 def comparison_cells(trials, keys, axis, value, ref) -> list[tuple[str, tuple, dict]]:
@@ -78,30 +216,60 @@ def comparison_cells(trials, keys, axis, value, ref) -> list[tuple[str, tuple, d
     return cells
 
 
-def comparisons(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+def axis_what(trials: pd.DataFrame, axis: str) -> str:
+    """What an axis compares, for :func:`question_for` (the quantizer axis: its labels)."""
+    if axis == QUANTIZER:
+        return "quantizer " + " ".join(map(str, trials[axis].dropna().unique()))
+    return axis
+
+
+def comparisons(trials: pd.DataFrame, keys: list[str], rec: Recorder | None = None, plan=SweepPlan(),
+                rows: pd.DataFrame | None = None) -> pd.DataFrame:
     """Every (axis, value vs reference) comparison, pooled over the other keys (``cell`` = 'pooled')
     and per cell of the other keys: paired difference of final and of selected test_acc over seeds
-    (``final.mean/.std/.n/.note/.verdict``, ``selected...``), ``n_pairs`` and ``n_positive`` (pairs
-    with final diff > 0). The ``final.verdict`` column is Holm-adjusted over the whole table (every row
-    is one of the K comparisons the paired-differences table makes at once); the findings use it."""
-    rows = []
+    (``final.mean/.std/.n/.note``, ``selected...``), ``final.verdict`` (the record of ``rec``, decided
+    with its question's comparisons), ``reference_rule`` (which declared rule chose the reference),
+    ``n_pairs`` and ``n_positive`` (pairs with final diff > 0). ``rows``: the epoch rows (the
+    records' cells and the quantizer reference)."""
+    rec = rec if rec is not None else Recorder(plan)
+    out = []
     if trials.empty or "outcome" not in trials.columns:
         return pd.DataFrame()
+    cfg = trial_cfg(rows)
     for axis in comparison_axes(keys):
         if trials[axis].nunique() < 2:
             continue
-        ref = reference_value(trials, axis)
+        ref, rule = reference_value(trials, axis, plan, rows)
         others = [k for k in keys if k != axis]
+        what = axis_what(trials, axis)
         for value in sorted(trials[axis].dropna().unique(), key=lambda v: (str(type(v)), v)):
             if fmt_value(value) == fmt_value(ref):
                 continue
             for cell, cvals, pairs in comparison_cells(trials, keys, axis, value, ref):
-                rec = {"axis": axis, "value": value, "reference": ref, "cell": cell, **dict(zip(others, cvals))}
+                r = {"axis": axis, "value": value, "reference": ref, "reference_rule": rule, "cell": cell,
+                     **dict(zip(others, cvals))}
                 for name, p in pairs.items():
-                    rec.update(diff_stats(name, p))
-                rec["n_pairs"], rec["n_positive"] = len(pairs["final"]), int((pairs["final"]["diff"] > 0).sum())
-                rows.append(rec)
-    return holm_column(pd.DataFrame(rows), "final.verdict")
+                    r.update(diff_stats(name, p))
+                arms = arm_rows(trials, cfg, axis, (value, ref), dict(zip(others, cvals)) if cvals else None)
+                r["final.verdict"] = record_pairs(rec, plan, what, comparison_name(axis, value, ref, cell),
+                                                  f"{axis.removeprefix('cfg.')}={fmt_value(ref)} ({rule})",
+                                                  pairs["final"], arms)
+                r["n_pairs"], r["n_positive"] = len(pairs["final"]), int((pairs["final"]["diff"] > 0).sum())
+                out.append(r)
+    return pd.DataFrame(out)
+
+
+def verdicts_note(verdicts) -> str:
+    """The line under a table of recorded verdicts: :func:`holm_note` where the table is its
+    question's whole family, else which families they were adjusted in."""
+    verdicts = [v for v in verdicts if isinstance(v, Verdict)]
+    counted = [v for v in verdicts if v.sign is not None and not v.identical and math.isfinite(v.p)]
+    ks = sorted({v.k for v in counted})
+    if not counted or ks == [len(counted)]:
+        return holm_note(verdicts)
+    k = f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}–{ks[-1]}"
+    return (f"Holm-adjusted within each question's family of this report's comparisons (K = {k}, each verdict "
+            f"says its K), family-wise α = {counted[0].alpha:.2g}; intervals are the unadjusted paired-t 95% intervals, n = seeds.")
 
 
 def format_comparisons(table: pd.DataFrame, keys: list[str], optimistic: bool) -> pd.DataFrame:
@@ -154,7 +322,8 @@ def comparison_lines(table: pd.DataFrame, keys: list[str], trials: pd.DataFrame)
             lines.append(f"{v_text} vs {r_text}: no pairs of finished trials with equal {on}.")
             continue
         verdict = pooled["final.verdict"].text(f"{v_text} higher", f"{r_text} higher", signed_pp, " pp")
-        lines.append(f"{v_text} − {r_text} (pairs equal in {on}): Δ final test_acc = {diff_text(pooled)}; "
+        lines.append(f"{v_text} − {r_text} (reference declared: {pooled['reference_rule']}; pairs equal in {on}): "
+                     f"Δ final test_acc = {diff_text(pooled)}; "
                      f"Δ > 0 in {int(pooled['n_positive'])}/{int(pooled['n_pairs'])} pairs; {verdict}.")
         cells = rows[rows["cell"] != "pooled"]
         if len(cells) > 1:
@@ -203,35 +372,37 @@ def bits_of(label: str, trials: pd.DataFrame) -> int | None:
     return weight_bits(sub[KIND].iloc[0], sub["cfg.quant.bits"].iloc[0] if "cfg.quant.bits" in sub.columns else None)
 
 
-def dsq_lines(trials: pd.DataFrame, rows: pd.DataFrame, keys: list[str]) -> list[str]:
-    """Per bit width holding DSQ and a non-DSQ quantizer: the best DSQ label against the best
-    STE baseline (highest mean final test_acc each, chosen on these runs), paired."""
+def dsq_lines(trials: pd.DataFrame, rows: pd.DataFrame, keys: list[str], rec: Recorder | None = None,
+              plan=SweepPlan()) -> list[str]:
+    """Per bit width holding DSQ and a non-DSQ quantizer: every DSQ label against the declared STE
+    reference of that bit width (:func:`quantizer_reference` among the non-DSQ labels: never the one
+    with the best accuracy), paired; each a record of the question DSQ bears on."""
     if QUANTIZER not in keys or "cfg.quant.kbit" not in rows.columns:
         return []
+    rec = rec if rec is not None else Recorder(plan)
     info = rows.drop_duplicates("trial_key").set_index("trial_key")
     t = trials.join(info[[c for c in (KIND, "cfg.quant.kbit", "cfg.quant.bits")
                           if c in info.columns and c not in trials.columns]], on="trial_key")
-    good = ok_trials(t)
     lines = []
     labels = list(dict.fromkeys(t[QUANTIZER]))
     bits = {lab: bits_of(lab, t) for lab in labels}
     is_dsq = {lab: bool(((t[QUANTIZER] == lab) & (t[KIND].astype(str) == "kbit")
                          & (t["cfg.quant.kbit"].astype(str) == "dsq")).any()) for lab in labels}
-
-    def best(cands):
-        means = {c: mean_std_n(good.loc[good[QUANTIZER] == c, "final_test_acc"])[0] for c in cands}
-        return max(cands, key=lambda c: -math.inf if is_null(means[c]) else means[c])
-
+    cfg = trial_cfg(rows)
     for b in sorted({v for v in bits.values() if v is not None}):
         dsq = [lab for lab in labels if bits[lab] == b and is_dsq[lab]]
         base = [lab for lab in labels if bits[lab] == b and not is_dsq[lab]]
         if not dsq or not base:
             continue
-        d, s = best(dsq), best(base)
-        stat = pd.Series(diff_stats("final", paired_differences(trials, keys, QUANTIZER, d, s)))
-        lines.append(f"{b} bit: best DSQ ({d}) − best STE baseline ({s}), each chosen by mean final test_acc "
-                     f"on these runs: Δ final test_acc = {diff_text(stat)}; "
-                     f"{stat['final.verdict'].text('DSQ higher', 'the baseline higher', signed_pp, ' pp')}.")
+        s, rule = quantizer_reference(base, rows, plan)
+        for d in dsq:
+            pairs = paired_differences(trials, keys, QUANTIZER, d, s)
+            stat = pd.Series(diff_stats("final", pairs))
+            v = record_pairs(rec, plan, "dsq", comparison_name(QUANTIZER, d, s), f"{QUANTIZER}={s} ({rule})",
+                             pairs, arm_rows(trials, cfg, QUANTIZER, (d, s)))
+            lines.append(f"{b} bit: {d} − the STE reference {s} (declared: {rule}): "
+                         f"Δ final test_acc = {diff_text(stat)}; "
+                         f"{v.text('DSQ higher', 'the STE reference higher', signed_pp, ' pp')}.")
     return lines
 
 
@@ -267,7 +438,8 @@ def selection_lines(trials: pd.DataFrame) -> list[str]:
 
 
 def train_findings(trials: pd.DataFrame, table: pd.DataFrame, comp: pd.DataFrame, keys: list[str],
-                   rows: pd.DataFrame, failed_without_rows: pd.DataFrame) -> list[str]:
+                   rows: pd.DataFrame, failed_without_rows: pd.DataFrame, rec: Recorder | None = None,
+                   plan=SweepPlan()) -> list[str]:
     lines = exclusion_lines(trials, keys, failed_without_rows)
     if table.empty:
         return lines
@@ -278,13 +450,14 @@ def train_findings(trials: pd.DataFrame, table: pd.DataFrame, comp: pd.DataFrame
         top, low = ranked.iloc[0], ranked.iloc[-1]
         lines.append(f"Highest mean final test_acc: {label_of(keys, [top[k] for k in keys])} → "
                      f"{group_acc(top, 'final_test_acc')}; "
-                     f"lowest: {label_of(keys, [low[k] for k in keys])} → {group_acc(low, 'final_test_acc')}.")
+                     f"lowest: {label_of(keys, [low[k] for k in keys])} → {group_acc(low, 'final_test_acc')} "
+                     "(means only, no test; the verdicts are the paired comparisons).")
     elif len(ranked) == 1 and not keys:
         lines.append(f"One configuration group (no axis varies but the seed): final test_acc "
                      f"{group_acc(ranked.iloc[0], 'final_test_acc')}; nothing to compare.")
     lines += selection_lines(trials)
     lines += comparison_lines(comp, keys, trials)
-    lines += dsq_lines(trials, rows, keys)
+    lines += dsq_lines(trials, rows, keys, rec, plan)
     lines += pretrain_lines(table, keys)
     lines += dsq_alpha_lines(table, keys)
     return lines

@@ -26,13 +26,19 @@ Rules used here, all computed from the rows:
 - **Paired differences**: for an axis A and value v against a reference r, pairs are trials equal in
   seed and every other group key; the difference is v - r of the metric. Pooled over the cells of
   the other keys, each seed's differences are averaged first; mean ± std and n are over seeds. The
-  reference is 0 where the axis is numeric and holds 0 (off: scratch, no mixup, no perturbation),
-  else the smallest number, ``False`` for booleans, ``default`` where present, otherwise the value
-  with the highest mean final test_acc. Axes under ``cfg.data.``, ``cfg.model.arch`` and
+  reference is declared, never chosen from the results: the plan's ``baseline`` where it names the
+  key, else the family's canonical default (``canonical_defaults``), else the first value of the
+  plan's axis; without a plan 0 where the axis is numeric and holds 0 (off: scratch, no mixup, no
+  perturbation), else the smallest number, ``False`` for booleans, ``default`` where present,
+  otherwise the first value of the trial table. The quantizer label's reference is the label whose
+  kind/quant columns hold those values (:func:`analysis.train.findings.quantizer_reference`). The
+  text says which rule chose it. Axes under ``cfg.data.``, ``cfg.model.arch`` and
   ``cfg.model.width`` are the setting, not a treatment: they split the comparisons but are not compared.
 - **Verdicts**: the one rule of :func:`analysis.common.stats.paired_verdict` (n >= 2 seeds; a
-  direction only when the paired-t 95% interval of the per-seed differences excludes 0), Holm-adjusted
-  over the rows of the paired-differences table (:func:`analysis.common.stats.holm`).
+  direction only when the paired-t 95% interval of the per-seed differences excludes 0); each is a
+  record (:class:`analysis.common.verdicts.Recorder`, ``verdicts.json``) of the question the sweep
+  answers (:func:`analysis.train.findings.question_for`), Holm-adjusted over that question's
+  comparisons in the report (the table's rows, the DSQ lines and the equal-bits lines).
 - **Cost** (rows with the cost columns of :mod:`lowbit_core.cost.columns`): each group's model cost
   (OPs, parameter bits, energy ESTIMATE) next to its mean final test_acc, the Pareto fronts against
   OPs and parameter bits (one line per quantizer label), a per-model summary and per-layer table
@@ -49,20 +55,20 @@ from pathlib import Path
 
 import pandas as pd
 
-from lowbit_sweeps.analysis.common.format import frame_to_markdown
+from lowbit_sweeps.analysis.common.format import fmt_value, frame_to_markdown
 from lowbit_sweeps.analysis.common.groups import distinct_values
 from lowbit_sweeps.analysis.common.load import error_line, failed_trials
 from lowbit_sweeps.analysis.common.plan import SweepPlan
-from lowbit_sweeps.analysis.common.stats import holm_note
+from lowbit_sweeps.analysis.common.verdicts import Recorder, write_decided
 from lowbit_sweeps.analysis.common.writing import (fact_lines, figures_section, findings_section, joined, provenance_facts,
-                                     seeds_fact, time_facts, title, write_analysis)
+                                     seeds_fact, time_facts, title)
 from lowbit_sweeps.analysis.train.cost import cost_section, front_points, has_cost, models, with_costs
 from lowbit_sweeps.analysis.train.equal_bits import equal_bits_lines
 from lowbit_sweeps.analysis.train.figures import plot_cost_fronts, plot_curves, plot_final
-from lowbit_sweeps.analysis.train.findings import comparisons, format_comparisons, train_findings
+from lowbit_sweeps.analysis.train.findings import comparisons, format_comparisons, train_findings, trial_cfg, verdicts_note
 from lowbit_sweeps.analysis.train.groups import (ACC, EPOCHS, OPTIMISTIC, QUANTIZER, VAL_FRACTION, add_quantizer_column,
                                    format_group_table, group_table, ok_trials, quantizer_collapsed_columns,
-                                   selection_note, train_group_keys, trial_table)
+                                   names_of, selection_note, train_group_keys, trial_table)
 
 FAMILY = "train"
 FIGURES = {
@@ -83,23 +89,31 @@ def is_train_sweep(df: pd.DataFrame) -> bool:
 class TrainAnalysis:
     """Everything a training sweep's report shows, computed once from the rows, statuses and plan."""
 
-    def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None = None, plan: SweepPlan = SweepPlan()):
-        self.plan = plan
+    def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None = None, plan: SweepPlan = SweepPlan(),
+                 rec: Recorder | None = None):
+        """``rec``: the report's Recorder (:func:`write_report` builds the analysis twice around one).
+        None: the analysis decides its own verdicts (a fresh Recorder, a first build to collect the
+        comparisons, :meth:`Recorder.adjust`), so they read as in the written report."""
+        if rec is None:
+            rec = Recorder(plan)
+            TrainAnalysis(df, status, plan, rec)
+            rec.adjust()
+        self.plan, self.rec = plan, rec
         self.rows = add_quantizer_column(df)
         self.keys = train_group_keys(self.rows)
         self.trials = trial_table(self.rows, self.keys, status)
         failed = failed_trials(status)
         self.failed_without_rows = failed[~failed["trial_key"].isin(set(self.rows["trial_key"]))]
         self.table = group_table(self.trials, self.keys)
-        self.comparisons = comparisons(self.trials, self.keys)
+        self.comparisons = comparisons(self.trials, self.keys, rec, plan, self.rows)
         self.findings = train_findings(self.trials, self.table, self.comparisons, self.keys, self.rows,
-                                       self.failed_without_rows)
+                                       self.failed_without_rows, rec, plan)
         self.costed = has_cost(self.rows) and len(self.trials) > 0
         if self.costed:
             self.trials = with_costs(self.trials, self.rows)
             self.points = front_points(self.trials, self.table, self.keys)
             self.models = models(self.trials, self.keys)
-            self.findings += equal_bits_lines(self.trials, self.keys)
+            self.findings += equal_bits_lines(self.trials, self.keys, rec, plan, trial_cfg(self.rows))
         good = ok_trials(self.trials)
         self.optimistic = bool(len(good) and good["selected_on_test"].any())
 
@@ -162,10 +176,15 @@ class TrainAnalysis:
                 "Value minus reference of final (and selected) test_acc over pairs of finished trials equal in "
                 "seed and every other group key; Δ in percentage points. Pooled rows average each seed's pairs "
                 "over the cells first: ± is the std over seeds of those per-seed means, n counts seeds. "
-                "Reference: 0 (off) for numeric axes that include it, else the smallest value; for categorical "
-                "axes `default` or the group with the highest mean final test_acc. Data/arch/width axes only split.",
+                "Reference: declared, never chosen from the results: the plan's baseline where it names the "
+                "key, else the family's canonical default, else the first value of the plan's axis; without a "
+                "plan 0 (off) for numeric axes that include it, else the smallest value, `default` for "
+                "categorical axes, else the first value of the sweep. Reference: "
+                + "; ".join(f"{names_of(self.keys).get(a, a)} = {fmt_value(r)} ({rule})" for a, r, rule in
+                            self.comparisons[["axis", "reference", "reference_rule"]].drop_duplicates("axis")
+                            .itertuples(index=False)) + ". Data/arch/width axes only split.",
                 "", frame_to_markdown(format_comparisons(self.comparisons, self.keys, self.optimistic)), "",
-                holm_note(list(self.comparisons["final.verdict"])), ""]
+                verdicts_note(list(self.comparisons["final.verdict"])), ""]
 
     def markdown(self, paths: list[Path]) -> str:
         out = (self.header() + findings_section(self.findings) + self.table_section() + self.comparisons_section()
@@ -179,5 +198,6 @@ class TrainAnalysis:
 
 def write_report(df: pd.DataFrame, status: pd.DataFrame | None, out_dir: str | Path,
                  plan: SweepPlan = SweepPlan()) -> list[Path]:
-    """Compute the analysis, write the figures and report.md into ``out_dir``; return the paths."""
-    return write_analysis(TrainAnalysis(df, status, plan), out_dir)
+    """Compute the analysis twice around one Recorder (:func:`write_decided`), write the figures,
+    report.md and verdicts.json into ``out_dir``; return the paths."""
+    return write_decided(lambda rec: TrainAnalysis(df, status, plan, rec), out_dir, plan)
