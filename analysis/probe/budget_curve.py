@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from lowbit_sweeps.analysis.common.format import fmt, fmt_mean_std, fmt_value
+from lowbit_sweeps.analysis.common.format import fmt_mean_std, fmt_value
 from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, seed_column
 from lowbit_sweeps.analysis.common.plotting import group_colors, new_figure
 from lowbit_sweeps.analysis.common.stats import over_seeds
@@ -99,8 +99,8 @@ def curve_table(final_ws: pd.DataFrame, rec=None) -> pd.DataFrame:
 
 
 def saturation(curve: pd.DataFrame, metric: str) -> tuple[float, float, float] | None:
-    """(M, epsilon of M, epsilon from which the curve is saturated) of one method's curve (module
-    docstring); None without values, NaN saturation when M <= 0."""
+    """Descriptive only (no finding uses it): (M, epsilon of M, the smallest epsilon whose mean is at
+    least SATURATED (90%) of M) of one method's curve of means; None without values, NaN when M <= 0."""
     c = curve.dropna(subset=[f"{metric}.mean"]).sort_values(EPSILON)
     if c.empty:
         return None

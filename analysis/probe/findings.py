@@ -20,7 +20,7 @@ from lowbit_sweeps.analysis.common.format import fmt, fmt_mean_std, fmt_value, g
 from lowbit_sweeps.analysis.common.groups import KIND, iter_groups, paired_rows, seed_column
 from lowbit_sweeps.analysis.common.stats import SeedStat, over_seeds, signed_percent
 from lowbit_sweeps.analysis.probe.groups import BATCH, ESTIMATOR, NOISE, OPTIMIZER
-from lowbit_sweeps.analysis.probe.records import MULTISTEP, OTHER, VSTE, per_seed, recorder, seed_diff
+from lowbit_sweeps.analysis.probe.records import MULTISTEP, OTHER, per_seed, recorder, seed_diff
 from lowbit_sweeps.analysis.probe.tables import HELDOUT_IMPROVEMENT, IMPROVEMENT, mean_std_table
 
 FLOAT32_EPS = 1.1920929e-07
