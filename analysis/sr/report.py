@@ -5,7 +5,8 @@ What it shows, all from the rows (rules in :mod:`analysis.sr.groups` and :mod:`a
 findings (the bicubic baseline against the literature's figures, FP against bicubic, which quantized
 part costs the most PSNR at each bit-width, with n and spread), one PSNR/SSIM table per test set and
 scale (bicubic, FP and every quantized setting: mean ± std and n over seeds, ΔPSNR against FP paired
-on seed with the one verdict rule, a paired-t 95% interval, Holm-adjusted over the settings), the
+on seed with the one verdict rule, a paired-t 95% interval; each a record of the question "sr-parts",
+Holm-adjusted over that question's comparisons in the report, ``verdicts.json``), the
 cost of each setting (lowbit_core.cost columns), and the figures of :mod:`analysis.sr.figures`
 (PSNR against bits per part, the crops, PSNR against cost).
 Where the trials had a validation set (``val_psnr_y`` / ``val_ssim_y``: the metrics model selection and
@@ -23,8 +24,9 @@ from lowbit_sweeps.analysis.common.groups import distinct_values
 from lowbit_sweeps.analysis.common.load import error_line, failed_trials
 from lowbit_sweeps.analysis.common.plan import SweepPlan
 from lowbit_sweeps.analysis.common.stats import mean_std_n
+from lowbit_sweeps.analysis.common.verdicts import Recorder, write_decided
 from lowbit_sweeps.analysis.common.writing import (fact_lines, figures_section, findings_section, joined, provenance_facts,
-                                     seeds_fact, time_facts, title, write_analysis)
+                                     seeds_fact, time_facts, title)
 from lowbit_sweeps.analysis.sr.figures import plot_cost_fronts, plot_crops, plot_psnr_vs_bits
 from lowbit_sweeps.analysis.sr.groups import SETTING, at_scale, ok_trials, scales, setting_order, test_sets, trial_table
 from lowbit_sweeps.analysis.sr.tables import bicubic_check, costliest_parts, fp_vs_bicubic, per_set_table
@@ -49,8 +51,16 @@ def is_sr_sweep(df: pd.DataFrame) -> bool:
 class SRAnalysis:
     """Everything an SR sweep's report shows, computed once from the rows, statuses and plan."""
 
-    def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None = None, plan: SweepPlan = SweepPlan()):
-        self.rows, self.plan = df, plan
+    def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None = None, plan: SweepPlan = SweepPlan(),
+                 rec: Recorder | None = None):
+        """``rec``: the report's Recorder (:func:`write_report` builds the analysis twice around one).
+        None: the analysis decides its own verdicts (a fresh Recorder, a first pass over the markdown
+        to collect the comparisons, :meth:`Recorder.adjust`), so they read as in the written report."""
+        if rec is None:
+            rec = Recorder(plan)
+            SRAnalysis(df, status, plan, rec).markdown([])
+            rec.adjust()
+        self.rows, self.plan, self.rec = df, plan, rec
         self.trials = trial_table(df, status)
         failed = failed_trials(status)
         self.failed_without_rows = failed[~failed["trial_key"].isin(set(df["trial_key"]))]
@@ -131,10 +141,11 @@ class SRAnalysis:
         out = []
         for scale in self.scales:
             for s in self.sets:
-                out += [x for x in (bicubic_check(self.trials, s, scale), fp_vs_bicubic(self.trials, s, scale)) if x]
+                out += [x for x in (bicubic_check(self.trials, s, scale),
+                                    fp_vs_bicubic(self.trials, s, scale, self.rec, self.plan)) if x]
         for scale in self.scales:
             for s in self.sets:
-                out += costliest_parts(self.trials, s, scale)
+                out += costliest_parts(self.trials, s, scale, self.rec, self.plan)
         return out or ["no finished trials"]
 
     def tables(self) -> list[str]:
@@ -142,7 +153,7 @@ class SRAnalysis:
         for scale in self.scales:
             for s in self.sets:
                 out += [f"## {s} x{scale}: PSNR-Y / SSIM-Y (mean ± std over seeds, n)", "",
-                        per_set_table(self.trials, s, scale), ""]
+                        per_set_table(self.trials, s, scale, self.rec, self.plan), ""]
         return out
 
     def cost_table(self) -> list[str]:
@@ -172,8 +183,9 @@ class SRAnalysis:
 
 def write_report(df: pd.DataFrame, status: pd.DataFrame | None, out_dir: str | Path,
                  plan: SweepPlan = SweepPlan()) -> list[Path]:
-    """Compute the analysis, write the figures and report.md into ``out_dir``; return the paths."""
-    return write_analysis(SRAnalysis(df, status, plan), out_dir)
+    """Compute the analysis twice around one Recorder (:func:`write_decided`), write the figures,
+    report.md and verdicts.json into ``out_dir``; return the paths."""
+    return write_decided(lambda rec: SRAnalysis(df, status, plan, rec), out_dir, plan)
 
 
 __all__ = ["FAMILY", "is_sr_sweep", "SRAnalysis", "write_report"]
