@@ -3,7 +3,11 @@
 Each study of a sweep (one per grid point, :class:`lowbit_core.sweep.Study`) keeps its trials in an
 Optuna journal next to the data, ``<folder>/_optuna/<study key>.log`` (``optuna.storages.JournalStorage``
 on a ``JournalFileBackend``). Every run into the folder (the first, each ``--resume`` and ``--extend``)
-opens a new study in that file, named by its run id, that continues the newest one before it:
+opens a new study in that file, named ``<sweep>/<study key>/<run id>`` (:func:`study_name`: the
+sweep and the grid point, as the Parquet rows' ``sweep`` and ``study`` columns, and the run, as their
+``run_id``), that continues the newest one before it. Every trial of it carries its trial key as the
+user attribute ``trial_key`` (:class:`KeyedOptunaSearch`, :func:`new_study`), so a dashboard's trials
+join the Parquet rows on ``trial_key``:
 
 - a trial the Parquet data records as finished (:func:`lowbit_core.results.finished_trials`: a done
   status and every row it counted on disk) is added as a completed trial with its value (the value
@@ -41,6 +45,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import FrozenTrial, TrialState, create_trial
 from ray.tune.schedulers import AsyncHyperBandScheduler
+from ray.tune.search.optuna import OptunaSearch
 
 from lowbit_core.results import DAMAGED_DIR
 
@@ -52,6 +57,43 @@ _LOCK_SUFFIX = ".lock"  # optuna.storages.journal._file.LOCK_FILE_SUFFIX: the sy
 
 def journal_path(folder: str | Path, study_key: str) -> Path:
     return Path(folder) / JOURNAL_DIR / f"{study_key}.log"
+
+
+def study_name(sweep: str, study_key: str, run_id: str) -> str:
+    """The Optuna study a run opens for a study of the sweep: ``<sweep>/<study key>/<run id>`` (each run
+    opens its own study in the journal, so the run id keeps the names apart)."""
+    return f"{sweep}/{study_key}/{run_id}"
+
+
+TRIAL_KEY_ATTR = "trial_key"
+"""The user attribute of every Optuna trial that holds its trial key (the Parquet rows' ``trial_key``)."""
+
+
+class KeyedOptunaSearch(OptunaSearch):
+    """Ray Tune's ``OptunaSearch`` that records, when it asks the study for a trial, that trial's trial
+    key as its user attribute :data:`TRIAL_KEY_ATTR` (through the study's storage, so the journal
+    holds it even for a trial killed with the driver). ``key_of``: the searched parameters (Optuna's
+    flat names) -> the trial key."""
+
+    def __init__(self, *args, key_of: Callable[[dict], str], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._key_of = key_of
+
+    def suggest(self, trial_id: str):
+        config = super().suggest(trial_id)
+        ot_trial = self._ot_trials.get(trial_id)
+        if ot_trial is not None and ot_trial.params and TRIAL_KEY_ATTR not in ot_trial.user_attrs:
+            ot_trial.set_user_attr(TRIAL_KEY_ATTR, self._key_of(dict(ot_trial.params)))  # a replay has it already
+        return config
+
+    def save(self, checkpoint_path: str) -> None:
+        """Ray Tune's experiment checkpoint pickles the searcher's attributes; ``key_of`` (it holds the
+        family's functions) is left out: a restore keeps the searcher's own."""
+        key_of = self.__dict__.pop("_key_of")
+        try:
+            super().save(checkpoint_path)
+        finally:
+            self._key_of = key_of
 
 
 def trial_seed(seed: int, number: int) -> int:
@@ -210,17 +252,18 @@ def continue_study(earlier: list[Known], rows: dict[str, Rows], done: set[str], 
 
 def new_study(storage: JournalStorage, name: str, direction: str, distributions: dict[str, BaseDistribution],
               cont: Continuation, sampler: BaseSampler) -> optuna.Study:
-    """Create the run's study ``name`` in ``storage``: ``cont.finished`` as completed trials (failed
-    when their value is not finite, as Optuna records a NaN result), then ``cont.replays`` enqueued."""
+    """Create the run's study ``name`` (:func:`study_name`) in ``storage``: ``cont.finished`` as completed
+    trials (failed when their value is not finite, as Optuna records a NaN result), then ``cont.replays``
+    enqueued; each with its trial key as the user attribute :data:`TRIAL_KEY_ATTR`."""
     study = optuna.create_study(storage=storage, study_name=name, direction=direction, sampler=sampler)
     for known in cont.finished:
         ok = _finite(known.value)
         study.add_trial(create_trial(state=TrialState.COMPLETE if ok else TrialState.FAIL,
                                      value=float(known.value) if ok else None, params=known.params,
                                      distributions={k: distributions[k] for k in known.params},
-                                     user_attrs={"trial_key": known.key}))
+                                     user_attrs={TRIAL_KEY_ATTR: known.key}))
     for known in cont.replays:
-        study.enqueue_trial(known.params, user_attrs={"trial_key": known.key, "replayed": True})
+        study.enqueue_trial(known.params, user_attrs={TRIAL_KEY_ATTR: known.key, "replayed": True})
     return study
 
 

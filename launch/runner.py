@@ -453,7 +453,8 @@ def _fit_optuna(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: in
     from ray.tune.search import ConcurrencyLimiter
     from ray.tune.search.optuna import OptunaSearch
 
-    from lowbit_sweeps.launch.optuna_state import TrialSeededTPE, continue_study, journal_trials, new_study, open_journal, warm_asha
+    from lowbit_sweeps.launch.optuna_state import (KeyedOptunaSearch, TrialSeededTPE, continue_study, journal_trials,
+                                                   new_study, open_journal, study_name, warm_asha)
 
     sweep = plan.sweep
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -474,12 +475,13 @@ def _fit_optuna(plan: Plan, run: _Run, make_tuner, resume: bool, concurrency: in
         # studies of one seed share the sampler's seed (paired across optimizers); different seeds
         # draw independently
         sampler = TrialSeededTPE(sweep.search.sampler_seed * 100_003 + getattr(study.config, "seed", 0))
-        new_study(storage, run.run_id, "minimize" if sweep.mode == "min" else "maximize",
+        name = study_name(sweep.name, study.key, run.run_id)
+        new_study(storage, name, "minimize" if sweep.mode == "min" else "maximize",
                   OptunaSearch.convert_search_space(space), cont, sampler)
         if cont.remaining <= 0:
             continue
-        searcher = OptunaSearch(metric=sweep.metric, mode=sweep.mode, sampler=sampler, study_name=run.run_id,
-                                storage=storage)
+        searcher = KeyedOptunaSearch(metric=sweep.metric, mode=sweep.mode, sampler=sampler, study_name=name,
+                                     storage=storage, key_of=key_of)
         scheduler = make_scheduler(plan)
         if scheduler is not None:
             history = {k: r.by_epoch for k, r in known.items() if r.by_epoch}

@@ -148,12 +148,17 @@ request gives up within about 3 attempts x 10 s plus 1 + 2 s of backoff, and the
 def prepare_environment(names: list[str]) -> None:
     """Settle the trackers' environment before Ray starts (a local Ray's workers, among them W&B's
     logging actors, inherit it): :data:`MLFLOW_HTTP_DEFAULTS` for a tracking server (the default
-    SQLite store needs nothing); ``WANDB_MODE`` resolved (:func:`wandb_mode`: Ray's W&B set-up asks for
-    an API key unless the mode is offline, and W&B rejects an empty mode) and an empty
-    ``WANDB_API_KEY`` removed."""
-    if "mlflow" in names and os.environ.get("MLFLOW_TRACKING_URI"):
+    SQLite store needs nothing), ``MLFLOW_ALLOW_FILE_STORE=true`` unless set when
+    ``$MLFLOW_TRACKING_URI`` names a file store (``file://`` or a plain path: MLflow 3 refuses to open
+    one without it; reading it back needs it too); ``WANDB_MODE`` resolved (:func:`wandb_mode`: Ray's
+    W&B set-up asks for an API key unless the mode is offline, and W&B rejects an empty mode) and an
+    empty ``WANDB_API_KEY`` removed."""
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if "mlflow" in names and uri:
         for key, value in MLFLOW_HTTP_DEFAULTS.items():
             os.environ.setdefault(key, value)
+        if _file_store(uri):
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     if "wandb" in names:
         if not os.environ.get("WANDB_API_KEY"):
             os.environ.pop("WANDB_API_KEY", None)
@@ -202,6 +207,14 @@ def _plugin_schemes() -> set[str]:
         return set()
 
 
+def _file_store(uri: str) -> bool:
+    """Whether MLflow takes ``uri`` as a file store: ``file://``, or a plain path (also ``C:\\...``)."""
+    from urllib.parse import urlparse
+
+    scheme = urlparse(uri).scheme.lower()
+    return scheme == "file" or not scheme or (len(scheme) == 1 and scheme.isalpha())
+
+
 def mlflow_uri_problem(uri: str) -> str | None:
     """None when MLflow would take ``uri`` as a tracking URI (a scheme of :data:`MLFLOW_SCHEMES`, a
     database scheme with ``+driver``, a plug-in's scheme, or a plain path), else the one line saying
@@ -209,7 +222,7 @@ def mlflow_uri_problem(uri: str) -> str | None:
     from urllib.parse import urlparse
 
     scheme = urlparse(uri).scheme.lower()
-    if (not scheme or (len(scheme) == 1 and scheme.isalpha()) or scheme in MLFLOW_SCHEMES
+    if (_file_store(uri) or scheme in MLFLOW_SCHEMES
             or (scheme.partition("+")[0] in _DATABASES and scheme.partition("+")[2]) or scheme in _plugin_schemes()):
         return None
     return (f"--log mlflow: MLFLOW_TRACKING_URI={uri} has a scheme MLflow does not take ({scheme!r}); valid: "

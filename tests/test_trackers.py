@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 import subprocess
 import sys
@@ -419,3 +420,20 @@ def test_an_mlflow_server_failing_after_the_check_is_one_warning_and_the_sweep_c
     rows = pd.read_parquet(tmp_path / "res" / "tiny_track")
     assert len(rows) == 8 and not rows.duplicated(["trial_key", "step"]).any()
     assert "all 2 trials finished" in res.stdout
+
+
+@pytest.mark.parametrize("uri, allow", [("", None), ("sqlite:////tmp/x.db", None), ("file:///tmp/mlruns", "true"),
+                                        ("/tmp/mlruns", "true"), ("http://127.0.0.1:5000", None)])
+def test_a_file_store_uri_is_opted_in_and_the_default_needs_nothing(monkeypatch, uri, allow):
+    """MLflow 3 refuses to open a file store without MLFLOW_ALLOW_FILE_STORE=true: a file:// URI or a
+    plain path the user set gets it (unless set); the default SQLite store and other URIs do not."""
+    from lowbit_sweeps.launch.trackers import MLFLOW_HTTP_DEFAULTS, prepare_environment
+
+    for key in ("MLFLOW_ALLOW_FILE_STORE", "MLFLOW_TRACKING_URI", *MLFLOW_HTTP_DEFAULTS):
+        monkeypatch.setenv(key, "")
+        monkeypatch.delenv(key)
+    if uri:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    prepare_environment(["mlflow"])
+    assert os.environ.get("MLFLOW_ALLOW_FILE_STORE") == allow
+    assert ("MLFLOW_HTTP_REQUEST_TIMEOUT" in os.environ) == bool(uri)
