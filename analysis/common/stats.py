@@ -198,7 +198,7 @@ class Verdict:
         else:
             d = f"d = {self.effect:.2g}" if abs(self.effect) < 10 else f"d = {self.effect:.0f}"
         text = f"{num(self.mean)} [{num(self.lo)}, {num(self.hi)}]{unit}, n = {self.n}, {d}"
-        if self.k > 1 or self.alpha != ALPHA:
+        if (self.k > 1 or self.alpha != ALPHA) and math.isfinite(self.p_holm):
             text += f", p_Holm = {self.p_holm:.2g} (K = {self.k}" + (f", α = {self.alpha:.2g}" if self.alpha != ALPHA else "") + ")"
         return text
 
@@ -294,7 +294,7 @@ def holm(verdicts, alpha: float = ALPHA) -> list[Verdict]:
 
     idx = [i for i, v in enumerate(verdicts) if v.sign is not None and math.isfinite(v.p) and not v.identical]
     k = len(idx)
-    out = list(verdicts)
+    out = [replace(v, alpha=alpha) for v in verdicts]
     running = 0.0
     for rank, i in enumerate(sorted(idx, key=lambda i: q(verdicts[i]))):
         v = verdicts[i]
