@@ -100,11 +100,12 @@ def test_paired_differences_to_nste_and_their_verdicts(trials):
 
 def test_answer_lines_count_settings_and_never_judge_one_seed(trials):
     text = "\n".join(answer_lines(trials))
-    assert "final test_acc vs nSTE — init: 1 of 3 settings differ (higher: –; lower: window t=0.5·std)" in text
+    # Holm over the question's (vste-resnet) 12 counted comparisons here; identical ones are not counted
+    assert ("final test_acc vs nSTE — init: 1 of 3 settings differ (n = 2, Holm over K = 12): higher: –; lower: "
+            "window t=0.5·std (-4.00 [-4.00, -4.00] pp, n = 2, no spread (s = 0, t infinite), p_Holm = 0 (K = 12): lower)") in text
     # the clip's seed wobble is the same in both states, so its pretrained - init difference is exact
-    assert ("final test_acc: 2 of 3 settings depend on it: value_clip c=1·std (-0.40 [-0.40, -0.40] pp, n = 2, no spread "
-            "(s = 0, t infinite), p_Holm = 0 (K = 3): smaller), window t=0.5·std (+3.00 [+3.00, +3.00] pp, n = 2") in text
-    assert "[Holm over K = 3; intervals and n in the paired-differences table]" in text
+    assert ("final test_acc: 2 of 3 settings depend on it (n = 2): value_clip c=1·std (-0.40 [-0.40, -0.40] pp, n = 2, no spread "
+            "(s = 0, t infinite), p_Holm = 0 (K = 12): smaller), window t=0.5·std (+3.00 [+3.00, +3.00] pp, n = 2") in text
     one = "\n".join(answer_lines(trial_table(rows_of(seeds=(0,)))))
     assert "no verdict (needs >= 2 seeds)" in one and "differ (" not in one
 
@@ -114,13 +115,15 @@ def test_report_writes_figures_tables_and_findings(tmp_path, capsys):
     assert main([str(folder)]) == 0
     out = folder / "_report"
     assert {p.name for p in out.iterdir()} == {"report.md", "snr_cos_vs_width.png", "stats_vs_depth.png",
-                                               "accuracy_vs_width.png", "threshold.png"}
+                                               "accuracy_vs_width.png", "threshold.png", "verdicts.json"}
     md = (out / "report.md").read_text()
     assert "**Do vSTE and nSTE differ on ResNet?**" in md and "**Does it depend on pretraining?**" in md
     assert "| weight estimator | state | tau (w) | n |" in md and "(n=2)" in md
     assert "final test_acc by weight threshold" in md
     assert "init: window t=2·std pass(es) every latent weight" in md and "c=1·std pass" not in md  # a clip never does
     assert "against the noise floor -0.903 (log10 1/M, M = 8)" in md
+    # +0.353 above the floor over 2 seeds, but Holm over the 4 state/stage records leaves no direction: not "resolved"
+    assert "above it, per seed over the settings: +0.3531 [+0.03543, +0.6707], n = 2" in md and "resolved" not in md
     assert "- **pretraining**: FP, in the trial, 3 epochs (FP test_acc over seeds 60.00 ± 0.00% (n=2))" in md
 
 

@@ -13,7 +13,13 @@ Rules (all from the trial table of :mod:`analysis.gradstats.trials`, counted tri
   direction only when the paired-t 95% interval of the per-seed differences excludes 0). Every
   estimator setting against nSTE in one state and metric is one family of K comparisons, as is every
   setting's pretraining dependence in one metric: Holm-adjusted (:func:`analysis.common.stats.holm`),
-  in the table and in the answer alike.
+  in the table and in the answer alike. In the report every verdict is a record
+  (:class:`analysis.common.verdicts.Recorder`, ``verdicts.json``) of the question "vste-resnet", and
+  Holm runs over all of that question's comparisons in the report (every state, metric and setting);
+  the functions below, called without a Recorder, decide their own comparisons alone.
+- **Noise floor**: per state and stage, each seed's mean over its trials of (mean log10 SNR over the
+  layers) − log10(1/M), against 0: a record of "other comparisons" (a property of the measurement, not
+  an answer); the text says a mean gradient is resolved above the noise only where it is a direction.
 - Metrics: final ``test_acc`` (after the fine-tuning budget; percentage points), and at the start
   state the layer summaries of the weights' SNR (mean log10: a difference of 1 is a factor 10), the
   bias-corrected SNR max(SNR − 1/M, 0) (mean over layers; :mod:`analysis.gradstats.trials`) and
@@ -27,12 +33,15 @@ import pandas as pd
 
 from lowbit_sweeps.analysis.common.format import fmt, fmt_acc, fmt_mean_std, fmt_pp, fmt_value
 from lowbit_sweeps.analysis.common.groups import paired_rows
-from lowbit_sweeps.analysis.common.stats import ALPHA, SeedStat, Verdict, holm, mean_std_n, over_seeds, signed_pp
+from lowbit_sweeps.analysis.common.stats import SeedStat, Verdict, holm_note, mean_std_n, over_seeds, signed_pp
+from lowbit_sweeps.analysis.common.verdicts import Recorder
 from lowbit_sweeps.analysis.gradstats.trials import ACT_LABEL, BATCHES, LABEL, SEED, STATE, TAU_A, TAU_W, WIDTH
 from lowbit_core.quant import estimator_registry
 
 NSTE = estimator_registry.label(estimator_registry.REFERENCE)
 CELL = [TAU_W, TAU_A, ACT_LABEL, BATCHES]
+QUESTION = "vste-resnet"
+"""The question the vSTE-against-nSTE comparisons answer (:mod:`lowbit_core.questions`)."""
 METRICS = {"final_test_acc": "final test_acc", "start.w_snr": "start log10 SNR (w)",
            "start.w_snr_c": "start SNR − 1/M (w)", "start.w_cos_sur": "start cos to surrogate (w)"}
 
@@ -84,40 +93,79 @@ def _verdict_text(v: Verdict, metric: str, higher: str, lower: str) -> str:
     return v.text(higher, lower, signed_pp, " pp") if metric == "final_test_acc" else v.text(higher, lower)
 
 
-def holm_verdicts(trials: pd.DataFrame, metric: str, state: str | None = None) -> dict[str, tuple[SeedStat, Verdict]]:
+def decided(fn, plan=None):
+    """``fn(rec)`` with decided verdicts: a fresh Recorder collects ``fn``'s comparisons,
+    :meth:`Recorder.adjust` decides them (Holm per question), ``fn`` runs again to render them."""
+    rec = Recorder(plan)
+    fn(rec)
+    rec.adjust()
+    return fn(rec)
+
+
+def _arms(trials: pd.DataFrame, labels: set, states) -> pd.DataFrame:
+    """The counted trials of the compared settings in ``states`` (the record's cells)."""
+    t = ok(trials)
+    return t[t[LABEL].isin(labels) & t[STATE].astype(str).isin(set(states))] if len(t) else t
+
+
+def holm_verdicts(trials: pd.DataFrame, metric: str, state: str | None = None,
+                  rec: Recorder | None = None, plan=None) -> dict[str, tuple[SeedStat, Verdict]]:
     """Per estimator setting: its statistic against nSTE in ``state`` (None: the pretraining
-    dependence, pretrained − init) and its verdict, Holm-adjusted over the settings (one family)."""
+    dependence, pretrained − init) and its verdict: ``rec``'s record of the question "vste-resnet"
+    (decided with all of the question's comparisons); None: Holm over these settings alone."""
+    if rec is None:
+        return decided(lambda r: holm_verdicts(trials, metric, state, r, plan), plan)
     states = states_of(trials)
-    stats = {label: (versus_nste(trials, state, label, metric) if state is not None
-                     else pretraining_dependence(trials, label, metric, tuple(states)))
-             for label, _, _ in settings(trials)}
-    adjusted = holm([s.verdict() for s in stats.values()])
-    return {label: (s, v) for (label, s), v in zip(stats.items(), adjusted)}
+    out = {}
+    for label, _, _ in settings(trials):
+        if state is not None:
+            s, scope, where = versus_nste(trials, state, label, metric), state, (state,)
+        else:
+            s = pretraining_dependence(trials, label, metric, tuple(states))
+            scope, where = f"{states[1]} − {states[0]}", tuple(states)
+        v = rec.verdict(s.values, question=QUESTION, comparison=f"{label} vs {NSTE} ({scope})", metric=METRICS[metric],
+                        baseline=f"{NSTE} (the registry's reference estimator)",
+                        unit="fraction (Δ of test_acc)" if metric == "final_test_acc" else METRICS[metric],
+                        rows=_arms(trials, {label, NSTE}, where))
+        out[label] = (s, v)
+    return out
 
 
-def comparison_verdicts(trials: pd.DataFrame) -> list[list[Verdict]]:
-    """The families of the comparison table (each a list of Holm-adjusted verdicts)."""
+def _scopes(trials: pd.DataFrame) -> list[str | None]:
     states = states_of(trials)
-    scopes = list(states) + ([None] if len(states) == 2 else [])
-    return [[v for _, v in holm_verdicts(trials, metric, scope).values()] for scope in scopes for metric in METRICS]
+    return list(states) + ([None] if len(states) == 2 else [])
 
 
-def family_note(trials: pd.DataFrame) -> str:
-    """The line under the comparison table: the Holm families and their sizes."""
-    ks = sorted({sum(v.sign is not None for v in fam) for fam in comparison_verdicts(trials)} - {0})
-    k = "–" if not ks else (f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}–{ks[-1]}")
-    return (f"Holm-adjusted within each family of K = {k} comparisons (every estimator setting against nSTE, "
-            f"per column and state; and per column of the pretrained − init rows), family-wise α = {ALPHA:g}; "
-            "intervals are the unadjusted paired-t 95% intervals, n = seeds.")
+def comparison_verdicts(trials: pd.DataFrame, rec: Recorder | None = None, plan=None) -> list[list[Verdict]]:
+    """The verdicts of the comparison table, per (state, metric) (records of ``rec``)."""
+    if rec is None:
+        return decided(lambda r: comparison_verdicts(trials, r, plan), plan)
+    return [[v for _, v in holm_verdicts(trials, metric, scope, rec, plan).values()]
+            for scope in _scopes(trials) for metric in METRICS]
 
 
-def comparison_table(trials: pd.DataFrame) -> pd.DataFrame:
+def family_note(trials: pd.DataFrame, rec: Recorder | None = None, plan=None) -> str:
+    """The line under the comparison table: the Holm family and its size."""
+    verdicts = [v for fam in comparison_verdicts(trials, rec, plan) for v in fam]
+    counted = [v for v in verdicts if v.sign is not None and not v.identical and math.isfinite(v.p)]
+    ks = sorted({v.k for v in counted})
+    if not counted:
+        return holm_note(verdicts)
+    k = f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}–{ks[-1]}"
+    return (f"Holm-adjusted over the K = {k} comparisons of the question vste-resnet in this report (every estimator "
+            f"setting against nSTE, per column and state, and the pretrained − init rows), family-wise "
+            f"α = {counted[0].alpha:.2g}; intervals are the unadjusted paired-t 95% intervals, n = seeds.")
+
+
+def comparison_table(trials: pd.DataFrame, rec: Recorder | None = None, plan=None) -> pd.DataFrame:
     """One row per (state, setting): each metric's paired difference to nSTE with its verdict, and
-    (a row per setting, state 'pretrained − init') the dependence on pretraining; verdicts
-    Holm-adjusted per family (:func:`holm_verdicts`)."""
+    (a row per setting, state 'pretrained − init') the dependence on pretraining; verdicts are
+    ``rec``'s records (:func:`holm_verdicts`; None: decided over the table's comparisons)."""
+    if rec is None:
+        return decided(lambda r: comparison_table(trials, r, plan), plan)
     states = states_of(trials)
-    scopes = list(states) + ([None] if len(states) == 2 else [])
-    judged = {(scope, metric): holm_verdicts(trials, metric, scope) for scope in scopes for metric in METRICS}
+    scopes = _scopes(trials)
+    judged = {(scope, metric): holm_verdicts(trials, metric, scope, rec, plan) for scope in scopes for metric in METRICS}
     rows = []
     for label, _, _ in settings(trials):
         for scope in scopes:
@@ -131,51 +179,55 @@ def comparison_table(trials: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _count(trials: pd.DataFrame, state: str, metric: str) -> tuple[list[str], list[str], int]:
-    """(settings higher than nSTE, settings lower, settings with a verdict) in ``state``."""
-    higher, lower, judged = [], [], 0
-    for label, (_, v) in holm_verdicts(trials, metric, state).items():
-        if v.sign is None:
-            continue
-        judged += 1
-        if v.sign > 0:
-            higher.append(label)
-        elif v.sign < 0:
-            lower.append(label)
-    return higher, lower, judged
+def _listed(items: list[tuple[str, Verdict]], metric: str, higher: str, lower: str) -> str:
+    return ", ".join(f"{label} ({_verdict_text(v, metric, higher, lower)})" for label, v in items) or "–"
 
 
-def answer_lines(trials: pd.DataFrame) -> list[str]:
-    """The findings' answer to "do vSTE and nSTE differ on ResNet, and does it depend on pretraining?"."""
+def _seeds(verdicts) -> str:
+    ns = sorted({v.n for v in verdicts})
+    return f"n = {ns[0]}" if len(ns) == 1 else f"n = {ns[0]}–{ns[-1]}"
+
+
+def answer_lines(trials: pd.DataFrame, rec: Recorder | None = None, plan=None) -> list[str]:
+    """The findings' answer to "do vSTE and nSTE differ on ResNet, and does it depend on pretraining?":
+    each setting that differs with its record's interval; the counts of the others (their records in
+    the paired-differences table and verdicts.json)."""
+    if rec is None:
+        return decided(lambda r: answer_lines(trials, r, plan), plan)
     states, found = states_of(trials), settings(trials)
     if not found or not (ok(trials)[LABEL] == NSTE).any():
         return ["No vSTE-vs-nSTE comparison: the sweep needs nSTE trials and other estimators of the same states."]
     lines = ["**Do vSTE and nSTE differ on ResNet?** (paired on seeds; a direction where the paired-t 95% interval "
-             "excludes 0, Holm-adjusted over the settings; n = seeds)"]
+             "excludes 0, Holm-adjusted over the question's comparisons; n = seeds)"]
     for metric, name in METRICS.items():
         parts = []
         for state in states:
-            higher, lower, judged = _count(trials, state, metric)
+            judged = [(label, v) for label, (_, v) in holm_verdicts(trials, metric, state, rec, plan).items()
+                      if v.sign is not None]
             if not judged:
                 parts.append(f"{state}: no verdict (needs >= 2 seeds)")
                 continue
-            text = f"{state}: {len(higher) + len(lower)} of {judged} settings differ"
+            higher = [(lab, v) for lab, v in judged if v.decision == "higher"]
+            lower = [(lab, v) for lab, v in judged if v.decision == "lower"]
+            k = max(v.k for _, v in judged)  # identical comparisons are not counted (their k is 1)
+            text = f"{state}: {len(higher) + len(lower)} of {len(judged)} settings differ ({_seeds(v for _, v in judged)}, " \
+                   f"Holm over K = {k})"
             if higher or lower:
-                text += f" (higher: {', '.join(higher) or '–'}; lower: {', '.join(lower) or '–'})"
-            text += f" [Holm over K = {judged}; intervals and n in the paired-differences table]"
+                text += (f": higher: {_listed(higher, metric, 'higher', 'lower')}; "
+                         f"lower: {_listed(lower, metric, 'higher', 'lower')}")
             parts.append(text)
         lines.append(f"  {name} vs nSTE — " + "; ".join(parts))
     if len(states) == 2:
         lines.append(f"**Does it depend on pretraining?** ({states[1]} − {states[0]} of the difference to nSTE)")
         for metric, name in METRICS.items():
-            judged = [(label, v) for label, (_, v) in holm_verdicts(trials, metric, None).items()]
-            judged = [(label, v) for label, v in judged if v.sign is not None]
+            judged = [(label, v) for label, (_, v) in holm_verdicts(trials, metric, None, rec, plan).items()
+                      if v.sign is not None]
             if not judged:
                 lines.append(f"  {name}: no verdict (needs >= 2 seeds in both states)")
                 continue
-            differ = [f"{label} ({_verdict_text(v, metric, 'larger', 'smaller')})" for label, v in judged if v.sign]
-            lines.append(f"  {name}: {len(differ)} of {len(judged)} settings depend on it"
-                         + (f": {', '.join(differ)}" if differ else ""))
+            differ = [(label, v) for label, v in judged if v.sign]
+            lines.append(f"  {name}: {len(differ)} of {len(judged)} settings depend on it ({_seeds(v for _, v in judged)})"
+                         + (f": {_listed(differ, metric, 'larger', 'smaller')}" if differ else ""))
     return lines
 
 
@@ -196,21 +248,30 @@ def coincide_lines(trials: pd.DataFrame) -> list[str]:
     return out
 
 
-def noise_floor_lines(trials: pd.DataFrame) -> list[str]:
-    """Where the weights' SNR sits at the noise floor 1/M: the mean over M batches resolved no signal."""
+def noise_floor_lines(trials: pd.DataFrame, rec: Recorder | None = None, plan=None) -> list[str]:
+    """Where the weights' SNR sits against the noise floor 1/M (module docstring): a record per state
+    and stage; "resolved" only where it is a direction."""
     t = ok(trials)
     if not len(t) or t[BATCHES].nunique() != 1:
         return []
-    floor = -math.log10(float(t[BATCHES].iloc[0]))
+    rec = rec if rec is not None else Recorder(plan)
+    m_batches = int(t[BATCHES].iloc[0])
+    floor = -math.log10(float(m_batches))
     out = []
     for state in states_of(trials):
         sub = t[t[STATE].astype(str) == state]
         for stage in ("start", "final"):
             m, s, n = mean_std_n(sub[f"{stage}.w_snr"])
-            if n:
-                out.append(f"{state}, {stage}: log10 SNR (w), mean ± std over all trials {fmt_mean_std(m, s, n)}, "
-                           f"against the noise floor {floor:.3g} (log10 1/M, M = {int(t[BATCHES].iloc[0])})"
-                           + (": no mean gradient resolved beyond the noise" if m - floor < 0.1 else ""))
+            if not n:
+                continue
+            above = over_seeds(sub.assign(_above=pd.to_numeric(sub[f"{stage}.w_snr"], errors="coerce") - floor),
+                               "_above", SEED)
+            v = rec.verdict(above.values, question=None, comparison=f"log10 SNR (w) above the noise floor ({state}, {stage})",
+                            metric=f"mean log10 SNR (w) over layers − log10(1/M), M = {m_batches}",
+                            baseline="the noise floor log10(1/M)", unit="log10", rows=sub)
+            out.append(f"{state}, {stage}: log10 SNR (w), mean ± std over all trials {fmt_mean_std(m, s, n)}, "
+                       f"against the noise floor {floor:.3g} (log10 1/M, M = {m_batches}); above it, per seed over "
+                       f"the settings: {v.text('mean gradient resolved above the noise floor', 'below the noise floor')}")
     return out
 
 

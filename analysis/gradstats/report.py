@@ -5,7 +5,9 @@ It answers "do vSTE and nSTE differ on ResNet, and does it depend on pretraining
 layers are summarized, :mod:`analysis.gradstats.compare` for pairing and verdicts,
 :mod:`analysis.gradstats.figures` for what each figure averages). Tables show mean ± std (sample
 std, ddof=1) and n = seeds per group; every verdict needs n >= 2 (the one rule of
-:func:`analysis.common.stats.paired_verdict`).
+:func:`analysis.common.stats.paired_verdict`); every verdict is a record (``verdicts.json``) of the
+question "vste-resnet" (the noise-floor checks: "other comparisons"), Holm-adjusted over the question's
+comparisons in the report.
 """
 from __future__ import annotations
 
@@ -18,8 +20,9 @@ from lowbit_sweeps.analysis.common.groups import distinct_values, iter_groups, s
 from lowbit_sweeps.analysis.common.load import error_line, failed_trials
 from lowbit_sweeps.analysis.common.plan import SweepPlan
 from lowbit_sweeps.analysis.common.stats import mean_std_n
+from lowbit_sweeps.analysis.common.verdicts import Recorder, write_decided
 from lowbit_sweeps.analysis.common.writing import (fact_lines, figures_section, findings_section, provenance_facts, seeds_fact,
-                                     time_facts, title, write_analysis)
+                                     time_facts, title)
 from lowbit_sweeps.analysis.gradstats.compare import (NSTE, answer_lines, coincide_lines, comparison_table, family_note,
                                        noise_floor_lines, threshold_lines)
 from lowbit_sweeps.analysis.gradstats.figures import FIGURES, make_figures
@@ -68,8 +71,15 @@ def group_table(trials: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 class GradStatsAnalysis:
     """Everything the report shows, computed once from the rows, statuses and plan."""
 
-    def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None = None, plan: SweepPlan = SweepPlan()):
-        self.rows, self.plan = df, plan
+    def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None = None, plan: SweepPlan = SweepPlan(),
+                 rec: Recorder | None = None):
+        """``rec``: the report's Recorder (:func:`write_report` builds the analysis twice around one).
+        None: the analysis decides its own verdicts (a first pass over the markdown collects them)."""
+        if rec is None:
+            rec = Recorder(plan)
+            GradStatsAnalysis(df, status, plan, rec).markdown([])
+            rec.adjust()
+        self.rows, self.plan, self.rec = df, plan, rec
         self.trials = trial_table(df, status)
         self.keys = group_keys(self.trials)
         failed = failed_trials(status)
@@ -97,8 +107,8 @@ class GradStatsAnalysis:
         return lines + [""]
 
     def findings(self) -> list[str]:
-        return (answer_lines(self.trials) + coincide_lines(self.trials) + noise_floor_lines(self.trials)
-                + threshold_lines(self.trials))
+        return (answer_lines(self.trials, self.rec, self.plan) + coincide_lines(self.trials)
+                + noise_floor_lines(self.trials, self.rec, self.plan) + threshold_lines(self.trials))
 
     def markdown(self, paths: list[Path]) -> str:
         out = self.header() + findings_section(self.findings())
@@ -110,7 +120,7 @@ class GradStatsAnalysis:
                     "raw SNR and of the bias-corrected max(SNR − 1/M, 0) (a mean of M noise batches has SNR about "
                     "1/M; settings compare only at equal M). Cosines and fractions are means over layers. start: the "
                     "model state before fine-tuning; final: after the fine-tuning budget.", "", frame_to_markdown(table), ""]
-        comp = comparison_table(self.trials)
+        comp = comparison_table(self.trials, self.rec, self.plan)
         if len(comp):
             out += ["## Paired differences to nSTE", "",
                     "Estimator setting minus nSTE, paired on seed, thresholds and activation estimator; pooled over "
@@ -119,14 +129,15 @@ class GradStatsAnalysis:
                     "Each cell: mean ± std (n), then the mean with its paired-t 95% interval, n and d; pairs also "
                     "match in M (batches).",
                     "", frame_to_markdown(comp), "",
-                    family_note(self.trials), ""]
+                    family_note(self.trials, self.rec, self.plan), ""]
         return "\n".join(out + figures_section(paths, FIGURES)).rstrip() + "\n"
 
 
 def write_report(df: pd.DataFrame, status: pd.DataFrame | None, out_dir: str | Path,
                  plan: SweepPlan = SweepPlan()) -> list[Path]:
-    """Compute the analysis, write the figures and report.md into ``out_dir``; return the paths."""
-    return write_analysis(GradStatsAnalysis(df, status, plan), out_dir)
+    """Compute the analysis twice around one Recorder (:func:`write_decided`), write the figures,
+    report.md and verdicts.json into ``out_dir``; return the paths."""
+    return write_decided(lambda rec: GradStatsAnalysis(df, status, plan, rec), out_dir, plan)
 
 
 __all__ = ["FAMILY", "GradStatsAnalysis", "group_table", "is_gradstats_sweep", "write_report"]
