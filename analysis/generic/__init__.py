@@ -11,7 +11,10 @@ From the rows and the recorded plan only (never the family's code):
   ``{"estimator.name": "identity"}``): for each baseline key that varies, every other value of it
   minus the baseline value of the sweep's metric, paired on seed and on every other varying key,
   pooled per seed over those keys first; the verdict is :func:`analysis.common.stats.paired_verdict`'s,
-  Holm-adjusted over the table's comparisons.
+  a record (:class:`analysis.common.verdicts.Recorder`, ``verdicts.json``) of the plan's first question
+  (None, "other comparisons", where the plan names none), Holm-adjusted over that question's
+  comparisons. A value of a registered plug-in (an estimator, a quantizer) is shown with its
+  registered label.
 - **Curves**: the sweep's metric against step (or epoch) per setting, mean ± std over seeds.
 - **The plan and provenance**: profile, axes, seeds, command, git SHA, versions, devices.
 """
@@ -29,8 +32,9 @@ from lowbit_sweeps.analysis.common.groups import final_rows, hashable, seed_colu
 from lowbit_sweeps.analysis.common.load import error_line, failed_trials, stopped_trials
 from lowbit_sweeps.analysis.common.plan import SweepPlan
 from lowbit_sweeps.analysis.common.plotting import new_figure, save_figure
-from lowbit_sweeps.analysis.common.stats import holm, holm_note, mean_std_n, paired_t, paired_verdict
-from lowbit_sweeps.analysis.common.writing import (REPORT_NAME, FamilyReport, fact_lines, figures_section, findings_section,
+from lowbit_sweeps.analysis.common.stats import holm_note, mean_std_n, paired_t
+from lowbit_sweeps.analysis.common.verdicts import Recorder, write_decided
+from lowbit_sweeps.analysis.common.writing import (FamilyReport, fact_lines, figures_section, findings_section,
                                      provenance_facts, seeds_fact, time_facts, title)
 
 NAME = "generic"
@@ -73,10 +77,49 @@ def setting_table(final: pd.DataFrame, keys: list[str], metrics: list[str]) -> p
     return pd.DataFrame(rows)
 
 
-def baseline_comparisons(final: pd.DataFrame, plan: SweepPlan, keys: list[str], metric: str):
+def plan_question(plan) -> str | None:
+    """The plan's first recorded question (None: "other comparisons")."""
+    for q in (getattr(plan, "raw", None) or {}).get("questions") or []:
+        qid = q.get("id") if isinstance(q, dict) else q
+        if qid:
+            return str(qid)
+    return None
+
+
+def registered_label(key: str, value) -> str:
+    """``value`` of config ``key`` with the registered label of its plug-in where it names one (an
+    estimator, a quantizer): 'tanh_ste (tanh STE)'; else the value as text."""
+    text = fmt_value(value)
+    leaf = key.rsplit(".", 1)[-1]
+    try:
+        if "estimator" in key and leaf in ("name", "weight_estimator", "act_estimator", "estimator"):
+            from lowbit_core.quant import estimator_registry as reg
+
+            found = reg.REGISTRY.get(str(value), None)
+            lab = found.describe() if found is not None else None
+        elif leaf in ("kbit", "quantizer"):
+            from lowbit_core.quant import registry as reg
+
+            found = reg.QUANTIZERS.get(str(value), None)
+            lab = reg.label(value) if found is not None else None
+        else:
+            lab = None
+    except Exception:  # a label is a courtesy: never fail the report over it
+        lab = None
+    return f"{text} ({lab})" if lab and lab != text else text
+
+
+def baseline_comparisons(final: pd.DataFrame, plan: SweepPlan, keys: list[str], metric: str,
+                         rec: Recorder | None = None):
     """[(key, value, baseline value, Verdict)] of every other value of each varying baseline key
-    against the baseline value, on ``metric``, paired on seed and the other keys (pooled per seed)."""
+    against the baseline value, on ``metric``, paired on seed and the other keys (pooled per seed);
+    each verdict ``rec``'s record (None: decided over these comparisons alone)."""
+    if rec is None:
+        rec = Recorder(plan)
+        baseline_comparisons(final, plan, keys, metric, rec)
+        rec.adjust()
     seed = seed_column(final)
+    question = plan_question(plan)
     out = []
     for key, base in plan.baseline.items():
         col = f"cfg.{key}"
@@ -95,9 +138,13 @@ def baseline_comparisons(final: pd.DataFrame, plan: SweepPlan, keys: list[str], 
             if not len(both):
                 continue
             diff = (pd.to_numeric(cur_vals.loc[both]) - pd.to_numeric(ref_vals.loc[both])).groupby(level=0).mean()
-            out.append((key, value, fmt_value(base), paired_verdict(diff.to_numpy(dtype=float))))
-    adjusted = holm([v for *_, v in out])
-    return [(k, v, b, a) for (k, v, b, _), a in zip(out, adjusted)]
+            v = rec.verdict(diff.to_numpy(dtype=float), question=question,
+                            comparison=f"{key}={registered_label(key, value)} vs {registered_label(key, base)}",
+                            metric=f"{metric} (final row, paired on seed)",
+                            baseline=f"{key}={registered_label(key, base)} (the plan's baseline)", unit=metric,
+                            rows=pd.concat([cur, ref]))
+            out.append((key, value, fmt_value(base), v))
+    return out
 
 
 def curves_figure(df: pd.DataFrame, keys: list[str], metric: str, out_dir: Path) -> Path | None:
@@ -138,49 +185,80 @@ def axis_figure(final: pd.DataFrame, key: str, metric: str, out_dir: Path) -> Pa
     return save_figure(fig, axes, out_dir / f"by_{key.removeprefix('cfg.').replace('.', '_')}.png", "")
 
 
-def write(df: pd.DataFrame, status: pd.DataFrame | None, out_dir: str | Path, plan: SweepPlan) -> list[Path]:
-    """Write report.md and the figures into ``out_dir``; return the paths."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    metric, mode = plan.metric_mode((None, "min"))
-    failed = failed_trials(status)
-    stopped = stopped_trials(status)
-    bad = set(failed["trial_key"]) | set(stopped)
-    final_all = final_rows(df)
-    final = final_all[~final_all["trial_key"].isin(bad)]
-    keys = varying_keys(final_all)
-    metrics = metric_columns(final, metric)[:MAX_METRICS]
-    metric = metric or (metrics[0] if metrics else None)
+class GenericAnalysis:
+    """What the generic report shows, from the rows, statuses and plan; ``rec``: the report's
+    Recorder (None: the analysis decides its own verdicts)."""
 
-    lines = title(df)
-    lines += fact_lines([("family", plan.family or "–"), ("report", "generic (the family has no report of its own)"),
-                         *plan.facts(), seeds_fact(df), ("trials", f"{final_all['trial_key'].nunique()} "
-                         f"({len(failed)} failed, {len(stopped)} stopped early; neither averaged in)"),
-                         *provenance_facts(df), *time_facts(df)]) + [""]
-    findings = []
-    comparisons = baseline_comparisons(final, plan, keys, metric) if metric else []
-    for key, value, base, v in comparisons:
-        findings.append(f"{key} = {value} − {base} on {metric} ({mode}): "
-                        + v.text("higher", "lower"))
-    if not comparisons:
-        findings.append("no baseline comparison: the plan names no baseline value among the varying keys"
-                        + (f" ({', '.join(f'{k} = {v}' for k, v in plan.baseline.items())})" if plan.baseline else ""))
-    for _, row in failed.iterrows():
-        findings.append(f"failed: trial {row['trial_key']}: {error_line(row.get('error'))}")
-    for key, reason in stopped.items():
-        findings.append(f"stopped early: trial {key}: {reason}")
-    lines += findings_section(findings)
-    if comparisons:
-        lines += ["", holm_note([v for *_, v in comparisons]), ""]
-    lines += ["## Final values per setting", "",
-              "Mean over seeds [Student-t 95% interval of the mean] (n) of each trial's last row.", ""]
-    lines += [frame_to_markdown(setting_table(final, keys, metrics)), ""]
-    figures = [p for p in [curves_figure(df[~df["trial_key"].isin(bad)], keys, metric, out_dir) if metric else None,
-                           *(axis_figure(final, k, metric, out_dir) for k in keys if metric)] if p is not None]
-    lines += figures_section(figures, {"curves": f"{metric} against step, mean ± std over seeds"})
-    report = out_dir / REPORT_NAME
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return [report, *figures]
+    def __init__(self, df: pd.DataFrame, status: pd.DataFrame | None, plan: SweepPlan, rec: Recorder | None = None):
+        if rec is None:
+            rec = Recorder(plan)
+            GenericAnalysis(df, status, plan, rec).markdown([])
+            rec.adjust()
+        self.df, self.plan, self.rec = df, plan, rec
+        self.metric, self.mode = plan.metric_mode((None, "min"))
+        self.failed = failed_trials(status)
+        self.stopped = stopped_trials(status)
+        self.bad = set(self.failed["trial_key"]) | set(self.stopped)
+        self.final_all = final_rows(df)
+        self.final = self.final_all[~self.final_all["trial_key"].isin(self.bad)]
+        self.keys = varying_keys(self.final_all)
+        self.metrics = metric_columns(self.final, self.metric)[:MAX_METRICS]
+        self.metric = self.metric or (self.metrics[0] if self.metrics else None)
+        self.comparisons = baseline_comparisons(self.final, plan, self.keys, self.metric, rec) if self.metric else []
+
+    def make_figures(self, out_dir: Path) -> list[Path]:
+        df, keys, metric = self.df, self.keys, self.metric
+        if not metric:
+            return []
+        return [p for p in [curves_figure(df[~df["trial_key"].isin(self.bad)], keys, metric, out_dir),
+                            *(axis_figure(self.final, k, metric, out_dir) for k in keys)] if p is not None]
+
+    def findings(self) -> list[str]:
+        plan, metric = self.plan, self.metric
+        findings = []
+        for key, value, base, v in self.comparisons:
+            findings.append(f"{key} = {registered_label(key, value)} − {registered_label(key, base)} on {metric} "
+                            f"({self.mode}): " + v.text("higher", "lower"))
+        if not self.comparisons:
+            findings.append("no baseline comparison: the plan names no baseline value among the varying keys"
+                            + (f" ({', '.join(f'{k} = {v}' for k, v in plan.baseline.items())})" if plan.baseline else ""))
+        for _, row in self.failed.iterrows():
+            findings.append(f"failed: trial {row['trial_key']}: {error_line(row.get('error'))}")
+        for key, reason in self.stopped.items():
+            findings.append(f"stopped early: trial {key}: {reason}")
+        return findings
+
+    def markdown(self, paths: list[Path]) -> str:
+        df, plan = self.df, self.plan
+        lines = title(df)
+        lines += fact_lines([("family", plan.family or "–"), ("report", "generic (the family has no report of its own)"),
+                             *plan.facts(), seeds_fact(df), ("trials", f"{self.final_all['trial_key'].nunique()} "
+                             f"({len(self.failed)} failed, {len(self.stopped)} stopped early; neither averaged in)"),
+                             *provenance_facts(df), *time_facts(df)]) + [""]
+        lines += findings_section(self.findings())
+        if self.comparisons:
+            lines += ["", self.note(), ""]
+        lines += ["## Final values per setting", "",
+                  "Mean over seeds [Student-t 95% interval of the mean] (n) of each trial's last row.", ""]
+        lines += [frame_to_markdown(setting_table(self.final, self.keys, self.metrics)), ""]
+        lines += figures_section(paths, {"curves": f"{self.metric} against step, mean ± std over seeds"})
+        return "\n".join(lines) + "\n"
+
+    def note(self) -> str:
+        verdicts = [v for *_, v in self.comparisons]
+        counted = [v for v in verdicts if v.sign is not None and not v.identical and math.isfinite(v.p)]
+        ks = sorted({v.k for v in counted})
+        if not counted or ks == [len(counted)]:
+            return holm_note(verdicts)
+        k = f"{ks[0]}" if len(ks) == 1 else f"{ks[0]}–{ks[-1]}"
+        return (f"Holm-adjusted over the K = {k} comparisons of the question in this report, family-wise "
+                f"α = {counted[0].alpha:.2g}; intervals are the unadjusted paired-t 95% intervals, n = seeds.")
+
+
+def write(df: pd.DataFrame, status: pd.DataFrame | None, out_dir: str | Path, plan: SweepPlan) -> list[Path]:
+    """Write report.md, the figures and verdicts.json into ``out_dir`` (the analysis built twice
+    around one Recorder, :func:`write_decided`); return the paths."""
+    return write_decided(lambda rec: GenericAnalysis(df, status, plan, rec), out_dir, plan)
 
 
 REPORT = FamilyReport(NAME, write, detects=lambda df: False)
