@@ -120,30 +120,51 @@ def test_rerun_after_a_new_sweep_changes_only_its_questions(folders, tmp_path):
     assert len(calls) == n_calls  # the cached estimates were not timed again
 
 
-def test_status_rules_on_hand_made_evidence(tmp_path):
-    def ev(name, profile, lines, qid="budget-binds"):
-        return Evidence(tmp_path / name, name, "probe", profile, [{"id": qid, "text": "t"}], [0, 1, 2], {}, "c", [],
-                        ["abc"], lines, None, 3)
+def record(qid, decision, n=3, comparison="a vs b", mean=0.1, std=0.1):
+    return {"question": qid, "comparison": comparison, "metric": "m", "baseline": "b", "unit": "fraction",
+            "mean": mean, "lo": mean - 0.1, "hi": mean + 0.1, "n": n, "std": std, "p": 0.01, "p_equiv": 0.5,
+            "p_holm": 0.02, "k": 2, "alpha": 0.05, "margin": 0.01, "decision": decision, "cells": [{}]}
 
-    no = "+0.1 [-0.2, +0.4], n = 3, d = 0.5: 95% interval contains 0"
-    yes = "+0.3 [+0.1, +0.5], n = 3, d = 3: higher"
-    q = {"id": "budget-binds", "text": "t", "findings": ""}
+
+def test_status_rules_on_hand_made_evidence(tmp_path):
+    def ev(name, profile, records, qid="budget-binds", reduced=()):
+        return Evidence(tmp_path / name, name, "probe", profile, [{"id": qid, "text": "t"}], [0, 1, 2], {}, "c", [],
+                        ["abc"], [], None, 3, records=records, reduced=list(reduced))
+
+    q = {"id": "budget-binds", "text": "t"}
+    yes, no = record("budget-binds", "higher"), record("budget-binds", "undecided", comparison="c vs b")
+    same = record("budget-binds", "equivalent", comparison="d vs b")
     assert status(q, []) == (False, "no sweep bears on it")
-    assert status(q, [ev("a", "smoke", [yes])]) == (False, "only smoke-scale evidence")
-    assert status(q, [ev("a", "default", [no])]) == (False, "no decisive verdict at n = 3")
-    assert status(q, [ev("a", "default", ["mean 0.3 ± 0.1 (n=3)"])]) == \
-        (False, "no verdict line (no paired interval) on it in its sweeps' findings")
-    assert status(q, [ev("a", "full", [no, yes])]) == (True, "settled by a (full)")
-    holm = "+4.2 [+0.78, +7.6]%, n = 3, d = 3.1, p_Holm = 0.37 (K = 12): no direction after Holm over K = 12"
-    assert status(q, [ev("a", "full", [holm])]) == (False, "no decisive verdict at n = 3")
-    # only the lines about the question count: a decisive line on another topic settles nothing
-    on_eps = {**q, "findings": "epsilon"}
-    mixed = ev("a", "default", ["Multi-step vs single-step: " + yes, "gain vs epsilon: " + no])
-    assert status(on_eps, [mixed]) == (False, "no decisive verdict at n = 3")
-    assert status({**q, "findings": "multi-step"}, [mixed]) == (True, "settled by a (default)")
-    assert mixed.on("EPSILON") == ["gain vs epsilon: " + no]  # case-insensitive
-    one = ev("a", "default", ["n = 1: no verdict (needs >= 2 seeds) [x, y], n = 1"])
-    assert one.state() == "no verdict"
+    assert status(q, [ev("a", "smoke", [yes], reduced=["profile smoke"])]) == \
+        (False, "only reduced-scale evidence (a: profile smoke)")
+    shrunk = ev("a", "default", [yes], reduced=["multi.steps 20 (declared 200)"])
+    assert status(q, [shrunk]) == (False, "only reduced-scale evidence (a: multi.steps 20 (declared 200))")
+    assert status(q, [ev("a", "default", [yes, no])]) == (False, "1 of 2 comparisons undecided at n <= 3")
+    assert status(q, [ev("a", "default", [])]) == (False, "no verdict record on it in its sweeps' reports")
+    assert status(q, [ev("a", "full", [yes, same])]) == \
+        (True, "2 comparisons decided: 1 higher, 1 equivalent; n <= 3; by a (full)")
+    # every comparison that the question names must be decided: a decided one elsewhere settles nothing
+    other = ev("b", "default", [record("vste-vs-nste", "higher"), no])
+    assert status(q, [other])[0] is False
+    # a record of the question from a sweep that does not list it still bears on it (a plug-in sweep)
+    plug = Evidence(tmp_path / "p", "p", "mine", "default", [], [0, 1], {}, "c", [], ["abc"], [], None, 2,
+                    records=[record("budget-binds", "lower")])
+    assert status(q, [plug])[0] is True
+
+
+def test_smoke_sized_overrides_cannot_settle(tmp_path):
+    """Issue 25's repro: multistep_ste at the default profile with smoke-sized --set values was marked
+    settled from one unadjusted line; now its reduced scale keeps the question open."""
+    from lowbit_sweeps.analysis.book.evidence import reduced_by
+
+    plan = {"profile": "default", "base": {"multi.steps": 200}, "canonical_defaults": {"model.hidden": "[256, 256]",
+            "scan.lr_step": 1e-5}, "overrides": {"model.hidden": "[32, 32]", "multi.steps": 20, "scan.lr_step": 0.01}}
+    why = reduced_by(plan)
+    assert len(why) == 3
+    e = Evidence(tmp_path, "multistep_ste", "probe", "default", [{"id": "multistep-vs-single"}], [0, 1], {}, "c", [],
+                 ["abc"], [], None, 2, records=[record("multistep-vs-single", "higher", n=2)], reduced=why)
+    settled, text = status({"id": "multistep-vs-single", "text": "t"}, [e])
+    assert not settled and text.startswith("only reduced-scale evidence (multistep_ste: model.hidden [32, 32]")
 
 
 def test_findings_and_scale_parsing():

@@ -157,11 +157,15 @@ class Recorder:
 def _frozen(v: Verdict, rec: dict) -> Verdict:
     """``v`` with the decision recorded at an earlier look (its numbers are those of that look)."""
     d = rec.get("decision")
-    sign = 1 if d == "higher" else -1 if d == "lower" else 0
-    return replace(v, n=int(rec["n"]), mean=rec["mean"], lo=rec["lo"], hi=rec["hi"], std=rec.get("std", v.std),
-                   p=rec["p"], p_equiv=rec.get("p_equiv") if rec.get("p_equiv") is not None else math.nan,
-                   p_holm=rec["p_holm"], k=int(rec["k"]), alpha=rec["alpha"], sign=sign,
-                   equivalent=d == "equivalent")
+
+    def num(key: str) -> float:
+        x = rec.get(key)
+        return math.nan if x is None else float(x)
+
+    sign = 1 if d == "higher" else -1 if d == "lower" else (None if d == "no verdict" else 0)
+    return replace(v, n=int(rec["n"]), mean=num("mean"), lo=num("lo"), hi=num("hi"), std=num("std"), p=num("p"),
+                   p_equiv=num("p_equiv"), p_holm=num("p_holm"), k=int(rec["k"]), alpha=num("alpha"), sign=sign,
+                   equivalent=d == "equivalent", identical=d == "identical")
 
 
 def _json_num(x):
