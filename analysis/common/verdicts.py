@@ -29,7 +29,7 @@ import pandas as pd
 from scipy import stats as sstats
 
 from lowbit_sweeps.analysis.common.sequential import current_look, read_state
-from lowbit_sweeps.analysis.common.stats import Verdict, finite_values, holm, paired_verdict
+from lowbit_sweeps.analysis.common.stats import ALPHA, Verdict, finite_values, holm, paired_verdict
 
 VERDICTS_FILE = "verdicts.json"
 OTHER = None
@@ -218,4 +218,28 @@ def write_decided(make_analysis, out_dir: str | Path, plan=None) -> list[Path]:
     make_analysis(rec).markdown([])
     rec.adjust()
     paths = write_analysis(make_analysis(rec), out_dir)
-    return paths + [write_records(out_dir, rec.records(), plan)]
+    records = rec.records()
+    report = next((p for p in paths if p.name == "report.md"), None)
+    if report is not None:
+        with open(report, "a", encoding="utf-8") as fh:
+            fh.write("\n" + "\n".join(records_section(records, rec)) + "\n")
+    return paths + [write_records(out_dir, records, plan)]
+
+
+def records_section(records: list[dict], rec: Recorder) -> list[str]:
+    """The report's closing section: how many comparisons each question decided, the level, the
+    assumption, and every record whose distribution-free cross-check disagrees."""
+    out = ["## Verdict records", "",
+           f"{len(records)} comparison(s) in `verdicts.json` (the text above is rendered from them). "
+           f"Assumption: {ASSUMPTION}." + (f" Settle look {rec.look}: family-wise α spent at this look "
+                                           f"{rec.alpha:.3g}; decisions of earlier looks kept." if rec.look or
+                                           rec.alpha != ALPHA else ""), ""]
+    by_q: dict = {}
+    for r in records:
+        by_q.setdefault(r["question"] or "other comparisons", {}).setdefault(r["decision"], 0)
+        by_q[r["question"] or "other comparisons"][r["decision"]] += 1
+    out += [f"- **{q}**: " + ", ".join(f"{n} {d}" for d, n in counts.items()) for q, counts in by_q.items()]
+    flagged = [r for r in records if str(r.get("cross_check", "")).startswith("disagrees")]
+    out += [f"- **cross-check disagrees**: {r['comparison']} ({r['metric']}): {r['cross_check']} "
+            f"(sign-flip p = {r['p_signflip']:.2g}, n = {r['n']})" for r in flagged]
+    return out
