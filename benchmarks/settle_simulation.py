@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from lowbit_sweeps.analysis.common.sequential import look_alpha, schedule  # noqa: E402
-from lowbit_sweeps.analysis.common.stats import ALPHA, holm, paired_verdict  # noqa: E402
+from lowbit_sweeps.analysis.common.stats import ALPHA, closed_adjusted, holm, paired_verdict  # noqa: E402
 
 UNDECIDED, HIGHER, LOWER, EQUIVALENT = 0, 1, -1, 2
 CODE = {"higher": HIGHER, "lower": LOWER, "equivalent": EQUIVALENT}
@@ -93,15 +93,9 @@ def t_tests(mean, std, n, margin: float) -> tuple[np.ndarray, np.ndarray]:
 
 def holm_table(p, p_eq, mean, alpha: float) -> tuple[np.ndarray, np.ndarray]:
     """:func:`holm` over the last axis (K comparisons, none identical): (decision codes, p_Holm)."""
-    q = np.minimum(p, p_eq)
-    k = q.shape[-1]
-    order = np.argsort(q, axis=-1, kind="stable")
-    q_sorted = np.take_along_axis(q, order, axis=-1)
-    adj_sorted = np.maximum.accumulate(np.minimum(1.0, (k - np.arange(k)) * q_sorted), axis=-1)
-    adj = np.empty_like(adj_sorted)
-    np.put_along_axis(adj, order, adj_sorted, axis=-1)
+    adj = closed_adjusted(np.minimum(p, p_eq), np.maximum(p, p_eq))
     decided = adj < alpha
-    by_direction = (p <= q) & (mean != 0)
+    by_direction = (p <= p_eq) & (mean != 0)
     code = np.where(decided, np.where(by_direction, np.where(mean > 0, HIGHER, LOWER), EQUIVALENT), UNDECIDED)
     return code.astype(int), adj
 

@@ -85,23 +85,36 @@ def _v(mean, p, p_eq, n=5):
 
 def test_holm_decides_directions_and_equivalences_together():
     table = [
-        _v(+1.0, 0.001, 0.9),    # q = 0.001, rank 1: 4 x 0.001 = 0.004 -> higher
-        _v(0.05, 0.8, 0.01),     # q = 0.01 (equivalence), rank 2: 3 x 0.01 = 0.03 -> equivalent
-        _v(-0.4, 0.012, 0.7),    # q = 0.012, rank 3: 2 x 0.012 = 0.024, running max 0.03 -> lower
-        _v(0.3, 0.3, 0.2),       # q = 0.2, rank 4: 0.2 -> undecided
+        # closed test over the 2K nulls (q: the smaller p, r: the larger): p_Holm(i) = max over s of
+        # s * min(q_i, R_{s-1}), R the others' r in descending order (R_0 = inf)
+        _v(+1.0, 0.001, 0.9),    # q 0.001, others' r 0.8, 0.7, 0.3: 4 x 0.001 = 0.004 -> higher
+        _v(0.05, 0.8, 0.01),     # q 0.01 (equivalence), others' r 0.9, 0.7, 0.3: 4 x 0.01 = 0.04 -> equivalent
+        _v(-0.4, 0.012, 0.7),    # q 0.012, others' r 0.9, 0.8, 0.3: 4 x 0.012 = 0.048 -> lower
+        _v(0.3, 0.3, 0.2),       # q 0.2, others' r 0.9, 0.8, 0.7: 4 x min(0.2, 0.7) = 0.8 -> undecided
         Verdict(5, 0.0, 0.0, 0, p=1.0, margin=0.5, p_equiv=0.0, identical=True),  # not counted in K
         Verdict(1, 0.2, math.nan, None, margin=0.5),                                 # no verdict, not in K
     ]
     out = holm(table)
     assert [v.decision for v in out] == ["higher", "equivalent", "lower", "undecided", "identical", "no verdict"]
-    assert [v.p_holm for v in out[:4]] == pytest.approx([0.004, 0.03, 0.03, 0.2])
+    assert [v.p_holm for v in out[:4]] == pytest.approx([0.004, 0.04, 0.048, 0.8])
     assert [v.k for v in out[:4]] == [4, 4, 4, 4]
     assert all(v.alpha == ALPHA for v in out)
-    # at a look's smaller alpha the step-down stops after the first
+    # at a look's smaller alpha only the first is decided
     look = holm(table, 0.025)
     assert [v.decision for v in look] == ["higher", "undecided", "undecided", "undecided", "identical", "no verdict"]
-    assert [v.p_holm for v in look[:4]] == pytest.approx([0.004, 0.03, 0.03, 0.2])
+    assert [v.p_holm for v in look[:4]] == pytest.approx([0.004, 0.04, 0.048, 0.8])
     assert all(v.alpha == 0.025 for v in look)
+
+
+def test_without_margins_it_is_holms_step_down():
+    """One null per comparison: the closed test is Holm's procedure (hand values: p = 0.01, 0.04,
+    0.03, 0.005 -> sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, 0.04 with the
+    running max: 0.02, 0.03, 0.06, 0.06), and statsmodels' Holm where it is installed."""
+    ps = [0.01, 0.04, 0.03, 0.005]
+    out = holm([Verdict(5, 1.0, 1.0, 1, p=p) for p in ps])
+    assert [v.p_holm for v in out] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    multitest = pytest.importorskip("statsmodels.stats.multitest")
+    assert [v.p_holm for v in out] == pytest.approx(list(multitest.multipletests(ps, method="holm")[1]))
 
 
 def test_identical_comparisons_are_not_counted_in_k():
@@ -174,10 +187,6 @@ def test_settle_loop_keeps_false_equivalence_at_the_margin(sim):
     assert _upper_ok(hits, reps), hits
 
 
-@pytest.mark.xfail(strict=True, reason="holm() steps down past a comparison decided on one of its two nulls while "
-                   "its other null may be true; Holm's count of true nulls does not drop there (closed testing "
-                   "over the 2K nulls). At one look, K = 4, all true means at +margin = 1 sd, n = 12: ~11% false "
-                   "'equivalent' at alpha 0.05. Remove this mark when analysis/common/stats.py's holm is fixed.")
 def test_holm_with_equivalence_keeps_the_family_wise_rate_at_one_look(sim):
     reps, k, margin, n = 4000, 4, 1.0, 12
     diffs = sim.draw(np.random.default_rng(5), reps, k, n, margin)
