@@ -1,10 +1,12 @@
 """The training report's comparisons and conclusions: paired differences on equal seeds and
-their table, and the findings lines (excluded trials, best/worst group, paired comparisons, best
-DSQ vs best STE baseline, pretrain path, DSQ alpha).
+their table, and the findings lines (excluded trials, highest/lowest group mean (descriptive), paired
+comparisons against the declared reference, each DSQ setting against the declared STE reference,
+pretrain path, DSQ alpha).
 
 Pooled comparisons (over the cells of the other keys) average each seed's pairs over the cells
 first; mean ± std and n are over seeds. Verdicts follow the one rule,
-:func:`analysis.common.stats.paired_verdict`. Rules (reference values, pairing) are in
+:func:`analysis.common.stats.paired_verdict`, each a record of :class:`analysis.common.verdicts.Recorder`
+(question: :func:`question_for`). Rules (reference values, pairing) are in
 :mod:`analysis.train.report`'s docstring.
 """
 from __future__ import annotations
