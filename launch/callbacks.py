@@ -14,6 +14,7 @@ from ray import tune
 
 from lowbit_core.config import flatten
 from lowbit_core.families import Family
+from lowbit_core.metric_values import MetricTypeError, coerce_metric
 from lowbit_core.results import FINISHED, STOPPED_EARLY, ResultsWriteError, ResultsWriter
 from lowbit_core.sweep import EPOCH, resolve_points
 from lowbit_core.sweep import resolve_trial as resolve
@@ -72,6 +73,8 @@ class NonFiniteStopper(tune.Stopper):
         self.interrupt = INTERRUPT
 
     def __call__(self, trial_id, result) -> bool:
+        if trial_id in self.reasons:  # failed already (e.g. a row the results writer refused)
+            return True
         for name in self.metrics:
             value = result.get(name)
             if isinstance(value, (int, float)) and not math.isfinite(value):
@@ -92,7 +95,8 @@ class NonFiniteStopper(tune.Stopper):
 
 class TrialEnds:
     """How a trial that Tune reports complete (not errored) ended, the same for every callback:
-    ERROR (stopped by the :class:`NonFiniteStopper`, with its reason), INTERRUPTED (Ctrl-C / SIGTERM
+    ERROR (stopped by the :class:`NonFiniteStopper`, or failed by :meth:`fail`: a row of it the
+    results writer refused; with its reason), INTERRUPTED (Ctrl-C / SIGTERM
     cut it short), STOPPED_EARLY (the sweep's scheduler stopped it before its planned epochs: Tune
     completes such a trial like a finished one, so the last reported epoch tells them apart), or
     TERMINATED (it ran to its end)."""
@@ -100,6 +104,18 @@ class TrialEnds:
     def __init__(self, family: Family, stopper: NonFiniteStopper | None = None, scheduler: str | None = None):
         self.family, self.stopper, self.scheduler = family, stopper, scheduler
         self.epoch_key = family.epoch_key
+        self._failed: dict[str, str] = {}
+
+    def fail(self, trial_id: str, reason: str) -> None:
+        """Mark a trial failed with ``reason`` (the first reason stays): it ends as ERROR, and the
+        stopper (when there is one) stops it at its next result."""
+        reasons = self.stopper.reasons if self.stopper is not None else self._failed
+        reasons.setdefault(trial_id, reason)
+
+    def failure(self, trial_id: str) -> str | None:
+        """Why the trial failed (:meth:`fail`, a non-finite metric), or None."""
+        reason = self.stopper.reasons.get(trial_id) if self.stopper is not None else None
+        return reason or self._failed.get(trial_id)
 
     def planned_epochs(self, trial) -> int | None:
         if self.scheduler is None or self.epoch_key is None:
@@ -116,7 +132,7 @@ class TrialEnds:
 
     def ended(self, trial) -> tuple[str, str]:
         """(status, reason) of a completed trial."""
-        reason = self.stopper.reasons.get(trial.trial_id) if self.stopper else None
+        reason = self.failure(trial.trial_id)
         if reason:
             return "ERROR", reason
         if self.stopper is not None and self.stopper.interrupt.is_set():
@@ -143,7 +159,10 @@ class ParquetCallback(tune.Callback):
     Every trial that started gets a status row: Tune calls no hook for the trials it stops when the
     sweep is interrupted, so the driver calls :meth:`interrupt_unfinished` then. When the writer
     fails (:class:`lowbit_core.results.ResultsWriteError`: disk full, read-only) the sweep is stopped
-    (:func:`interrupt`) instead of raising into Tune; the driver reports ``writer.error``."""
+    (:func:`interrupt`) instead of raising into Tune; the driver reports ``writer.error``. A row the
+    writer refuses (a value that does not fit its column: ``writer.rejected``) fails only its trial
+    (:meth:`TrialEnds.fail`: stopped, recorded as ERROR with the one-line reason), never another
+    trial's rows."""
 
     def __init__(self, writer: ResultsWriter, family: Family, sweep: str, provenance: dict, ends: TrialEnds,
                  listeners: list | None = None):
@@ -152,14 +171,22 @@ class ParquetCallback(tune.Callback):
         self._trials: dict[str, tuple[str, list[tuple[str, dict]]]] = {}
         self._unfinished: dict[str, object] = {}  # trial id -> trial, from its start to its status row
         self.listeners = list(listeners or [])
+        self._rejected_seen = 0
 
     def _write(self, fn, *args) -> bool:
-        """``fn(*args)`` (a writer call); a write failure stops the sweep instead of raising into Tune."""
+        """``fn(*args)`` (a writer call); a write failure stops the sweep instead of raising into Tune;
+        each row the writer refused fails its trial (:meth:`TrialEnds.fail`)."""
         try:
             return fn(*args)
         except ResultsWriteError:
             interrupt("stopped: results could not be written")
             return False
+        finally:
+            rejected = getattr(self.writer, "rejected", ())
+            for r in rejected[self._rejected_seen:]:
+                if r.trial_id:
+                    self.ends.fail(r.trial_id, r.reason)
+            self._rejected_seen = len(rejected)
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info):
         for listener in self.listeners:
@@ -180,7 +207,7 @@ class ParquetCallback(tune.Callback):
         self._unfinished[trial.trial_id] = trial
         study, points = self._trial(trial)
         key, cols = points[int(result.get("_point", 0))]
-        row = {k: v for k, v in result.items() if k in self.family.metrics}
+        row = {k: self._value(k, v) for k, v in result.items() if k in self.family.metrics}
         row.update(self.static)
         row.update(cols)
         row.update(
@@ -193,6 +220,14 @@ class ParquetCallback(tune.Callback):
         if self._write(self.writer.add, row):
             for listener in self.listeners:
                 listener.row_added(trial, key, row)
+
+    def _value(self, name: str, value):
+        """A reported metric as its declared type (the trial converted it already; a value that does
+        not convert is left for the writer to refuse, which fails its trial)."""
+        try:
+            return coerce_metric(name, self.family.metrics[name], value)
+        except (MetricTypeError, ValueError):
+            return value
 
     def _ended(self, trial, status: str, error: str = "") -> None:
         self._unfinished.pop(trial.trial_id, None)

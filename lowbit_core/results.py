@@ -22,7 +22,10 @@ Guarantees:
 - a status row records how many rows its trial has on disk (``rows``): a trial counts as done only
   while they are all there (:func:`finished_trials`), so rows lost with a damaged part are run again;
 - a damaged part (unreadable, or foreign: not a results table, or another sweep's rows) is reported
-  in one line by every reader that meets it, and :func:`quarantine_damaged` moves it to ``_damaged/``.
+  in one line by every reader that meets it, and :func:`quarantine_damaged` moves it to ``_damaged/``;
+- a row Arrow cannot convert to the schema (a value of the wrong type) is refused on its own
+  (:attr:`ResultsWriter.rejected`, one line each) and never costs another row: ``add`` refuses it, and
+  a part whose table cannot be built is written row by row without it.
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from lowbit_core.config import dotted_keys
+from lowbit_core.metric_values import describe
 
 PLAN_FILE = "_sweep.json"
 """The plan, next to the data: what the sweep runs and every run into the folder (:func:`write_plan`)."""
@@ -429,8 +433,47 @@ class ResultsWriteError(OSError):
                 f"{self.lost_rows} rows received but not written are lost, their trials run again on --resume")
 
 
+@dataclass(frozen=True)
+class Rejected:
+    """A row the writer could not store (:meth:`ResultsWriter.add`, :meth:`ResultsWriter.flush`):
+    whose it was and why, in one line."""
+
+    trial_id: str | None
+    trial_key: str
+    step: int
+    reason: str
+
+
+_ARROW_ERRORS = (pa.ArrowException, TypeError, ValueError, OverflowError)
+_INT64 = (-2 ** 63, 2 ** 63)
+
+
+def _plain_check(tp: pa.DataType):
+    """A fast test that a Python value certainly converts to ``tp`` (plain Python values only), or None
+    where every value takes the slow test (a one-row Arrow conversion)."""
+    if tp == pa.string():
+        return lambda v: type(v) is str
+    if tp == pa.int64():
+        return lambda v: type(v) is int and _INT64[0] <= v < _INT64[1]
+    if tp == pa.float64():
+        return lambda v: type(v) is float or (type(v) is int and -2 ** 53 <= v <= 2 ** 53)
+    if tp == pa.bool_():
+        return lambda v: type(v) is bool
+    if pa.types.is_timestamp(tp):
+        from datetime import datetime
+
+        return lambda v: isinstance(v, datetime)
+    if tp == pa.list_(pa.float64()):
+        return lambda v: type(v) is list and all(type(x) is float for x in v)
+    return None
+
+
 class ResultsWriter:
     """Buffers rows and writes them as atomic Parquet parts; skips (trial_key, step) already written.
+
+    A row that cannot be stored in the schema (a metric of the wrong type) is refused alone and
+    recorded in ``rejected`` (:class:`Rejected`); the caller marks its trial failed. The rows of every
+    other trial are written as usual.
 
     The first OSError while writing (ENOSPC, EROFS, ...) raises :class:`ResultsWriteError` (kept in
     ``error``); from then on the writer writes nothing more: ``add`` and ``trial_ended`` drop what
@@ -452,6 +495,9 @@ class ResultsWriter:
         self.rows_written = 0
         self.rows_skipped = 0
         self.error: ResultsWriteError | None = None
+        self.rejected: list[Rejected] = []
+        """Rows refused (wrong types), oldest first; their trials' buffered statuses say ERROR."""
+        self._checks = {f.name: _plain_check(f.type) for f in schema}
 
     @property
     def seen(self) -> set[tuple[str, int]]:
@@ -463,7 +509,8 @@ class ResultsWriter:
         return self._count.get(trial_key, 0)
 
     def add(self, row: dict) -> bool:
-        """Buffer ``row``; False (and nothing buffered) when its (trial_key, step) is written already."""
+        """Buffer ``row``; False (and nothing buffered) when its (trial_key, step) is written already,
+        or when it cannot be stored (:meth:`row_problem`; then recorded in ``rejected``)."""
         ident = (row["trial_key"], int(row["step"]))
         if self.error is not None:
             if ident not in self._seen:
@@ -476,6 +523,10 @@ class ResultsWriter:
         unknown = set(row) - set(self.schema.names)
         if unknown:
             raise KeyError(f"columns not in the results schema: {sorted(unknown)}")
+        problem = self.row_problem(row)
+        if problem is not None:
+            self._reject(row, problem)
+            return False
         self._seen.add(ident)
         self._count[ident[0]] = self._count.get(ident[0], 0) + 1
         self._rows.append(row)
@@ -506,13 +557,68 @@ class ResultsWriter:
             self._rows, self._status = [], []
             raise self.error from None
 
+    def row_problem(self, row: dict) -> str | None:
+        """None when ``row`` converts to the schema, else one line: the first column that does not,
+        with its Arrow type and the value (``column 'loss' (double) cannot hold str 'abc'``). Plain
+        Python values of the column's type pass a fast test; anything else a one-row conversion."""
+        if all(v is None or (check is not None and check(v))
+               for v, check in ((v, self._checks.get(k)) for k, v in row.items())):
+            return None
+        try:
+            pa.Table.from_pylist([row], schema=self.schema)
+            return None
+        except _ARROW_ERRORS as exc:
+            whole = exc
+        for name, value in row.items():
+            if value is None:
+                continue
+            try:
+                pa.array([value], type=self.schema.field(name).type)
+            except _ARROW_ERRORS:
+                return f"column {name!r} ({self.schema.field(name).type}) cannot hold {describe(value)}"
+        return f"row cannot be stored: {_first_line(whole)}"
+
+    def _reject(self, row: dict, reason: str, buffered: bool = False) -> None:
+        """Record ``row`` as refused; with ``buffered`` (it was counted when added) uncount it and mark
+        its trial's buffered status rows ERROR (with ``reason``), counting the rows it still has."""
+        key, step = row["trial_key"], int(row["step"])
+        line = f"results row of step {step} not written: {reason}"
+        self.rejected.append(Rejected(row.get("trial_id"), key, step, line))
+        if buffered:
+            self._seen.discard((key, step))
+            self._count[key] = max(0, self._count.get(key, 0) - 1)
+            for status in self._status:
+                if status["trial_key"] == key:
+                    status["rows"] = self.rows_of(key)
+                    if status["status"] in DONE_STATUSES:
+                        status["status"], status["error"] = "ERROR", line
+
+    def _data_table(self) -> pa.Table | None:
+        """The buffered rows as one table. When Arrow cannot build it (a value of the wrong type),
+        each row is converted on its own: the bad ones are refused (:meth:`_reject`), the rest kept.
+        None when no row is left."""
+        try:
+            return pa.Table.from_pylist(self._rows, schema=self.schema)
+        except _ARROW_ERRORS:
+            pass
+        good = []
+        for row in self._rows:
+            problem = self.row_problem(row)
+            if problem is None:
+                good.append(row)
+            else:
+                self._reject(row, problem, buffered=True)
+        self._rows = good
+        return pa.Table.from_pylist(good, schema=self.schema) if good else None
+
     def _flush(self) -> None:
         self._last_flush = time.monotonic()
         if self._rows:
-            table = pa.Table.from_pylist(self._rows, schema=self.schema)
-            _write_atomic(table, self.folder / f"part-{self.run_id}-{self._seq:05d}.parquet")
-            self._seq += 1
-            self.rows_written += len(self._rows)
+            table = self._data_table()
+            if table is not None:
+                _write_atomic(table, self.folder / f"part-{self.run_id}-{self._seq:05d}.parquet")
+                self._seq += 1
+                self.rows_written += len(self._rows)
             self._rows = []
         if self._status:
             table = pa.Table.from_pylist(self._status, schema=TRIAL_STATUS)

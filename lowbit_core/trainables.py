@@ -20,6 +20,7 @@ from ray import tune
 from lowbit_core.config import flatten, with_overrides
 from lowbit_core.device import pick_device
 from lowbit_core.families import Family, get_family
+from lowbit_core.metric_values import MetricTypeError, coerce_metrics, refused
 from lowbit_core.sweep import resolve_points
 
 
@@ -64,6 +65,41 @@ def check_declared(family: Family, metrics: dict) -> None:
         raise KeyError(f"family {family.name} reported undeclared metrics {sorted(unknown)}")
 
 
+_WRAPPERS = {os.path.abspath(__file__), os.path.abspath(os.path.join(os.path.dirname(__file__), "cost", "family.py"))}
+
+
+def _reported_at() -> str:
+    """'bad_plugin.py:22 in run_bad': the nearest caller outside the report wrappers (this module,
+    the cost columns' wrapper), i.e. the family's line that called ``report``."""
+    import sys
+
+    frame = sys._getframe(1)
+    try:
+        while frame is not None and os.path.abspath(frame.f_code.co_filename) in _WRAPPERS:
+            frame = frame.f_back
+        if frame is None:
+            return ""
+        return f"{os.path.basename(frame.f_code.co_filename)}:{frame.f_lineno} in {frame.f_code.co_name}"
+    finally:
+        del frame
+
+
+def checked_metrics(family: Family, metrics: dict) -> dict:
+    """``metrics`` as reported, checked (:func:`check_declared`) and coerced to the declared types
+    (:func:`lowbit_core.metric_values.coerce_metrics`: numpy scalars, 0-d arrays and tensors become
+    Python numbers). A value that is not of its declared type raises
+    :class:`~lowbit_core.metric_values.MetricTypeError` (one line, naming the metric, its type, the
+    value's type and the family's line that reported it), which fails this trial only."""
+    check_declared(family, metrics)
+    try:
+        return coerce_metrics(family.metrics, metrics)
+    except MetricTypeError as exc:
+        where = _reported_at()
+        value = metrics[exc.name]
+        context = f"family {family.name}" + (f", reported at {where}" if where else "")
+        raise refused(exc.name, exc.declared, value, context) from None
+
+
 def _fault_injector(key: str, config: dict):
     """TEST-ONLY: the fault injector of :mod:`lowbit_core.faults` for this trial when
     ``$LOWBIT_FAULT_INJECT`` is set (tests/test_faults.py), else None (the module is not imported)."""
@@ -93,7 +129,7 @@ def run_trial(family_ref: str, config: dict, resume: dict[str, list[str]] | None
 
     def report(metrics: dict, state: dict | None = None) -> None:
         nonlocal reports
-        check_declared(family, metrics)
+        metrics = checked_metrics(family, metrics)
         if inject is not None:
             metrics = inject(metrics)
         reports += 1
@@ -104,7 +140,7 @@ def run_trial(family_ref: str, config: dict, resume: dict[str, list[str]] | None
 
     if len(points) > 1:  # folded grid points: one batched computation, rows tagged with the point
         def report_point(metrics: dict, point: int) -> None:
-            check_declared(family, metrics)
+            metrics = checked_metrics(family, metrics)
             tune.report({**metrics, **extra, "_key": points[point][1], "_point": point})
 
         family.run_batch([absolute_paths(family, c, cwd) for c, _ in points], report_point, pick_device())
