@@ -71,9 +71,9 @@ def test_train_report_writes_records_of_the_plans_question(tmp_path):
     assert tmp_path / "verdicts.json" in paths
     recs = records(tmp_path)
     assert {r["question"] for r in recs} == {"pretrain-vs-scratch-mixup"}
-    pooled = next(r for r in recs if r["comparison"] == "train.pretrain_epochs=2 vs 0 (pooled)")
-    assert pooled["decision"] == "higher" and pooled["n"] == 3 and pooled["k"] == 10 and pooled["margin"] == 0.01
-    assert pooled["baseline"] == "train.pretrain_epochs=0 (the first value of the plan's axis)"
+    pooled = next(r for r in recs if r["comparison"] == "train.mixup_alpha=1 vs 0 (pooled)")
+    assert pooled["decision"] == "lower" and pooled["n"] == 3 and pooled["k"] == 10 and pooled["margin"] == 0.01
+    assert pooled["baseline"] == "train.mixup_alpha=0 (the first value of the plan's axis)"
     # the cells are both arms' settings of the plan's axes
     assert {(c["train.pretrain_epochs"], c["train.mixup_alpha"]) for c in pooled["cells"]} == \
         {(0, 0.0), (0, 1.0), (2, 0.0), (2, 1.0)}
