@@ -193,12 +193,12 @@ def print_plan(plan) -> None:
             cells.append(", ".join(f"{k}~{type(d).__name__}({d.low:g},{d.high:g})"
                                    for k, d in plan.studies[i].distributions.items()))
         table.append(cells + [described[i][k] for k in extra] if described else cells)
-    common = base_differences(plan)
-    print("common config (differs from the family defaults): "
-          + (", ".join(f"{k}={v}" for k, v in common.items()) or "none") + f"; {PROG} --show prints it as a sweep file")
     widths = [max(len(r[j]) for r in table) for j in range(len(table[0]))]
     for r in table:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    common = base_differences(plan)
+    print("common config (differs from the family defaults): "
+          + (", ".join(f"{k}={v}" for k, v in common.items()) or "none") + f"; {PROG} --show prints it as a sweep file")
 
 
 def base_differences(plan) -> dict:

@@ -95,6 +95,7 @@ class Recorder:
         self.alpha, self.frozen = current_look(settle)
         self.look = len(settle["looks"]) - 1 if settle and settle.get("looks") else 0
         self.margins = {**_plan_margins(plan), **((settle or {}).get("margins") or {}), **(margins or {})}
+        self.units = _plan_units(plan)
         self.raw: dict[str, tuple[Verdict, Comparison, np.ndarray]] = {}
         self.final: dict[str, Verdict] | None = None
 
@@ -102,9 +103,13 @@ class Recorder:
     def for_folder(cls, folder: str | Path | None, plan=None) -> Recorder:
         return cls(plan, read_state(folder) if folder and Path(folder).is_dir() else None)
 
-    def margin(self, question: str | None) -> float:
+    def margin(self, question: str | None, unit: str = "") -> float:
+        """The question's margin where the comparison is in the question's unit (the first word of
+        ``unit``: 'fraction', 'dB'); NaN otherwise (only a direction can decide it)."""
         m = self.margins.get(question) if question else None
-        return float(m) if m is not None else math.nan
+        if m is None or (unit and unit.split()[0] != (self.units.get(question) or "fraction").split()[0]):
+            return math.nan
+        return float(m)
 
     def verdict(self, diffs, *, question: str | None, comparison: str, metric: str, baseline: str,
                 unit: str = "", rows: pd.DataFrame | None = None) -> Verdict:
@@ -114,7 +119,7 @@ class Recorder:
         if self.final is not None and what.id in self.final:
             return self.final[what.id]
         values = finite_values(getattr(diffs, "values", diffs) if not isinstance(diffs, np.ndarray) else diffs)
-        v = paired_verdict(values, self.margin(question))
+        v = paired_verdict(values, self.margin(question, unit))
         self.raw[what.id] = (v, what, values)
         return v
 
@@ -175,14 +180,25 @@ def _json_num(x):
 
 
 def _plan_margins(plan) -> dict:
-    """question id -> margin: the plan's recorded questions, then its run's ``--margin`` overrides."""
-    raw = getattr(plan, "raw", None) or {}
-    out = {q["id"]: q.get("margin") for q in raw.get("questions") or [] if isinstance(q, dict) and q.get("id")}
-    if not raw.get("questions"):
-        from lowbit_core.questions import BY_ID
+    """question id -> margin: the shipped questions' (:mod:`lowbit_core.questions`), then those the
+    plan recorded with a margin (a plug-in's own questions), then the run's ``margins`` overrides."""
+    from lowbit_core.questions import BY_ID
 
-        out = {qid: q.margin for qid, q in BY_ID.items()}
+    raw = getattr(plan, "raw", None) or {}
+    out = {qid: q.margin for qid, q in BY_ID.items()}
+    out.update({q["id"]: q["margin"] for q in raw.get("questions") or []
+                if isinstance(q, dict) and q.get("id") and "margin" in q})
     out.update(raw.get("margins") or {})
+    return out
+
+
+def _plan_units(plan) -> dict:
+    """question id -> the unit of its margin (shipped questions, then the plan's own)."""
+    from lowbit_core.questions import BY_ID
+
+    raw = getattr(plan, "raw", None) or {}
+    out = {qid: q.unit for qid, q in BY_ID.items()}
+    out.update({q["id"]: q["unit"] for q in raw.get("questions") or [] if isinstance(q, dict) and q.get("unit")})
     return out
 
 
