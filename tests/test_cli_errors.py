@@ -97,7 +97,8 @@ def test_dry_run_prints_grid_and_writes_nothing(tmp_path):
     res = run_sweep(SWEEP, "--dry-run", "--results", tmp_path / "res", timeout=60)
     assert res.returncode == 0, res.stderr
     assert "48 trials" in res.stdout and "1 CPU" in res.stdout
-    assert len(res.stdout.strip().splitlines()) == 2 + 48
+    lines = res.stdout.strip().splitlines()
+    assert len(lines) == 2 + 48 + 1 and lines[-1].startswith("common config (differs from the family defaults): ")
     assert not (tmp_path / "res").exists()
 
 
