@@ -198,7 +198,7 @@ def print_plan(plan) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
     common = base_differences(plan)
     print("common config (differs from the family defaults): "
-          + (", ".join(f"{k}={v}" for k, v in common.items()) or "none") + f"; {PROG} --show prints it as a sweep file")
+          + (", ".join(f"{k}={v}" for k, v in common.items()) or "none") + "; --show prints it as a sweep file")
 
 
 def base_differences(plan) -> dict:

@@ -148,7 +148,7 @@ def test_cli_writes_report_and_pngs(sweep_dir):
     assert "## Findings" in md and "one std" not in md
     # binary, pooled per seed: m = 0.02583, s = 0.01528, n = 3 -> m ± 4.3027·s/√3 = [-0.01212, +0.06378];
     # decided with the question's K = 3 comparisons (multi vs single for fp and binary, binary − FP)
-    assert ("+0.02583 [-0.01211, +0.06378], n = 3, d = 1.7, p_Holm = 0.11 (K = 3): 95% interval contains 0, "
+    assert ("+0.02583 [-0.01211, +0.06378], n = 3, d = 1.7, p_Holm = 0.3 (K = 3): 95% interval contains 0, "
             "not inside ±0.01 either: undecided; 80% power at d = 1.7 needs n = 7 seeds (α = 0.05/3)") in md
     assert (sweep_dir / "_report" / "verdicts.json").is_file()
     assert "Holm-adjusted over K = 2 comparisons, family-wise α = 0.05" in md  # under the vSTE vs nSTE table

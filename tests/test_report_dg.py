@@ -189,12 +189,14 @@ def test_findings_say_which_is_lower(report_dir):
             "multi-step STE (sgd) (+3.174 [+3.132, +3.216]%, n = 3") in answer["fp"]
     # below single-step STE by its own interval, but no direction after Holm over the question's K = 16
     assert ("is lower; undecided against single-step STE (-2.467 [-3.717, -1.216]%, n = 3, d = -4.9, "
-            "p_Holm = 0.054 (K = 16))") in answer["fp"]
+            "p_Holm = 0.22 (K = 16))") in answer["fp"]
     assert "DG: NO — DG S=1 (single-step) " in answer["fp"] and "DG: NO — DG S=2 " in answer["fp"]
     assert "CDG: NO" in answer["fp"] and "YES" not in answer["fp"]
-    # binary: every DG variant (S = 1, 2, 4) below both STE methods, CDG above multi-step STE
-    for s in ("S=1 (single-step)", "S=2", "S=4"):
+    # binary: DG S = 2 and 4 below both STE methods; S = 1 below single-step STE by its own interval, but
+    # not after the closed Holm test over the question's 16 comparisons (p_Holm 0.11): undecided, no word
+    for s in ("S=2", "S=4"):
         assert f"DG: YES — DG {s} reaches a lower final best_loss than every STE method here" in answer["binary"]
+    assert "DG: UNDECIDED — DG S=1 (single-step): against single-step STE (-3.467 [-4.717, -2.216]%" in answer["binary"]
     assert "CDG: NO — CDG (refresh 20) does not reach" in answer["binary"]
     records = json.loads((report_dir / "verdicts.json").read_text())["records"]
     dg = [r for r in records if r["question"] == "dg-upper-bound"]

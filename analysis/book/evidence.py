@@ -67,7 +67,16 @@ class Evidence:
     command: str = ""
 
     def records_on(self, qid: str) -> list[dict]:
+        """The records of question ``qid`` when the sweep's plan names it (a report also records side
+        comparisons of questions its sweep was not planned for: those are 'other comparisons')."""
+        if not any(q.get("id") == qid for q in self.questions):
+            return []
         return [r for r in self.records if r.get("question") == qid]
+
+    def other_records(self) -> list[dict]:
+        """Records of no question, or of a question the sweep's plan does not name."""
+        named = {q.get("id") for q in self.questions}
+        return [r for r in self.records if r.get("question") not in named]
 
     def on(self, pattern: str = "") -> list[str]:
         """The findings lines about a question (those matching ``pattern``, case-insensitive)."""

@@ -30,7 +30,7 @@ MAX_QUOTED = 12
 
 
 def _bearing(qid: str, evidence: list[Evidence]) -> list[Evidence]:
-    return [e for e in evidence if any(q.get("id") == qid for q in e.questions) or e.records_on(qid)]
+    return [e for e in evidence if any(q.get("id") == qid for q in e.questions)]
 
 
 DECIDED = ("higher", "lower", "equivalent", "identical")
@@ -103,7 +103,7 @@ def _rel(path: Path, book_dir: Path) -> str:
 
 
 def sweep_block(e: Evidence, book_dir: Path, qid: str | None = None) -> list[str]:
-    recs = e.records_on(qid) if qid is not None else [r for r in e.records if not r.get("question")]
+    recs = e.records_on(qid) if qid is not None else e.other_records()
     state = ("report failed" if e.error else "reduced scale" if e.smoke else
              "every comparison decided" if recs and all(r.get("decision") in DECIDED for r in recs) else
              "undecided comparisons" if recs else "no verdict record")
@@ -185,9 +185,10 @@ def markdown(root: Path, questions: list[dict], evidence: list[Evidence], propos
     out.append("")
     for q in questions:
         out += question_section(q, evidence, book_dir)
-    other = [e for e in evidence if any(not r.get("question") for r in e.records)]
+    other = [e for e in evidence if e.other_records()]
     if other:
-        out += ["## Other comparisons", "", "Records that name no question (each sweep's own Holm family).", ""]
+        out += ["## Other comparisons", "", "Records of no question, or of a question the sweep was not planned for "
+                "(they do not settle it; each question's records are one Holm family in their report).", ""]
         for e in other:
             out += sweep_block(e, book_dir, None)
     out += ["## Not settled", ""]

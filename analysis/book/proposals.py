@@ -80,7 +80,7 @@ def proposals_for(qid: str, evidence: list, sweeps: list[tuple[Path, object]]) -
         out.append(Proposal(sweep.name, rel, profile, "lowbit-sweep " + " ".join(args), args, sweep_file_sha256(path)))
         names.add(sweep.name)
     for e in evidence:  # a plug-in sweep that bears on it: its own recorded command
-        if e.name in names or not (any(q.get("id") == qid for q in e.questions) or e.records_on(qid)):
+        if e.name in names or not any(q.get("id") == qid for q in e.questions):
             continue
         words = [w for w in e.command.split() if w not in ("--resume", "--extend", "--settle")]
         if len(words) >= 2:

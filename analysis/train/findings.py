@@ -43,7 +43,7 @@ def comparison_axes(keys: list[str]) -> list[str]:
 QUESTION_WORDS = (
     ("pretrain-vs-scratch-mixup", ("pretrain", "mixup")),
     ("escape-local-optima", ("init", "perturb")),
-    ("vste-resnet", ("dsq", "window", "estimator", "kbit", "clip", "threshold")),
+    ("vste-resnet", ("dsq", "estimator", "kbit", "threshold")),  # axis words (estimator names live in the registry)
     ("bits-vs-width", ("bit", "width")),
 )
 """Which question a comparison answers when the plan names several (or none recorded): the first
