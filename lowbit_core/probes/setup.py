@@ -29,7 +29,8 @@ from lowbit_core.probes.evals import EvalCounter, fwd_equiv
 from lowbit_core.probes.flips import reachable
 from lowbit_core.probes.gradient import LossFn, batch_loss_fn, compare_to_identity, gradient_at, normalize
 from lowbit_core.probes.start import pretrained_mlp, probe_data
-from lowbit_core.probes.structure import FirstLayerView, scan_losses
+from lowbit_core.probes.scan_fast import scan_losses
+from lowbit_core.probes.structure import FirstLayerView
 
 
 @dataclass
@@ -84,7 +85,7 @@ def setup(cfg: ProbeConfig, device: torch.device) -> Setup:
     lrs = scan_grid(cfg)
     direction = normalize(g, cfg.scan.normalize)
     view = FirstLayerView(model, x, y, counter) if layer == 0 else None
-    if view is not None:  # exact, incremental along the scan (lowbit_core.probes.structure)
+    if view is not None:  # exact, incremental along the scan (lowbit_core.probes.scan_fast)
         single = lr_scan.result(lrs, scan_losses(view, w0, direction, lrs, eps), direction, eps)
     else:
         single = lr_scan.scan(loss_fn, direction, lrs, eps)
