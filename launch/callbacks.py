@@ -340,9 +340,27 @@ class Progress:
                 + f", {self.running} running, {self.failed} failed | best {self.metric} {best} | "
                   f"{clock(now - self.started)} elapsed, {'?' if left is None else '~' + clock(left)} left")
 
+    def short_line(self, now: float | None = None) -> str:
+        """The line's compact form for a narrow terminal: counts, best value, elapsed and left."""
+        now = time.monotonic() if now is None else now
+        best = "-" if math.isnan(self.best) else f"{self.best:.4g}"
+        left = self.seconds_left(now)
+        return (f"{self.already_done + self.done}/{self.total} done, {self.running} run, {self.failed} failed"
+                f" | best {best} | {clock(now - self.started)}, {'?' if left is None else '~' + clock(left)} left")
+
+
+def fit_width(line: str, short: str, width: int) -> str:
+    """``line`` if it fits in ``width`` - 1 columns (a full-width line wraps and then scrolls instead of
+    being rewritten in place), else the ``short`` form, cut with '…' if even that is too long."""
+    room = max(10, width - 1)
+    if len(line) <= room:
+        return line
+    return short if len(short) <= room else short[: room - 1] + "…"
+
 
 class ProgressCallback(tune.Callback):
-    """One progress line: rewritten in place on a terminal, a line per change (at most every 10 s) in logs."""
+    """One progress line: rewritten in place on a terminal (fitted to its width), a line per change
+    (at most every 10 s) in logs."""
 
     def __init__(self, progress: Progress, family: Family, ends: TrialEnds, stream=None):
         self.p, self.family, self.ends = progress, family, ends
@@ -356,6 +374,11 @@ class ProgressCallback(tune.Callback):
         if line == self._last_line and not force:
             return
         if self.tty:
+            import shutil
+
+            line = fit_width(line, self.p.short_line(), shutil.get_terminal_size((80, 24)).columns)
+            if line == self._last_line and not force:
+                return
             self.stream.write("\r" + line.ljust(len(self._last_line)))
         elif force or now - self._last_time >= 10.0:
             self.stream.write(line + "\n")

@@ -73,3 +73,35 @@ def test_a_retried_trial_keeps_its_first_start():
     p.trial_started("a", now=50.0)  # Tune restarts it after a failure
     p.trial_ended("a", now=70.0)
     assert p.durations == [70.0]
+
+
+class _Tty:
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("columns", [80, 60, 40])
+def test_the_line_fits_the_terminal_so_it_is_rewritten_in_place(monkeypatch, columns):
+    """On an 80-column terminal the ~88-character line wrapped and scrolled (66 lines for 12 trials)."""
+    from lowbit_sweeps.launch.callbacks import ProgressCallback
+
+    monkeypatch.setenv("COLUMNS", str(columns))
+    p = Progress(total=120, metric="single_best_loss", mode="min", started=0.0, slots=2)
+    p.already_done, p.already_stopped, p.best = 37, 3, 0.354536
+    cb = ProgressCallback(p, family=None, ends=None, stream=_Tty())
+    for i in range(5):
+        p.trial_started(f"t{i}", now=float(i))
+        cb._show(force=True)
+    assert len(p.line()) > 80  # the full line does not fit any of these widths
+    shown = [seg for seg in cb.stream.text.split("\r") if seg]
+    assert shown and all(len(seg.rstrip()) <= columns - 1 for seg in shown) and "\n" not in cb.stream.text
+    assert all("/120 done" in seg and "best 0.3545" in seg for seg in shown)
