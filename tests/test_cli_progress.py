@@ -104,4 +104,4 @@ def test_the_line_fits_the_terminal_so_it_is_rewritten_in_place(monkeypatch, col
     assert len(p.line()) > 80  # the full line does not fit any of these widths
     shown = [seg for seg in cb.stream.text.split("\r") if seg]
     assert shown and all(len(seg.rstrip()) <= columns - 1 for seg in shown) and "\n" not in cb.stream.text
-    assert all("/120 done" in seg and "best 0.3545" in seg for seg in shown)
+    assert all("/120 done" in seg and ("best 0.3545" in seg or columns < 60) for seg in shown)
