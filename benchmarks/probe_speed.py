@@ -19,7 +19,7 @@ Each structured run and its direct reference are timed alternately, so both see 
 
 Usage: python benchmarks/probe_speed.py [--repeats 3] [--scan-sample 100] [--dg-sample 300]
                                         [--device cpu|cuda] [--batch 8192] [--dg-batch 1024] [--lr-step 1e-5]
-                                        [--hidden 256] [--no-old]
+                                        [--hidden 256] [--no-old] [--kind fp|binary]
 Prints medians over repeats and the ratios (targets: scan >= 3x over direct, binary scan >= 5x over
 the old one (issue 28), DG objectives >= 20x), then one JSON
 line (``benchmarks/gpu_table.py``). ``--device`` defaults to CUDA when present; ``--batch`` /
@@ -252,17 +252,19 @@ def main() -> None:
     ap.add_argument("--dg-batch", type=int, default=1024, help="batch of the DG objectives")
     ap.add_argument("--lr-step", type=float, default=1e-5, help="lr grid step (grid: step..0.1; 1e-5: 10^4 points)")
     ap.add_argument("--hidden", type=int, default=256, help="width of both hidden layers of the MLP")
+    ap.add_argument("--kind", choices=["fp", "binary"], default=None, help="only this MLP (default: both)")
     ap.add_argument("--no-old", action="store_true", help="do not time the old structured scan (structure.scan_losses)")
     args = ap.parse_args()
     device = torch.device(args.device) if args.device else pick_device()
     print(f"device: {device}, torch threads: {torch.get_num_threads()}, repeats: {args.repeats} (medians)")
     rows = []
-    for kind in ("fp", "binary"):
+    kinds = (args.kind,) if args.kind else ("fp", "binary")
+    for kind in kinds:
         if args.only in (None, "scan"):
             rows.append(bench_scan(kind, args.repeats, args.scan_sample, device, args.batch, args.lr_step, args.hidden,
                                   not args.no_old))
     with torch.no_grad():
-        for kind in ("fp", "binary"):
+        for kind in kinds:
             if args.only in (None, "dg"):
                 rows.append(bench_dg(kind, args.repeats, args.dg_sample, device, args.dg_batch, args.hidden))
     print(result_line("probe_speed", device, rows))
