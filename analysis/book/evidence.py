@@ -65,6 +65,8 @@ class Evidence:
     reduced: list[str] = field(default_factory=list)
     """Why the run's scale is below the sweep's declared one (empty: not reduced)."""
     command: str = ""
+    settle: list = field(default_factory=list)
+    """The ``--settle`` rounds of the plan (seeds added to the cells of undecided comparisons)."""
 
     def records_on(self, qid: str) -> list[dict]:
         """The records of question ``qid`` when the sweep's plan names it (a report also records side
@@ -239,7 +241,7 @@ def read_evidence(folder: Path) -> Evidence:
                   scale=scale_of(plan), created=str(plan.get("created") or "?"),
                   run_times=[str(r.get("time")) for r in runs if r.get("time")], code=[], findings=[],
                   figure=None, trials=0, overrides=dict(plan.get("overrides") or {}), reduced=reduced_by(plan),
-                  command=" ".join(map(str, plan.get("command") or [])))
+                  command=" ".join(map(str, plan.get("command") or [])), settle=list(plan.get("settle") or []))
     try:
         md = ensure_report(folder)
         text = md.read_text(encoding="utf-8")

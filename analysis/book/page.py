@@ -87,6 +87,10 @@ def _scale_line(e: Evidence) -> str:
     if e.reduced:
         parts.append("**reduced scale**: " + ", ".join(e.reduced))
     parts.append(f"seeds {', '.join(map(str, e.seeds))} (n = {len(e.seeds)})" if e.seeds else "seeds –")
+    if e.settle:
+        added = [s for r in e.settle for s in r["seeds"]]
+        parts.append(f"`--settle` added seeds {min(added)}–{max(added)} in {len(e.settle)} round(s) to the cells of "
+                     f"undecided comparisons (up to n = {len(e.seeds) + len(added)} per cell)")
     parts.append(f"{e.trials} trials")
     return "; ".join(parts)
 
