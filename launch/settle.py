@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -175,7 +174,3 @@ def plan_questions(plan) -> list[dict]:
     from lowbit_core.questions import describe, resolve
 
     return describe(resolve(plan.sweep.questions))
-
-
-def _stderr(line: str) -> None:
-    print(line, file=sys.stderr)
