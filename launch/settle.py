@@ -105,6 +105,9 @@ def run_settle(args, make_plan, run_once) -> int:
     elif margins and margins != state.get("margins"):
         raise ConfigError(f"--margin differs from the settle run recorded in {folder}/_settle.json "
                           f"({state.get('margins')}); a settle run keeps its margins")
+    elif args.max_seeds and args.max_seeds != state["max_seeds"]:
+        raise ConfigError(f"--max-seeds {args.max_seeds} differs from the settle run recorded in {folder}/_settle.json "
+                          f"({state['max_seeds']}): its alpha was spent over that cap; settle again in a new --results folder")
     budget_s = args.budget * 3600 if args.budget else math.inf
     started = time.time()
     plan = make_plan(tuple(state["rounds"]))

@@ -97,3 +97,23 @@ def test_smoke_sized_overrides_reduce_the_scale():
     assert reduced_by(json.loads(json.dumps(describe_plan(plan(sweep, "default"))))) == []
     assert reduced_by({**record, "overrides": {"multi.steps": 400}}) == []  # larger is not reduced
     assert reduced_by({"profile": "smoke"}) == ["profile smoke"]
+
+
+def test_a_settle_run_keeps_its_cap_and_margins(tmp_path):
+    """Alpha is spent over the recorded cap: another --max-seeds (or --margin) on the same folder is
+    one line, exit 2, before Ray (the state is read first)."""
+    from lowbit_sweeps.analysis.common.sequential import write_state
+
+    sweep_file = tmp_path / "tiny_settle.py"
+    sweep_file.write_text('from lowbit_core.sweep import Sweep, grid\n'
+                          'SWEEP = Sweep(name="tiny_settle", family="probe", metric="loss", base={"model.hidden": (8,)},\n'
+                          '              space={"model.kind": grid("fp", "binary")}, seeds=(0, 1),\n'
+                          '              questions=("multistep-vs-single",))\n')
+    folder = tmp_path / "res" / "tiny_settle"
+    folder.mkdir(parents=True)
+    write_state(folder, {"alpha": 0.05, "rho": 1.0, "max_seeds": 16, "schedule": [2, 3, 5, 8, 12, 16], "rounds": [],
+                         "looks": [], "margins": {}, "questions": ["multistep-vs-single"]})
+    res = run_sweep(sweep_file, "--results", tmp_path / "res", "--settle", "--max-seeds", "32")
+    assert res.returncode == 2 and "differs from the settle run recorded" in res.stderr and "ray" not in res.stderr.lower()
+    res = run_sweep(sweep_file, "--results", tmp_path / "res", "--settle", "--margin", "multistep-vs-single=0.5")
+    assert res.returncode == 2 and "a settle run keeps its margins" in res.stderr
